@@ -1,0 +1,207 @@
+//! The JSON API under `/api/v1`. It reads through the store only; it never
+//! calls ingestion.
+
+mod auth;
+
+use crate::app::AppState;
+use crate::error::AppError;
+use crate::store::{Issue, IssueDetail, IssueFilter, IssueSort, IssueStatus, Page, PageOf, Project, StoredEvent};
+use auth::ApiUser;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use booboo_core::timestamp;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+pub const DEFAULT_LIMIT: i64 = 50;
+pub const MAX_LIMIT: i64 = 500;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/projects", get(list_projects))
+        .route("/projects/{org}/{project}/issues", get(list_issues))
+        .route("/issues/{id}", get(get_issue).patch(patch_issue))
+        .route("/issues/{id}/events", get(issue_events))
+        .route("/events/{id}", get(get_event))
+        .fallback(|| async { AppError::not_found("API endpoint") })
+}
+
+type Params = Query<HashMap<String, String>>;
+type ApiResult = Result<Json<Value>, AppError>;
+
+fn time_text(ms: i64) -> String {
+    timestamp::format(timestamp::from_unix_millis(ms))
+}
+
+fn page_from(params: &HashMap<String, String>) -> Result<Page, AppError> {
+    let limit = match params.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| AppError::bad_request(format!("limit must be a whole number from 1 to {MAX_LIMIT}, got {text:?}")))?
+            .min(MAX_LIMIT),
+    };
+    let offset = match params.get("cursor").filter(|c| !c.is_empty()) {
+        None => 0,
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| AppError::bad_request("cursor is not one this API gave out; start again without it"))?,
+    };
+    Ok(Page { offset, limit })
+}
+
+fn list_json<T>(page: PageOf<T>, render: impl Fn(&T) -> Value) -> Value {
+    json!({
+        "items": page.items.iter().map(render).collect::<Vec<_>>(),
+        "next_cursor": page.next_offset.map(|o| o.to_string()),
+    })
+}
+
+fn parse_id(text: &str, what: &str) -> Result<i64, AppError> {
+    text.parse().map_err(|_| AppError::not_found(what))
+}
+
+pub fn project_json(p: &Project) -> Value {
+    json!({
+        "id": p.id,
+        "organization": p.org_slug,
+        "slug": p.slug,
+        "name": p.name,
+        "created_at": time_text(p.created_at),
+        "connected_at": p.connected_at.map(time_text),
+        "connected_sdk": p.connected_sdk,
+        "last_event_at": p.last_event_at.map(time_text),
+    })
+}
+
+pub fn issue_json(i: &Issue) -> Value {
+    json!({
+        "id": i.id,
+        "project_id": i.project_id,
+        "title": i.title,
+        "culprit": i.culprit,
+        "level": i.level,
+        "status": i.status,
+        "is_regression": i.is_regression,
+        "count": i.count,
+        "users": i.users,
+        "first_seen": time_text(i.first_seen),
+        "last_seen": time_text(i.last_seen),
+        "first_release": i.first_release,
+        "environments": i.environments,
+        "releases": i.releases,
+        "fingerprint": i.fingerprint,
+    })
+}
+
+fn issue_detail_json(d: &IssueDetail) -> Value {
+    let mut value = issue_json(&d.issue);
+    value["environment_counts"] = json!(d.environment_counts);
+    value["release_counts"] = json!(d.release_counts);
+    value["tags"] = json!(d.tags);
+    value
+}
+
+/// The stored event with its id, issue and arrival time alongside the
+/// normalised fields.
+pub fn event_json(e: &StoredEvent) -> Value {
+    let mut value: Value = serde_json::from_str(&e.payload).unwrap_or_else(|_| json!({}));
+    if let Value::Object(map) = &mut value {
+        map.insert("id".into(), json!(e.event_id));
+        map.insert("issue_id".into(), json!(e.issue_id));
+        map.insert("project_id".into(), json!(e.project_id));
+        map.insert("received_at".into(), json!(time_text(e.received_at)));
+    }
+    value
+}
+
+async fn list_projects(State(state): State<AppState>, ApiUser(user): ApiUser) -> ApiResult {
+    let projects = state.store.projects_for(user.viewer()).await?;
+    Ok(Json(json!({ "items": projects.iter().map(project_json).collect::<Vec<_>>(), "next_cursor": null })))
+}
+
+fn issue_filter_from(params: &HashMap<String, String>) -> Result<IssueFilter, AppError> {
+    let non_empty = |key: &str| params.get(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let status = match params.get("status").map(String::as_str) {
+        None | Some("") => Some(IssueStatus::Unresolved),
+        Some("all") => None,
+        Some(text) => Some(IssueStatus::parse(text).ok_or_else(|| {
+            AppError::bad_request(format!("status must be unresolved, resolved, ignored or all, got {text:?}"))
+        })?),
+    };
+    let sort = match params.get("sort").map(String::as_str) {
+        None | Some("") => IssueSort::default(),
+        Some(text) => IssueSort::parse(text).ok_or_else(|| {
+            AppError::bad_request(format!("sort must be last_seen, first_seen, events or users, got {text:?}"))
+        })?,
+    };
+    Ok(IssueFilter {
+        environment: params.get("environment").cloned(),
+        release: non_empty("release"),
+        status,
+        level: non_empty("level"),
+        query: non_empty("query"),
+        sort,
+    })
+}
+
+async fn list_issues(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path((org, project)): Path<(String, String)>,
+    Query(params): Params,
+) -> ApiResult {
+    let project = state.store.project_for(user.viewer(), &org, &project).await?.ok_or_else(|| AppError::not_found("project"))?;
+    let filter = issue_filter_from(&params)?;
+    let page = state.store.list_issues(user.viewer(), project.id, &filter, page_from(&params)?).await?;
+    Ok(Json(list_json(page, issue_json)))
+}
+
+async fn get_issue(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>) -> ApiResult {
+    let id = parse_id(&id, "issue")?;
+    let detail = state.store.issue_detail(user.viewer(), id).await?.ok_or_else(|| AppError::not_found("issue"))?;
+    Ok(Json(issue_detail_json(&detail)))
+}
+
+async fn patch_issue(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    let id = parse_id(&id, "issue")?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| AppError::bad_request(format!("body must be JSON such as {{\"status\": \"resolved\"}}: {e}")))?;
+    let status = match value.get("status") {
+        Some(Value::String(s)) => IssueStatus::parse(s).ok_or_else(|| {
+            AppError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("status must be unresolved, resolved or ignored, got {s:?}"))
+        })?,
+        _ => {
+            return Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "field `status` is required: one of unresolved, resolved, ignored",
+            ))
+        }
+    };
+    let issue = state.store.set_issue_status(user.viewer(), id, status).await?.ok_or_else(|| AppError::not_found("issue"))?;
+    Ok(Json(issue_json(&issue)))
+}
+
+async fn issue_events(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+    Query(params): Params,
+) -> ApiResult {
+    let id = parse_id(&id, "issue")?;
+    let page = state.store.issue_events(user.viewer(), id, page_from(&params)?).await?.ok_or_else(|| AppError::not_found("issue"))?;
+    Ok(Json(list_json(page, event_json)))
+}
+
+async fn get_event(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>) -> ApiResult {
+    let event_id = booboo_core::booboo_payload::normalise_event_id(&id).ok_or_else(|| AppError::not_found("event"))?;
+    let event = state.store.event(user.viewer(), &event_id).await?.ok_or_else(|| AppError::not_found("event"))?;
+    Ok(Json(event_json(&event)))
+}

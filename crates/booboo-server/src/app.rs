@@ -1,0 +1,57 @@
+//! The router: every HTTP entry point, built without a socket so that tests
+//! can call it directly.
+
+use crate::api;
+use crate::config::Config;
+use crate::ingest;
+use crate::ingest::writer::Writer;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub writer: Writer,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<Config>,
+}
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", post(ingest::receive).get(front_page))
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
+        .nest("/api/v1", api::routes())
+        .with_state(state)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+async fn front_page() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "booboo is running.\nSend events with POST / (X-Booboo-DSN header); read them at /api/v1.\n",
+    )
+        .into_response()
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => Json(serde_json::json!({ "status": "ok", "store": state.store.backend().as_str() })).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "unavailable", "detail": e.to_string() })))
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(state.writer.depth(), state.writer.capacity()),
+    )
+        .into_response()
+}

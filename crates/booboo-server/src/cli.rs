@@ -1,0 +1,290 @@
+//! The command line: `booboo serve` and the administration commands. Each
+//! command loads the one configuration, opens the store, does one thing.
+
+use crate::config::{Config, Overrides};
+use crate::store::{self, Role, Store};
+use crate::{clock, secrets, serve};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "booboo", version, about = "booboo: a self-hosted error tracker in one binary")]
+struct Cli {
+    /// A file of `key = value` settings, below environment variables and flags.
+    #[arg(long, global = true, env = "BOOBOO_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where booboo keeps its data (the SQLite database by default).
+    #[arg(long, global = true, env = "BOOBOO_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// sqlite:PATH or postgres://…; default: a SQLite file in the data dir.
+    #[arg(long, global = true, env = "BOOBOO_DATABASE_URL", value_name = "URL")]
+    database_url: Option<String>,
+    /// Address to listen on (default 127.0.0.1:8000).
+    #[arg(long, global = true, env = "BOOBOO_BIND", value_name = "ADDR")]
+    bind: Option<String>,
+    /// The URL clients reach this server at, used in DSNs (default from --bind).
+    #[arg(long, global = true, env = "BOOBOO_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+    /// Largest accepted event body, after decompression (default 1 MiB).
+    #[arg(long, global = true, env = "BOOBOO_MAX_BODY_BYTES", value_name = "BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Events that may wait for the database before clients are told to retry.
+    #[arg(long, global = true, env = "BOOBOO_QUEUE_CAPACITY", value_name = "EVENTS")]
+    queue_capacity: Option<usize>,
+    /// Most events stored in one transaction.
+    #[arg(long, global = true, env = "BOOBOO_MAX_BATCH", value_name = "EVENTS")]
+    max_batch: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: ingestion, API and dashboard.
+    Serve,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage organisation memberships.
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// Manage projects.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input or BOOBOO_PASSWORD.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// An installation administrator sees every organisation.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum MemberCommand {
+    /// Make a user a member of an organisation (or change their role).
+    Add {
+        org: String,
+        email: String,
+        #[arg(long, value_enum, default_value = "member")]
+        role: RoleArg,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Member,
+    Admin,
+}
+
+#[derive(Subcommand)]
+enum ProjectCommand {
+    /// Create ORG/PROJECT (and the organisation if needed); prints its DSN last.
+    Create {
+        #[arg(value_name = "ORG/PROJECT")]
+        path: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token for a user; prints it last.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "cli")]
+        label: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration, secrets redacted.
+    Show,
+}
+
+/// Parses the command line and runs it; the error is one line for a person.
+pub fn run() -> Result<(), String> {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) => {
+            let _ = e.print();
+            return if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                Err("a command is needed; see the list above".into())
+            } else {
+                Ok(())
+            };
+        }
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            return Err(format!("{first} (see booboo --help)"));
+        }
+    };
+    let config = Config::load(Overrides {
+        config_file: cli.config,
+        bind: cli.bind,
+        data_dir: cli.data_dir,
+        database_url: cli.database_url,
+        public_url: cli.public_url,
+        max_body_bytes: cli.max_body_bytes,
+        queue_capacity: cli.queue_capacity,
+        max_batch: cli.max_batch,
+    })?;
+    if let Command::Config(ConfigCommand::Show) = cli.command {
+        print!("{}", config.show());
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async move {
+        if let Command::Serve = cli.command {
+            return serve::serve(config).await;
+        }
+        validate_arguments(&cli.command)?;
+        let store = open_store(&config).await?;
+        match cli.command {
+            Command::User(UserCommand::Create { email, admin }) => create_user(&*store, &email, admin).await,
+            Command::Member(MemberCommand::Add { org, email, role }) => add_member(&*store, &org, &email, role).await,
+            Command::Project(ProjectCommand::Create { path }) => create_project(&*store, &config, &path).await,
+            Command::Token(TokenCommand::Create { email, label }) => create_token(&*store, &email, &label).await,
+            Command::Serve | Command::Config(_) => unreachable!("handled above"),
+        }
+    })
+}
+
+/// Checks what can be checked without the database, so that a typo never
+/// creates a data directory.
+fn validate_arguments(command: &Command) -> Result<(), String> {
+    match command {
+        Command::User(UserCommand::Create { email, .. })
+        | Command::Member(MemberCommand::Add { email, .. })
+        | Command::Token(TokenCommand::Create { email, .. }) => check_email(email).map(|_| ()),
+        Command::Project(ProjectCommand::Create { path }) => split_project_path(path).map(|_| ()),
+        Command::Serve | Command::Config(_) => Ok(()),
+    }
+}
+
+fn split_project_path(path: &str) -> Result<(&str, &str), String> {
+    let (org, project) = path.split_once('/').ok_or_else(|| format!("{path:?} must be ORG/PROJECT, such as acme/web"))?;
+    check_slug(org, "organisation")?;
+    check_slug(project, "project")?;
+    Ok((org, project))
+}
+
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
+    if config.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| format!("cannot create the data directory {}: {e}", config.data_dir.display()))?;
+    }
+    store::open(&config.database_url).await.map_err(|e| e.to_string())
+}
+
+fn check_email(email: &str) -> Result<String, String> {
+    let email = email.trim().to_ascii_lowercase();
+    let valid = email.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.') || host == "localhost")
+        && !email.contains(char::is_whitespace);
+    if valid {
+        Ok(email)
+    } else {
+        Err(format!("{email:?} is not an email address"))
+    }
+}
+
+/// Slugs appear in URLs and DSNs: lowercase letters, digits, `-` and `_`.
+pub fn check_slug(slug: &str, what: &str) -> Result<(), String> {
+    let ok = !slug.is_empty()
+        && slug.len() <= 50
+        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && slug.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} {slug:?} must be 1 to 50 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+        ))
+    }
+}
+
+fn read_password() -> Result<String, String> {
+    let password = match std::env::var("BOOBOO_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut input = String::new();
+            std::io::stdin().read_to_string(&mut input).map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+            input.trim_end_matches(['\n', '\r']).to_string()
+        }
+    };
+    if password.chars().count() < 8 {
+        return Err("the password must be at least 8 characters (give it on standard input or in BOOBOO_PASSWORD)".into());
+    }
+    Ok(password)
+}
+
+async fn create_user(store: &dyn Store, email: &str, admin: bool) -> Result<(), String> {
+    let email = check_email(email)?;
+    let password = read_password()?;
+    let hash = secrets::hash_password(&password)?;
+    let user = store.create_user(&email, &hash, admin, clock::now_millis()).await.map_err(|e| e.to_string())?;
+    println!("Created {} {}.", if admin { "administrator" } else { "user" }, user.email);
+    Ok(())
+}
+
+async fn user_named(store: &dyn Store, email: &str) -> Result<crate::store::User, String> {
+    let email = check_email(email)?;
+    store
+        .user_by_email(&email)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no user with the email {email}; create one with `booboo user create --email {email}`"))
+}
+
+async fn add_member(store: &dyn Store, org: &str, email: &str, role: RoleArg) -> Result<(), String> {
+    let user = user_named(store, email).await?;
+    let role = match role {
+        RoleArg::Member => Role::Member,
+        RoleArg::Admin => Role::Admin,
+    };
+    store.set_membership(org, user.id, role).await.map_err(|e| e.to_string())?;
+    println!("{} is now {} of {org}.", user.email, if role == Role::Admin { "an admin" } else { "a member" });
+    Ok(())
+}
+
+async fn create_project(store: &dyn Store, config: &Config, path: &str) -> Result<(), String> {
+    let (org, project) = split_project_path(path)?;
+    let (project, key) = store
+        .create_project(org, project, &secrets::new_ingest_token(), clock::now_millis())
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("Created project {}/{}.", project.org_slug, project.slug);
+    println!("Send errors to it with this DSN:");
+    println!("{}", config.dsn(&key.token, &project.org_slug, &project.slug));
+    Ok(())
+}
+
+async fn create_token(store: &dyn Store, email: &str, label: &str) -> Result<(), String> {
+    let user = user_named(store, email).await?;
+    let token = secrets::new_api_token();
+    store
+        .create_api_token(user.id, &secrets::token_hash(&token), label, clock::now_millis())
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("API token for {} (shown once; use it as `Authorization: Bearer TOKEN`):", user.email);
+    println!("{token}");
+    Ok(())
+}

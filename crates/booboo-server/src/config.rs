@@ -1,0 +1,176 @@
+//! The one configuration: defaults < config file < `BOOBOO_*` environment
+//! variables < command-line flags. Flags and variables are read by clap
+//! (see `cli.rs`); this file layers them over the file and the defaults.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
+pub const DEFAULT_DATA_DIR: &str = "./booboo-data";
+/// Existing clients send up to 100 KB; a megabyte leaves room for our own.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
+pub const DEFAULT_MAX_BATCH: usize = 500;
+
+#[derive(Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub public_url: String,
+    pub max_body_bytes: usize,
+    pub queue_capacity: usize,
+    pub max_batch: usize,
+}
+
+/// What the user set, from flags or the environment (clap merges those two).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub bind: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub public_url: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub queue_capacity: Option<usize>,
+    pub max_batch: Option<usize>,
+}
+
+impl Config {
+    pub fn load(overrides: Overrides) -> Result<Config, String> {
+        let file = match &overrides.config_file {
+            Some(path) => read_file(path)?,
+            None => BTreeMap::new(),
+        };
+        let text = |flag: Option<String>, key: &str| flag.or_else(|| file.get(key).cloned());
+        let number = |flag: Option<usize>, key: &str, default: usize| -> Result<usize, String> {
+            match flag {
+                Some(n) => Ok(n),
+                None => match file.get(key) {
+                    Some(v) => v.parse().map_err(|_| format!("config file: `{key}` must be a whole number, got {v:?}")),
+                    None => Ok(default),
+                },
+            }
+        };
+
+        let bind_text = text(overrides.bind, "bind").unwrap_or_else(|| DEFAULT_BIND.into());
+        let bind: SocketAddr = bind_text
+            .parse()
+            .map_err(|_| format!("--bind: {bind_text:?} is not an address such as 127.0.0.1:8000"))?;
+        let data_dir = overrides
+            .data_dir
+            .or_else(|| file.get("data_dir").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let database_url = text(overrides.database_url, "database_url")
+            .unwrap_or_else(|| format!("sqlite:{}", data_dir.join("booboo.db").display()));
+        let public_url = text(overrides.public_url, "public_url").unwrap_or_else(|| public_url_for(bind));
+        let public_url = public_url.trim_end_matches('/').to_string();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(format!("--public-url: {public_url:?} must start with http:// or https://"));
+        }
+        let max_body_bytes = number(overrides.max_body_bytes, "max_body_bytes", DEFAULT_MAX_BODY_BYTES)?;
+        if max_body_bytes < 102_400 {
+            return Err(format!(
+                "--max-body-bytes: {max_body_bytes} is below 102400, the size existing clients send"
+            ));
+        }
+        let queue_capacity = number(overrides.queue_capacity, "queue_capacity", DEFAULT_QUEUE_CAPACITY)?.max(1);
+        let max_batch = number(overrides.max_batch, "max_batch", DEFAULT_MAX_BATCH)?.max(1);
+        Ok(Config { bind, data_dir, database_url, public_url, max_body_bytes, queue_capacity, max_batch })
+    }
+
+    /// The ingestion DSN of a project in URL form (`shared/protocol.md`).
+    pub fn dsn(&self, token: &str, org: &str, project: &str) -> String {
+        let (scheme, host) = self.public_url.split_once("://").unwrap_or(("http", &self.public_url));
+        let host = host.split('/').next().unwrap_or(host);
+        format!("{scheme}://{token}@{host}/{org}/{project}")
+    }
+
+    /// `key = value` lines, secrets redacted, for `booboo config show`.
+    pub fn show(&self) -> String {
+        format!(
+            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\n",
+            self.bind,
+            self.data_dir.display(),
+            crate::store::redact_url(&self.database_url),
+            self.public_url,
+            self.max_body_bytes,
+            self.queue_capacity,
+            self.max_batch
+        )
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.show())
+    }
+}
+
+/// A listening address turned into a URL clients can reach.
+fn public_url_for(bind: SocketAddr) -> String {
+    let host = if bind.ip().is_unspecified() { "127.0.0.1".to_string() } else { bind.ip().to_string() };
+    let host = if bind.is_ipv6() && !bind.ip().is_unspecified() { format!("[{host}]") } else { host };
+    format!("http://{host}:{}", bind.port())
+}
+
+/// Reads `key = value` lines; `#` starts a comment; values may be quoted.
+fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let mut values = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| format!("{}:{}: expected `key = value`", path.display(), n + 1))?;
+        let key = key.trim();
+        if !["bind", "data_dir", "database_url", "public_url", "max_body_bytes", "queue_capacity", "max_batch"].contains(&key) {
+            return Err(format!("{}:{}: unknown setting `{key}`", path.display(), n + 1));
+        }
+        let value = value.trim().trim_matches('"').to_string();
+        values.insert(key.to_string(), value);
+    }
+    Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("booboo.conf");
+        std::fs::write(&file, "# comment\nbind = \"0.0.0.0:9000\"\nmax_body_bytes = 200000\n").unwrap();
+        let config = Config::load(Overrides {
+            config_file: Some(file),
+            max_body_bytes: Some(300_000),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(config.bind.to_string(), "0.0.0.0:9000");
+        assert_eq!(config.public_url, "http://127.0.0.1:9000");
+        assert_eq!(config.max_body_bytes, 300_000);
+        assert_eq!(config.database_url, "sqlite:./booboo-data/booboo.db");
+    }
+
+    #[test]
+    fn dsn_uses_the_public_url() {
+        let config = Config::load(Overrides { public_url: Some("https://errors.example.com/".into()), ..Overrides::default() })
+            .unwrap();
+        assert_eq!(config.dsn("abc", "acme", "web"), "https://abc@errors.example.com/acme/web");
+    }
+
+    #[test]
+    fn bad_values_say_what_is_wrong() {
+        let err = Config::load(Overrides { bind: Some("nope".into()), ..Overrides::default() }).err().unwrap();
+        assert!(err.contains("--bind"), "{err}");
+        let err = Config::load(Overrides { max_body_bytes: Some(10), ..Overrides::default() }).err().unwrap();
+        assert!(err.contains("102400"), "{err}");
+    }
+}

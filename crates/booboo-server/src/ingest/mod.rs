@@ -1,0 +1,113 @@
+//! Receiving events: `POST /` of the booboo protocol. Authenticate, read the
+//! body within its limit, parse and normalise through the core, then hand
+//! the event to the group-commit writer and answer once it is committed.
+
+mod body;
+pub mod rejection;
+pub mod writer;
+
+use crate::app::AppState;
+use crate::clock;
+use crate::secrets;
+use crate::store::{NewEvent, StoreOutcome};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use booboo_core::booboo_payload::{self, Payload};
+use booboo_core::{timestamp, Event};
+use rejection::Rejection;
+use writer::SubmitError;
+
+pub use body::read_limited;
+
+pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match accept(&state, &headers, body).await {
+        Ok(response) => response,
+        Err(rejection) => rejection.respond(&state.metrics),
+    }
+}
+
+async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, Rejection> {
+    let token = headers
+        .get("x-booboo-dsn")
+        .and_then(|v| v.to_str().ok())
+        .map(token_from_header)
+        .filter(|t| !t.is_empty())
+        .ok_or(Rejection::MissingToken { header: "X-Booboo-DSN" })?;
+    let target = state
+        .store
+        .ingest_target(token)
+        .await
+        .map_err(|_| Rejection::StoreUnavailable)?
+        .ok_or(Rejection::UnknownToken)?;
+    let bytes = read_limited(headers, body, state.config.max_body_bytes).await?;
+    let received = clock::now();
+    match booboo_payload::parse(&bytes, received, &secrets::new_event_id()).map_err(Rejection::Payload)? {
+        Payload::Handshake { sdk } => {
+            state
+                .store
+                .record_handshake(target.project_id, &sdk, timestamp::unix_millis(received))
+                .await
+                .map_err(|_| Rejection::StoreUnavailable)?;
+            state.metrics.handshake_accepted();
+            Ok(Json(serde_json::json!({ "ok": true })).into_response())
+        }
+        Payload::Event(event) => {
+            let id = store_event(state, target.project_id, *event, received).await?;
+            Ok(Json(serde_json::json!({ "id": id })).into_response())
+        }
+    }
+}
+
+/// The header carries the bare token; a client that sends the whole URL
+/// form by mistake is understood rather than refused.
+fn token_from_header(value: &str) -> &str {
+    let value = value.trim();
+    match value.split_once("://") {
+        Some((_, rest)) => rest.split_once('@').map(|(user, _)| user).unwrap_or(""),
+        None => value,
+    }
+}
+
+/// Processes a normalised event (from any wire format) and waits until it is
+/// stored. Returns the event id the client should see.
+pub async fn store_event(
+    state: &AppState,
+    project_id: i64,
+    event: Event,
+    received: time::OffsetDateTime,
+) -> Result<String, Rejection> {
+    let new_event = prepare(project_id, event, received);
+    let id = new_event.processed.event.event_id.clone();
+    match state.writer.submit(new_event).await {
+        Ok(StoreOutcome::Stored { .. }) => state.metrics.event_accepted(),
+        Ok(StoreOutcome::Duplicate) => state.metrics.duplicate_accepted(),
+        Err(SubmitError::QueueFull) => return Err(Rejection::QueueFull),
+        Err(SubmitError::Closed) => return Err(Rejection::ShuttingDown),
+        Err(SubmitError::Store(e)) => {
+            tracing::error!("storing an event failed: {e}");
+            return Err(Rejection::StoreUnavailable);
+        }
+    }
+    Ok(id)
+}
+
+fn prepare(project_id: i64, event: Event, received: time::OffsetDateTime) -> NewEvent {
+    let received_at = timestamp::unix_millis(received);
+    let occurred_at = timestamp::parse(&event.timestamp).map(timestamp::unix_millis).unwrap_or(received_at);
+    let processed = booboo_core::process(event);
+    let payload = serde_json::to_string(&processed.event).unwrap_or_else(|_| "{}".into());
+    NewEvent { project_id, received_at, occurred_at, processed, payload }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn token_is_taken_from_a_url_form_dsn_too() {
+        assert_eq!(super::token_from_header(" abc "), "abc");
+        assert_eq!(super::token_from_header("http://abc@host:8000/o/p"), "abc");
+        assert_eq!(super::token_from_header("http://host/o/p"), "");
+    }
+}

@@ -1,0 +1,14 @@
+//! The booboo server: receive → normalise (booboo-core) → group → store →
+//! API. See ARCHITECTURE.md for the map and its invariants.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod secrets;
+pub mod serve;
+pub mod store;

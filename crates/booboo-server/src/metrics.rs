@@ -1,0 +1,103 @@
+//! Counters for `/metrics`, written in Prometheus' text format by hand: the
+//! handful we need does not justify a metrics crate.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the store latency histogram, in seconds.
+const LATENCY_BUCKETS: [f64; 9] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
+
+#[derive(Default)]
+pub struct Metrics {
+    accepted: AtomicU64,
+    duplicates: AtomicU64,
+    handshakes: AtomicU64,
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+    batches: AtomicU64,
+    batched_events: AtomicU64,
+    largest_batch: AtomicU64,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_micros: AtomicU64,
+}
+
+impl Metrics {
+    pub fn event_accepted(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn duplicate_accepted(&self) {
+        self.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn handshake_accepted(&self) {
+        self.handshakes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one rejected request under its reason.
+    pub fn rejected(&self, reason: &'static str) {
+        *self.rejected.lock().unwrap_or_else(|p| p.into_inner()).entry(reason).or_default() += 1;
+    }
+
+    pub fn rejected_count(&self, reason: &str) -> u64 {
+        self.rejected.lock().unwrap_or_else(|p| p.into_inner()).get(reason).copied().unwrap_or(0)
+    }
+
+    pub fn batch_committed(&self, size: usize, took: Duration) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.batched_events.fetch_add(size as u64, Ordering::Relaxed);
+        self.largest_batch.fetch_max(size as u64, Ordering::Relaxed);
+        let secs = took.as_secs_f64();
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn render(&self, queue_depth: usize, queue_capacity: usize) -> String {
+        let mut out = String::new();
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let _ = writeln!(out, "# HELP booboo_events_accepted_total Events stored and acknowledged.");
+        let _ = writeln!(out, "# TYPE booboo_events_accepted_total counter");
+        let _ = writeln!(out, "booboo_events_accepted_total {}", get(&self.accepted));
+        let _ = writeln!(out, "# HELP booboo_events_duplicate_total Retried events acknowledged without storing twice.");
+        let _ = writeln!(out, "# TYPE booboo_events_duplicate_total counter");
+        let _ = writeln!(out, "booboo_events_duplicate_total {}", get(&self.duplicates));
+        let _ = writeln!(out, "# HELP booboo_handshakes_total Client handshakes recorded.");
+        let _ = writeln!(out, "# TYPE booboo_handshakes_total counter");
+        let _ = writeln!(out, "booboo_handshakes_total {}", get(&self.handshakes));
+        let _ = writeln!(out, "# HELP booboo_events_rejected_total Requests refused, by reason.");
+        let _ = writeln!(out, "# TYPE booboo_events_rejected_total counter");
+        for (reason, count) in self.rejected.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "booboo_events_rejected_total{{reason=\"{reason}\"}} {count}");
+        }
+        let _ = writeln!(out, "# HELP booboo_ingest_queue_depth Events waiting for the writer.");
+        let _ = writeln!(out, "# TYPE booboo_ingest_queue_depth gauge");
+        let _ = writeln!(out, "booboo_ingest_queue_depth {queue_depth}");
+        let _ = writeln!(out, "# TYPE booboo_ingest_queue_capacity gauge");
+        let _ = writeln!(out, "booboo_ingest_queue_capacity {queue_capacity}");
+        let _ = writeln!(out, "# HELP booboo_batches_total Transactions committed by the writer.");
+        let _ = writeln!(out, "# TYPE booboo_batches_total counter");
+        let _ = writeln!(out, "booboo_batches_total {}", get(&self.batches));
+        let _ = writeln!(out, "# HELP booboo_batch_events_total Events in committed batches (divide by batches for the mean size).");
+        let _ = writeln!(out, "# TYPE booboo_batch_events_total counter");
+        let _ = writeln!(out, "booboo_batch_events_total {}", get(&self.batched_events));
+        let _ = writeln!(out, "# TYPE booboo_batch_size_max gauge");
+        let _ = writeln!(out, "booboo_batch_size_max {}", get(&self.largest_batch));
+        let _ = writeln!(out, "# HELP booboo_store_batch_seconds Time to store and commit one batch.");
+        let _ = writeln!(out, "# TYPE booboo_store_batch_seconds histogram");
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            let _ = writeln!(out, "booboo_store_batch_seconds_bucket{{le=\"{bound}\"}} {}", get(&self.latency_buckets[i]));
+        }
+        let _ = writeln!(out, "booboo_store_batch_seconds_bucket{{le=\"+Inf\"}} {}", get(&self.latency_count));
+        let _ = writeln!(out, "booboo_store_batch_seconds_sum {}", get(&self.latency_micros) as f64 / 1e6);
+        let _ = writeln!(out, "booboo_store_batch_seconds_count {}", get(&self.latency_count));
+        out
+    }
+}

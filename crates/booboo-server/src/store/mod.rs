@@ -1,0 +1,368 @@
+//! The one storage seam. Everything that reads or writes the database goes
+//! through [`Store`], whose methods are domain verbs; no SQL lives outside
+//! this folder. One implementation per backend, one file each.
+
+mod migrations;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use booboo_core::ProcessedEvent;
+use serde::Serialize;
+use std::fmt;
+use std::sync::Arc;
+
+pub use migrations::{migration_names, Backend};
+
+/// A failure of the storage layer, with what was being done.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The database could not be reached or answered with an error; worth
+    /// retrying later.
+    Unavailable(String),
+    /// A uniqueness or reference rule refused the write.
+    Conflict(String),
+    /// The request names something that does not exist.
+    NotFound(String),
+    /// The database is in a state this binary cannot work with.
+    Incompatible(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(m) => write!(f, "database unavailable: {m}"),
+            StoreError::Conflict(m) | StoreError::NotFound(m) | StoreError::Incompatible(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Who is asking: reads are limited to the organisations a user belongs to,
+/// unless they administer the installation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Viewer {
+    pub user_id: i64,
+    pub is_admin: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub is_admin: bool,
+    #[serde(skip)]
+    pub password_hash: String,
+}
+
+impl User {
+    pub fn viewer(&self) -> Viewer {
+        Viewer { user_id: self.id, is_admin: self.is_admin }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Member,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Project {
+    pub id: i64,
+    pub org_slug: String,
+    pub slug: String,
+    pub name: String,
+    pub created_at: i64,
+    /// When a client last said hello (the handshake), and which SDK it was.
+    pub connected_at: Option<i64>,
+    pub connected_sdk: Option<String>,
+    pub last_event_at: Option<i64>,
+}
+
+/// A project's ingestion key: the token inside its DSN.
+#[derive(Clone, Serialize)]
+pub struct ProjectKey {
+    pub id: i64,
+    pub project_id: i64,
+    pub token: String,
+    pub label: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl fmt::Debug for ProjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProjectKey").field("id", &self.id).field("project_id", &self.project_id).finish_non_exhaustive()
+    }
+}
+
+/// What ingestion needs to know about the project a token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestTarget {
+    pub project_id: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IssueStatus {
+    Unresolved,
+    Resolved,
+    Ignored,
+}
+
+impl IssueStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssueStatus::Unresolved => "unresolved",
+            IssueStatus::Resolved => "resolved",
+            IssueStatus::Ignored => "ignored",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<IssueStatus> {
+        match text {
+            "unresolved" => Some(IssueStatus::Unresolved),
+            "resolved" => Some(IssueStatus::Resolved),
+            "ignored" => Some(IssueStatus::Ignored),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Issue {
+    pub id: i64,
+    pub project_id: i64,
+    pub title: String,
+    pub culprit: String,
+    pub level: String,
+    pub status: IssueStatus,
+    pub is_regression: bool,
+    pub count: i64,
+    pub users: i64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub first_release: Option<String>,
+    pub fingerprint: String,
+    /// Names of the environments and releases the issue was seen in.
+    pub environments: Vec<String>,
+    pub releases: Vec<String>,
+}
+
+/// Counts of one value (an environment, a release, a tag value) on an issue.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ValueCount {
+    pub value: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TagCounts {
+    pub key: String,
+    pub values: Vec<ValueCount>,
+}
+
+/// An issue with everything the issue page and `GET /issues/{id}` show.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssueDetail {
+    #[serde(flatten)]
+    pub issue: Issue,
+    pub environment_counts: Vec<ValueCount>,
+    pub release_counts: Vec<ValueCount>,
+    pub tags: Vec<TagCounts>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IssueSort {
+    #[default]
+    LastSeen,
+    FirstSeen,
+    Events,
+    Users,
+}
+
+impl IssueSort {
+    pub fn parse(text: &str) -> Option<IssueSort> {
+        match text {
+            "last_seen" => Some(IssueSort::LastSeen),
+            "first_seen" => Some(IssueSort::FirstSeen),
+            "events" => Some(IssueSort::Events),
+            "users" => Some(IssueSort::Users),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IssueFilter {
+    pub environment: Option<String>,
+    pub release: Option<String>,
+    /// `None` means every status.
+    pub status: Option<IssueStatus>,
+    pub level: Option<String>,
+    pub query: Option<String>,
+    pub sort: IssueSort,
+}
+
+/// Offset pagination: simple, and stable enough for lists a person pages
+/// through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub offset: i64,
+    pub limit: i64,
+}
+
+/// One page of results and whether there is another.
+#[derive(Debug, Clone)]
+pub struct PageOf<T> {
+    pub items: Vec<T>,
+    pub next_offset: Option<i64>,
+}
+
+impl<T> PageOf<T> {
+    /// Builds a page from a query that fetched `limit + 1` rows.
+    pub fn from_overfetch(mut rows: Vec<T>, page: Page) -> Self {
+        let more = rows.len() as i64 > page.limit;
+        rows.truncate(page.limit as usize);
+        PageOf { items: rows, next_offset: more.then_some(page.offset + page.limit) }
+    }
+}
+
+/// A stored event as the API returns it.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub event_id: String,
+    pub issue_id: i64,
+    pub project_id: i64,
+    pub received_at: i64,
+    /// The normalised event as JSON text, exactly as stored.
+    pub payload: String,
+}
+
+/// One event on its way into the store, with the time it arrived.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub project_id: i64,
+    pub received_at: i64,
+    pub occurred_at: i64,
+    pub processed: ProcessedEvent,
+    /// The normalised event serialised once, off the writer's path.
+    pub payload: String,
+}
+
+/// What happened to one event of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreOutcome {
+    Stored { issue_id: i64 },
+    /// An event with this `(project, event_id)` was already stored.
+    Duplicate,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is, for logs and `/metrics`.
+    fn backend(&self) -> Backend;
+
+    /// A cheap round trip, for `/healthz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // --- ingestion -------------------------------------------------------
+
+    /// The project an ingestion token may send to, if the token is live.
+    async fn ingest_target(&self, token: &str) -> StoreResult<Option<IngestTarget>>;
+
+    async fn record_handshake(&self, project_id: i64, sdk: &str, at: i64) -> StoreResult<()>;
+
+    /// Stores a batch in one transaction. Either every event of the batch is
+    /// committed (outcomes in order) or none is (an error).
+    async fn store_events(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreOutcome>>;
+
+    // --- people and access ------------------------------------------------
+
+    async fn create_user(&self, email: &str, password_hash: &str, is_admin: bool, at: i64) -> StoreResult<User>;
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    async fn user_count(&self) -> StoreResult<i64>;
+    /// Adds a membership or changes its role.
+    async fn set_membership(&self, org_slug: &str, user_id: i64, role: Role) -> StoreResult<()>;
+    async fn create_api_token(&self, user_id: i64, token_hash: &str, label: &str, at: i64) -> StoreResult<()>;
+    async fn user_for_api_token(&self, token_hash: &str) -> StoreResult<Option<User>>;
+
+    // --- projects ---------------------------------------------------------
+
+    /// Creates the organisation if needed and the project with its first key.
+    /// `Conflict` if the project exists.
+    async fn create_project(&self, org_slug: &str, project_slug: &str, token: &str, at: i64) -> StoreResult<(Project, ProjectKey)>;
+    /// A project with its live keys, looked up without access checks (CLI).
+    async fn project_with_keys(&self, org_slug: &str, project_slug: &str) -> StoreResult<Option<(Project, Vec<ProjectKey>)>>;
+    async fn projects_for(&self, viewer: Viewer) -> StoreResult<Vec<Project>>;
+    async fn project_for(&self, viewer: Viewer, org_slug: &str, project_slug: &str) -> StoreResult<Option<Project>>;
+
+    // --- issues and events --------------------------------------------------
+
+    async fn list_issues(&self, viewer: Viewer, project_id: i64, filter: &IssueFilter, page: Page) -> StoreResult<PageOf<Issue>>;
+    async fn issue_detail(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<IssueDetail>>;
+    /// Changes an issue's status; resolving or reopening clears the
+    /// regression mark.
+    async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>>;
+    /// Events of an issue, newest first.
+    async fn issue_events(&self, viewer: Viewer, issue_id: i64, page: Page) -> StoreResult<Option<PageOf<StoredEvent>>>;
+    async fn event(&self, viewer: Viewer, event_id: &str) -> StoreResult<Option<StoredEvent>>;
+}
+
+/// Opens the store a database URL names, creating and migrating it.
+pub async fn open(database_url: &str) -> StoreResult<Arc<dyn Store>> {
+    if database_url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open(database_url).await?))
+    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Err(StoreError::Incompatible(
+            "PostgreSQL is not supported by this build yet; use a sqlite: URL (the default)".into(),
+        ))
+    } else {
+        Err(StoreError::Incompatible(format!(
+            "unsupported database URL {:?}: expected sqlite:PATH or postgres://…",
+            redact_url(database_url)
+        )))
+    }
+}
+
+/// A database URL with its password replaced, for logs and `config show`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, String::new()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:[redacted]@{host}{path}")
+            } else {
+                format!("{scheme}://{user}@{host}{path}")
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redact_url_hides_only_the_password() {
+        assert_eq!(super::redact_url("postgres://bob:s3cret@db:5432/booboo"), "postgres://bob:[redacted]@db:5432/booboo");
+        assert_eq!(super::redact_url("postgres://bob@db/booboo"), "postgres://bob@db/booboo");
+        assert_eq!(super::redact_url("sqlite:./booboo-data/booboo.db"), "sqlite:./booboo-data/booboo.db");
+    }
+}
