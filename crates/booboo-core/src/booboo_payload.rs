@@ -157,7 +157,9 @@ fn read_event(
     };
     let timestamp = match obj.get("timestamp") {
         None | Some(Value::Null) => received_at,
-        Some(value) => timestamp::parse_value(value).map_err(|problem| FieldError { path: "timestamp".into(), problem })?,
+        Some(value) => {
+            timestamp::parse_value(value).map_err(|problem| FieldError { path: "timestamp".into(), problem })?
+        }
     };
 
     let (user, sdk, runtime, contexts) = read_context(jr::opt_object(&obj, "context", "")?)?;
@@ -347,7 +349,12 @@ pub(crate) fn read_request(req: &Map<String, Value>, path: &str) -> Result<Reque
                         headers.insert(k.clone(), jr::truncate(jr::as_text(v), limits::VAR_BYTES));
                     }
                     _ => {
-                        return Err(jr::wrong_type(&jr::index(&jr::join(path, "headers"), i), "a [name, value] pair", pair).into())
+                        return Err(jr::wrong_type(
+                            &jr::index(&jr::join(path, "headers"), i),
+                            "a [name, value] pair",
+                            pair,
+                        )
+                        .into())
                     }
                 }
             }
@@ -411,10 +418,10 @@ mod tests {
 
     #[test]
     fn negative_lineno_becomes_unknown() {
-        let Payload::Event(e) =
-            parse_str(r#"{"message":"x","exception_type":"E","stacktrace":[{"filename":"a.py","function":"f","lineno":-1}]}"#)
-                .unwrap()
-        else {
+        let Payload::Event(e) = parse_str(
+            r#"{"message":"x","exception_type":"E","stacktrace":[{"filename":"a.py","function":"f","lineno":-1}]}"#,
+        )
+        .unwrap() else {
             panic!("not an event")
         };
         assert_eq!(e.exceptions[0].stacktrace[0].lineno, None);
@@ -437,7 +444,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_kept() {
-        let Payload::Event(e) = parse_str(r#"{"message":"x","exception_type":"E","shiny_new_field":{"a":1}}"#).unwrap() else {
+        let Payload::Event(e) = parse_str(r#"{"message":"x","exception_type":"E","shiny_new_field":{"a":1}}"#).unwrap()
+        else {
             panic!()
         };
         assert_eq!(e.extra["shiny_new_field"]["a"], 1);
@@ -445,8 +453,7 @@ mod tests {
 
     #[test]
     fn event_id_with_dashes_is_normalised_and_bad_ones_rejected() {
-        let Payload::Event(e) =
-            parse_str(r#"{"message":"x","event_id":"0AF7651916CD43DD8448EB211C80319C"}"#).unwrap()
+        let Payload::Event(e) = parse_str(r#"{"message":"x","event_id":"0AF7651916CD43DD8448EB211C80319C"}"#).unwrap()
         else {
             panic!()
         };

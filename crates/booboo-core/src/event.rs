@@ -52,8 +52,9 @@ pub struct Event {
     pub server_name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub logger: String,
-    /// Everything the client sent that is not modelled above.
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    /// Everything the client sent that is not modelled above, kept at the
+    /// top level where the client put it.
+    #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 

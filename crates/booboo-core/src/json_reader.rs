@@ -31,10 +31,7 @@ pub fn kind_of(value: &Value) -> &'static str {
 }
 
 pub fn wrong_type(path: &str, expected: &str, found: &Value) -> FieldError {
-    FieldError {
-        path: path.to_string(),
-        problem: format!("must be {expected}, got {}", kind_of(found)),
-    }
+    FieldError { path: path.to_string(), problem: format!("must be {expected}, got {}", kind_of(found)) }
 }
 
 pub fn join(path: &str, key: &str) -> String {

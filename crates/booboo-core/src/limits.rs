@@ -24,11 +24,7 @@ pub fn keep_ends<T>(mut items: Vec<T>, max: usize) -> Vec<T> {
 }
 
 pub fn source_lines(lines: Vec<String>) -> Vec<String> {
-    lines
-        .into_iter()
-        .take(SOURCE_LINES)
-        .map(|l| crate::json_reader::truncate(l, SOURCE_LINE_BYTES))
-        .collect()
+    lines.into_iter().take(SOURCE_LINES).map(|l| crate::json_reader::truncate(l, SOURCE_LINE_BYTES)).collect()
 }
 
 #[cfg(test)]

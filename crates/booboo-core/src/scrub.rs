@@ -8,7 +8,8 @@ pub const FILTERED: &str = "[filtered]";
 
 /// Name fragments that mark a value as secret, matched case-insensitively
 /// anywhere in the name. The same list as the SDK's.
-const SENSITIVE: &[&str] = &["password", "passwd", "secret", "token", "api_key", "apikey", "auth", "credential", "private"];
+const SENSITIVE: &[&str] =
+    &["password", "passwd", "secret", "token", "api_key", "apikey", "auth", "credential", "private"];
 
 /// Headers that carry credentials without saying so in their name.
 const SENSITIVE_HEADERS: &[&str] = &["cookie", "set-cookie", "x-api-key", "x-csrftoken", "x-xsrf-token"];
@@ -106,7 +107,10 @@ mod tests {
 
     #[test]
     fn query_values_of_sensitive_keys_are_filtered() {
-        assert_eq!(scrub_query("page=2&api%5Fkey=abc&Auth_Token=x"), "page=2&api%5Fkey=[filtered]&Auth_Token=[filtered]");
+        assert_eq!(
+            scrub_query("page=2&api%5Fkey=abc&Auth_Token=x"),
+            "page=2&api%5Fkey=[filtered]&Auth_Token=[filtered]"
+        );
         assert_eq!(scrub_query("%"), "%");
         assert_eq!(scrub_query("a=%zz"), "a=%zz");
     }
@@ -116,9 +120,13 @@ mod tests {
         let mut request = Request {
             method: "GET".into(),
             url: "http://x/p?session_token=abc&q=1#top".into(),
-            headers: [("Cookie".to_string(), "s=1".to_string()), ("X-Auth-User".into(), "bob".into()), ("Accept".into(), "*/*".into())]
-                .into_iter()
-                .collect(),
+            headers: [
+                ("Cookie".to_string(), "s=1".to_string()),
+                ("X-Auth-User".into(), "bob".into()),
+                ("Accept".into(), "*/*".into()),
+            ]
+            .into_iter()
+            .collect(),
             query_string: "password=hunter2".into(),
         };
         scrub_request(&mut request);

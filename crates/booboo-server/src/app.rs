@@ -43,7 +43,10 @@ async fn front_page() -> Response {
 async fn health(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
         Ok(()) => Json(serde_json::json!({ "status": "ok", "store": state.store.backend().as_str() })).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "unavailable", "detail": e.to_string() })))
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "unavailable", "detail": e.to_string() })),
+        )
             .into_response(),
     }
 }

@@ -120,7 +120,14 @@ enum ConfigCommand {
 pub fn run() -> Result<(), String> {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp
+                    | clap::error::ErrorKind::DisplayVersion
+                    | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
             let _ = e.print();
             return if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
                 Err("a command is needed; see the list above".into())
@@ -181,7 +188,8 @@ fn validate_arguments(command: &Command) -> Result<(), String> {
 }
 
 fn split_project_path(path: &str) -> Result<(&str, &str), String> {
-    let (org, project) = path.split_once('/').ok_or_else(|| format!("{path:?} must be ORG/PROJECT, such as acme/web"))?;
+    let (org, project) =
+        path.split_once('/').ok_or_else(|| format!("{path:?} must be ORG/PROJECT, such as acme/web"))?;
     check_slug(org, "organisation")?;
     check_slug(project, "project")?;
     Ok((org, project))
@@ -197,8 +205,9 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
 
 fn check_email(email: &str) -> Result<String, String> {
     let email = email.trim().to_ascii_lowercase();
-    let valid = email.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.') || host == "localhost")
-        && !email.contains(char::is_whitespace);
+    let valid =
+        email.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.') || host == "localhost")
+            && !email.contains(char::is_whitespace);
     if valid {
         Ok(email)
     } else {
@@ -226,12 +235,16 @@ fn read_password() -> Result<String, String> {
         Ok(p) => p,
         Err(_) => {
             let mut input = String::new();
-            std::io::stdin().read_to_string(&mut input).map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+            std::io::stdin()
+                .read_to_string(&mut input)
+                .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
             input.trim_end_matches(['\n', '\r']).to_string()
         }
     };
     if password.chars().count() < 8 {
-        return Err("the password must be at least 8 characters (give it on standard input or in BOOBOO_PASSWORD)".into());
+        return Err(
+            "the password must be at least 8 characters (give it on standard input or in BOOBOO_PASSWORD)".into()
+        );
     }
     Ok(password)
 }

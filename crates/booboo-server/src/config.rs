@@ -56,9 +56,8 @@ impl Config {
         };
 
         let bind_text = text(overrides.bind, "bind").unwrap_or_else(|| DEFAULT_BIND.into());
-        let bind: SocketAddr = bind_text
-            .parse()
-            .map_err(|_| format!("--bind: {bind_text:?} is not an address such as 127.0.0.1:8000"))?;
+        let bind: SocketAddr =
+            bind_text.parse().map_err(|_| format!("--bind: {bind_text:?} is not an address such as 127.0.0.1:8000"))?;
         let data_dir = overrides
             .data_dir
             .or_else(|| file.get("data_dir").map(PathBuf::from))
@@ -72,9 +71,7 @@ impl Config {
         }
         let max_body_bytes = number(overrides.max_body_bytes, "max_body_bytes", DEFAULT_MAX_BODY_BYTES)?;
         if max_body_bytes < 102_400 {
-            return Err(format!(
-                "--max-body-bytes: {max_body_bytes} is below 102400, the size existing clients send"
-            ));
+            return Err(format!("--max-body-bytes: {max_body_bytes} is below 102400, the size existing clients send"));
         }
         let queue_capacity = number(overrides.queue_capacity, "queue_capacity", DEFAULT_QUEUE_CAPACITY)?.max(1);
         let max_batch = number(overrides.max_batch, "max_batch", DEFAULT_MAX_BATCH)?.max(1);
@@ -125,11 +122,12 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let (key, value) = line
-            .split_once('=')
-            .ok_or_else(|| format!("{}:{}: expected `key = value`", path.display(), n + 1))?;
+        let (key, value) =
+            line.split_once('=').ok_or_else(|| format!("{}:{}: expected `key = value`", path.display(), n + 1))?;
         let key = key.trim();
-        if !["bind", "data_dir", "database_url", "public_url", "max_body_bytes", "queue_capacity", "max_batch"].contains(&key) {
+        if !["bind", "data_dir", "database_url", "public_url", "max_body_bytes", "queue_capacity", "max_batch"]
+            .contains(&key)
+        {
             return Err(format!("{}:{}: unknown setting `{key}`", path.display(), n + 1));
         }
         let value = value.trim().trim_matches('"').to_string();
@@ -147,12 +145,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("booboo.conf");
         std::fs::write(&file, "# comment\nbind = \"0.0.0.0:9000\"\nmax_body_bytes = 200000\n").unwrap();
-        let config = Config::load(Overrides {
-            config_file: Some(file),
-            max_body_bytes: Some(300_000),
-            ..Overrides::default()
-        })
-        .unwrap();
+        let config =
+            Config::load(Overrides { config_file: Some(file), max_body_bytes: Some(300_000), ..Overrides::default() })
+                .unwrap();
         assert_eq!(config.bind.to_string(), "0.0.0.0:9000");
         assert_eq!(config.public_url, "http://127.0.0.1:9000");
         assert_eq!(config.max_body_bytes, 300_000);
@@ -161,8 +156,9 @@ mod tests {
 
     #[test]
     fn dsn_uses_the_public_url() {
-        let config = Config::load(Overrides { public_url: Some("https://errors.example.com/".into()), ..Overrides::default() })
-            .unwrap();
+        let config =
+            Config::load(Overrides { public_url: Some("https://errors.example.com/".into()), ..Overrides::default() })
+                .unwrap();
         assert_eq!(config.dsn("abc", "acme", "web"), "https://abc@errors.example.com/acme/web");
     }
 

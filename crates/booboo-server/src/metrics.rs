@@ -66,7 +66,8 @@ impl Metrics {
         let _ = writeln!(out, "# HELP booboo_events_accepted_total Events stored and acknowledged.");
         let _ = writeln!(out, "# TYPE booboo_events_accepted_total counter");
         let _ = writeln!(out, "booboo_events_accepted_total {}", get(&self.accepted));
-        let _ = writeln!(out, "# HELP booboo_events_duplicate_total Retried events acknowledged without storing twice.");
+        let _ =
+            writeln!(out, "# HELP booboo_events_duplicate_total Retried events acknowledged without storing twice.");
         let _ = writeln!(out, "# TYPE booboo_events_duplicate_total counter");
         let _ = writeln!(out, "booboo_events_duplicate_total {}", get(&self.duplicates));
         let _ = writeln!(out, "# HELP booboo_handshakes_total Client handshakes recorded.");
@@ -85,7 +86,10 @@ impl Metrics {
         let _ = writeln!(out, "# HELP booboo_batches_total Transactions committed by the writer.");
         let _ = writeln!(out, "# TYPE booboo_batches_total counter");
         let _ = writeln!(out, "booboo_batches_total {}", get(&self.batches));
-        let _ = writeln!(out, "# HELP booboo_batch_events_total Events in committed batches (divide by batches for the mean size).");
+        let _ = writeln!(
+            out,
+            "# HELP booboo_batch_events_total Events in committed batches (divide by batches for the mean size)."
+        );
         let _ = writeln!(out, "# TYPE booboo_batch_events_total counter");
         let _ = writeln!(out, "booboo_batch_events_total {}", get(&self.batched_events));
         let _ = writeln!(out, "# TYPE booboo_batch_size_max gauge");
@@ -93,7 +97,8 @@ impl Metrics {
         let _ = writeln!(out, "# HELP booboo_store_batch_seconds Time to store and commit one batch.");
         let _ = writeln!(out, "# TYPE booboo_store_batch_seconds histogram");
         for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "booboo_store_batch_seconds_bucket{{le=\"{bound}\"}} {}", get(&self.latency_buckets[i]));
+            let _ =
+                writeln!(out, "booboo_store_batch_seconds_bucket{{le=\"{bound}\"}} {}", get(&self.latency_buckets[i]));
         }
         let _ = writeln!(out, "booboo_store_batch_seconds_bucket{{le=\"+Inf\"}} {}", get(&self.latency_count));
         let _ = writeln!(out, "booboo_store_batch_seconds_sum {}", get(&self.latency_micros) as f64 / 1e6);

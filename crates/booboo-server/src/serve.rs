@@ -22,7 +22,10 @@ pub async fn serve(config: Config) -> Result<(), String> {
     // Tests and scripts read this line to learn the port when binding to :0.
     println!("booboo listening on http://{address}");
 
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await.map_err(|e| format!("server error: {e}"))?;
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
 
     tracing::info!("no longer accepting; storing what was accepted");
     if tokio::time::timeout(Duration::from_secs(30), writer_task).await.is_err() {

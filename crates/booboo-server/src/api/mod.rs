@@ -43,7 +43,9 @@ fn page_from(params: &HashMap<String, String>) -> Result<Page, AppError> {
             .parse::<i64>()
             .ok()
             .filter(|n| *n >= 1)
-            .ok_or_else(|| AppError::bad_request(format!("limit must be a whole number from 1 to {MAX_LIMIT}, got {text:?}")))?
+            .ok_or_else(|| {
+                AppError::bad_request(format!("limit must be a whole number from 1 to {MAX_LIMIT}, got {text:?}"))
+            })?
             .min(MAX_LIMIT),
     };
     let offset = match params.get("cursor").filter(|c| !c.is_empty()) {
@@ -158,7 +160,8 @@ async fn list_issues(
     Path((org, project)): Path<(String, String)>,
     Query(params): Params,
 ) -> ApiResult {
-    let project = state.store.project_for(user.viewer(), &org, &project).await?.ok_or_else(|| AppError::not_found("project"))?;
+    let project =
+        state.store.project_for(user.viewer(), &org, &project).await?.ok_or_else(|| AppError::not_found("project"))?;
     let filter = issue_filter_from(&params)?;
     let page = state.store.list_issues(user.viewer(), project.id, &filter, page_from(&params)?).await?;
     Ok(Json(list_json(page, issue_json)))
@@ -170,13 +173,21 @@ async fn get_issue(State(state): State<AppState>, ApiUser(user): ApiUser, Path(i
     Ok(Json(issue_detail_json(&detail)))
 }
 
-async fn patch_issue(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>, body: Bytes) -> ApiResult {
+async fn patch_issue(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let id = parse_id(&id, "issue")?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| AppError::bad_request(format!("body must be JSON such as {{\"status\": \"resolved\"}}: {e}")))?;
     let status = match value.get("status") {
         Some(Value::String(s)) => IssueStatus::parse(s).ok_or_else(|| {
-            AppError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("status must be unresolved, resolved or ignored, got {s:?}"))
+            AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("status must be unresolved, resolved or ignored, got {s:?}"),
+            )
         })?,
         _ => {
             return Err(AppError::new(
@@ -185,7 +196,8 @@ async fn patch_issue(State(state): State<AppState>, ApiUser(user): ApiUser, Path
             ))
         }
     };
-    let issue = state.store.set_issue_status(user.viewer(), id, status).await?.ok_or_else(|| AppError::not_found("issue"))?;
+    let issue =
+        state.store.set_issue_status(user.viewer(), id, status).await?.ok_or_else(|| AppError::not_found("issue"))?;
     Ok(Json(issue_json(&issue)))
 }
 
@@ -196,7 +208,11 @@ async fn issue_events(
     Query(params): Params,
 ) -> ApiResult {
     let id = parse_id(&id, "issue")?;
-    let page = state.store.issue_events(user.viewer(), id, page_from(&params)?).await?.ok_or_else(|| AppError::not_found("issue"))?;
+    let page = state
+        .store
+        .issue_events(user.viewer(), id, page_from(&params)?)
+        .await?
+        .ok_or_else(|| AppError::not_found("issue"))?;
     Ok(Json(list_json(page, event_json)))
 }
 

@@ -16,7 +16,8 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Resu
     if !matches!(encoding.as_str(), "" | "identity" | "gzip" | "x-gzip" | "deflate") {
         return Err(Rejection::UnsupportedEncoding(encoding));
     }
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Rejection::TooLarge { limit, compressed: false });
     }
@@ -31,7 +32,10 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Resu
         "gzip" | "x-gzip" => inflate(flate2::read::GzDecoder::new(&raw[..]), limit),
         "deflate" => {
             // Clients disagree on whether deflate means zlib-wrapped or raw.
-            if raw.first().is_some_and(|b| b & 0x0f == 8) && raw.len() > 1 && u16::from_be_bytes([raw[0], raw[1]]) % 31 == 0 {
+            if raw.first().is_some_and(|b| b & 0x0f == 8)
+                && raw.len() > 1
+                && u16::from_be_bytes([raw[0], raw[1]]) % 31 == 0
+            {
                 inflate(flate2::read::ZlibDecoder::new(&raw[..]), limit)
             } else {
                 inflate(flate2::read::DeflateDecoder::new(&raw[..]), limit)

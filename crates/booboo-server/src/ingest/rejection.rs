@@ -44,7 +44,9 @@ impl Rejection {
             Rejection::UnreadableBody(_) => StatusCode::BAD_REQUEST,
             Rejection::Payload(PayloadError::NotJson(_) | PayloadError::NotObject(_)) => StatusCode::BAD_REQUEST,
             Rejection::Payload(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Rejection::QueueFull | Rejection::StoreUnavailable | Rejection::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::QueueFull | Rejection::StoreUnavailable | Rejection::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -56,7 +58,9 @@ impl Rejection {
             Rejection::UnknownToken => {
                 "unknown or revoked token: check the DSN on the project's setup page".to_string()
             }
-            Rejection::TooLarge { limit, compressed: false } => format!("body is larger than the limit of {limit} bytes"),
+            Rejection::TooLarge { limit, compressed: false } => {
+                format!("body is larger than the limit of {limit} bytes")
+            }
             Rejection::TooLarge { limit, compressed: true } => {
                 format!("body is larger than the limit of {limit} bytes once decompressed")
             }

@@ -33,7 +33,12 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer task. It ends once every `Writer` clone is dropped
     /// and the queue is drained.
-    pub fn start(store: Arc<dyn Store>, metrics: Arc<Metrics>, capacity: usize, max_batch: usize) -> (Writer, JoinHandle<()>) {
+    pub fn start(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        capacity: usize,
+        max_batch: usize,
+    ) -> (Writer, JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(capacity);
         let task = tokio::spawn(run(store, metrics, receiver, max_batch));
         (Writer { sender, capacity }, task)

@@ -266,7 +266,9 @@ pub struct NewEvent {
 /// What happened to one event of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreOutcome {
-    Stored { issue_id: i64 },
+    Stored {
+        issue_id: i64,
+    },
     /// An event with this `(project, event_id)` was already stored.
     Duplicate,
 }
@@ -304,21 +306,38 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates the organisation if needed and the project with its first key.
     /// `Conflict` if the project exists.
-    async fn create_project(&self, org_slug: &str, project_slug: &str, token: &str, at: i64) -> StoreResult<(Project, ProjectKey)>;
+    async fn create_project(
+        &self,
+        org_slug: &str,
+        project_slug: &str,
+        token: &str,
+        at: i64,
+    ) -> StoreResult<(Project, ProjectKey)>;
     /// A project with its live keys, looked up without access checks (CLI).
-    async fn project_with_keys(&self, org_slug: &str, project_slug: &str) -> StoreResult<Option<(Project, Vec<ProjectKey>)>>;
+    async fn project_with_keys(
+        &self,
+        org_slug: &str,
+        project_slug: &str,
+    ) -> StoreResult<Option<(Project, Vec<ProjectKey>)>>;
     async fn projects_for(&self, viewer: Viewer) -> StoreResult<Vec<Project>>;
     async fn project_for(&self, viewer: Viewer, org_slug: &str, project_slug: &str) -> StoreResult<Option<Project>>;
 
     // --- issues and events --------------------------------------------------
 
-    async fn list_issues(&self, viewer: Viewer, project_id: i64, filter: &IssueFilter, page: Page) -> StoreResult<PageOf<Issue>>;
+    async fn list_issues(
+        &self,
+        viewer: Viewer,
+        project_id: i64,
+        filter: &IssueFilter,
+        page: Page,
+    ) -> StoreResult<PageOf<Issue>>;
     async fn issue_detail(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<IssueDetail>>;
     /// Changes an issue's status; resolving or reopening clears the
     /// regression mark.
     async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>>;
     /// Events of an issue, newest first.
-    async fn issue_events(&self, viewer: Viewer, issue_id: i64, page: Page) -> StoreResult<Option<PageOf<StoredEvent>>>;
+    async fn issue_events(&self, viewer: Viewer, issue_id: i64, page: Page)
+        -> StoreResult<Option<PageOf<StoredEvent>>>;
     async fn event(&self, viewer: Viewer, event_id: &str) -> StoreResult<Option<StoredEvent>>;
 }
 
@@ -361,7 +380,10 @@ pub fn redact_url(url: &str) -> String {
 mod tests {
     #[test]
     fn redact_url_hides_only_the_password() {
-        assert_eq!(super::redact_url("postgres://bob:s3cret@db:5432/booboo"), "postgres://bob:[redacted]@db:5432/booboo");
+        assert_eq!(
+            super::redact_url("postgres://bob:s3cret@db:5432/booboo"),
+            "postgres://bob:[redacted]@db:5432/booboo"
+        );
         assert_eq!(super::redact_url("postgres://bob@db/booboo"), "postgres://bob@db/booboo");
         assert_eq!(super::redact_url("sqlite:./booboo-data/booboo.db"), "sqlite:./booboo-data/booboo.db");
     }

@@ -76,10 +76,12 @@ impl SqliteStore {
 
     async fn migrate(&self) -> StoreResult<()> {
         let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-        sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)")
-            .execute(&mut *conn)
-            .await
-            .map_err(unavailable("creating the migrations table"))?;
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable("creating the migrations table"))?;
         let applied: Vec<String> = sqlx::query_scalar("SELECT name FROM schema_migrations ORDER BY name")
             .fetch_all(&mut *conn)
             .await
@@ -238,7 +240,10 @@ async fn store_one(tx: &mut Transaction<'_, Sqlite>, e: &NewEvent) -> Result<Sto
             .await?
             .rows_affected();
         if new_user > 0 {
-            sqlx::query("UPDATE issues SET user_count = user_count + 1 WHERE id = ?").bind(issue_id).execute(&mut **tx).await?;
+            sqlx::query("UPDATE issues SET user_count = user_count + 1 WHERE id = ?")
+                .bind(issue_id)
+                .execute(&mut **tx)
+                .await?;
         }
     }
     sqlx::query(
@@ -365,7 +370,10 @@ impl Store for SqliteStore {
     }
 
     async fn user_count(&self) -> StoreResult<i64> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(unavailable("counting users"))
+        sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable("counting users"))
     }
 
     async fn set_membership(&self, org_slug: &str, user_id: i64, role: Role) -> StoreResult<()> {
@@ -414,15 +422,23 @@ impl Store for SqliteStore {
         .map_err(unavailable("reading a user"))
     }
 
-    async fn create_project(&self, org_slug: &str, project_slug: &str, token: &str, at: i64) -> StoreResult<(Project, ProjectKey)> {
+    async fn create_project(
+        &self,
+        org_slug: &str,
+        project_slug: &str,
+        token: &str,
+        at: i64,
+    ) -> StoreResult<(Project, ProjectKey)> {
         let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
-        sqlx::query("INSERT INTO organisations (slug, name, created_at) VALUES (?, ?, ?) ON CONFLICT (slug) DO NOTHING")
-            .bind(org_slug)
-            .bind(org_slug)
-            .bind(at)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable("creating an organisation"))?;
+        sqlx::query(
+            "INSERT INTO organisations (slug, name, created_at) VALUES (?, ?, ?) ON CONFLICT (slug) DO NOTHING",
+        )
+        .bind(org_slug)
+        .bind(org_slug)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable("creating an organisation"))?;
         let project_id: i64 = sqlx::query_scalar(
             "INSERT INTO projects (org_id, slug, name, created_at) \
              SELECT id, ?, ?, ? FROM organisations WHERE slug = ? RETURNING id",
@@ -463,7 +479,11 @@ impl Store for SqliteStore {
         Ok((project, key))
     }
 
-    async fn project_with_keys(&self, org_slug: &str, project_slug: &str) -> StoreResult<Option<(Project, Vec<ProjectKey>)>> {
+    async fn project_with_keys(
+        &self,
+        org_slug: &str,
+        project_slug: &str,
+    ) -> StoreResult<Option<(Project, Vec<ProjectKey>)>> {
         let row = sqlx::query(&format!(
             "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organisations o ON o.id = p.org_id WHERE o.slug = ? AND p.slug = ?"
         ))
@@ -522,7 +542,13 @@ impl Store for SqliteStore {
         .map_err(unavailable("reading a project"))
     }
 
-    async fn list_issues(&self, viewer: Viewer, project_id: i64, filter: &IssueFilter, page: Page) -> StoreResult<PageOf<Issue>> {
+    async fn list_issues(
+        &self,
+        viewer: Viewer,
+        project_id: i64,
+        filter: &IssueFilter,
+        page: Page,
+    ) -> StoreResult<PageOf<Issue>> {
         let mut sql = format!(
             "SELECT {ISSUE_COLUMNS} FROM issues i JOIN projects p ON p.id = i.project_id \
              WHERE {VISIBLE_ORG} AND i.project_id = ?3"
@@ -548,7 +574,9 @@ impl Store for SqliteStore {
         }
         if let Some(release) = &filter.release {
             let n = next(&mut binds, Bind::Text(release.clone()));
-            sql.push_str(&format!(" AND EXISTS (SELECT 1 FROM issue_releases ir WHERE ir.issue_id = i.id AND ir.release = {n})"));
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM issue_releases ir WHERE ir.issue_id = i.id AND ir.release = {n})"
+            ));
         }
         if let Some(query) = filter.query.as_deref().filter(|q| !q.trim().is_empty()) {
             let n = next(&mut binds, Bind::Text(like_pattern(query.trim())));
@@ -572,7 +600,8 @@ impl Store for SqliteStore {
             };
         }
         let rows = query.fetch_all(&self.pool).await.map_err(unavailable("listing issues"))?;
-        let issues = rows.iter().map(issue_from_row).collect::<Result<Vec<_>, _>>().map_err(unavailable("reading issues"))?;
+        let issues =
+            rows.iter().map(issue_from_row).collect::<Result<Vec<_>, _>>().map_err(unavailable("reading issues"))?;
         let mut page = PageOf::from_overfetch(issues, page);
         self.fill_environments_and_releases(&mut page.items).await?;
         Ok(page)
@@ -609,7 +638,8 @@ impl Store for SqliteStore {
         )
         .await?;
         let releases =
-            counts("SELECT release, event_count FROM issue_releases WHERE issue_id = ? ORDER BY first_seen, release").await?;
+            counts("SELECT release, event_count FROM issue_releases WHERE issue_id = ? ORDER BY first_seen, release")
+                .await?;
         let tag_rows = sqlx::query(
             "SELECT key, value, event_count FROM issue_tags WHERE issue_id = ? ORDER BY key, event_count DESC, value",
         )
@@ -653,7 +683,12 @@ impl Store for SqliteStore {
         Ok(issues.pop())
     }
 
-    async fn issue_events(&self, viewer: Viewer, issue_id: i64, page: Page) -> StoreResult<Option<PageOf<StoredEvent>>> {
+    async fn issue_events(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        page: Page,
+    ) -> StoreResult<Option<PageOf<StoredEvent>>> {
         if self.issue_detail(viewer, issue_id).await?.is_none() {
             return Ok(None);
         }
@@ -667,7 +702,8 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable("listing events"))?;
-        let events = rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>().map_err(unavailable("reading events"))?;
+        let events =
+            rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>().map_err(unavailable("reading events"))?;
         Ok(Some(PageOf::from_overfetch(events, page)))
     }
 

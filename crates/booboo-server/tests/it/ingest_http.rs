@@ -1,0 +1,111 @@
+//! Ingestion through the router, without a socket, on a real SQLite store.
+
+use crate::support::*;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use booboo_server::app::{app, AppState};
+use booboo_server::config::{Config, Overrides};
+use booboo_server::ingest::writer::Writer;
+use booboo_server::metrics::Metrics;
+use booboo_server::store;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use sqlx::Connection;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+struct Harness {
+    state: AppState,
+    token: String,
+    db_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn harness(queue_capacity: usize, max_batch: usize) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("booboo.db");
+    let config = Config::load(Overrides {
+        data_dir: Some(dir.path().to_path_buf()),
+        queue_capacity: Some(queue_capacity),
+        max_batch: Some(max_batch),
+        ..Overrides::default()
+    })
+    .unwrap();
+    let store = store::open(&config.database_url).await.unwrap();
+    let token = format!("{:032x}", rand_u128());
+    store.create_project("acme", "web", &token, T0).await.unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let (writer, _task) = Writer::start(store.clone(), metrics.clone(), config.queue_capacity, config.max_batch);
+    Harness { state: AppState { store, writer, metrics, config: Arc::new(config) }, token, db_path, _dir: dir }
+}
+
+async fn post(state: &AppState, token: &str, body: &Value) -> (StatusCode, Option<String>, Value) {
+    let request = Request::post("/")
+        .header("X-Booboo-DSN", token)
+        .header("Content-Type", "application/json")
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap();
+    let response = app(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, retry_after, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn ingest_answers_with_the_stored_event_id() {
+    let h = harness(100, 10).await;
+    let (status, _, body) = post(&h.state, &h.token, &body("pay", json!({"event_id": "ab".repeat(16)}))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["id"], "ab".repeat(16));
+}
+
+#[tokio::test]
+async fn ingest_rejects_unknown_token() {
+    let h = harness(100, 10).await;
+    let (status, _, body) = post(&h.state, "ffffffffffffffffffffffffffffffff", &body("pay", json!({}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body["detail"].as_str().unwrap().contains("unknown"));
+    assert_eq!(h.state.metrics.rejected_count("unknown_token"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_with_retry_after_and_loses_nothing_it_accepted() {
+    let h = harness(1, 1).await;
+    // Hold SQLite's write lock so the writer stalls on its first batch.
+    let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite:{}", h.db_path.display())).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut blocker).await.unwrap();
+
+    let first = tokio::spawn({
+        let (state, token) = (h.state.clone(), h.token.clone());
+        async move { post(&state, &token, &body("first", json!({}))).await }
+    });
+    wait_for(|| h.state.metrics.render(h.state.writer.depth(), 1).contains("booboo_ingest_queue_depth 0")).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = tokio::spawn({
+        let (state, token) = (h.state.clone(), h.token.clone());
+        async move { post(&state, &token, &body("second", json!({}))).await }
+    });
+    wait_for(|| h.state.writer.depth() == 1).await;
+
+    let (status, retry_after, body) = post(&h.state, &h.token, &body("third", json!({}))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert!(body["detail"].as_str().unwrap().contains("retry"));
+    assert_eq!(h.state.metrics.rejected_count("queue_full"), 1);
+
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    assert_eq!(first.await.unwrap().0, StatusCode::OK);
+    assert_eq!(second.await.unwrap().0, StatusCode::OK);
+}
+
+async fn wait_for(condition: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not reached within 5 s");
+}

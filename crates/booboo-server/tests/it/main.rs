@@ -1,0 +1,9 @@
+//! booboo-server's one integration-test binary.
+//!
+//! - `store_conformance`: every store test, run against SQLite always and
+//!   against PostgreSQL when BOOBOO_TEST_DATABASE_URL names one.
+//! - `ingest_http`: the router over real HTTP semantics and a real SQLite.
+
+mod ingest_http;
+mod store_conformance;
+mod support;
