@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -217,6 +218,11 @@ def venv_python(name: str, requirements: list[str]) -> Path:
     return python
 
 
-def run_script(python: Path, source: str, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Runs a Python application in its own process, as a user would."""
-    return subprocess.run([str(python), "-c", source], env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout)
+def run_script(python: Path, source: str, env: dict, timeout: float = 60, name: str = "app.py") -> subprocess.CompletedProcess:
+    """Runs a Python application from a file of its own (so frames carry
+    source lines), in its own process, as a user would."""
+    directory = Path(tempfile.mkdtemp(prefix="booboo-app-"))
+    script = directory / name
+    script.write_text(source)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("BOOBOO_")}
+    return subprocess.run([str(python), str(script)], cwd=directory, env={**clean, **env}, capture_output=True, text=True, timeout=timeout)
