@@ -4,6 +4,7 @@
 //!   against PostgreSQL when BOOBOO_TEST_DATABASE_URL names one.
 //! - `ingest_http`: the router over real HTTP semantics and a real SQLite.
 
+mod architecture;
 mod ingest_http;
 mod store_conformance;
 mod support;
