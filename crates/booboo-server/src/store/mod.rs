@@ -3,6 +3,8 @@
 //! this folder. One implementation per backend, one file each.
 
 mod migrations;
+pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -346,9 +348,7 @@ pub async fn open(database_url: &str) -> StoreResult<Arc<dyn Store>> {
     if database_url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(database_url).await?))
     } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        Err(StoreError::Incompatible(
-            "PostgreSQL is not supported by this build yet; use a sqlite: URL (the default)".into(),
-        ))
+        Ok(Arc::new(postgres::PostgresStore::open(database_url).await?))
     } else {
         Err(StoreError::Incompatible(format!(
             "unsupported database URL {:?}: expected sqlite:PATH or postgres://…",

@@ -1,0 +1,728 @@
+//! The PostgreSQL store: the scale-out path, several booboo nodes sharing one
+//! database. Correctness across nodes comes from the database alone: unique
+//! constraints with `INSERT … ON CONFLICT`, row locks taken by upserts, and
+//! advisory locks around migrations; no node keeps state of its own.
+
+use super::migrations::{self, Backend};
+use super::rows::*;
+use super::*;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+row_readers!(PgRow);
+
+/// The oldest PostgreSQL booboo runs on (identity columns, `ON CONFLICT`).
+const MINIMUM_SERVER_VERSION: i64 = 120000;
+
+/// Serialises migrations when several nodes start at once.
+const MIGRATION_LOCK: i64 = 0x626f_6f62_6f6f;
+
+/// Attempts at a batch that lost a deadlock or serialisation race to a
+/// concurrent batch from another node; the loser simply runs again.
+const BATCH_ATTEMPTS: usize = 5;
+
+fn is_retryable_conflict(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(m) if m.contains("40P01") || m.contains("40001") || m.contains("deadlock"))
+}
+
+/// The access rule every read shares: administrators see everything, other
+/// users the organisations they are members of. Binds: is_admin, user_id.
+const VISIBLE_ORG: &str = "($1 OR p.org_id IN (SELECT org_id FROM memberships WHERE user_id = $2))";
+
+impl PostgresStore {
+    /// Fills `environments` and `releases` of a page of issues with two
+    /// queries rather than two per issue.
+    async fn fill_environments_and_releases(&self, issues: &mut [Issue]) -> StoreResult<()> {
+        if issues.is_empty() {
+            return Ok(());
+        }
+        let ids = issues.iter().map(|i| i.id.to_string()).collect::<Vec<_>>().join(",");
+        for (table, column) in [("issue_environments", "environment"), ("issue_releases", "release")] {
+            // The ids are integers we just read, so formatting them in is safe.
+            let rows = sqlx::query(&format!(
+                "SELECT issue_id, {column} FROM {table} WHERE issue_id IN ({ids}) ORDER BY event_count DESC, {column}"
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable("reading environments and releases"))?;
+            for row in rows {
+                let issue_id: i64 = row.try_get(0).map_err(unavailable("reading environments"))?;
+                let value: String = row.try_get(1).map_err(unavailable("reading environments"))?;
+                if let Some(issue) = issues.iter_mut().find(|i| i.id == issue_id) {
+                    if column == "environment" {
+                        issue.environments.push(value);
+                    } else {
+                        issue.releases.push(value);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn open(url: &str) -> StoreResult<PostgresStore> {
+        let shown = redact_url(url);
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Incompatible(format!("invalid PostgreSQL URL {shown}: {e}")))?;
+        // One direct connection first: a pool only reports "timed out", while
+        // a single attempt says why (refused, unknown database, bad password).
+        let probe = tokio::time::timeout(
+            Duration::from_secs(10),
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
+        )
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(format!("cannot connect to PostgreSQL at {shown}: no answer within 10 s"))
+        })?
+        .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL at {shown}: {}", one_line(&e))))?;
+        let _ = sqlx::Connection::close(probe).await;
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot connect to PostgreSQL at {shown}: {}", one_line(&e)))
+            })?;
+        let version: String = sqlx::query_scalar("SHOW server_version_num")
+            .fetch_one(&pool)
+            .await
+            .map_err(unavailable("reading the server version"))?;
+        let version: i64 = version.trim().parse().unwrap_or(0);
+        if version < MINIMUM_SERVER_VERSION {
+            return Err(StoreError::Incompatible(format!(
+                "PostgreSQL at {shown} is version {}.{}, too old: booboo needs 12 or newer",
+                version / 10000,
+                version % 10000
+            )));
+        }
+        let store = PostgresStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await
+            .map_err(unavailable("waiting for the migration lock"))?;
+        let result = self.migrate_locked(&mut conn).await;
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await;
+        result
+    }
+
+    async fn migrate_locked(&self, conn: &mut sqlx::PgConnection) -> StoreResult<()> {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable("creating the migrations table"))?;
+        let applied: Vec<String> = sqlx::query_scalar("SELECT name FROM schema_migrations ORDER BY name")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(unavailable("reading applied migrations"))?;
+        for migration in migrations::pending(Backend::Postgres, &applied).map_err(StoreError::Incompatible)? {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable("starting a migration"))?;
+            sqlx::raw_sql(migration.sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StoreError::Incompatible(format!("migration {} failed: {e}", migration.name)))?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (name, applied_at) VALUES ($1, (extract(epoch FROM now()) * 1000)::bigint)",
+            )
+            .bind(migration.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable("recording a migration"))?;
+            tx.commit().await.map_err(unavailable("committing a migration"))?;
+            tracing::info!(migration = migration.name, "applied migration");
+        }
+        Ok(())
+    }
+
+    /// One attempt at a batch: events in a fixed order (project, then
+    /// fingerprint) so that concurrent batches on other nodes take row locks
+    /// in the same order and rarely deadlock.
+    async fn store_batch_once(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreOutcome>> {
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by(|&a, &b| {
+            (batch[a].project_id, &batch[a].processed.fingerprint.fingerprint)
+                .cmp(&(batch[b].project_id, &batch[b].processed.fingerprint.fingerprint))
+        });
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a batch"))?;
+        let mut outcomes = vec![StoreOutcome::Duplicate; batch.len()];
+        for &i in &order {
+            outcomes[i] = store_one(&mut tx, &batch[i]).await.map_err(unavailable("storing an event"))?;
+        }
+        let mut last_event: Vec<(i64, i64)> = Vec::new();
+        for (event, outcome) in batch.iter().zip(&outcomes) {
+            if matches!(outcome, StoreOutcome::Stored { .. }) {
+                match last_event.iter_mut().find(|(p, _)| *p == event.project_id) {
+                    Some((_, at)) => *at = (*at).max(event.received_at),
+                    None => last_event.push((event.project_id, event.received_at)),
+                }
+            }
+        }
+        last_event.sort_unstable();
+        for (project_id, at) in last_event {
+            sqlx::query("UPDATE projects SET last_event_at = GREATEST(COALESCE(last_event_at, 0), $1) WHERE id = $2")
+                .bind(at)
+                .bind(project_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable("marking the project's last event"))?;
+        }
+        tx.commit().await.map_err(unavailable("committing a batch"))?;
+        Ok(outcomes)
+    }
+}
+
+/// sqlx errors can span lines; a start-up failure should read as one.
+fn one_line(e: &sqlx::Error) -> String {
+    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Stores one event inside the batch's transaction.
+async fn store_one(tx: &mut Transaction<'_, Postgres>, e: &NewEvent) -> Result<StoreOutcome, sqlx::Error> {
+    let event = &e.processed.event;
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO events (project_id, event_id, received_at, occurred_at, environment, release, level, user_key, payload) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
+    )
+    .bind(e.project_id)
+    .bind(&event.event_id)
+    .bind(e.received_at)
+    .bind(e.occurred_at)
+    .bind(&event.environment)
+    .bind(&event.release)
+    .bind(event.level.as_str())
+    .bind(&e.processed.user_key)
+    .bind(&e.payload)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row_id) = inserted else {
+        return Ok(StoreOutcome::Duplicate);
+    };
+
+    let issue_id: i64 = sqlx::query_scalar(
+        "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, event_count, first_release) \
+         VALUES ($1, $2, $3, $4, $5, 'unresolved', $6, $6, 1, NULLIF($7, '')) \
+         ON CONFLICT (project_id, fingerprint) DO UPDATE SET \
+           title = excluded.title, culprit = excluded.culprit, level = excluded.level, \
+           first_seen = LEAST(issues.first_seen, excluded.first_seen), last_seen = GREATEST(issues.last_seen, excluded.last_seen), \
+           event_count = issues.event_count + 1, \
+           first_release = COALESCE(issues.first_release, excluded.first_release), \
+           is_regression = CASE WHEN issues.status = 'resolved' THEN TRUE ELSE issues.is_regression END, \
+           status = CASE WHEN issues.status = 'resolved' THEN 'unresolved' ELSE issues.status END \
+         RETURNING id",
+    )
+    .bind(e.project_id)
+    .bind(&e.processed.fingerprint.fingerprint)
+    .bind(&e.processed.title)
+    .bind(&e.processed.culprit)
+    .bind(event.level.as_str())
+    .bind(e.received_at)
+    .bind(&event.release)
+    .fetch_one(&mut **tx)
+    .await?;
+
+    sqlx::query("UPDATE events SET issue_id = $1 WHERE id = $2").bind(issue_id).bind(row_id).execute(&mut **tx).await?;
+
+    if let Some(user_key) = &e.processed.user_key {
+        let new_user =
+            sqlx::query("INSERT INTO issue_users (issue_id, user_key) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(issue_id)
+                .bind(user_key)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+        if new_user > 0 {
+            sqlx::query("UPDATE issues SET user_count = user_count + 1 WHERE id = $1")
+                .bind(issue_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    sqlx::query(
+        "INSERT INTO issue_environments (issue_id, environment, event_count) VALUES ($1, $2, 1) \
+         ON CONFLICT (issue_id, environment) DO UPDATE SET event_count = issue_environments.event_count + 1",
+    )
+    .bind(issue_id)
+    .bind(&event.environment)
+    .execute(&mut **tx)
+    .await?;
+    if !event.release.is_empty() {
+        sqlx::query(
+            "INSERT INTO issue_releases (issue_id, release, event_count, first_seen) VALUES ($1, $2, 1, $3) \
+             ON CONFLICT (issue_id, release) DO UPDATE SET event_count = issue_releases.event_count + 1, \
+             first_seen = LEAST(issue_releases.first_seen, excluded.first_seen)",
+        )
+        .bind(issue_id)
+        .bind(&event.release)
+        .bind(e.received_at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for (key, value) in event.tags.iter().take(MAX_TAGS_COUNTED) {
+        sqlx::query(
+            "INSERT INTO issue_tags (issue_id, key, value, event_count) VALUES ($1, $2, $3, 1) \
+             ON CONFLICT (issue_id, key, value) DO UPDATE SET event_count = issue_tags.event_count + 1",
+        )
+        .bind(issue_id)
+        .bind(key)
+        .bind(value)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO issue_hourly (issue_id, hour, event_count) VALUES ($1, $2, 1) \
+         ON CONFLICT (issue_id, hour) DO UPDATE SET event_count = issue_hourly.event_count + 1",
+    )
+    .bind(issue_id)
+    .bind(e.received_at.div_euclid(3_600_000))
+    .execute(&mut **tx)
+    .await?;
+    Ok(StoreOutcome::Stored { issue_id })
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable("pinging"))?;
+        Ok(())
+    }
+
+    async fn ingest_target(&self, token: &str) -> StoreResult<Option<IngestTarget>> {
+        let project_id: Option<i64> =
+            sqlx::query_scalar("SELECT project_id FROM project_keys WHERE token = $1 AND revoked_at IS NULL")
+                .bind(token)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable("looking up an ingestion token"))?;
+        Ok(project_id.map(|project_id| IngestTarget { project_id }))
+    }
+
+    async fn record_handshake(&self, project_id: i64, sdk: &str, at: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE projects SET connected_at = $1, connected_sdk = $2 WHERE id = $3")
+            .bind(at)
+            .bind(sdk)
+            .bind(project_id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("recording a handshake"))?;
+        Ok(())
+    }
+
+    async fn store_events(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreOutcome>> {
+        let mut attempt = 1;
+        loop {
+            match self.store_batch_once(batch).await {
+                Err(e) if attempt < BATCH_ATTEMPTS && is_retryable_conflict(&e) => {
+                    tracing::debug!("batch lost a race with another node ({e}); retrying");
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn create_user(&self, email: &str, password_hash: &str, is_admin: bool, at: i64) -> StoreResult<User> {
+        let row = sqlx::query(
+            "INSERT INTO users (email, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4) \
+             RETURNING id, email, password_hash, is_admin",
+        )
+        .bind(email)
+        .bind(password_hash)
+        .bind(is_admin)
+        .bind(at)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("a user with the email {email} already exists"))
+            } else {
+                StoreError::Unavailable(format!("creating a user: {e}"))
+            }
+        })?;
+        user_from_row(&row).map_err(unavailable("reading a user"))
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        sqlx::query("SELECT id, email, password_hash, is_admin FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable("looking up a user"))?
+            .map(|r| user_from_row(&r))
+            .transpose()
+            .map_err(unavailable("reading a user"))
+    }
+
+    async fn user_count(&self) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable("counting users"))
+    }
+
+    async fn set_membership(&self, org_slug: &str, user_id: i64, role: Role) -> StoreResult<()> {
+        let org_id: Option<i64> = sqlx::query_scalar("SELECT id FROM organisations WHERE slug = $1")
+            .bind(org_slug)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable("looking up an organisation"))?;
+        let org_id = org_id.ok_or_else(|| StoreError::NotFound(format!("no organisation named {org_slug}")))?;
+        sqlx::query(
+            "INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3) \
+             ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role",
+        )
+        .bind(org_id)
+        .bind(user_id)
+        .bind(role.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("adding a member"))?;
+        Ok(())
+    }
+
+    async fn create_api_token(&self, user_id: i64, token_hash: &str, label: &str, at: i64) -> StoreResult<()> {
+        sqlx::query("INSERT INTO api_tokens (user_id, token_hash, label, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(user_id)
+            .bind(token_hash)
+            .bind(label)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("creating an API token"))?;
+        Ok(())
+    }
+
+    async fn user_for_api_token(&self, token_hash: &str) -> StoreResult<Option<User>> {
+        sqlx::query(
+            "SELECT u.id, u.email, u.password_hash, u.is_admin FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("looking up an API token"))?
+        .map(|r| user_from_row(&r))
+        .transpose()
+        .map_err(unavailable("reading a user"))
+    }
+
+    async fn create_project(
+        &self,
+        org_slug: &str,
+        project_slug: &str,
+        token: &str,
+        at: i64,
+    ) -> StoreResult<(Project, ProjectKey)> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        sqlx::query(
+            "INSERT INTO organisations (slug, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (slug) DO NOTHING",
+        )
+        .bind(org_slug)
+        .bind(org_slug)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable("creating an organisation"))?;
+        let project_id: i64 = sqlx::query_scalar(
+            "INSERT INTO projects (org_id, slug, name, created_at) \
+             SELECT id, $1, $2, $3 FROM organisations WHERE slug = $4 RETURNING id",
+        )
+        .bind(project_slug)
+        .bind(project_slug)
+        .bind(at)
+        .bind(org_slug)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("project {org_slug}/{project_slug} already exists"))
+            } else {
+                StoreError::Unavailable(format!("creating a project: {e}"))
+            }
+        })?;
+        let key_row = sqlx::query(
+            "INSERT INTO project_keys (project_id, token, label, created_at) VALUES ($1, $2, 'default', $3) \
+             RETURNING id, project_id, token, label, created_at, revoked_at",
+        )
+        .bind(project_id)
+        .bind(token)
+        .bind(at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable("creating a project key"))?;
+        let key = key_from_row(&key_row).map_err(unavailable("reading a project key"))?;
+        let project_row = sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organisations o ON o.id = p.org_id WHERE p.id = $1"
+        ))
+        .bind(project_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable("reading a project"))?;
+        let project = project_from_row(&project_row).map_err(unavailable("reading a project"))?;
+        tx.commit().await.map_err(unavailable("committing a project"))?;
+        Ok((project, key))
+    }
+
+    async fn project_with_keys(
+        &self,
+        org_slug: &str,
+        project_slug: &str,
+    ) -> StoreResult<Option<(Project, Vec<ProjectKey>)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organisations o ON o.id = p.org_id WHERE o.slug = $1 AND p.slug = $2"
+        ))
+        .bind(org_slug)
+        .bind(project_slug)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("looking up a project"))?;
+        let Some(row) = row else { return Ok(None) };
+        let project = project_from_row(&row).map_err(unavailable("reading a project"))?;
+        let keys = sqlx::query(
+            "SELECT id, project_id, token, label, created_at, revoked_at FROM project_keys \
+             WHERE project_id = $1 AND revoked_at IS NULL ORDER BY id",
+        )
+        .bind(project.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("reading project keys"))?
+        .iter()
+        .map(key_from_row)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(unavailable("reading project keys"))?;
+        Ok(Some((project, keys)))
+    }
+
+    async fn projects_for(&self, viewer: Viewer) -> StoreResult<Vec<Project>> {
+        sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organisations o ON o.id = p.org_id \
+             WHERE {VISIBLE_ORG} ORDER BY o.slug, p.slug"
+        ))
+        .bind(viewer.is_admin)
+        .bind(viewer.user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("listing projects"))?
+        .iter()
+        .map(project_from_row)
+        .collect::<Result<_, _>>()
+        .map_err(unavailable("reading projects"))
+    }
+
+    async fn project_for(&self, viewer: Viewer, org_slug: &str, project_slug: &str) -> StoreResult<Option<Project>> {
+        sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organisations o ON o.id = p.org_id \
+             WHERE {VISIBLE_ORG} AND o.slug = $3 AND p.slug = $4"
+        ))
+        .bind(viewer.is_admin)
+        .bind(viewer.user_id)
+        .bind(org_slug)
+        .bind(project_slug)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("looking up a project"))?
+        .map(|r| project_from_row(&r))
+        .transpose()
+        .map_err(unavailable("reading a project"))
+    }
+
+    async fn list_issues(
+        &self,
+        viewer: Viewer,
+        project_id: i64,
+        filter: &IssueFilter,
+        page: Page,
+    ) -> StoreResult<PageOf<Issue>> {
+        let mut sql = format!(
+            "SELECT {ISSUE_COLUMNS} FROM issues i JOIN projects p ON p.id = i.project_id \
+             WHERE {VISIBLE_ORG} AND i.project_id = $3"
+        );
+        let mut binds = vec![Bind::Int(project_id)];
+        let next = |binds: &mut Vec<Bind>, b: Bind| {
+            binds.push(b);
+            format!("${}", binds.len() + 2)
+        };
+        if let Some(status) = filter.status {
+            let n = next(&mut binds, Bind::Text(status.as_str().into()));
+            sql.push_str(&format!(" AND i.status = {n}"));
+        }
+        if let Some(level) = &filter.level {
+            let n = next(&mut binds, Bind::Text(level.clone()));
+            sql.push_str(&format!(" AND i.level = {n}"));
+        }
+        if let Some(environment) = &filter.environment {
+            let n = next(&mut binds, Bind::Text(environment.clone()));
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM issue_environments ie WHERE ie.issue_id = i.id AND ie.environment = {n})"
+            ));
+        }
+        if let Some(release) = &filter.release {
+            let n = next(&mut binds, Bind::Text(release.clone()));
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM issue_releases ir WHERE ir.issue_id = i.id AND ir.release = {n})"
+            ));
+        }
+        if let Some(query) = filter.query.as_deref().filter(|q| !q.trim().is_empty()) {
+            let n = next(&mut binds, Bind::Text(like_pattern(query.trim())));
+            sql.push_str(&format!(" AND (i.title ILIKE {n} ESCAPE '\\' OR i.culprit ILIKE {n} ESCAPE '\\')"));
+        }
+        let order = match filter.sort {
+            IssueSort::LastSeen => "i.last_seen DESC",
+            IssueSort::FirstSeen => "i.first_seen DESC",
+            IssueSort::Events => "i.event_count DESC",
+            IssueSort::Users => "i.user_count DESC",
+        };
+        let limit = next(&mut binds, Bind::Int(page.limit + 1));
+        let offset = next(&mut binds, Bind::Int(page.offset));
+        sql.push_str(&format!(" ORDER BY {order}, i.id DESC LIMIT {limit} OFFSET {offset}"));
+
+        let mut query = sqlx::query(&sql).bind(viewer.is_admin).bind(viewer.user_id);
+        for bind in binds {
+            query = match bind {
+                Bind::Int(i) => query.bind(i),
+                Bind::Text(t) => query.bind(t),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(unavailable("listing issues"))?;
+        let issues =
+            rows.iter().map(issue_from_row).collect::<Result<Vec<_>, _>>().map_err(unavailable("reading issues"))?;
+        let mut page = PageOf::from_overfetch(issues, page);
+        self.fill_environments_and_releases(&mut page.items).await?;
+        Ok(page)
+    }
+
+    async fn issue_detail(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<IssueDetail>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ISSUE_COLUMNS} FROM issues i JOIN projects p ON p.id = i.project_id WHERE {VISIBLE_ORG} AND i.id = $3"
+        ))
+        .bind(viewer.is_admin)
+        .bind(viewer.user_id)
+        .bind(issue_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("looking up an issue"))?;
+        let Some(row) = row else { return Ok(None) };
+        let mut issue = issue_from_row(&row).map_err(unavailable("reading an issue"))?;
+        let counts = |sql: &'static str| {
+            let pool = self.pool.clone();
+            async move {
+                sqlx::query(sql)
+                    .bind(issue_id)
+                    .fetch_all(&pool)
+                    .await
+                    .map_err(unavailable("reading issue counts"))?
+                    .iter()
+                    .map(|r| Ok(ValueCount { value: r.try_get(0)?, count: r.try_get(1)? }))
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+                    .map_err(unavailable("reading issue counts"))
+            }
+        };
+        let environments = counts(
+            "SELECT environment, event_count FROM issue_environments WHERE issue_id = $1 ORDER BY event_count DESC, environment",
+        )
+        .await?;
+        let releases =
+            counts("SELECT release, event_count FROM issue_releases WHERE issue_id = $1 ORDER BY first_seen, release")
+                .await?;
+        let tag_rows = sqlx::query(
+            "SELECT key, value, event_count FROM issue_tags WHERE issue_id = $1 ORDER BY key, event_count DESC, value",
+        )
+        .bind(issue_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("reading issue tags"))?;
+        let mut tags: Vec<TagCounts> = Vec::new();
+        for r in &tag_rows {
+            let key: String = r.try_get(0).map_err(unavailable("reading issue tags"))?;
+            let value = ValueCount {
+                value: r.try_get(1).map_err(unavailable("reading issue tags"))?,
+                count: r.try_get(2).map_err(unavailable("reading issue tags"))?,
+            };
+            match tags.last_mut() {
+                Some(last) if last.key == key => last.values.push(value),
+                _ => tags.push(TagCounts { key, values: vec![value] }),
+            }
+        }
+        issue.environments = environments.iter().map(|c| c.value.clone()).collect();
+        issue.releases = releases.iter().map(|c| c.value.clone()).collect();
+        Ok(Some(IssueDetail { issue, environment_counts: environments, release_counts: releases, tags }))
+    }
+
+    async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>> {
+        let row = sqlx::query(&format!(
+            "UPDATE issues SET status = $4, is_regression = CASE WHEN $4 = 'ignored' THEN is_regression ELSE FALSE END \
+             WHERE id = $3 AND project_id IN (SELECT p.id FROM projects p WHERE {VISIBLE_ORG}) RETURNING {}",
+            ISSUE_COLUMNS.replace("i.", "")
+        ))
+        .bind(viewer.is_admin)
+        .bind(viewer.user_id)
+        .bind(issue_id)
+        .bind(status.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("changing an issue's status"))?;
+        let Some(row) = row else { return Ok(None) };
+        let mut issues = vec![issue_from_row(&row).map_err(unavailable("reading an issue"))?];
+        self.fill_environments_and_releases(&mut issues).await?;
+        Ok(issues.pop())
+    }
+
+    async fn issue_events(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        page: Page,
+    ) -> StoreResult<Option<PageOf<StoredEvent>>> {
+        if self.issue_detail(viewer, issue_id).await?.is_none() {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT event_id, issue_id, project_id, received_at, payload FROM events \
+             WHERE issue_id = $1 ORDER BY received_at DESC, id DESC LIMIT $2 OFFSET $3",
+        )
+        .bind(issue_id)
+        .bind(page.limit + 1)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("listing events"))?;
+        let events =
+            rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>().map_err(unavailable("reading events"))?;
+        Ok(Some(PageOf::from_overfetch(events, page)))
+    }
+
+    async fn event(&self, viewer: Viewer, event_id: &str) -> StoreResult<Option<StoredEvent>> {
+        sqlx::query(&format!(
+            "SELECT e.event_id, e.issue_id, e.project_id, e.received_at, e.payload FROM events e \
+             JOIN projects p ON p.id = e.project_id \
+             WHERE {VISIBLE_ORG} AND e.event_id = $3 AND e.issue_id IS NOT NULL ORDER BY e.received_at DESC LIMIT 1"
+        ))
+        .bind(viewer.is_admin)
+        .bind(viewer.user_id)
+        .bind(event_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("looking up an event"))?
+        .map(|r| event_from_row(&r))
+        .transpose()
+        .map_err(unavailable("reading an event"))
+    }
+}
