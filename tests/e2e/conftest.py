@@ -19,6 +19,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,3 +227,31 @@ def run_script(python: Path, source: str, env: dict, timeout: float = 60, name: 
     script.write_text(source)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BOOBOO_")}
     return subprocess.run([str(python), str(script)], cwd=directory, env={**clean, **env}, capture_output=True, text=True, timeout=timeout)
+
+
+# --- PostgreSQL ----------------------------------------------------------
+
+PG_URL = os.environ.get("BOOBOO_TEST_DATABASE_URL", "")
+
+
+def psql(sql: str) -> str:
+    result = subprocess.run(["psql", PG_URL, "-v", "ON_ERROR_STOP=1", "-tAc", sql], capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise RuntimeError(f"psql failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+@pytest.fixture
+def pg_database_url():
+    """A URL for booboo on a PostgreSQL schema of the test's own, dropped
+    afterwards. Skips when BOOBOO_TEST_DATABASE_URL is unset; when it is set,
+    any failure to use it fails the test."""
+    if not PG_URL:
+        pytest.skip("BOOBOO_TEST_DATABASE_URL is not set: PostgreSQL end-to-end tests skipped")
+    schema = f"booboo_e2e_{uuid.uuid4().hex[:12]}"
+    psql(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in PG_URL else "?"
+    url = f"{PG_URL}{separator}options=-c%20search_path%3D{schema}&application_name={schema}"
+    yield url
+    psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{schema}'")
+    psql(f"DROP SCHEMA {schema} CASCADE")
