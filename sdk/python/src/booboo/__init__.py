@@ -1,0 +1,144 @@
+"""Report the crashes of a Python application to a booboo server.
+
+Call ``booboo.init(dsn)`` once at start-up; uncaught exceptions in the main
+thread, in other threads and in Flask, FastAPI and Django requests are then
+reported. See the README for everything else.
+
+Importing this package imports nothing beyond a few standard-library modules:
+the sender and the framework integrations load when ``init()`` needs them.
+"""
+
+import sys
+
+from . import _client
+
+__version__ = _client.SDK_VERSION
+
+__all__ = [
+    "__version__",
+    "init",
+    "capture_exception",
+    "capture_message",
+    "set_user",
+    "set_tag",
+    "set_context",
+    "flush",
+    "close",
+    "stats",
+]
+
+
+def init(dsn=None, app=None, environment="", **options):
+    """Start reporting. Call once, at start-up.
+
+    ``dsn`` is the project's DSN, in URL form or as a bare token (which then
+    needs ``endpoint=``); ``BOOBOO_DSN`` is used when it is None. ``app`` is a
+    Flask or FastAPI application. ``environment`` defaults to
+    ``BOOBOO_ENVIRONMENT``. Options: ``release`` (default ``BOOBOO_RELEASE``),
+    ``endpoint``, ``before_send``, ``ignore_errors``, ``sample_rate``,
+    ``debug`` (default ``BOOBOO_DEBUG``), ``max_queue`` (100) and
+    ``shutdown_timeout`` (2.0 seconds).
+
+    Raises TypeError or ValueError, with the reason, for a bad DSN or option.
+    Calling it again replaces the previous configuration.
+    """
+    client = _client.build(dsn, environment, options)
+    _client.activate(client)
+    try:
+        client.start(app)
+    except BaseException:
+        client.close(0)
+        raise
+
+
+def capture_exception(exc=None):
+    """Report ``exc`` (by default the exception being handled); return the event id or None."""
+    try:
+        client = _client.current()
+        if client is None:
+            return None
+        if exc is None:
+            exc = sys.exc_info()[1]
+            if exc is None:
+                return None
+        elif isinstance(exc, tuple) and len(exc) == 3:  # an exc_info() triple
+            exc = exc[1]
+        if not isinstance(exc, BaseException):
+            client._warn("capture_exception", "booboo: capture_exception() takes an exception, not %s",
+                         type(exc).__name__)
+            return None
+        return client.capture_exception(exc)
+    except Exception:
+        return None
+
+
+def capture_message(message, level="info"):
+    """Report a message (``level`` is "error", "warning" or "info"); return the event id or None."""
+    try:
+        client = _client.current()
+        return client.capture_message(message, level) if client is not None else None
+    except Exception:
+        return None
+
+
+def set_user(user):
+    """Attach ``user`` (a dict: id, email, username, ip_address, ...) to every later event; None forgets it."""
+    try:
+        client = _client.current()
+        if client is not None:
+            client.set_user(user)
+    except Exception:
+        pass
+
+
+def set_tag(key, value):
+    """Attach a string tag to every later event; a value of None removes it."""
+    try:
+        client = _client.current()
+        if client is not None:
+            client.set_tag(key, value)
+    except Exception:
+        pass
+
+
+def set_context(name, data):
+    """Attach ``data`` (a dict) as ``context[name]`` of every later event; None removes it."""
+    try:
+        client = _client.current()
+        if client is not None:
+            client.set_context(name, data)
+    except Exception:
+        pass
+
+
+def flush(timeout=None):
+    """Wait until queued events are sent, at most ``timeout`` seconds (default shutdown_timeout).
+
+    Returns True when nothing is left to send, False when the time ran out.
+    """
+    try:
+        client = _client.current()
+        return client.flush(timeout) if client is not None else True
+    except Exception:
+        return False
+
+
+def close(timeout=None):
+    """Flush (at most ``timeout``, default shutdown_timeout), then stop reporting and unhook."""
+    try:
+        client = _client.current()
+        if client is not None:
+            client.close(timeout)
+    except Exception:
+        pass
+
+
+def stats():
+    """What happened to this process's events: ``{"sent": n, "queued": n, "dropped": {reason: n}}``."""
+    try:
+        client = _client.current()
+        if client is not None:
+            return client.stats()
+    except Exception:
+        pass
+    return {"sent": 0, "queued": 0, "dropped": {}}

@@ -1,0 +1,530 @@
+"""The client: options, scope, hooks, and the one place where events are dropped.
+
+Contract with the host application: after ``init()`` has returned, nothing
+here raises into the application, blocks it on the network, or changes how
+its own exceptions propagate and print.
+"""
+
+import os
+import sys
+import time
+
+from . import _event
+
+SDK_VERSION = "0.17.0"
+
+_DROPS_THAT_ARE_CHOICES = frozenset({"sampled_out", "ignored_error", "before_send_dropped"})
+"""Drops the application asked for: logged at debug level only."""
+
+_DROP_EXPLANATIONS = {
+    "sampled_out": "sampled out (sample_rate=%(sample_rate)s)",
+    "ignored_error": "its exception type is in ignore_errors",
+    "before_send_dropped": "before_send returned None",
+    "before_send_failed": "before_send raised %(detail)s; the event is dropped rather than sent unscrubbed",
+    "queue_full": "the send queue is full (max_queue=%(max_queue)s); the server is slow or unreachable",
+    "too_large": "it is larger than %(limit)s bytes even with locals, source lines and middle frames removed",
+    "unencodable": "it cannot be encoded as JSON: %(detail)s",
+    "send_failed": "the server at %(endpoint)s could not be reached for %(budget)s s (%(detail)s); giving up on it",
+    "rejected": "the server at %(endpoint)s rejected it: %(detail)s",
+    "rate_limited": "the server at %(endpoint)s is rate limiting this project (%(detail)s)",
+    "shutdown": "the SDK was shut down before it could be sent (shutdown_timeout=%(shutdown_timeout)s s)",
+    "closed": "it was captured after the client was closed",
+    "no_thread": "the sender thread could not be started",
+    "internal_error": "the SDK failed building it: %(detail)s",
+}
+
+_WARNING_INTERVAL = 60.0
+_HANDSHAKE = "handshake"
+_PENDING = "pending"
+_READY = "ready"
+
+_current = None
+
+
+def current():
+    """The client that ``init()`` made, or None."""
+    return _current
+
+
+def _logger():
+    import logging
+
+    return logging.getLogger("booboo")
+
+
+class Client:
+    """Holds one ``init()``'s configuration and sends its events.
+
+    Built by ``booboo.init()``; ``start()`` then sends the handshake and
+    installs the hooks. ``booboo.testing`` builds one without starting it.
+    """
+
+    def __init__(self, target, environment, release, before_send, ignore_errors,
+                 sample_rate, debug, max_queue, shutdown_timeout):
+        import threading
+
+        from . import _transport, _worker
+
+        self.target = target
+        self.environment = environment
+        self.release = release
+        self.before_send = before_send
+        self.ignore_errors = ignore_errors
+        self.sample_rate = sample_rate
+        self.debug = debug
+        self.max_queue = max_queue
+        self.shutdown_timeout = shutdown_timeout
+        self._random = None
+        if sample_rate < 1.0:
+            import random
+
+            self._random = random.random
+        # The scope is replaced, never changed in place, so a capture can
+        # hold on to the tuple it saw without copying it.
+        self._scope = (None, {}, {})
+        self._counts_lock = threading.Lock()
+        self._sent = 0
+        self._dropped = {}
+        self._last_warning = {}
+        self._recorder = None
+        self.transport = _transport.Transport(
+            target, "booboo-sdk/%s python/%s" % (SDK_VERSION, sys.version.split()[0])
+        )
+        self.worker = _worker.Worker(max_queue, self._process)
+        self._integrations = []
+        if debug:
+            _enable_debug_logging()
+
+    # --- lifecycle -------------------------------------------------------
+
+    def start(self, app):
+        """Install hooks and integrations and send the handshake; may raise (bad ``app``)."""
+        from . import _hooks
+
+        _hooks.install(app, self)
+        self.worker.submit((_HANDSHAKE, {"handshake": True, "sdk": "python/" + SDK_VERSION}))
+        if self.debug:
+            _logger().debug(
+                "booboo: started, sending to %s (environment=%r, release=%r)",
+                self.target.endpoint, self.environment, self.release,
+            )
+
+    def flush(self, timeout=None):
+        """Wait for queued events to be sent; True if all were, False on timeout."""
+        try:
+            if timeout is None:
+                timeout = self.shutdown_timeout
+            return self.worker.flush(max(0.0, float(timeout)))
+        except Exception as exc:
+            self._warn("flush", "booboo: flush() failed: %r", exc)
+            return False
+
+    def close(self, timeout=None):
+        """Flush for at most ``timeout`` (default shutdown_timeout), then stop sending."""
+        global _current
+        try:
+            if _current is self:
+                _current = None
+            from . import _hooks
+
+            _hooks.uninstall(self)
+            if timeout is None:
+                timeout = self.shutdown_timeout
+            left = self.worker.close(max(0.0, float(timeout)))
+            events = [item for item in left if item[0] != _HANDSHAKE]
+            if events:
+                self.drop("shutdown", count=len(events))
+            self.transport.forget_connection()
+        except Exception as exc:
+            self._warn("close", "booboo: close() failed: %r", exc)
+
+    def after_fork_in_child(self):
+        self.worker.after_fork_in_child()
+        self.transport.forget_connection()
+        self.transport.paused_until = 0.0
+        import threading
+
+        self._counts_lock = threading.Lock()
+        self._sent = 0
+        self._dropped = {}
+
+    # --- scope -----------------------------------------------------------
+
+    def set_user(self, user):
+        if user is not None and not isinstance(user, dict):
+            self._warn("set_user", "booboo: set_user() takes a dict or None, not %s; ignored",
+                       type(user).__name__)
+            return
+        _, tags, contexts = self._scope
+        self._scope = (dict(user) if user else None, tags, contexts)
+
+    def set_tag(self, key, value):
+        if not isinstance(key, str) or not key:
+            self._warn("set_tag", "booboo: set_tag() needs a non-empty string key; ignored")
+            return
+        user, tags, contexts = self._scope
+        tags = dict(tags)
+        if value is None:
+            tags.pop(key, None)
+        else:
+            try:
+                tags[key] = value if isinstance(value, str) else str(value)
+            except Exception as error:
+                self._warn("set_tag", "booboo: set_tag(%r): str() of the value raised %r; ignored",
+                           key, error)
+                return
+        self._scope = (user, tags, contexts)
+
+    def set_context(self, name, data):
+        if not isinstance(name, str) or not name or name in ("sdk", "runtime", "user"):
+            self._warn(
+                "set_context",
+                "booboo: set_context() needs a string name other than 'sdk', 'runtime' "
+                "and 'user' (use set_user for users); ignored %r", name,
+            )
+            return
+        if data is not None and not isinstance(data, dict):
+            self._warn("set_context", "booboo: set_context() takes a dict or None, not %s; ignored",
+                       type(data).__name__)
+            return
+        user, tags, contexts = self._scope
+        contexts = dict(contexts)
+        if data is None:
+            contexts.pop(name, None)
+        else:
+            contexts[name] = dict(data)
+        self._scope = (user, tags, contexts)
+
+    # --- capturing (the application's threads) ----------------------------
+
+    def capture_exception(self, exc, request=None):
+        """Capture ``exc``; return the event id, or None if it will not be sent."""
+        try:
+            if self.ignore_errors and isinstance(exc, self.ignore_errors):
+                self.drop("ignored_error")
+                return None
+            if self._random is not None and self._random() >= self.sample_rate:
+                self.drop("sampled_out")
+                return None
+            pending = _event.snapshot_exception(exc, self._scope, request)
+        except Exception as error:
+            self.drop("internal_error", detail=repr(error))
+            return None
+        return self._submit(pending)
+
+    def capture_message(self, message, level):
+        try:
+            if level not in ("error", "warning", "info"):
+                self._warn("level", "booboo: capture_message() level must be 'error', "
+                           "'warning' or 'info', not %r; using 'info'", level)
+                level = "info"
+            if self._random is not None and self._random() >= self.sample_rate:
+                self.drop("sampled_out")
+                return None
+            pending = _event.snapshot_message(message, level, self._scope)
+        except Exception as error:
+            self.drop("internal_error", detail=repr(error))
+            return None
+        return self._submit(pending)
+
+    def _submit(self, pending):
+        try:
+            if self._recorder is not None:
+                return self._record(pending)
+            item = (_PENDING, pending)
+            if self.before_send is not None:
+                # The hook gets the finished event and may look at thread-local
+                # state, so it runs here, on the thread that captured.
+                event = self._run_before_send(self._complete(pending))
+                if event is None:
+                    return None
+                item = (_READY, event)
+            reason = self.worker.submit(item)
+        except Exception as error:
+            self.drop("internal_error", detail=repr(error))
+            return None
+        if reason is not None:
+            self.drop(reason)
+            return None
+        return pending.event_id
+
+    def _complete(self, pending):
+        return _event.complete(pending, SDK_VERSION, self.environment, self.release)
+
+    def _run_before_send(self, event):
+        try:
+            result = self.before_send(event)
+        except Exception as error:
+            self.drop("before_send_failed", detail="%s: %s" % (type(error).__name__, error))
+            return None
+        if result is None:
+            self.drop("before_send_dropped")
+            return None
+        if not isinstance(result, dict):
+            self.drop("before_send_failed",
+                      detail="a %s instead of the event dict or None" % type(result).__name__)
+            return None
+        return result
+
+    def _record(self, pending):
+        """For booboo.testing: the whole pipeline except the network, right here."""
+        event = self._complete(pending)
+        if self.before_send is not None:
+            event = self._run_before_send(event)
+            if event is None:
+                return None
+        body = self._encode(event)
+        if body is None:
+            return None
+        import json
+
+        self._recorder.append(json.loads(body))
+        with self._counts_lock:
+            self._sent += 1
+        return pending.event_id
+
+    # --- sending (the worker thread) -------------------------------------
+
+    def _process(self, item):
+        kind, payload = item
+        if kind == _HANDSHAKE:
+            self._send_handshake(payload)
+            return
+        try:
+            event = self._complete(payload) if kind == _PENDING else payload
+            body = self._encode(event)
+        except Exception as error:
+            self.drop("internal_error", detail=repr(error))
+            return
+        if body is None:
+            return
+        outcome = self.transport.deliver(body, self.worker.stop)
+        if outcome.result == "sent":
+            with self._counts_lock:
+                self._sent += 1
+            if self.debug:
+                _logger().debug("booboo: sent event %s (HTTP %s)", event.get("event_id"), outcome.status)
+        else:
+            detail = outcome.detail
+            if outcome.status is not None and outcome.result == "rejected":
+                detail = "HTTP %d %s" % (outcome.status, detail)
+            self.drop(outcome.result, detail=detail.strip())
+
+    def _encode(self, event):
+        try:
+            body, trimmed = _event.encode(event)
+        except (TypeError, ValueError, RecursionError) as error:
+            self.drop("unencodable", detail=str(error))
+            return None
+        if body is None:
+            self.drop("too_large")
+        elif trimmed and self.debug:
+            _logger().debug("booboo: event %s trimmed to %d bytes", event.get("event_id"), len(body))
+        return body
+
+    def _send_handshake(self, handshake):
+        import json
+
+        outcome = self.transport.deliver(json.dumps(handshake).encode(), self.worker.stop)
+        if outcome.result == "sent":
+            if self.debug:
+                _logger().debug("booboo: handshake accepted by %s", self.target.endpoint)
+        elif outcome.result != "shutdown":
+            # Not an event, so not a drop; but the first sign of a wrong DSN.
+            detail = outcome.detail
+            if outcome.status is not None:
+                detail = "HTTP %d %s" % (outcome.status, detail)
+            self._warn("handshake", "booboo: the handshake with %s failed (%s); events may not "
+                       "arrive either", self.target.endpoint, detail.strip())
+
+    # --- the one way an event is lost -------------------------------------
+
+    def drop(self, reason, detail="", count=1):
+        """Count a discarded event under ``reason`` and tell the log, rate-limited."""
+        try:
+            with self._counts_lock:
+                self._dropped[reason] = self._dropped.get(reason, 0) + count
+            explanation = _DROP_EXPLANATIONS.get(reason, reason) % {
+                "detail": detail or "no detail",
+                "sample_rate": self.sample_rate,
+                "max_queue": self.max_queue,
+                "limit": _event.PROTOCOL_BODY_LIMIT,
+                "endpoint": self.target.endpoint,
+                "budget": round(self.transport.retry_budget),
+                "shutdown_timeout": self.shutdown_timeout,
+            }
+            what = "an event was" if count == 1 else "%d events were" % count
+            if reason in _DROPS_THAT_ARE_CHOICES:
+                if self.debug:
+                    _logger().debug("booboo: %s dropped: %s", what, explanation)
+            else:
+                self._warn("drop:" + reason, "booboo: %s dropped: %s", what, explanation)
+        except Exception:
+            pass
+
+    def stats(self):
+        with self._counts_lock:
+            return {
+                "sent": self._sent,
+                "dropped": dict(self._dropped),
+                "queued": self.worker.pending(),
+            }
+
+    def _warn(self, key, message, *args):
+        """A warning on the ``booboo`` logger, at most once a minute per key (always when debugging)."""
+        try:
+            now = time.monotonic()
+            last = self._last_warning.get(key)
+            if self.debug or last is None or now - last >= _WARNING_INTERVAL:
+                self._last_warning[key] = now
+                if not self.debug and last is None:
+                    message += " (repeats of this warning are held back for %d s)" % _WARNING_INTERVAL
+                _logger().warning(message, *args)
+        except Exception:
+            pass
+
+
+def _enable_debug_logging():
+    import logging
+
+    logger = logging.getLogger("booboo")
+    logger.setLevel(logging.DEBUG)
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+
+
+# --- options ----------------------------------------------------------------
+
+_OPTION_NAMES = (
+    "release", "endpoint", "before_send", "ignore_errors", "sample_rate",
+    "debug", "max_queue", "shutdown_timeout",
+)
+
+
+def build(dsn, environment, options):
+    """A Client from ``init()``'s arguments; raises TypeError/ValueError naming the problem."""
+    from . import _dsn
+
+    unknown = sorted(set(options) - set(_OPTION_NAMES))
+    if unknown:
+        raise TypeError(
+            "booboo.init() got unknown option%s %s; the options are %s"
+            % ("s" if len(unknown) > 1 else "", ", ".join(map(repr, unknown)), ", ".join(_OPTION_NAMES))
+        )
+    if dsn is None:
+        dsn = os.environ.get("BOOBOO_DSN", "")
+    target = _dsn.parse(dsn, options.get("endpoint"))
+
+    if not environment:
+        environment = os.environ.get("BOOBOO_ENVIRONMENT", "")
+    _require(isinstance(environment, str), "environment must be a string, not %s" % type(environment).__name__)
+
+    release = options.get("release")
+    if release is None:
+        release = os.environ.get("BOOBOO_RELEASE", "")
+    _require(isinstance(release, str), "release must be a string, not %s" % type(release).__name__)
+
+    before_send = options.get("before_send")
+    _require(before_send is None or callable(before_send),
+             "before_send must be a function taking and returning the event dict")
+
+    ignore_errors = options.get("ignore_errors") or ()
+    if isinstance(ignore_errors, type):
+        ignore_errors = (ignore_errors,)
+    try:
+        ignore_errors = tuple(ignore_errors)
+    except TypeError:
+        raise ValueError("booboo: ignore_errors must be a list of exception classes") from None
+    for entry in ignore_errors:
+        _require(isinstance(entry, type) and issubclass(entry, BaseException),
+                 "ignore_errors must hold exception classes, and %r is not one" % (entry,))
+
+    sample_rate = options.get("sample_rate", 1.0)
+    _require(isinstance(sample_rate, (int, float)) and not isinstance(sample_rate, bool)
+             and 0.0 <= sample_rate <= 1.0,
+             "sample_rate must be a number from 0.0 to 1.0, not %r" % (sample_rate,))
+
+    debug = options.get("debug")
+    if debug is None:
+        debug = _env_flag("BOOBOO_DEBUG")
+    _require(isinstance(debug, bool), "debug must be True or False, not %r" % (debug,))
+
+    max_queue = options.get("max_queue", 100)
+    _require(isinstance(max_queue, int) and not isinstance(max_queue, bool) and max_queue >= 1,
+             "max_queue must be a whole number of events, at least 1, not %r" % (max_queue,))
+
+    shutdown_timeout = options.get("shutdown_timeout", 2.0)
+    _require(isinstance(shutdown_timeout, (int, float)) and not isinstance(shutdown_timeout, bool)
+             and 0.0 <= shutdown_timeout < float("inf"),
+             "shutdown_timeout must be a number of seconds, 0 or more, not %r" % (shutdown_timeout,))
+
+    return Client(
+        target,
+        environment=environment,
+        release=release,
+        before_send=before_send,
+        ignore_errors=ignore_errors,
+        sample_rate=float(sample_rate),
+        debug=debug,
+        max_queue=max_queue,
+        shutdown_timeout=float(shutdown_timeout),
+    )
+
+
+def _require(condition, message):
+    if not condition:
+        raise ValueError("booboo: " + message)
+
+
+def _env_flag(name):
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError("booboo: %s must be 1 or 0 (or true/false), not %r" % (name, value))
+
+
+# --- the process-wide part --------------------------------------------------
+
+_process_hooks_installed = False
+
+
+def activate(client):
+    """Make ``client`` the one the API functions use, closing any previous one."""
+    global _current, _process_hooks_installed
+    previous = _current
+    if previous is not None and previous is not client:
+        previous.close()
+    _current = client
+    if not _process_hooks_installed:
+        import atexit
+
+        atexit.register(_at_exit)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+        _process_hooks_installed = True
+
+
+def deactivate(client, restore=None):
+    """For booboo.testing: put ``restore`` back as the current client if ``client`` still is."""
+    global _current
+    if _current is client:
+        _current = restore
+
+
+def _at_exit():
+    client = _current
+    if client is not None:
+        client.close(client.shutdown_timeout)
+
+
+def _after_fork_in_child():
+    client = _current
+    if client is not None:
+        try:
+            client.after_fork_in_child()
+        except Exception:
+            pass

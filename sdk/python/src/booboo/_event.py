@@ -1,0 +1,651 @@
+"""Building protocol events: frames, the exception chain, locals, scrubbing, size.
+
+An event is built in two halves so that the thread that crashed does as little
+as possible:
+
+* ``snapshot_exception`` runs on the calling thread. It must, because a
+  frame's locals and the objects they point to keep changing once the
+  application goes on. It walks the tracebacks and turns every local into a
+  short, scrubbed ``repr()`` string; nothing it keeps refers to a frame.
+* ``complete`` may run later, on the sender's thread. It adds what does not
+  change: source lines, ``in_app``, the timestamp's text.
+
+Nothing in this module raises to its caller for a bad value from the
+application: a ``repr()`` that raises or hangs becomes a placeholder string.
+"""
+
+import os
+import sys
+import time
+
+PROTOCOL_BODY_LIMIT = 102_400
+"""The largest body, in bytes before compression, that every server accepts."""
+
+MAX_REPR = 200
+MAX_LOCALS = 50
+CONTEXT_LINES = 5
+MAX_SOURCE_LINE = 500
+MAX_MESSAGE = 8192
+MAX_CHAIN = 20
+MAX_FRAMES = 1000
+"""Frames kept per stack at capture time; the rest, from the middle, never leave the process."""
+FRAMES_WITH_LOCALS = 100
+"""Locals are read only for this many frames nearest the raise of each stack."""
+REPR_TIME_LIMIT = 0.05
+"""Seconds one Python-level ``__repr__`` may run before it is interrupted."""
+LOCALS_TIME_BUDGET = 0.25
+"""Seconds all ``repr()`` calls of one capture may take together."""
+
+FILTERED = "[filtered]"
+
+_SENSITIVE_WORDS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "auth",
+    "credential",
+    "private",
+)
+_SENSITIVE_HEADERS = frozenset(
+    {"cookie", "set-cookie", "x-forwarded-for", "x-real-ip", "forwarded"}
+)
+_sensitive_names = {}
+
+
+def is_sensitive(name):
+    """Whether a variable, key or header name suggests its value is a secret."""
+    hit = _sensitive_names.get(name)
+    if hit is None:
+        lower = name.lower()
+        hit = False
+        for word in _SENSITIVE_WORDS:
+            if word in lower:
+                hit = True
+                break
+        # Names repeat (the same functions crash again), so the answer is
+        # remembered; the bound keeps generated names from growing it forever.
+        if len(_sensitive_names) < 4096:
+            _sensitive_names[name] = hit
+    return hit
+
+
+# --- repr() that cannot break or stall a capture ---------------------------
+
+
+class _ReprTimeout(BaseException):
+    """Raised inside a slow ``__repr__`` by the trace function.
+
+    A BaseException, so that an ``except Exception`` in the application's own
+    ``__repr__`` does not swallow it.
+    """
+
+
+def _python_function():
+    pass
+
+
+_PY_FUNCTION = type(_python_function)
+_SCALARS = frozenset({int, float, bool, type(None), complex})
+_CONTAINER_REPRS = {
+    list: list.__repr__,
+    tuple: tuple.__repr__,
+    dict: dict.__repr__,
+    set: set.__repr__,
+    frozenset: frozenset.__repr__,
+}
+_NESTING_LIMIT = 3
+
+
+def safe_repr(value, deadline):
+    """``repr(value)`` cut to MAX_REPR characters, never raising.
+
+    Builtin strings and containers are rendered only as far as needed, so a
+    list of a million items costs no more than a short one. A ``__repr__``
+    written in Python is interrupted once ``deadline`` (a perf_counter value)
+    is reached; one written in C cannot be, but the builtin ones that can be
+    large are the ones handled here.
+    """
+    try:
+        text = _bounded_repr(value, MAX_REPR + 1, 0, deadline)
+    except _ReprTimeout:
+        text = "<%s: repr() took too long>" % _type_name(value)
+    except Exception as exc:
+        text = "<%s: repr() raised %s>" % (_type_name(value), _type_name(exc))
+    if len(text) > MAX_REPR:
+        text = text[: MAX_REPR - 3] + "..."
+    return text
+
+
+def _type_name(value):
+    try:
+        return type(value).__name__
+    except Exception:  # a hostile metaclass
+        return "object"
+
+
+def _bounded_repr(value, room, depth, deadline):
+    kind = type(value)
+    if kind in _SCALARS:
+        return repr(value)
+    if kind is str or kind is bytes or kind is bytearray:
+        return repr(value[:room]) if len(value) > room else repr(value)
+    builtin = _CONTAINER_REPRS.get(kind)
+    if builtin is None and isinstance(value, (list, tuple, dict, set, frozenset)):
+        # A subclass that kept the builtin repr prints exactly like the builtin.
+        inherited = kind.__repr__
+        for base, base_repr in _CONTAINER_REPRS.items():
+            if inherited is base_repr and isinstance(value, base):
+                builtin = base_repr
+                kind = base
+                break
+    if builtin is not None:
+        if depth >= _NESTING_LIMIT:
+            return "[...]" if kind is list else "{...}" if kind in (dict, set) else "(...)"
+        return _container_repr(value, kind, room, depth + 1, deadline)
+    if type(kind.__repr__) is _PY_FUNCTION:
+        return _traced_repr(value, deadline)
+    return repr(value)
+
+
+def _container_repr(value, kind, room, depth, deadline):
+    # Iterating through the builtin's own methods keeps a subclass's
+    # overridden __iter__ or items() (arbitrary Python) out of the picture.
+    if kind is dict:
+        opening, closing, items = "{", "}", dict.items(value)
+    elif kind is list:
+        opening, closing, items = "[", "]", list.__iter__(value)
+    elif kind is tuple:
+        one = tuple.__len__(value) == 1
+        opening, closing, items = "(", ",)" if one else ")", tuple.__iter__(value)
+    elif kind is set:
+        if not set.__len__(value):
+            return "set()"
+        opening, closing, items = "{", "}", set.__iter__(value)
+    else:
+        if not frozenset.__len__(value):
+            return "frozenset()"
+        opening, closing, items = "frozenset({", "})", frozenset.__iter__(value)
+    parts = [opening]
+    used = len(opening)
+    for item in items:
+        if used >= room:
+            parts.append("...")
+            break
+        if used > len(opening):
+            parts.append(", ")
+            used += 2
+        if kind is dict:
+            key, item = item
+            text = _bounded_repr(key, room - used, depth, deadline) + ": "
+            if isinstance(key, str) and is_sensitive(key):
+                text += FILTERED
+            else:
+                text += _bounded_repr(item, room - used - len(text), depth, deadline)
+        else:
+            text = _bounded_repr(item, room - used, depth, deadline)
+        parts.append(text)
+        used += len(text)
+    parts.append(closing)
+    return "".join(parts)
+
+
+def _traced_repr(value, deadline):
+    """Call a Python-level ``__repr__`` with a trace function that stops it at the deadline."""
+    clock = time.perf_counter
+
+    def stop_when_late(frame, event, arg):
+        if clock() > deadline:
+            raise _ReprTimeout
+        return stop_when_late
+
+    previous = sys.gettrace()
+    sys.settrace(stop_when_late)
+    try:
+        return repr(value)
+    finally:
+        sys.settrace(previous)
+
+
+def safe_str(exc, deadline):
+    """``str(exc)`` for a message, never raising, cut at MAX_MESSAGE characters."""
+    try:
+        method = type(exc).__str__
+        if type(method) is _PY_FUNCTION:
+            clock = time.perf_counter
+
+            def stop_when_late(frame, event, arg):
+                if clock() > deadline:
+                    raise _ReprTimeout
+                return stop_when_late
+
+            previous = sys.gettrace()
+            sys.settrace(stop_when_late)
+            try:
+                text = str(exc)
+            finally:
+                sys.settrace(previous)
+        else:
+            text = str(exc)
+        if type(text) is not str:
+            text = str(text)
+    except _ReprTimeout:
+        text = "<%s: str() took too long>" % _type_name(exc)
+    except Exception as error:
+        text = "<%s: str() raised %s>" % (_type_name(exc), _type_name(error))
+    if len(text) > MAX_MESSAGE:
+        text = text[: MAX_MESSAGE - 3] + "..."
+    return text
+
+
+# --- the calling thread's half ---------------------------------------------
+
+
+class Pending:
+    """An event as captured: everything that could change has been copied.
+
+    ``base`` holds the protocol fields known at capture time. ``chain`` is a
+    list of ``(type_name, value, frames, chain_type)``; each frame is a tuple
+    ``(filename, function, lineno, vars, module_globals)``. The module
+    globals are kept only so that source lines of modules loaded from a zip
+    or another loader can be found later.
+    """
+
+    __slots__ = ("event_id", "created", "base", "chain", "scope")
+
+    def __init__(self, base, chain, scope):
+        self.event_id = os.urandom(16).hex()
+        self.created = time.time()
+        self.base = base
+        self.chain = chain
+        self.scope = scope
+
+
+def snapshot_exception(exc, scope, request=None):
+    """Copy what an event needs from ``exc`` and its chain; return a Pending."""
+    clock = time.perf_counter
+    budget_end = clock() + LOCALS_TIME_BUDGET
+    seen_frames = {}
+    chain = []
+    seen = set()
+    current, chain_type = exc, None
+    while current is not None and id(current) not in seen and len(chain) < MAX_CHAIN:
+        seen.add(id(current))
+        value = safe_str(current, min(budget_end, clock() + REPR_TIME_LIMIT))
+        frames = _snapshot_frames(current.__traceback__, seen_frames, budget_end)
+        chain.append((_type_name(current), value, frames, chain_type))
+        if current.__cause__ is not None:
+            current, chain_type = current.__cause__, "cause"
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, chain_type = current.__context__, "context"
+        else:
+            current = None
+    base = {
+        "message": chain[0][1],
+        "exception_type": chain[0][0],
+        "level": "error",
+    }
+    if request is not None:
+        base["request"] = request
+    return Pending(base, chain, scope)
+
+
+def snapshot_message(message, level, scope):
+    text = message if type(message) is str else safe_str(message, time.perf_counter() + REPR_TIME_LIMIT)
+    if len(text) > MAX_MESSAGE:
+        text = text[: MAX_MESSAGE - 3] + "..."
+    return Pending({"message": text, "exception_type": "", "level": level}, [], scope)
+
+
+def _snapshot_frames(tb, seen_frames, budget_end):
+    entries = []
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next
+    if len(entries) > MAX_FRAMES:
+        head = MAX_FRAMES // 10
+        entries = entries[:head] + entries[len(entries) - (MAX_FRAMES - head):]
+    clock = time.perf_counter
+    first_with_locals = len(entries) - FRAMES_WITH_LOCALS
+    frames = []
+    for position, entry in enumerate(entries):
+        frame = entry.tb_frame
+        code = frame.f_code
+        if position < first_with_locals:
+            local_reprs = {}
+        else:
+            # One frame can sit in several stacks of a chain; its locals are
+            # the same object each time, so they are rendered once.
+            local_reprs = seen_frames.get(id(frame))
+            if local_reprs is None:
+                local_reprs = _locals_of(frame, budget_end, clock)
+                seen_frames[id(frame)] = local_reprs
+        frames.append(
+            (code.co_filename, code.co_name, entry.tb_lineno or 0, local_reprs, frame.f_globals)
+        )
+    return frames
+
+
+def _locals_of(frame, budget_end, clock):
+    reprs = {}
+    try:
+        for name, value in frame.f_locals.items():
+            if type(name) is not str:
+                name = str(name)
+            if name[:2] == "__" and name[-2:] == "__":
+                continue
+            if len(reprs) >= MAX_LOCALS:
+                break
+            if is_sensitive(name):
+                reprs[name] = FILTERED
+                continue
+            now = clock()
+            if now > budget_end:
+                reprs[name] = "<not captured: the time for locals ran out>"
+                continue
+            reprs[name] = safe_repr(value, min(budget_end, now + REPR_TIME_LIMIT))
+    except Exception:
+        # A module frame's namespace may change size under us while another
+        # thread imports; what was read so far is still worth sending.
+        pass
+    return reprs
+
+
+# --- the sender's half ------------------------------------------------------
+
+
+def complete(pending, sdk_version, environment, release):
+    """Turn a Pending into a protocol event dict."""
+    import linecache
+
+    source_cache = {}
+    built = {}  # id(frame tuple list) -> list of frame dicts
+    exceptions = []
+    for type_name, value, frames, chain_type in pending.chain:
+        stack = built.get(id(frames))
+        if stack is None:
+            stack = [_frame_dict(frame, source_cache, linecache) for frame in frames]
+            built[id(frames)] = stack
+        exceptions.append(
+            {"type": type_name, "value": value, "stacktrace": stack, "chain_type": chain_type}
+        )
+
+    user, tags, contexts = pending.scope
+    context = {
+        "sdk": {"name": "booboo-sdk", "version": sdk_version},
+        "runtime": {"name": "Python", "version": _python_version()},
+    }
+    for name, data in contexts.items():
+        context[name] = dict(data)
+    if user:
+        context["user"] = dict(user)
+    all_tags = dict(tags)
+    all_tags["runtime"] = "python"
+
+    event = {"event_id": pending.event_id, "timestamp": rfc3339(pending.created)}
+    event.update(pending.base)
+    event["stacktrace"] = exceptions[0]["stacktrace"] if exceptions else []
+    event["exceptions"] = exceptions
+    event["context"] = context
+    event["tags"] = all_tags
+    event["environment"] = environment
+    event["release"] = release
+    return event
+
+
+def _python_version():
+    info = sys.version_info
+    text = "%d.%d.%d" % (info[0], info[1], info[2])
+    if info[3] != "final":
+        text += "%s%d" % ({"alpha": "a", "beta": "b", "candidate": "rc"}.get(info[3], ""), info[4])
+    return text
+
+
+def rfc3339(seconds):
+    whole = int(seconds)
+    micros = int((seconds - whole) * 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + ".%06dZ" % micros
+
+
+def _frame_dict(frame, source_cache, linecache):
+    filename, function, lineno, local_reprs, module_globals = frame
+    lines = source_cache.get(filename)
+    if lines is None:
+        lines = _source_lines(filename, module_globals, linecache)
+        source_cache[filename] = lines
+    index = lineno - 1
+    if 0 <= index < len(lines):
+        context_line = _source_line(lines[index])
+        pre = [_source_line(line) for line in lines[max(0, index - CONTEXT_LINES) : index]]
+        post = [_source_line(line) for line in lines[index + 1 : index + 1 + CONTEXT_LINES]]
+    else:
+        context_line, pre, post = "", [], []
+    return {
+        "filename": filename,
+        "function": function,
+        "lineno": lineno,
+        "context_line": context_line,
+        "pre_context": pre,
+        "post_context": post,
+        "vars": local_reprs,
+        "in_app": is_in_app(filename),
+    }
+
+
+def _source_lines(filename, module_globals, linecache):
+    try:
+        # The file may have been edited since it was imported (a reloading
+        # development server); checkcache drops the stale copy.
+        linecache.checkcache(filename)
+        return linecache.getlines(filename, module_globals)
+    except Exception:
+        # linecache swallows unreadable and undecodable files itself; this
+        # is for loaders that raise something else.
+        return []
+
+
+def _source_line(line):
+    line = line.rstrip("\r\n")
+    if len(line) > MAX_SOURCE_LINE:
+        line = line[: MAX_SOURCE_LINE - 3] + "..."
+    return line
+
+
+_library_roots = None
+
+
+def is_in_app(filename):
+    """False for the standard library, installed packages and this SDK."""
+    global _library_roots
+    if filename.startswith("<"):
+        return not filename.startswith("<frozen")
+    for marker in ("site-packages", "dist-packages"):
+        if marker in filename:
+            for sep in ("/", "\\"):
+                if sep + marker + sep in filename:
+                    return False
+    if _library_roots is None:
+        roots = set()
+        for path in (os.path.dirname(os.__file__), os.path.dirname(os.path.dirname(__file__))):
+            roots.add(os.path.join(path, ""))
+            roots.add(os.path.join(os.path.realpath(path), ""))
+        _library_roots = tuple(roots)
+    return not filename.startswith(_library_roots)
+
+
+# --- request data from the framework integrations ---------------------------
+
+
+def request_data(method, url, headers, query_string):
+    """The protocol's ``request`` object, with secrets in headers and query removed."""
+    scrubbed = {}
+    for name, value in headers:
+        lower = name.lower()
+        if lower in _SENSITIVE_HEADERS or is_sensitive(lower):
+            value = FILTERED
+        if name in scrubbed:
+            scrubbed[name] += ", " + value
+        else:
+            scrubbed[name] = value
+    return {
+        "method": method,
+        "url": url,
+        "headers": scrubbed,
+        "query_string": scrub_query(query_string),
+    }
+
+
+def scrub_query(query_string):
+    """Replace the values of query parameters whose names look secret."""
+    if not query_string:
+        return ""
+    pieces = []
+    for piece in query_string.split("&"):
+        name, sep, _ = piece.partition("=")
+        if sep and is_sensitive(_unquote_name(name)):
+            piece = name + "=" + FILTERED
+        pieces.append(piece)
+    return "&".join(pieces)
+
+
+def _unquote_name(name):
+    if "%" not in name and "+" not in name:
+        return name
+    from urllib.parse import unquote_plus
+
+    return unquote_plus(name)
+
+
+# --- the body on the wire ---------------------------------------------------
+
+
+def encode(event, limit=PROTOCOL_BODY_LIMIT):
+    """Serialise an event to at most ``limit`` bytes of JSON.
+
+    Returns ``(body, trimmed)``; ``body`` is None when even the harshest
+    trimming leaves it too large. Trimming changes ``event`` in place, in
+    this order: locals, then source context lines, then frames from the
+    middle of long stacks, then long texts.
+    """
+    body = _dumps(event)
+    if len(body) <= limit:
+        return body, False
+    for step in _TRIM_STEPS:
+        if step(event):
+            body = _dumps(event)
+            if len(body) <= limit:
+                return body, True
+    return None, True
+
+
+def _dumps(value):
+    import json
+
+    return json.dumps(
+        value,
+        ensure_ascii=False,
+        separators=(",", ":"),
+        skipkeys=True,
+        default=_json_fallback,
+        allow_nan=False,
+    ).encode("utf-8", "replace")  # a lone surrogate is not valid UTF-8 for any server
+
+
+def _json_fallback(value):
+    # before_send may put anything in the event; sending its repr beats
+    # losing the event.
+    return safe_repr(value, time.perf_counter() + REPR_TIME_LIMIT)
+
+
+_KEEP_NEAR_RAISE = 5
+
+
+def _stacks(event):
+    stacks = {}
+    candidates = [event.get("stacktrace")]
+    for entry in event.get("exceptions") or ():
+        if isinstance(entry, dict):
+            candidates.append(entry.get("stacktrace"))
+    for stack in candidates:
+        if isinstance(stack, list):
+            stacks[id(stack)] = stack
+    return list(stacks.values())
+
+
+def _frames(event, keep_near_raise):
+    for stack in _stacks(event):
+        cut = max(0, len(stack) - keep_near_raise)
+        for frame in stack[:cut]:
+            if isinstance(frame, dict):
+                yield frame
+
+
+def _drop_locals(keep_near_raise):
+    def step(event):
+        changed = False
+        for frame in _frames(event, keep_near_raise):
+            if frame.get("vars"):
+                frame["vars"] = {}
+                changed = True
+        return changed
+
+    return step
+
+
+def _drop_context_lines(keep_near_raise):
+    def step(event):
+        changed = False
+        for frame in _frames(event, keep_near_raise):
+            if frame.get("pre_context") or frame.get("post_context"):
+                frame["pre_context"] = []
+                frame["post_context"] = []
+                changed = True
+        return changed
+
+    return step
+
+
+def _drop_middle_frames(keep):
+    def step(event):
+        changed = False
+        for stack in _stacks(event):
+            if len(stack) > keep:
+                head = keep // 4
+                stack[:] = stack[:head] + stack[len(stack) - (keep - head) :]
+                changed = True
+        return changed
+
+    return step
+
+
+def _shorten_texts(event):
+    changed = False
+    limit = 1024
+    if isinstance(event.get("message"), str) and len(event["message"]) > limit:
+        event["message"] = event["message"][: limit - 3] + "..."
+        changed = True
+    for entry in event.get("exceptions") or ():
+        if isinstance(entry, dict) and isinstance(entry.get("value"), str) and len(entry["value"]) > limit:
+            entry["value"] = entry["value"][: limit - 3] + "..."
+            changed = True
+    for frame in _frames(event, 0):
+        line = frame.get("context_line")
+        if isinstance(line, str) and len(line) > 200:
+            frame["context_line"] = line[:197] + "..."
+            changed = True
+    return changed
+
+
+_TRIM_STEPS = (
+    _drop_locals(_KEEP_NEAR_RAISE),
+    _drop_locals(0),
+    _drop_context_lines(_KEEP_NEAR_RAISE),
+    _drop_context_lines(0),
+    _drop_middle_frames(200),
+    _drop_middle_frames(100),
+    _drop_middle_frames(50),
+    _drop_middle_frames(20),
+    _shorten_texts,
+)

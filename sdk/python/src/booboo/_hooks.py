@@ -1,0 +1,107 @@
+"""Where uncaught exceptions are picked up: the interpreter's hooks and the frameworks.
+
+The hooks are process-wide and installed once; they look up the current client
+each time, so a closed client stops reporting without anyone unhooking it, and
+a hook that someone else has since wrapped keeps working.
+"""
+
+import os
+import sys
+import threading
+
+from . import _client
+
+_previous_excepthook = None
+_previous_threading_excepthook = None
+_django_installed = False
+
+
+def install(app, client):
+    integration = None
+    if app is not None:
+        integration = _integration_for(app)
+    _install_interpreter_hooks()
+    if integration is not None:
+        integration.install(app)
+    _install_django_if_used()
+
+
+def uninstall(client):
+    global _previous_excepthook, _previous_threading_excepthook, _django_installed
+    if sys.excepthook is _excepthook:
+        sys.excepthook = _previous_excepthook or sys.__excepthook__
+        _previous_excepthook = None
+    if threading.excepthook is _threading_excepthook:
+        threading.excepthook = _previous_threading_excepthook or threading.__excepthook__
+        _previous_threading_excepthook = None
+    if _django_installed:
+        from .integrations import django
+
+        django.uninstall()
+        _django_installed = False
+
+
+def _install_interpreter_hooks():
+    global _previous_excepthook, _previous_threading_excepthook
+    if sys.excepthook is not _excepthook:
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _excepthook
+    if threading.excepthook is not _threading_excepthook:
+        _previous_threading_excepthook = threading.excepthook
+        threading.excepthook = _threading_excepthook
+
+
+def _excepthook(exc_type, exc_value, exc_tb):
+    # KeyboardInterrupt and SystemExit are ways of stopping, not errors.
+    if isinstance(exc_value, Exception):
+        client = _client.current()
+        if client is not None:
+            client.capture_exception(exc_value)
+    (_previous_excepthook or sys.__excepthook__)(exc_type, exc_value, exc_tb)
+
+
+def _threading_excepthook(args):
+    if isinstance(args.exc_value, Exception):
+        client = _client.current()
+        if client is not None:
+            client.capture_exception(args.exc_value)
+    (_previous_threading_excepthook or threading.__excepthook__)(args)
+
+
+def _integration_for(app):
+    """The integration module for a Flask or Starlette/FastAPI app, by class, without importing either."""
+    for cls in type(app).__mro__:
+        where = (getattr(cls, "__module__", ""), getattr(cls, "__name__", ""))
+        if where == ("flask.app", "Flask"):
+            from .integrations import flask
+
+            return flask
+        if where == ("starlette.applications", "Starlette"):
+            from .integrations import fastapi
+
+            return fastapi
+    raise TypeError(
+        "booboo: app= must be a Flask or FastAPI application, not %s.%s; Django needs no "
+        "app= (it is detected by itself)" % (type(app).__module__, type(app).__name__)
+    )
+
+
+def _install_django_if_used():
+    """Connect to Django's signal when this process is a Django application.
+
+    Importing Django's signals costs tens of milliseconds (they pull in
+    asyncio), so a process that merely has Django installed does not pay it:
+    Django must be imported already or DJANGO_SETTINGS_MODULE set, which is
+    the case wherever a Django project calls ``init()`` (settings, wsgi, asgi).
+    """
+    global _django_installed
+    if _django_installed:
+        return
+    if "django" not in sys.modules and not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        return
+    try:
+        from .integrations import django
+    except ImportError:
+        return
+    django.install()
+    _django_installed = True
