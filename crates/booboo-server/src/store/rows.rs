@@ -2,7 +2,7 @@
 //! because sqlx's row types differ per backend while the columns do not),
 //! error mapping, and small pieces of query text.
 
-use super::StoreError;
+use super::{Issue, IssueFilter, IssueSort, Page, StoreError, TagCounts, ValueCount};
 
 pub(super) fn unavailable(doing: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
     move |e| StoreError::Unavailable(format!("{doing}: {e}"))
@@ -25,6 +25,101 @@ pub(super) const MAX_TAGS_COUNTED: usize = 50;
 pub(super) enum Bind {
     Int(i64),
     Text(String),
+}
+
+/// The two places SQLite and PostgreSQL differ in the issue list query.
+pub(super) struct Dialect {
+    /// `?N` or `$N`.
+    pub placeholder: fn(usize) -> String,
+    /// A case-insensitive LIKE.
+    pub like: &'static str,
+}
+
+/// The issue list query: the access rule and project take parameters 1 to
+/// 3 (`is_admin`, `user_id`, `project_id`, bound by the caller); the filters
+/// add theirs after, returned in order.
+pub(super) fn issue_list_query(
+    dialect: &Dialect,
+    visible_org: &str,
+    filter: &IssueFilter,
+    page: Page,
+) -> (String, Vec<Bind>) {
+    let mut sql = format!(
+        "SELECT {ISSUE_COLUMNS} FROM issues i JOIN projects p ON p.id = i.project_id \
+         WHERE {visible_org} AND i.project_id = {}",
+        (dialect.placeholder)(3)
+    );
+    let mut binds = Vec::new();
+    let mut next = |b: Bind| {
+        binds.push(b);
+        (dialect.placeholder)(binds.len() + 3)
+    };
+    if let Some(status) = filter.status {
+        sql.push_str(&format!(" AND i.status = {}", next(Bind::Text(status.as_str().into()))));
+    }
+    if let Some(level) = &filter.level {
+        sql.push_str(&format!(" AND i.level = {}", next(Bind::Text(level.clone()))));
+    }
+    if let Some(environment) = &filter.environment {
+        let n = next(Bind::Text(environment.clone()));
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM issue_environments ie WHERE ie.issue_id = i.id AND ie.environment = {n})"
+        ));
+    }
+    if let Some(release) = &filter.release {
+        let n = next(Bind::Text(release.clone()));
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM issue_releases ir WHERE ir.issue_id = i.id AND ir.release = {n})"
+        ));
+    }
+    if let Some(query) = filter.query.as_deref().filter(|q| !q.trim().is_empty()) {
+        let n = next(Bind::Text(like_pattern(query.trim())));
+        let like = dialect.like;
+        sql.push_str(&format!(" AND (i.title {like} {n} ESCAPE '\\' OR i.culprit {like} {n} ESCAPE '\\')"));
+    }
+    let order = match filter.sort {
+        IssueSort::LastSeen => "i.last_seen DESC",
+        IssueSort::FirstSeen => "i.first_seen DESC",
+        IssueSort::Events => "i.event_count DESC",
+        IssueSort::Users => "i.user_count DESC",
+    };
+    let limit = next(Bind::Int(page.limit + 1));
+    let offset = next(Bind::Int(page.offset));
+    sql.push_str(&format!(" ORDER BY {order}, i.id DESC LIMIT {limit} OFFSET {offset}"));
+    (sql, binds)
+}
+
+/// The ids of a page of issues as a SQL list; they are integers we read, so
+/// formatting them into the query is safe.
+pub(super) fn id_list(issues: &[Issue]) -> String {
+    issues.iter().map(|i| i.id.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// Attaches `(issue_id, name)` rows to the issues' environment or release
+/// names, keeping the rows' order.
+pub(super) fn attach_names(issues: &mut [Issue], rows: Vec<(i64, String)>, environments: bool) {
+    for (issue_id, name) in rows {
+        if let Some(issue) = issues.iter_mut().find(|i| i.id == issue_id) {
+            if environments {
+                issue.environments.push(name);
+            } else {
+                issue.releases.push(name);
+            }
+        }
+    }
+}
+
+/// Groups `(key, value, count)` rows, sorted by key, into one entry per key.
+pub(super) fn group_tags(rows: Vec<(String, String, i64)>) -> Vec<TagCounts> {
+    let mut tags: Vec<TagCounts> = Vec::new();
+    for (key, value, count) in rows {
+        let value = ValueCount { value, count };
+        match tags.last_mut() {
+            Some(last) if last.key == key => last.values.push(value),
+            _ => tags.push(TagCounts { key, values: vec![value] }),
+        }
+    }
+    tags
 }
 
 /// `%text%` for LIKE, with the wildcards in `text` taken literally.

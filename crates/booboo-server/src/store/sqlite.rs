@@ -16,6 +16,8 @@ pub struct SqliteStore {
 
 row_readers!(SqliteRow);
 
+const DIALECT: Dialect = Dialect { placeholder: |n| format!("?{n}"), like: "LIKE" };
+
 /// The access rule every read shares: administrators see everything, other
 /// users the organisations they are members of. Binds: is_admin, user_id.
 const VISIBLE_ORG: &str = "(?1 OR p.org_id IN (SELECT org_id FROM memberships WHERE user_id = ?2))";
@@ -27,26 +29,15 @@ impl SqliteStore {
         if issues.is_empty() {
             return Ok(());
         }
-        let ids = issues.iter().map(|i| i.id.to_string()).collect::<Vec<_>>().join(",");
+        let ids = id_list(issues);
         for (table, column) in [("issue_environments", "environment"), ("issue_releases", "release")] {
-            // The ids are integers we just read, so formatting them in is safe.
-            let rows = sqlx::query(&format!(
+            let rows: Vec<(i64, String)> = sqlx::query_as(&format!(
                 "SELECT issue_id, {column} FROM {table} WHERE issue_id IN ({ids}) ORDER BY event_count DESC, {column}"
             ))
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable("reading environments and releases"))?;
-            for row in rows {
-                let issue_id: i64 = row.try_get(0).map_err(unavailable("reading environments"))?;
-                let value: String = row.try_get(1).map_err(unavailable("reading environments"))?;
-                if let Some(issue) = issues.iter_mut().find(|i| i.id == issue_id) {
-                    if column == "environment" {
-                        issue.environments.push(value);
-                    } else {
-                        issue.releases.push(value);
-                    }
-                }
-            }
+            attach_names(issues, rows, column == "environment");
         }
         Ok(())
     }
@@ -459,50 +450,8 @@ impl Store for SqliteStore {
         filter: &IssueFilter,
         page: Page,
     ) -> StoreResult<PageOf<Issue>> {
-        let mut sql = format!(
-            "SELECT {ISSUE_COLUMNS} FROM issues i JOIN projects p ON p.id = i.project_id \
-             WHERE {VISIBLE_ORG} AND i.project_id = ?3"
-        );
-        let mut binds = vec![Bind::Int(project_id)];
-        let next = |binds: &mut Vec<Bind>, b: Bind| {
-            binds.push(b);
-            format!("?{}", binds.len() + 2)
-        };
-        if let Some(status) = filter.status {
-            let n = next(&mut binds, Bind::Text(status.as_str().into()));
-            sql.push_str(&format!(" AND i.status = {n}"));
-        }
-        if let Some(level) = &filter.level {
-            let n = next(&mut binds, Bind::Text(level.clone()));
-            sql.push_str(&format!(" AND i.level = {n}"));
-        }
-        if let Some(environment) = &filter.environment {
-            let n = next(&mut binds, Bind::Text(environment.clone()));
-            sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM issue_environments ie WHERE ie.issue_id = i.id AND ie.environment = {n})"
-            ));
-        }
-        if let Some(release) = &filter.release {
-            let n = next(&mut binds, Bind::Text(release.clone()));
-            sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM issue_releases ir WHERE ir.issue_id = i.id AND ir.release = {n})"
-            ));
-        }
-        if let Some(query) = filter.query.as_deref().filter(|q| !q.trim().is_empty()) {
-            let n = next(&mut binds, Bind::Text(like_pattern(query.trim())));
-            sql.push_str(&format!(" AND (i.title LIKE {n} ESCAPE '\\' OR i.culprit LIKE {n} ESCAPE '\\')"));
-        }
-        let order = match filter.sort {
-            IssueSort::LastSeen => "i.last_seen DESC",
-            IssueSort::FirstSeen => "i.first_seen DESC",
-            IssueSort::Events => "i.event_count DESC",
-            IssueSort::Users => "i.user_count DESC",
-        };
-        let limit = next(&mut binds, Bind::Int(page.limit + 1));
-        let offset = next(&mut binds, Bind::Int(page.offset));
-        sql.push_str(&format!(" ORDER BY {order}, i.id DESC LIMIT {limit} OFFSET {offset}"));
-
-        let mut query = sqlx::query(&sql).bind(viewer.is_admin).bind(viewer.user_id);
+        let (sql, binds) = issue_list_query(&DIALECT, VISIBLE_ORG, filter, page);
+        let mut query = sqlx::query(&sql).bind(viewer.is_admin).bind(viewer.user_id).bind(project_id);
         for bind in binds {
             query = match bind {
                 Bind::Int(i) => query.bind(i),
@@ -550,25 +499,14 @@ impl Store for SqliteStore {
         let releases =
             counts("SELECT release, event_count FROM issue_releases WHERE issue_id = ? ORDER BY first_seen, release")
                 .await?;
-        let tag_rows = sqlx::query(
+        let tag_rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT key, value, event_count FROM issue_tags WHERE issue_id = ? ORDER BY key, event_count DESC, value",
         )
         .bind(issue_id)
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable("reading issue tags"))?;
-        let mut tags: Vec<TagCounts> = Vec::new();
-        for r in &tag_rows {
-            let key: String = r.try_get(0).map_err(unavailable("reading issue tags"))?;
-            let value = ValueCount {
-                value: r.try_get(1).map_err(unavailable("reading issue tags"))?,
-                count: r.try_get(2).map_err(unavailable("reading issue tags"))?,
-            };
-            match tags.last_mut() {
-                Some(last) if last.key == key => last.values.push(value),
-                _ => tags.push(TagCounts { key, values: vec![value] }),
-            }
-        }
+        let tags = group_tags(tag_rows);
         issue.environments = environments.iter().map(|c| c.value.clone()).collect();
         issue.releases = releases.iter().map(|c| c.value.clone()).collect();
         Ok(Some(IssueDetail { issue, environment_counts: environments, release_counts: releases, tags }))
