@@ -41,12 +41,15 @@ class IngestServer:
         self.responses = []
         self.default = (200, {})
         self.delay = 0.0
+        self.arrivals = 0
+        """Requests that reached the handler, answered or not."""
         self.lock = threading.Condition()
         self._release = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", "0"))
@@ -59,6 +62,8 @@ class IngestServer:
                 except ValueError:
                     body = None
                 with server.lock:
+                    server.arrivals += 1
+                    server.lock.notify_all()
                     answer = server.responses.pop(0) if server.responses else server.default
                 if answer == "hang":
                     server._release.wait(30)
@@ -86,8 +91,19 @@ class IngestServer:
         self.port = self.httpd.server_address[1]
         self.url = "http://127.0.0.1:%d/" % self.port
         self.dsn = "http://%s@127.0.0.1:%d/acme/web" % (TOKEN, self.port)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
+
+    def wait_for_arrivals(self, count, timeout=15.0):
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while self.arrivals < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError("timed out; %d requests arrived" % self.arrivals)
+                self.lock.wait(remaining)
 
     def events(self):
         with self.lock:
@@ -121,12 +137,22 @@ def server():
     srv.close()
 
 
+_SDK_FAILURES = ("failed building it", "flush() failed", "close() failed", "failed inside the SDK")
+
+
 @pytest.fixture(autouse=True)
-def no_client_left_behind():
-    """Every test starts and ends without an active client or our hooks."""
+def no_client_left_behind(caplog):
+    """Every test starts and ends without an active client, and fails on the SDK's own errors.
+
+    The SDK never raises into the application, so its own bugs would pass
+    unnoticed; it logs each one, and this turns those log lines into failures.
+    """
     booboo.close(0)
     yield
     booboo.close(0)
+    failures = [r.getMessage() for r in caplog.records
+                if r.name == "booboo" and any(text in r.getMessage() for text in _SDK_FAILURES)]
+    assert not failures, "the SDK swallowed its own errors: %s" % failures
 
 
 def free_port_nobody_listens_on():

@@ -298,7 +298,11 @@ class Client:
             return
         if body is None:
             return
-        outcome = self.transport.deliver(body, self.worker.stop)
+        try:
+            outcome = self.transport.deliver(body, self.worker.stop)
+        except Exception as error:
+            self.drop("internal_error", detail=repr(error))
+            return
         if outcome.result == "sent":
             with self._counts_lock:
                 self._sent += 1
@@ -325,7 +329,11 @@ class Client:
     def _send_handshake(self, handshake):
         import json
 
-        outcome = self.transport.deliver(json.dumps(handshake).encode(), self.worker.stop)
+        try:
+            outcome = self.transport.deliver(json.dumps(handshake).encode(), self.worker.stop)
+        except Exception as error:
+            self._warn("handshake", "booboo: the handshake failed inside the SDK: %r", error)
+            return
         if outcome.result == "sent":
             if self.debug:
                 _logger().debug("booboo: handshake accepted by %s", self.target.endpoint)

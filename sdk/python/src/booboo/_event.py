@@ -468,7 +468,7 @@ def is_in_app(filename):
                     return False
     if _library_roots is None:
         roots = set()
-        for path in (os.path.dirname(os.__file__), os.path.dirname(os.path.dirname(__file__))):
+        for path in (os.path.dirname(os.__file__), os.path.dirname(__file__)):
             roots.add(os.path.join(path, ""))
             roots.add(os.path.join(os.path.realpath(path), ""))
         _library_roots = tuple(roots)

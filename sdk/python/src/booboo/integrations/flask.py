@@ -1,22 +1,23 @@
 """Flask: ``booboo.init(dsn, app=app)`` reports the errors that become server errors.
 
-Flask passes a failing request through two methods of the application: first
-``handle_user_exception`` (which runs the application's own error handlers),
-then, if no handler took the error, ``handle_exception`` (which renders the
-500 page). Both are wrapped on this one application object:
-
-* an exception that reaches ``handle_exception`` is reported before the 500
-  page is rendered;
-* an exception the application's own handler turns into a 5xx response is
-  reported too, since that handler is the application's error page;
+* An exception no error handler takes reaches Flask's ``handle_exception``,
+  which sends the ``got_request_exception`` signal before it renders the 500
+  page (or re-raises, when the app propagates exceptions). The signal reports
+  it.
+* An exception the application's own error handler answers with a 5xx
+  response is reported too: that handler is the application's error page.
+  Flask looks handlers up through ``_find_error_handler``; the handler it
+  finds is wrapped to look at the status of what it returns.
 * HTTP exceptions (``abort(404)``, routing errors) and exceptions the
   application answers with anything below 500 are responses, not crashes.
 
-The wrappers return exactly what Flask's methods return and re-raise exactly
-what they raise, so the application's responses do not change.
+Nothing here sits on the path an exception travels, so the application's
+responses, logs and tracebacks are what they would be without the SDK.
 """
 
-from flask import request
+import inspect
+
+from flask import got_request_exception, request
 from werkzeug.exceptions import HTTPException
 
 from .. import _client, _event
@@ -26,22 +27,43 @@ def install(app):
     if app.extensions.get("booboo"):
         return
     app.extensions["booboo"] = True
-    handle_user_exception = app.handle_user_exception
-    handle_exception = app.handle_exception
+    got_request_exception.connect(_on_unhandled_exception, app, weak=False)
+    find_error_handler = getattr(app, "_find_error_handler", None)
+    if find_error_handler is not None:
 
-    def handle_user_exception_and_report(e):
-        response = handle_user_exception(e)
-        if not isinstance(e, HTTPException) and _status_of(response) >= 500:
-            _report(e)
-        return response
+        def find_reporting_error_handler(e, *args, **kwargs):
+            handler = find_error_handler(e, *args, **kwargs)
+            if handler is None or isinstance(e, HTTPException):
+                return handler
+            return _reporting_server_errors(handler)
 
-    def report_and_handle_exception(e):
-        if not isinstance(e, HTTPException):
-            _report(e)
-        return handle_exception(e)
+        app._find_error_handler = find_reporting_error_handler
 
-    app.handle_user_exception = handle_user_exception_and_report
-    app.handle_exception = report_and_handle_exception
+
+def _reporting_server_errors(handler):
+    """The application's error handler, reporting the error when it answers with a 5xx."""
+    if inspect.iscoroutinefunction(handler):
+
+        async def report_server_errors(error):
+            response = await handler(error)
+            if _status_of(response) >= 500:
+                _report(error)
+            return response
+
+    else:
+
+        def report_server_errors(error):
+            response = handler(error)
+            if _status_of(response) >= 500:
+                _report(error)
+            return response
+
+    return report_server_errors
+
+
+def _on_unhandled_exception(sender, exception=None, **kwargs):
+    if exception is not None and not isinstance(exception, HTTPException):
+        _report(exception)
 
 
 def _report(exc):
