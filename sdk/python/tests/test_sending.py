@@ -7,7 +7,8 @@ import threading
 import time
 
 import booboo
-from conftest import TOKEN, current_client, free_port_nobody_listens_on
+from booboo._client import current as current_client
+from ingest_server import TOKEN, free_port_nobody_listens_on
 
 
 def test_handshake_then_events_gzipped_with_the_token(server):

@@ -90,7 +90,9 @@ class Client:
         self.transport = _transport.Transport(
             target, "booboo-sdk/%s python/%s" % (SDK_VERSION, sys.version.split()[0])
         )
-        self.worker = _worker.Worker(max_queue, self._process)
+        # The transport belongs to the worker thread alone, which also closes
+        # its connection when it stops.
+        self.worker = _worker.Worker(max_queue, self._process, on_exit=self.transport.forget_connection)
         self._integrations = []
         if debug:
             _enable_debug_logging()
@@ -112,9 +114,7 @@ class Client:
     def flush(self, timeout=None):
         """Wait for queued events to be sent; True if all were, False on timeout."""
         try:
-            if timeout is None:
-                timeout = self.shutdown_timeout
-            return self.worker.flush(max(0.0, float(timeout)))
+            return self.worker.flush(self._seconds(timeout, "flush"))
         except Exception as exc:
             self._warn("flush", "booboo: flush() failed: %r", exc)
             return False
@@ -128,15 +128,21 @@ class Client:
             from . import _hooks
 
             _hooks.uninstall(self)
-            if timeout is None:
-                timeout = self.shutdown_timeout
-            left = self.worker.close(max(0.0, float(timeout)))
+            left = self.worker.close(self._seconds(timeout, "close"))
             events = [item for item in left if item[0] != _HANDSHAKE]
             if events:
                 self.drop("shutdown", count=len(events))
-            self.transport.forget_connection()
         except Exception as exc:
             self._warn("close", "booboo: close() failed: %r", exc)
+
+    def _seconds(self, timeout, caller):
+        if timeout is None:
+            return self.shutdown_timeout
+        if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout == timeout:
+            return min(max(0.0, float(timeout)), 1e9)
+        self._warn(caller, "booboo: %s() takes a number of seconds or None, not %r; using "
+                   "shutdown_timeout (%s s)", caller, timeout, self.shutdown_timeout)
+        return self.shutdown_timeout
 
     def after_fork_in_child(self):
         self.worker.after_fork_in_child()

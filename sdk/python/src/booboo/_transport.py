@@ -113,12 +113,13 @@ class Transport:
         if compressed:
             headers["Content-Encoding"] = "gzip"
         for attempt in (1, 2):
-            reused = self._connection is not None
+            connection = self._connection
+            reused = connection is not None
             if not reused:
-                self._connection = self._connect()
+                connection = self._connection = self._connect()
             try:
-                self._connection.request("POST", "/", body=payload, headers=headers)
-                response = self._connection.getresponse()
+                connection.request("POST", "/", body=payload, headers=headers)
+                response = connection.getresponse()
                 data = response.read(65536)
             except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
                 self.forget_connection()

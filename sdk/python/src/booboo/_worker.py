@@ -16,9 +16,10 @@ NO_THREAD = "no_thread"
 
 
 class Worker:
-    def __init__(self, capacity, process, name="booboo-sender"):
+    def __init__(self, capacity, process, on_exit=None, name="booboo-sender"):
         self.capacity = capacity
         self._process = process
+        self._on_exit = on_exit
         self._name = name
         self._reset()
 
@@ -91,6 +92,11 @@ class Worker:
             with condition:
                 while not items:
                     if self._closed:
+                        if self._on_exit is not None:
+                            try:
+                                self._on_exit()
+                            except Exception:
+                                pass
                         return
                     condition.wait()
                 item = items.popleft()
