@@ -5,7 +5,7 @@
 //! level spellings are mapped), strict where a type is wrong (422 naming the
 //! path), and unknown fields are kept in `Event::extra`.
 
-use crate::event::{ChainType, Event, ExceptionEntry, Frame, Level, NameVersion, Request};
+use crate::event::{ChainType, Event, ExceptionEntry, Frame, Level, NameVersion, Request, FIELD_NAMES};
 use crate::json_reader::{self as jr, FieldError};
 use crate::limits;
 use crate::timestamp;
@@ -99,6 +99,7 @@ const KNOWN_FIELDS: &[&str] = &[
     "stacktrace",
     "environment",
     "release",
+    "dist",
     "tags",
     "context",
     "request",
@@ -179,8 +180,13 @@ fn read_event(
         Some(other) => return Err(jr::wrong_type("breadcrumbs", "a list", other).into()),
     };
 
-    let extra: Map<String, Value> =
-        obj.iter().filter(|(k, _)| !KNOWN_FIELDS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    // A stray top-level `user` or `sdk` would collide with the named field of
+    // the same name when the event is serialised, so those stay out too.
+    let extra: Map<String, Value> = obj
+        .iter()
+        .filter(|(k, _)| !KNOWN_FIELDS.contains(&k.as_str()) && !FIELD_NAMES.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
 
     Ok(Event {
         event_id,
@@ -192,6 +198,7 @@ fn read_event(
         stacktrace,
         environment: jr::truncate(jr::string_or_empty(&obj, "environment", "")?, limits::SHORT_TEXT_BYTES),
         release: jr::truncate(jr::string_or_empty(&obj, "release", "")?, limits::SHORT_TEXT_BYTES),
+        dist: jr::truncate(jr::string_or_empty(&obj, "dist", "")?, limits::SHORT_TEXT_BYTES),
         tags,
         user,
         request,
@@ -271,6 +278,7 @@ fn read_frame(frame: &Map<String, Value>, path: &str) -> Result<Frame, PayloadEr
         module: jr::opt_string(frame, "module", path)?,
         function: jr::truncate(jr::string_or_empty(frame, "function", path)?, limits::SHORT_TEXT_BYTES),
         lineno: jr::opt_lineno(frame, "lineno", path)?,
+        colno: jr::opt_lineno(frame, "colno", path)?,
         context_line: jr::opt_string(frame, "context_line", path)?.map(|l| jr::truncate(l, limits::SOURCE_LINE_BYTES)),
         pre_context: limits::source_lines(jr::string_list(frame, "pre_context", path)?),
         post_context: limits::source_lines(jr::string_list(frame, "post_context", path)?),

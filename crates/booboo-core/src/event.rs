@@ -28,6 +28,9 @@ pub struct Event {
     pub environment: String,
     #[serde(default)]
     pub release: String,
+    /// A build of a release (Sentry's `dist`), e.g. a mobile build number.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub dist: String,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,6 +60,32 @@ pub struct Event {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+/// The keys `Event` serialises as named fields. A parser must not put these
+/// into `extra`, or the stored JSON would carry a key twice.
+pub const FIELD_NAMES: &[&str] = &[
+    "event_id",
+    "timestamp",
+    "level",
+    "message",
+    "exception_type",
+    "exceptions",
+    "stacktrace",
+    "environment",
+    "release",
+    "dist",
+    "tags",
+    "user",
+    "request",
+    "sdk",
+    "runtime",
+    "contexts",
+    "fingerprint",
+    "breadcrumbs",
+    "platform",
+    "server_name",
+    "logger",
+];
 
 impl Event {
     /// Frames of the raised exception, or of the message event.
@@ -134,6 +163,9 @@ pub struct Frame {
     pub function: String,
     /// `None` when the client sent none or a nonsensical one (0, -1).
     pub lineno: Option<u32>,
+    /// The column, for languages that report one (JavaScript).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colno: Option<u32>,
     #[serde(default)]
     pub context_line: Option<String>,
     #[serde(default)]

@@ -1,4 +1,5 @@
-//! booboo's pure core: the event model, the parsers that fill it, server-side
+//! booboo's pure core: the event model, the parsers that fill it (booboo's
+//! protocol, Sentry's envelopes and events), server-side
 //! scrubbing and grouping. No I/O, no clock, no async: every function here is
 //! a function of its inputs.
 
@@ -9,6 +10,8 @@ pub mod issue_summary;
 pub mod json_reader;
 pub mod limits;
 pub mod scrub;
+pub mod sentry_envelope;
+pub mod sentry_event;
 pub mod timestamp;
 
 pub use event::{Event, Level};

@@ -11,6 +11,8 @@ pub const FRAMES: usize = 500;
 pub const CHAIN_LENGTH: usize = 50;
 pub const TAGS: usize = 200;
 pub const TAG_VALUE_BYTES: usize = 1024;
+/// Sentry SDKs keep 100 by default; the most recent are kept beyond this.
+pub const BREADCRUMBS: usize = 200;
 
 /// Keeps the first and last `max / 2` items: the entry point and the raise
 /// site matter most in a deep recursion.

@@ -33,8 +33,10 @@ pub fn from_unix_seconds(secs: f64) -> Result<OffsetDateTime, String> {
     if !secs.is_finite() || !(0.0..=253_402_300_799.0).contains(&secs) {
         return Err("is not a plausible time".into());
     }
-    let nanos = (secs * 1e9) as i128;
-    OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|e| e.to_string())
+    // A float of seconds cannot hold nanoseconds (1769860800.813 is really
+    // …800.81299996); rounding to microseconds gives back what was meant.
+    let micros = (secs * 1e6).round() as i128;
+    OffsetDateTime::from_unix_timestamp_nanos(micros * 1000).map_err(|e| e.to_string())
 }
 
 /// UTC, millisecond precision, `Z` suffix.
@@ -64,5 +66,6 @@ mod tests {
         assert_eq!(format(parse("2026-01-31T12:00:00").unwrap()), "2026-01-31T12:00:00Z");
         assert!(parse("yesterday").is_err());
         assert_eq!(format(from_unix_millis(unix_millis(t))), "2026-01-31T11:00:00.123Z");
+        assert_eq!(format(from_unix_seconds(1_769_860_800.813).unwrap()), "2026-01-31T12:00:00.813Z");
     }
 }

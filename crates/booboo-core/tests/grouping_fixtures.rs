@@ -1,8 +1,10 @@
-//! Runs every grouping fixture: events with the same `group` letter must
+//! Runs every grouping fixture: events (booboo bodies or Sentry payloads)
+//! with the same `group` letter must
 //! share a fingerprint, different letters must not, and `components`, where a
 //! case gives them, must match exactly.
 
 use booboo_core::booboo_payload::{self, Payload};
+use booboo_core::sentry_event::{self, Arrival};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -19,13 +21,22 @@ fn grouping_fixtures_hold() {
         for case in fixture["cases"].as_array().unwrap() {
             let name = case["name"].as_str().unwrap();
             let group = case["group"].as_str().unwrap().to_string();
-            let body = serde_json::to_vec(&case["event"]).unwrap();
             let now = time::OffsetDateTime::UNIX_EPOCH;
-            let Payload::Event(event) = booboo_payload::parse(&body, now, "00000000000000000000000000000000").unwrap()
-            else {
-                panic!("{}: {name} is not an event", file.display())
+            let id = "00000000000000000000000000000000";
+            // A case is a booboo protocol body (`event`) or a Sentry event
+            // payload (`sentry_event`); both go through the same grouping.
+            let event = if let Some(sentry) = case.get("sentry_event") {
+                let arrival = Arrival { received_at: now, envelope_event_id: None, fallback_event_id: id };
+                sentry_event::parse(&serde_json::to_vec(sentry).unwrap(), arrival)
+                    .unwrap_or_else(|e| panic!("{}: {name}: {e}", file.display()))
+            } else {
+                let body = serde_json::to_vec(&case["event"]).unwrap();
+                let Payload::Event(event) = booboo_payload::parse(&body, now, id).unwrap() else {
+                    panic!("{}: {name} is not an event", file.display())
+                };
+                *event
             };
-            let processed = booboo_core::process(*event);
+            let processed = booboo_core::process(event);
             if let Some(expected) = case.get("components") {
                 let expected: Vec<String> = serde_json::from_value(expected.clone()).unwrap();
                 assert_eq!(processed.fingerprint.components, expected, "{}: {name}", file.display());

@@ -27,6 +27,7 @@ pub fn app(state: AppState) -> Router {
         .route("/", post(ingest::receive).get(front_page))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
+        .merge(ingest::sentry::routes())
         .nest("/api/v1", api::routes())
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -30,6 +30,9 @@ struct Cli {
     /// Largest accepted event body, after decompression (default 1 MiB).
     #[arg(long, global = true, env = "BOOBOO_MAX_BODY_BYTES", value_name = "BYTES")]
     max_body_bytes: Option<usize>,
+    /// Largest accepted Sentry envelope, after decompression (default 20 MiB).
+    #[arg(long, global = true, env = "BOOBOO_MAX_ENVELOPE_BYTES", value_name = "BYTES")]
+    max_envelope_bytes: Option<usize>,
     /// Events that may wait for the database before clients are told to retry.
     #[arg(long, global = true, env = "BOOBOO_QUEUE_CAPACITY", value_name = "EVENTS")]
     queue_capacity: Option<usize>,
@@ -148,6 +151,7 @@ pub fn run() -> Result<(), String> {
         database_url: cli.database_url,
         public_url: cli.public_url,
         max_body_bytes: cli.max_body_bytes,
+        max_envelope_bytes: cli.max_envelope_bytes,
         queue_capacity: cli.queue_capacity,
         max_batch: cli.max_batch,
     })?;
@@ -285,6 +289,7 @@ async fn create_project(store: &dyn Store, config: &Config, path: &str) -> Resul
         .await
         .map_err(|e| e.to_string())?;
     println!("Created project {}/{}.", project.org_slug, project.slug);
+    println!("Sentry DSN (for Sentry SDKs): {}", config.sentry_dsn(&key.token, project.id));
     println!("Send errors to it with this DSN:");
     println!("{}", config.dsn(&key.token, &project.org_slug, &project.slug));
     Ok(())

@@ -11,6 +11,9 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
 pub const DEFAULT_DATA_DIR: &str = "./booboo-data";
 /// Existing clients send up to 100 KB; a megabyte leaves room for our own.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// A Sentry envelope may carry attachments and sessions beside its event;
+/// only the event is kept, and it still answers to `max_body_bytes`.
+pub const DEFAULT_MAX_ENVELOPE_BYTES: usize = 20 * 1024 * 1024;
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
 pub const DEFAULT_MAX_BATCH: usize = 500;
 
@@ -20,7 +23,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub public_url: String,
+    /// The largest event, after decompression, in either protocol.
     pub max_body_bytes: usize,
+    /// The largest Sentry envelope, after decompression.
+    pub max_envelope_bytes: usize,
     pub queue_capacity: usize,
     pub max_batch: usize,
 }
@@ -34,6 +40,7 @@ pub struct Overrides {
     pub database_url: Option<String>,
     pub public_url: Option<String>,
     pub max_body_bytes: Option<usize>,
+    pub max_envelope_bytes: Option<usize>,
     pub queue_capacity: Option<usize>,
     pub max_batch: Option<usize>,
 }
@@ -73,9 +80,25 @@ impl Config {
         if max_body_bytes < 102_400 {
             return Err(format!("--max-body-bytes: {max_body_bytes} is below 102400, the size existing clients send"));
         }
+        let max_envelope_bytes =
+            number(overrides.max_envelope_bytes, "max_envelope_bytes", DEFAULT_MAX_ENVELOPE_BYTES)?;
+        if max_envelope_bytes < max_body_bytes {
+            return Err(format!(
+                "--max-envelope-bytes: {max_envelope_bytes} is below --max-body-bytes ({max_body_bytes}); an envelope must fit one event"
+            ));
+        }
         let queue_capacity = number(overrides.queue_capacity, "queue_capacity", DEFAULT_QUEUE_CAPACITY)?.max(1);
         let max_batch = number(overrides.max_batch, "max_batch", DEFAULT_MAX_BATCH)?.max(1);
-        Ok(Config { bind, data_dir, database_url, public_url, max_body_bytes, queue_capacity, max_batch })
+        Ok(Config {
+            bind,
+            data_dir,
+            database_url,
+            public_url,
+            max_body_bytes,
+            max_envelope_bytes,
+            queue_capacity,
+            max_batch,
+        })
     }
 
     /// The ingestion DSN of a project in URL form (`shared/protocol.md`).
@@ -85,15 +108,25 @@ impl Config {
         format!("{scheme}://{token}@{host}/{org}/{project}")
     }
 
+    /// The DSN Sentry SDKs take for a project: the same token as the key and
+    /// the project's numeric id as the last path segment. A path in the
+    /// public URL stays (Sentry SDKs put `/api/…` after it), so a server
+    /// behind a reverse proxy under a prefix works.
+    pub fn sentry_dsn(&self, token: &str, project_id: i64) -> String {
+        let (scheme, rest) = self.public_url.split_once("://").unwrap_or(("http", &self.public_url));
+        format!("{scheme}://{token}@{rest}/{project_id}")
+    }
+
     /// `key = value` lines, secrets redacted, for `booboo config show`.
     pub fn show(&self) -> String {
         format!(
-            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\n",
+            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\n",
             self.bind,
             self.data_dir.display(),
             crate::store::redact_url(&self.database_url),
             self.public_url,
             self.max_body_bytes,
+            self.max_envelope_bytes,
             self.queue_capacity,
             self.max_batch
         )
@@ -125,9 +158,17 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
         let (key, value) =
             line.split_once('=').ok_or_else(|| format!("{}:{}: expected `key = value`", path.display(), n + 1))?;
         let key = key.trim();
-        if !["bind", "data_dir", "database_url", "public_url", "max_body_bytes", "queue_capacity", "max_batch"]
-            .contains(&key)
-        {
+        let known = [
+            "bind",
+            "data_dir",
+            "database_url",
+            "public_url",
+            "max_body_bytes",
+            "max_envelope_bytes",
+            "queue_capacity",
+            "max_batch",
+        ];
+        if !known.contains(&key) {
             return Err(format!("{}:{}: unknown setting `{key}`", path.display(), n + 1));
         }
         let value = value.trim().trim_matches('"').to_string();
@@ -160,6 +201,11 @@ mod tests {
             Config::load(Overrides { public_url: Some("https://errors.example.com/".into()), ..Overrides::default() })
                 .unwrap();
         assert_eq!(config.dsn("abc", "acme", "web"), "https://abc@errors.example.com/acme/web");
+        assert_eq!(config.sentry_dsn("abc", 7), "https://abc@errors.example.com/7");
+        let behind_a_proxy =
+            Config::load(Overrides { public_url: Some("https://example.com/errors/".into()), ..Overrides::default() })
+                .unwrap();
+        assert_eq!(behind_a_proxy.sentry_dsn("abc", 7), "https://abc@example.com/errors/7");
     }
 
     #[test]
@@ -168,5 +214,13 @@ mod tests {
         assert!(err.contains("--bind"), "{err}");
         let err = Config::load(Overrides { max_body_bytes: Some(10), ..Overrides::default() }).err().unwrap();
         assert!(err.contains("102400"), "{err}");
+        let err = Config::load(Overrides {
+            max_body_bytes: Some(2_000_000),
+            max_envelope_bytes: Some(1_000_000),
+            ..Overrides::default()
+        })
+        .err()
+        .unwrap();
+        assert!(err.contains("--max-envelope-bytes"), "{err}");
     }
 }

@@ -7,6 +7,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// Envelope item types Sentry SDKs send that booboo accepts without storing.
+const IGNORED_ITEM_TYPES: &[&str] = &[
+    "transaction",
+    "session",
+    "sessions",
+    "client_report",
+    "attachment",
+    "check_in",
+    "user_report",
+    "feedback",
+    "profile",
+    "profile_chunk",
+    "replay_event",
+    "replay_recording",
+    "replay_video",
+    "span",
+    "log",
+    "otel_log",
+    "statsd",
+    "metric_buckets",
+    "trace_metric",
+];
+
 /// Upper bounds of the store latency histogram, in seconds.
 const LATENCY_BUCKETS: [f64; 9] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
 
@@ -16,6 +39,7 @@ pub struct Metrics {
     duplicates: AtomicU64,
     handshakes: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
+    ignored_items: Mutex<BTreeMap<&'static str, u64>>,
     batches: AtomicU64,
     batched_events: AtomicU64,
     largest_batch: AtomicU64,
@@ -44,6 +68,18 @@ impl Metrics {
 
     pub fn rejected_count(&self, reason: &str) -> u64 {
         self.rejected.lock().unwrap_or_else(|p| p.into_inner()).get(reason).copied().unwrap_or(0)
+    }
+
+    /// Counts one envelope item that was accepted but not stored (sessions,
+    /// transactions, attachments…). Types outside Sentry's known list count
+    /// as `other`, so a client cannot grow the label set.
+    pub fn envelope_item_ignored(&self, item_type: &str) {
+        let label = IGNORED_ITEM_TYPES.iter().copied().find(|t| *t == item_type).unwrap_or("other");
+        *self.ignored_items.lock().unwrap_or_else(|p| p.into_inner()).entry(label).or_default() += 1;
+    }
+
+    pub fn ignored_item_count(&self, label: &str) -> u64 {
+        self.ignored_items.lock().unwrap_or_else(|p| p.into_inner()).get(label).copied().unwrap_or(0)
     }
 
     pub fn batch_committed(&self, size: usize, took: Duration) {
@@ -77,6 +113,14 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE booboo_events_rejected_total counter");
         for (reason, count) in self.rejected.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = writeln!(out, "booboo_events_rejected_total{{reason=\"{reason}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP booboo_envelope_items_ignored_total Sentry envelope items accepted but not stored, by type."
+        );
+        let _ = writeln!(out, "# TYPE booboo_envelope_items_ignored_total counter");
+        for (item_type, count) in self.ignored_items.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "booboo_envelope_items_ignored_total{{type=\"{item_type}\"}} {count}");
         }
         let _ = writeln!(out, "# HELP booboo_ingest_queue_depth Events waiting for the writer.");
         let _ = writeln!(out, "# TYPE booboo_ingest_queue_depth gauge");

@@ -1,9 +1,12 @@
-//! Receiving events: `POST /` of the booboo protocol. Authenticate, read the
-//! body within its limit, parse and normalise through the core, then hand
-//! the event to the group-commit writer and answer once it is committed.
+//! Receiving events: `POST /` of the booboo protocol here, Sentry's
+//! endpoints in `sentry.rs`. Authenticate, read the body within its limit,
+//! parse and normalise through the core, then hand the event to the
+//! group-commit writer and answer once it is committed.
 
 mod body;
 pub mod rejection;
+pub mod sentry;
+mod sentry_auth;
 pub mod writer;
 
 use crate::app::AppState;
