@@ -3,8 +3,10 @@
 //! - `store_conformance`: every store test, run against SQLite always and
 //!   against PostgreSQL when BOOBOO_TEST_DATABASE_URL names one.
 //! - `ingest_http`: the router over real HTTP semantics and a real SQLite.
+//! - `sentry_http`: Sentry's envelope and store endpoints, the same way.
 
 mod architecture;
 mod ingest_http;
+mod sentry_http;
 mod store_conformance;
 mod support;
