@@ -144,6 +144,9 @@ class Project:
     token: str
     email: str
     _seen: dict = field(default_factory=dict)
+    # The DSN Sentry SDKs take (`http://KEY@HOST/PROJECT_ID`), from the
+    # labelled line `booboo project create` prints before the booboo DSN.
+    sentry_dsn: str = ""
 
     def api(self, path: str, method: str = "GET", body=None, expect: int = 200):
         data = json.dumps(body).encode() if body is not None else None
@@ -176,14 +179,16 @@ def create_project(server: Server, org: str | None = None, slug: str | None = No
     n = next(_names)
     org = org or f"org{n}"
     slug = slug or f"proj{n}"
-    dsn = server.run_cli("project", "create", f"{org}/{slug}").stdout.strip().splitlines()[-1]
+    lines = server.run_cli("project", "create", f"{org}/{slug}").stdout.strip().splitlines()
+    dsn = lines[-1]
     assert dsn.startswith("http://") and "@" in dsn, dsn
+    sentry_dsn = next((line.split(": ", 1)[1] for line in lines if line.startswith("Sentry DSN")), "")
     email = f"user{n}@example.com"
     server.run_cli("user", "create", "--email", email, input="correct horse battery\n")
     server.run_cli("member", "add", org, email)
     token = server.run_cli("token", "create", "--email", email).stdout.strip().splitlines()[-1]
     ingest_token = dsn.split("://", 1)[1].split("@", 1)[0]
-    return Project(server, org, slug, dsn, ingest_token, token, email)
+    return Project(server, org, slug, dsn, ingest_token, token, email, sentry_dsn=sentry_dsn)
 
 
 @pytest.fixture(scope="session")
