@@ -72,6 +72,25 @@ def is_sensitive(name):
     return hit
 
 
+_KEEP, _FILTER, _SKIP = 0, 1, 2
+_local_name_kinds = {}
+
+
+def _local_name_kind(name):
+    """What to do with a local of this name: keep its repr, filter it, or leave it out."""
+    kind = _local_name_kinds.get(name)
+    if kind is None:
+        if name[:2] == "__" and name[-2:] == "__":
+            kind = _SKIP
+        elif is_sensitive(name):
+            kind = _FILTER
+        else:
+            kind = _KEEP
+        if len(_local_name_kinds) < 4096:
+            _local_name_kinds[name] = kind
+    return kind
+
+
 # --- repr() that cannot break or stall a capture ---------------------------
 
 
@@ -99,17 +118,17 @@ _CONTAINER_REPRS = {
 _NESTING_LIMIT = 3
 
 
-def safe_repr(value, deadline):
+def safe_repr(value, budget_end):
     """``repr(value)`` cut to MAX_REPR characters, never raising.
 
     Builtin strings and containers are rendered only as far as needed, so a
     list of a million items costs no more than a short one. A ``__repr__``
-    written in Python is interrupted once ``deadline`` (a perf_counter value)
-    is reached; one written in C cannot be, but the builtin ones that can be
-    large are the ones handled here.
+    written in Python gets REPR_TIME_LIMIT seconds, and none at all once
+    ``budget_end`` (a perf_counter value) has passed; one written in C cannot
+    be interrupted, but the builtin ones that can be large are handled here.
     """
     try:
-        text = _bounded_repr(value, MAX_REPR + 1, 0, deadline)
+        text = _bounded_repr(value, MAX_REPR + 1, 0, budget_end)
     except _ReprTimeout:
         text = "<%s: repr() took too long>" % _type_name(value)
     except Exception as exc:
@@ -126,31 +145,84 @@ def _type_name(value):
         return "object"
 
 
-def _bounded_repr(value, room, depth, deadline):
-    kind = type(value)
-    if kind in _SCALARS:
+_SCALAR, _TEXT, _CONTAINER, _PYTHON, _NATIVE = range(5)
+_repr_ways = {}
+
+
+def _repr_way(kind):
+    """How values of this type are rendered, as ``(way, builtin_base)``; remembered per type."""
+    way = _repr_ways.get(kind)
+    if way is None:
+        if kind in _SCALARS:
+            way = (_SCALAR, None)
+        elif kind is str or kind is bytes or kind is bytearray:
+            way = (_TEXT, None)
+        elif kind in _CONTAINER_REPRS:
+            way = (_CONTAINER, kind)
+        else:
+            way = None
+            inherited = kind.__repr__
+            for base, base_repr in _CONTAINER_REPRS.items():
+                # A subclass that kept the builtin repr prints exactly like the builtin.
+                if inherited is base_repr and issubclass(kind, base):
+                    way = (_CONTAINER, base)
+                    break
+            if way is None:
+                way = (_PYTHON, None) if type(inherited) is _PY_FUNCTION else (_NATIVE, None)
+        if len(_repr_ways) < 1024:
+            _repr_ways[kind] = way
+    return way
+
+
+def _bounded_repr(value, room, depth, budget_end):
+    way, base = _repr_way(type(value))
+    if way == _SCALAR:
         return repr(value)
-    if kind is str or kind is bytes or kind is bytearray:
+    if way == _TEXT:
         return repr(value[:room]) if len(value) > room else repr(value)
-    builtin = _CONTAINER_REPRS.get(kind)
-    if builtin is None and isinstance(value, (list, tuple, dict, set, frozenset)):
-        # A subclass that kept the builtin repr prints exactly like the builtin.
-        inherited = kind.__repr__
-        for base, base_repr in _CONTAINER_REPRS.items():
-            if inherited is base_repr and isinstance(value, base):
-                builtin = base_repr
-                kind = base
-                break
-    if builtin is not None:
+    if way == _CONTAINER:
         if depth >= _NESTING_LIMIT:
-            return "[...]" if kind is list else "{...}" if kind in (dict, set) else "(...)"
-        return _container_repr(value, kind, room, depth + 1, deadline)
-    if type(kind.__repr__) is _PY_FUNCTION:
-        return _traced_repr(value, deadline)
+            return "[...]" if base is list else "{...}" if base in (dict, set) else "(...)"
+        if _small_and_flat(value, base):
+            return _CONTAINER_REPRS[base](value)
+        return _container_repr(value, base, room, depth + 1, budget_end)
+    if way == _PYTHON:
+        return _traced_repr(value, budget_end)
     return repr(value)
 
 
-def _container_repr(value, kind, room, depth, deadline):
+_FLAT_LIMIT = 32
+
+
+def _small_and_flat(value, kind):
+    """Whether the builtin repr of this container is cheap: few items, none large or nested.
+
+    Such containers are the common case, and the builtin repr is many times
+    faster than rendering them piece by piece.
+    """
+    if kind.__len__(value) > _FLAT_LIMIT:
+        return False
+    scalars = _SCALARS
+    if kind is dict:
+        for key, item in dict.items(value):
+            if type(key) is str:
+                if len(key) > MAX_REPR:
+                    return False
+                sensitive = _sensitive_names.get(key)
+                if sensitive or (sensitive is None and is_sensitive(key)):
+                    return False
+            elif type(key) not in scalars:
+                return False
+            if type(item) not in scalars and not (type(item) is str and len(item) <= MAX_REPR):
+                return False
+        return True
+    for item in kind.__iter__(value):
+        if type(item) not in scalars and not (type(item) is str and len(item) <= MAX_REPR):
+            return False
+    return True
+
+
+def _container_repr(value, kind, room, depth, budget_end):
     # Iterating through the builtin's own methods keeps a subclass's
     # overridden __iter__ or items() (arbitrary Python) out of the picture.
     if kind is dict:
@@ -179,22 +251,27 @@ def _container_repr(value, kind, room, depth, deadline):
             used += 2
         if kind is dict:
             key, item = item
-            text = _bounded_repr(key, room - used, depth, deadline) + ": "
+            text = _bounded_repr(key, room - used, depth, budget_end) + ": "
             if isinstance(key, str) and is_sensitive(key):
                 text += FILTERED
             else:
-                text += _bounded_repr(item, room - used - len(text), depth, deadline)
+                text += _bounded_repr(item, room - used - len(text), depth, budget_end)
         else:
-            text = _bounded_repr(item, room - used, depth, deadline)
+            text = _bounded_repr(item, room - used, depth, budget_end)
         parts.append(text)
         used += len(text)
     parts.append(closing)
     return "".join(parts)
 
 
-def _traced_repr(value, deadline):
-    """Call a Python-level ``__repr__`` with a trace function that stops it at the deadline."""
+def _traced_repr(value, budget_end):
+    """Call a Python-level ``__repr__`` with a trace function that stops it when its time is up."""
     clock = time.perf_counter
+    deadline = clock() + REPR_TIME_LIMIT
+    if deadline > budget_end:
+        if clock() > budget_end:
+            raise _ReprTimeout
+        deadline = budget_end
 
     def stop_when_late(frame, event, arg):
         if clock() > deadline:
@@ -307,7 +384,6 @@ def _snapshot_frames(tb, seen_frames, budget_end):
     if len(entries) > MAX_FRAMES:
         head = MAX_FRAMES // 10
         entries = entries[:head] + entries[len(entries) - (MAX_FRAMES - head):]
-    clock = time.perf_counter
     first_with_locals = len(entries) - FRAMES_WITH_LOCALS
     frames = []
     for position, entry in enumerate(entries):
@@ -320,7 +396,7 @@ def _snapshot_frames(tb, seen_frames, budget_end):
             # the same object each time, so they are rendered once.
             local_reprs = seen_frames.get(id(frame))
             if local_reprs is None:
-                local_reprs = _locals_of(frame, budget_end, clock)
+                local_reprs = _locals_of(frame, budget_end)
                 seen_frames[id(frame)] = local_reprs
         frames.append(
             (code.co_filename, code.co_name, entry.tb_lineno or 0, local_reprs, frame.f_globals)
@@ -328,24 +404,36 @@ def _snapshot_frames(tb, seen_frames, budget_end):
     return frames
 
 
-def _locals_of(frame, budget_end, clock):
+def _locals_of(frame, budget_end):
     reprs = {}
+    kinds = _local_name_kinds
+    scalars = _SCALARS
     try:
         for name, value in frame.f_locals.items():
-            if type(name) is not str:
-                name = str(name)
-            if name[:2] == "__" and name[-2:] == "__":
+            kind = kinds.get(name)
+            if kind is None:
+                if type(name) is not str:
+                    name = str(name)
+                kind = _local_name_kind(name)
+            if kind == _SKIP:
                 continue
             if len(reprs) >= MAX_LOCALS:
                 break
-            if is_sensitive(name):
+            if kind == _FILTER:
                 reprs[name] = FILTERED
                 continue
-            now = clock()
-            if now > budget_end:
-                reprs[name] = "<not captured: the time for locals ran out>"
-                continue
-            reprs[name] = safe_repr(value, min(budget_end, now + REPR_TIME_LIMIT))
+            value_type = type(value)
+            if value_type in scalars or (value_type is str and len(value) <= MAX_REPR):
+                # The everyday case, without the general machinery.
+                try:
+                    text = repr(value)
+                except Exception:
+                    text = safe_repr(value, budget_end)
+                if len(text) > MAX_REPR:
+                    text = text[: MAX_REPR - 3] + "..."
+                reprs[name] = text
+            else:
+                reprs[name] = safe_repr(value, budget_end)
     except Exception:
         # A module frame's namespace may change size under us while another
         # thread imports; what was read so far is still worth sending.

@@ -32,7 +32,7 @@ def uninstall(client):
         sys.excepthook = _previous_excepthook or sys.__excepthook__
         _previous_excepthook = None
     if threading.excepthook is _threading_excepthook:
-        threading.excepthook = _previous_threading_excepthook or threading.__excepthook__
+        threading.excepthook = _previous_threading_excepthook or _default_threading_excepthook()
         _previous_threading_excepthook = None
     if _django_installed:
         from .integrations import django
@@ -65,7 +65,12 @@ def _threading_excepthook(args):
         client = _client.current()
         if client is not None:
             client.capture_exception(args.exc_value)
-    (_previous_threading_excepthook or threading.__excepthook__)(args)
+    (_previous_threading_excepthook or _default_threading_excepthook())(args)
+
+
+def _default_threading_excepthook():
+    # threading.__excepthook__ exists from Python 3.10 on.
+    return getattr(threading, "__excepthook__", None) or threading.excepthook
 
 
 def _integration_for(app):

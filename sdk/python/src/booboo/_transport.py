@@ -5,20 +5,17 @@ a kept-alive connection, ``zlib`` for gzip. A delivery ends in one of the
 outcomes below; the client turns every outcome but SENT into a named drop.
 """
 
-import http.client
-import json
 import os
 import time
-import zlib
+
+# http.client, json and zlib are imported on first use, on the sender's
+# thread, so that init() on the application's thread stays quick.
 
 SENT = "sent"
 REJECTED = "rejected"  # a 4xx the server will answer the same way next time
 GAVE_UP = "send_failed"  # connection errors or 5xx for longer than the retry budget
 RATE_LIMITED = "rate_limited"  # a 429 whose Retry-After outlasts the retry budget
 STOPPED = "shutdown"  # the client was closed while waiting to retry
-
-_RETRYABLE_ERRORS = (OSError, http.client.HTTPException)
-
 
 class Outcome:
     __slots__ = ("result", "status", "detail")
@@ -56,6 +53,9 @@ class Transport:
         ``stop`` is a threading.Event: once set, waits between attempts end
         and the delivery gives up with STOPPED.
         """
+        import http.client
+
+        retryable_errors = (OSError, http.client.HTTPException)
         clock = time.monotonic
         give_up_at = clock() + self.retry_budget
         compressed = _gzip(body) if self.compress else None
@@ -76,7 +76,7 @@ class Transport:
                 status, retry_after, detail = self._post(
                     compressed if compressed is not None else body, compressed is not None
                 )
-            except _RETRYABLE_ERRORS as exc:
+            except retryable_errors as exc:
                 status, retry_after, detail = None, None, ""
                 last_problem = _describe(exc)
             else:
@@ -105,6 +105,8 @@ class Transport:
                 return Outcome(STOPPED, status, last_problem.strip())
 
     def _post(self, payload, compressed):
+        import http.client
+
         headers = {
             "Content-Type": "application/json",
             "X-Booboo-DSN": self.target.token,
@@ -137,6 +139,8 @@ class Transport:
         raise AssertionError("unreachable")
 
     def _connect(self):
+        import http.client
+
         target = self.target
         if target.scheme == "https":
             return http.client.HTTPSConnection(target.host, target.port, timeout=self.timeout)
@@ -152,6 +156,8 @@ class Transport:
 
 
 def _gzip(body):
+    import zlib
+
     compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: the gzip container
     return compressor.compress(body) + compressor.flush()
 
@@ -160,6 +166,8 @@ def _detail(data):
     """The server's ``{"detail": ...}`` text, or the start of whatever it sent."""
     if not data:
         return ""
+    import json
+
     try:
         detail = json.loads(data.decode("utf-8", "replace")).get("detail")
         if isinstance(detail, str):
