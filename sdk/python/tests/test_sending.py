@@ -187,3 +187,23 @@ def test_threads_capture_concurrently(server):
         t.join()
     assert booboo.flush(30)
     assert len({e["event_id"] for e in server.events()}) == 100
+
+
+def test_debug_logs_every_send(server, caplog, monkeypatch):
+    logger = logging.getLogger("booboo")
+    monkeypatch.setattr(logger, "level", logger.level)  # restored after the test
+    monkeypatch.setenv("BOOBOO_DEBUG", "1")
+    booboo.init(server.dsn)
+    event_id = booboo.capture_message("visible")
+    assert booboo.flush(10)
+    messages = [r.getMessage() for r in caplog.records if r.name == "booboo"]
+    assert any(m.startswith("booboo: started, sending to " + server.url) for m in messages)
+    assert any(m == "booboo: sent event %s (HTTP 200)" % event_id for m in messages)
+    assert not any(TOKEN in m for m in messages)
+    monkeypatch.setenv("BOOBOO_DEBUG", "maybe")
+    try:
+        booboo.init(server.dsn)
+    except ValueError as error:
+        assert "BOOBOO_DEBUG must be 1 or 0" in str(error)
+    else:
+        raise AssertionError("a bad BOOBOO_DEBUG should be refused")

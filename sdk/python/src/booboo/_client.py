@@ -93,7 +93,6 @@ class Client:
         # The transport belongs to the worker thread alone, which also closes
         # its connection when it stops.
         self.worker = _worker.Worker(max_queue, self._process, on_exit=self.transport.forget_connection)
-        self._integrations = []
         if debug:
             _enable_debug_logging()
 
@@ -123,11 +122,13 @@ class Client:
         """Flush for at most ``timeout`` (default shutdown_timeout), then stop sending."""
         global _current
         try:
-            if _current is self:
+            was_current = _current is self
+            if was_current:
                 _current = None
-            from . import _hooks
+            if was_current or _current is None:
+                from . import _hooks
 
-            _hooks.uninstall(self)
+                _hooks.uninstall(self)
             left = self.worker.close(self._seconds(timeout, "close"))
             events = [item for item in left if item[0] != _HANDSHAKE]
             if events:
