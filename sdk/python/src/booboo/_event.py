@@ -407,7 +407,7 @@ def _snapshot_frames(tb, seen_frames, budget_end):
 def _locals_of(frame, budget_end):
     reprs = {}
     kinds = _local_name_kinds
-    scalars = _SCALARS
+    ways = _repr_ways
     try:
         for name, value in frame.f_locals.items():
             kind = kinds.get(name)
@@ -422,18 +422,23 @@ def _locals_of(frame, budget_end):
             if kind == _FILTER:
                 reprs[name] = FILTERED
                 continue
+            # The everyday cases (numbers, short strings, small flat
+            # containers, objects with a repr written in C) are inlined
+            # here: this loop is most of the time a capture costs.
             value_type = type(value)
-            if value_type in scalars or (value_type is str and len(value) <= MAX_REPR):
-                # The everyday case, without the general machinery.
-                try:
+            way, base = ways.get(value_type) or _repr_way(value_type)
+            try:
+                if way == _SCALAR or way == _NATIVE or (way == _TEXT and len(value) <= MAX_REPR):
                     text = repr(value)
-                except Exception:
+                elif way == _CONTAINER and _small_and_flat(value, base):
+                    text = _CONTAINER_REPRS[base](value)
+                else:
                     text = safe_repr(value, budget_end)
-                if len(text) > MAX_REPR:
-                    text = text[: MAX_REPR - 3] + "..."
-                reprs[name] = text
-            else:
-                reprs[name] = safe_repr(value, budget_end)
+            except Exception:
+                text = safe_repr(value, budget_end)
+            if len(text) > MAX_REPR:
+                text = text[: MAX_REPR - 3] + "..."
+            reprs[name] = text
     except Exception:
         # A module frame's namespace may change size under us while another
         # thread imports; what was read so far is still worth sending.
