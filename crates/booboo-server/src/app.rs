@@ -7,6 +7,7 @@ use crate::ingest;
 use crate::ingest::writer::Writer;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::web;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,21 +25,14 @@ pub struct AppState {
 
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/", post(ingest::receive).get(front_page))
+        .route("/", post(ingest::receive))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .merge(ingest::sentry::routes())
         .nest("/api/v1", api::routes())
+        .merge(web::routes())
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
-}
-
-async fn front_page() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "booboo is running.\nSend events with POST / (X-Booboo-DSN header); read them at /api/v1.\n",
-    )
-        .into_response()
 }
 
 async fn health(State(state): State<AppState>) -> Response {

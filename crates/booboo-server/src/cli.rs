@@ -207,7 +207,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
     store::open(&config.database_url).await.map_err(|e| e.to_string())
 }
 
-fn check_email(email: &str) -> Result<String, String> {
+pub fn check_email(email: &str) -> Result<String, String> {
     let email = email.trim().to_ascii_lowercase();
     let valid =
         email.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.') || host == "localhost")

@@ -35,6 +35,7 @@ impl From<StoreError> for AppError {
         match e {
             StoreError::NotFound(m) => AppError::new(StatusCode::NOT_FOUND, m),
             StoreError::Conflict(m) => AppError::new(StatusCode::CONFLICT, m),
+            StoreError::Forbidden(m) => AppError::new(StatusCode::FORBIDDEN, m),
             other => {
                 tracing::error!("{other}");
                 AppError::new(StatusCode::SERVICE_UNAVAILABLE, "the database is unavailable; retry shortly")

@@ -1,5 +1,5 @@
 //! The booboo server: receive → normalise (booboo-core) → group → store →
-//! API. See ARCHITECTURE.md for the map and its invariants.
+//! API and dashboard. See ARCHITECTURE.md for the map and its invariants.
 
 pub mod api;
 pub mod app;
@@ -12,3 +12,4 @@ pub mod metrics;
 pub mod secrets;
 pub mod serve;
 pub mod store;
+pub mod web;

@@ -23,6 +23,11 @@ pub fn new_api_token() -> String {
     format!("bbt_{}", random_hex(32))
 }
 
+/// A session cookie, a CSRF token, a setup or invitation link: 256 bits.
+pub fn new_session_token() -> String {
+    random_hex(32)
+}
+
 /// A random event id for events that came without one.
 pub fn new_event_id() -> String {
     random_hex(16)

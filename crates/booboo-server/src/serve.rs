@@ -6,6 +6,8 @@ use crate::cli::open_store;
 use crate::config::Config;
 use crate::ingest::writer::Writer;
 use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::{clock, secrets};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +24,10 @@ pub async fn serve(config: Config) -> Result<(), String> {
     // Tests and scripts read this line to learn the port when binding to :0.
     println!("booboo listening on http://{address}");
 
-    axum::serve(listener, app(state))
+    announce_setup_link(&*store, &config).await?;
+
+    // The peer address feeds the sign-in limits.
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"))?;
@@ -32,6 +37,19 @@ pub async fn serve(config: Config) -> Result<(), String> {
         return Err("the writer did not finish within 30 seconds".into());
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// While no user exists, prints a one-time link that creates the first
+/// administrator. Only someone who can read this server's output has it.
+async fn announce_setup_link(store: &dyn Store, config: &Config) -> Result<(), String> {
+    if store.user_count().await.map_err(|e| e.to_string())? > 0 {
+        return Ok(());
+    }
+    let token = secrets::new_session_token();
+    store.add_setup_token(&secrets::token_hash(&token), clock::now_millis()).await.map_err(|e| e.to_string())?;
+    println!("No user exists yet. Create the first administrator with this one-time link:");
+    println!("{}/setup/{token}", config.public_url);
     Ok(())
 }
 

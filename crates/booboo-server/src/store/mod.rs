@@ -27,13 +27,18 @@ pub enum StoreError {
     NotFound(String),
     /// The database is in a state this binary cannot work with.
     Incompatible(String),
+    /// The viewer may see the thing but not change it this way.
+    Forbidden(String),
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Unavailable(m) => write!(f, "database unavailable: {m}"),
-            StoreError::Conflict(m) | StoreError::NotFound(m) | StoreError::Incompatible(m) => write!(f, "{m}"),
+            StoreError::Conflict(m)
+            | StoreError::NotFound(m)
+            | StoreError::Incompatible(m)
+            | StoreError::Forbidden(m) => write!(f, "{m}"),
         }
     }
 }
@@ -77,6 +82,14 @@ impl Role {
         match self {
             Role::Member => "member",
             Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "member" => Some(Role::Member),
+            "admin" => Some(Role::Admin),
+            _ => None,
         }
     }
 }
@@ -254,6 +267,73 @@ pub struct StoredEvent {
     pub payload: String,
 }
 
+/// A signed-in browser: found by the hash of its cookie.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: i64,
+    /// The token every form of this session carries (CSRF).
+    pub csrf_token: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// An organisation the viewer can see, with the viewer's role in it.
+/// Installation administrators are admins everywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrgAccess {
+    pub org_slug: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    pub user_id: i64,
+    pub email: String,
+    pub role: Role,
+}
+
+/// An invitation to join an organisation, redeemed once through a link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Invitation {
+    pub org_slug: String,
+    pub email: String,
+    pub role: Role,
+    pub expires_at: i64,
+}
+
+/// An API token as its owner sees it: never the token itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiTokenInfo {
+    pub id: i64,
+    pub label: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// Events of one issue in one hour (`hour` = milliseconds / 3 600 000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HourCount {
+    pub issue_id: i64,
+    pub hour: i64,
+    pub count: i64,
+}
+
+/// The values a project's issue list can be filtered by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectFacets {
+    pub environments: Vec<String>,
+    pub releases: Vec<String>,
+}
+
+/// One event of an issue with its neighbours, for older/newer navigation.
+#[derive(Debug, Clone)]
+pub struct EventInIssue {
+    pub event: StoredEvent,
+    /// The next older and the next newer event of the same issue.
+    pub older: Option<String>,
+    pub newer: Option<String>,
+}
+
 /// One event on its way into the store, with the time it arrived.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -341,6 +421,102 @@ pub trait Store: Send + Sync + 'static {
     async fn issue_events(&self, viewer: Viewer, issue_id: i64, page: Page)
         -> StoreResult<Option<PageOf<StoredEvent>>>;
     async fn event(&self, viewer: Viewer, event_id: &str) -> StoreResult<Option<StoredEvent>>;
+
+    // --- the dashboard: first run, sessions, sign-in limits -----------------
+
+    /// Remembers a setup link's token (hashed) while no user exists.
+    async fn add_setup_token(&self, token_hash: &str, at: i64) -> StoreResult<()>;
+    /// Whether a setup link is still good: it is known and no user exists.
+    async fn setup_token_valid(&self, token_hash: &str) -> StoreResult<bool>;
+    /// Creates the first administrator through a setup link and forgets
+    /// every setup link. `NotFound` for an unknown link, `Conflict` once a
+    /// user exists.
+    async fn create_first_admin(
+        &self,
+        setup_token_hash: &str,
+        email: &str,
+        password_hash: &str,
+        at: i64,
+    ) -> StoreResult<User>;
+    async fn create_session(&self, token_hash: &str, user_id: i64, session: &Session) -> StoreResult<()>;
+    /// The live session a cookie's hash names, with its user.
+    async fn session(&self, token_hash: &str, now: i64) -> StoreResult<Option<(User, Session)>>;
+    async fn end_session(&self, token_hash: &str) -> StoreResult<()>;
+    /// Changes a password and ends every other session of that user.
+    async fn set_password(&self, user_id: i64, password_hash: &str, keep_session_hash: &str) -> StoreResult<()>;
+    async fn record_sign_in_failure(&self, keys: &[String], at: i64) -> StoreResult<()>;
+    /// Failures recorded under `key` at or after `since`.
+    async fn sign_in_failures(&self, key: &str, since: i64) -> StoreResult<i64>;
+    async fn clear_sign_in_failures(&self, key: &str) -> StoreResult<()>;
+
+    // --- the dashboard: organisations, members, invitations, tokens ----------
+
+    async fn organisations_for(&self, viewer: Viewer) -> StoreResult<Vec<OrgAccess>>;
+    /// The viewer's role in an organisation; `None` if they cannot see it
+    /// (or it does not exist).
+    async fn role_in(&self, viewer: Viewer, org_slug: &str) -> StoreResult<Option<Role>>;
+    /// Members of an organisation the viewer can see, by email.
+    async fn members_of(&self, viewer: Viewer, org_slug: &str) -> StoreResult<Option<Vec<Member>>>;
+    /// Removes a membership; whether there was one.
+    async fn remove_membership(&self, org_slug: &str, user_id: i64) -> StoreResult<bool>;
+    async fn create_invitation(&self, token_hash: &str, invitation: &Invitation, at: i64) -> StoreResult<()>;
+    /// An unused, unexpired invitation.
+    async fn invitation(&self, token_hash: &str, now: i64) -> StoreResult<Option<Invitation>>;
+    /// Creates the invited user (or finds them by email, keeping their
+    /// password), makes them a member and uses the invitation up; the flag
+    /// says whether the user was created now. `NotFound` if the invitation is
+    /// unknown, used or expired.
+    async fn accept_invitation(&self, token_hash: &str, password_hash: &str, now: i64) -> StoreResult<(User, bool)>;
+    async fn api_tokens_of(&self, user_id: i64) -> StoreResult<Vec<ApiTokenInfo>>;
+    /// Revokes one of the user's own tokens; whether it was theirs and live.
+    async fn revoke_api_token(&self, user_id: i64, token_id: i64, at: i64) -> StoreResult<bool>;
+
+    // --- the dashboard: projects and keys -----------------------------------
+
+    /// Creates a project for a signed-in user. A new organisation gets the
+    /// viewer as its admin; in an existing one the viewer must be an admin
+    /// (`Forbidden` otherwise). `Conflict` if the project exists.
+    async fn create_project_for(
+        &self,
+        viewer: Viewer,
+        org_slug: &str,
+        project_slug: &str,
+        token: &str,
+        at: i64,
+    ) -> StoreResult<(Project, ProjectKey)>;
+    /// Every key of a project, revoked ones too, oldest first.
+    async fn project_keys(&self, viewer: Viewer, project_id: i64) -> StoreResult<Option<Vec<ProjectKey>>>;
+    async fn add_project_key(
+        &self,
+        viewer: Viewer,
+        project_id: i64,
+        token: &str,
+        label: &str,
+        at: i64,
+    ) -> StoreResult<Option<ProjectKey>>;
+    /// Revokes a key: its token is refused from then on. Whether it was live.
+    async fn revoke_project_key(&self, viewer: Viewer, project_id: i64, key_id: i64, at: i64) -> StoreResult<bool>;
+
+    // --- the dashboard: charts, filters, event navigation --------------------
+
+    /// Events per hour since `since_hour` for some issues of one project.
+    async fn issue_hourly(
+        &self,
+        viewer: Viewer,
+        project_id: i64,
+        issue_ids: &[i64],
+        since_hour: i64,
+    ) -> StoreResult<Vec<HourCount>>;
+    /// The environments and releases a project's issues were seen in.
+    async fn project_facets(&self, viewer: Viewer, project_id: i64) -> StoreResult<ProjectFacets>;
+    /// One event of an issue (the latest when `event_id` is `None`) with its
+    /// older and newer neighbours.
+    async fn issue_event(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        event_id: Option<&str>,
+    ) -> StoreResult<Option<EventInIssue>>;
 }
 
 /// Opens the store a database URL names, creating and migrating it.

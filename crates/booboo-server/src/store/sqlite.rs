@@ -42,6 +42,17 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Whether the viewer may see a project: the access rule of every read.
+    async fn project_visible(&self, viewer: Viewer, project_id: i64) -> StoreResult<bool> {
+        sqlx::query_scalar(&format!("SELECT EXISTS (SELECT 1 FROM projects p WHERE {VISIBLE_ORG} AND p.id = ?3)"))
+            .bind(viewer.is_admin)
+            .bind(viewer.user_id)
+            .bind(project_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable("checking access to a project"))
+    }
+
     pub async fn open(url: &str) -> StoreResult<SqliteStore> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Incompatible(format!("invalid SQLite URL {url:?}: {e}")))?
@@ -195,6 +206,9 @@ async fn store_one(tx: &mut Transaction<'_, Sqlite>, e: &NewEvent) -> Result<Sto
         .await?;
     Ok(StoreOutcome::Stored { issue_id })
 }
+
+/// Failed sign-ins older than a day are deleted; limits look back less far.
+const SIGN_IN_FAILURES_KEPT_MS: i64 = 24 * 3_600_000;
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -570,5 +584,654 @@ impl Store for SqliteStore {
         .map(|r| event_from_row(&r))
         .transpose()
         .map_err(unavailable("reading an event"))
+    }
+    async fn add_setup_token(&self, token_hash: &str, at: i64) -> StoreResult<()> {
+        sqlx::query("INSERT INTO setup_tokens (token_hash, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
+            .bind(token_hash)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("remembering a setup link"))?;
+        Ok(())
+    }
+
+    async fn setup_token_valid(&self, token_hash: &str) -> StoreResult<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM setup_tokens WHERE token_hash = ?) AND NOT EXISTS (SELECT 1 FROM users)",
+        )
+        .bind(token_hash)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable("checking a setup link"))
+    }
+
+    async fn create_first_admin(
+        &self,
+        setup_token_hash: &str,
+        email: &str,
+        password_hash: &str,
+        at: i64,
+    ) -> StoreResult<User> {
+        // BEGIN IMMEDIATE takes the write lock first, so two browsers using
+        // the link at once cannot both see "no user yet".
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(unavailable("starting a transaction"))?;
+        let result = async {
+            let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM setup_tokens WHERE token_hash = ?)")
+                .bind(setup_token_hash)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(unavailable("checking a setup link"))?;
+            let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(unavailable("counting users"))?;
+            if users > 0 {
+                return Err(StoreError::Conflict(
+                    "an administrator already exists; sign in, or ask them for an account".into(),
+                ));
+            }
+            if !known {
+                return Err(StoreError::NotFound(
+                    "this setup link is not valid; use the newest one `booboo serve` printed".into(),
+                ));
+            }
+            let row = sqlx::query(
+                "INSERT INTO users (email, password_hash, is_admin, created_at) VALUES (?, ?, 1, ?) \
+                 RETURNING id, email, password_hash, is_admin",
+            )
+            .bind(email)
+            .bind(password_hash)
+            .bind(at)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(unavailable("creating the administrator"))?;
+            sqlx::query("DELETE FROM setup_tokens")
+                .execute(&mut *conn)
+                .await
+                .map_err(unavailable("forgetting setup links"))?;
+            user_from_row(&row).map_err(unavailable("reading a user"))
+        }
+        .await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        sqlx::query(end).execute(&mut *conn).await.map_err(unavailable("ending a transaction"))?;
+        result
+    }
+
+    async fn create_session(&self, token_hash: &str, user_id: i64, session: &Session) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(&session.csrf_token)
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("starting a session"))?;
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: &str, now: i64) -> StoreResult<Option<(User, Session)>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.email, u.password_hash, u.is_admin, s.csrf_token, s.created_at, s.expires_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("looking up a session"))?;
+        let Some(row) = row else { return Ok(None) };
+        let read = || -> Result<(User, Session), sqlx::Error> {
+            let user = user_from_row(&row)?;
+            let session = Session {
+                user_id: user.id,
+                csrf_token: row.try_get("csrf_token")?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+            };
+            Ok((user, session))
+        };
+        read().map(Some).map_err(unavailable("reading a session"))
+    }
+
+    async fn end_session(&self, token_hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("ending a session"))?;
+        Ok(())
+    }
+
+    async fn set_password(&self, user_id: i64, password_hash: &str, keep_session_hash: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable("changing a password"))?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = ? AND token_hash <> ?")
+            .bind(user_id)
+            .bind(keep_session_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable("ending other sessions"))?;
+        tx.commit().await.map_err(unavailable("committing a password change"))
+    }
+
+    async fn record_sign_in_failure(&self, keys: &[String], at: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        for key in keys {
+            sqlx::query("INSERT INTO sign_in_failures (key, at) VALUES (?, ?)")
+                .bind(key)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable("recording a failed sign-in"))?;
+        }
+        // Old failures no longer count for anything; keep the table small.
+        sqlx::query("DELETE FROM sign_in_failures WHERE at < ?")
+            .bind(at - SIGN_IN_FAILURES_KEPT_MS)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable("pruning failed sign-ins"))?;
+        tx.commit().await.map_err(unavailable("committing a failed sign-in"))
+    }
+
+    async fn sign_in_failures(&self, key: &str, since: i64) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM sign_in_failures WHERE key = ? AND at >= ?")
+            .bind(key)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable("counting failed sign-ins"))
+    }
+
+    async fn clear_sign_in_failures(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sign_in_failures WHERE key = ?")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("clearing failed sign-ins"))?;
+        Ok(())
+    }
+
+    async fn organisations_for(&self, viewer: Viewer) -> StoreResult<Vec<OrgAccess>> {
+        let rows = sqlx::query(
+            "SELECT o.slug, CASE WHEN ?1 THEN 'admin' ELSE m.role END AS role FROM organisations o \
+             LEFT JOIN memberships m ON m.org_id = o.id AND m.user_id = ?2 \
+             WHERE ?1 OR m.user_id IS NOT NULL ORDER BY o.slug",
+        )
+        .bind(viewer.is_admin)
+        .bind(viewer.user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("listing organisations"))?;
+        rows.iter()
+            .map(|r| {
+                let role: String = r.try_get("role")?;
+                Ok(OrgAccess { org_slug: r.try_get("slug")?, role: Role::parse(&role).unwrap_or(Role::Member) })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(unavailable("reading organisations"))
+    }
+
+    async fn role_in(&self, viewer: Viewer, org_slug: &str) -> StoreResult<Option<Role>> {
+        let role: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT CASE WHEN ?1 THEN 'admin' ELSE m.role END FROM organisations o \
+             LEFT JOIN memberships m ON m.org_id = o.id AND m.user_id = ?2 WHERE o.slug = ?3",
+        )
+        .bind(viewer.is_admin)
+        .bind(viewer.user_id)
+        .bind(org_slug)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("looking up a role"))?;
+        Ok(role.flatten().and_then(|r| Role::parse(&r)))
+    }
+
+    async fn members_of(&self, viewer: Viewer, org_slug: &str) -> StoreResult<Option<Vec<Member>>> {
+        if self.role_in(viewer, org_slug).await?.is_none() {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT u.id, u.email, m.role FROM memberships m JOIN users u ON u.id = m.user_id \
+             JOIN organisations o ON o.id = m.org_id WHERE o.slug = ? ORDER BY u.email",
+        )
+        .bind(org_slug)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("listing members"))?;
+        rows.iter()
+            .map(|r| {
+                let role: String = r.try_get("role")?;
+                Ok(Member {
+                    user_id: r.try_get("id")?,
+                    email: r.try_get("email")?,
+                    role: Role::parse(&role).unwrap_or(Role::Member),
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map(Some)
+            .map_err(unavailable("reading members"))
+    }
+
+    async fn remove_membership(&self, org_slug: &str, user_id: i64) -> StoreResult<bool> {
+        let removed = sqlx::query(
+            "DELETE FROM memberships WHERE user_id = ? AND org_id = (SELECT id FROM organisations WHERE slug = ?)",
+        )
+        .bind(user_id)
+        .bind(org_slug)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("removing a member"))?
+        .rows_affected();
+        Ok(removed > 0)
+    }
+
+    async fn create_invitation(&self, token_hash: &str, invitation: &Invitation, at: i64) -> StoreResult<()> {
+        let inserted = sqlx::query(
+            "INSERT INTO invitations (token_hash, org_id, email, role, created_at, expires_at) \
+             SELECT ?, id, ?, ?, ?, ? FROM organisations WHERE slug = ?",
+        )
+        .bind(token_hash)
+        .bind(&invitation.email)
+        .bind(invitation.role.as_str())
+        .bind(at)
+        .bind(invitation.expires_at)
+        .bind(&invitation.org_slug)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("creating an invitation"))?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::NotFound(format!("no organisation named {}", invitation.org_slug)));
+        }
+        Ok(())
+    }
+
+    async fn invitation(&self, token_hash: &str, now: i64) -> StoreResult<Option<Invitation>> {
+        let row = sqlx::query(
+            "SELECT o.slug, i.email, i.role, i.expires_at FROM invitations i JOIN organisations o ON o.id = i.org_id \
+             WHERE i.token_hash = ? AND i.accepted_at IS NULL AND i.expires_at > ?",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("looking up an invitation"))?;
+        let Some(row) = row else { return Ok(None) };
+        let read = || -> Result<Invitation, sqlx::Error> {
+            let role: String = row.try_get("role")?;
+            Ok(Invitation {
+                org_slug: row.try_get("slug")?,
+                email: row.try_get("email")?,
+                role: Role::parse(&role).unwrap_or(Role::Member),
+                expires_at: row.try_get("expires_at")?,
+            })
+        };
+        read().map(Some).map_err(unavailable("reading an invitation"))
+    }
+
+    async fn accept_invitation(&self, token_hash: &str, password_hash: &str, now: i64) -> StoreResult<(User, bool)> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        // Marking it used first makes a second, concurrent use find nothing.
+        let row = sqlx::query(
+            "UPDATE invitations SET accepted_at = ?1 WHERE token_hash = ?2 AND accepted_at IS NULL AND expires_at > ?1 \
+             RETURNING org_id, email, role",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable("using an invitation"))?
+        .ok_or_else(|| {
+            StoreError::NotFound("this invitation is unknown, used or expired; ask for a new one".into())
+        })?;
+        let org_id: i64 = row.try_get("org_id").map_err(unavailable("reading an invitation"))?;
+        let email: String = row.try_get("email").map_err(unavailable("reading an invitation"))?;
+        let role: String = row.try_get("role").map_err(unavailable("reading an invitation"))?;
+        let created = sqlx::query(
+            "INSERT INTO users (email, password_hash, is_admin, created_at) VALUES (?, ?, 0, ?) \
+             ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(&email)
+        .bind(password_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable("creating an invited user"))?
+        .rows_affected()
+            > 0;
+        let user_row = sqlx::query("SELECT id, email, password_hash, is_admin FROM users WHERE email = ?")
+            .bind(&email)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable("reading an invited user"))?;
+        let user = user_from_row(&user_row).map_err(unavailable("reading a user"))?;
+        sqlx::query(
+            "INSERT INTO memberships (org_id, user_id, role) VALUES (?, ?, ?) \
+             ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role",
+        )
+        .bind(org_id)
+        .bind(user.id)
+        .bind(&role)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable("adding an invited member"))?;
+        tx.commit().await.map_err(unavailable("committing an invitation"))?;
+        Ok((user, created))
+    }
+
+    async fn api_tokens_of(&self, user_id: i64) -> StoreResult<Vec<ApiTokenInfo>> {
+        sqlx::query("SELECT id, label, created_at, revoked_at FROM api_tokens WHERE user_id = ? ORDER BY id")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable("listing API tokens"))?
+            .iter()
+            .map(|r| {
+                Ok(ApiTokenInfo {
+                    id: r.try_get("id")?,
+                    label: r.try_get("label")?,
+                    created_at: r.try_get("created_at")?,
+                    revoked_at: r.try_get("revoked_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(unavailable("reading API tokens"))
+    }
+
+    async fn revoke_api_token(&self, user_id: i64, token_id: i64, at: i64) -> StoreResult<bool> {
+        let changed =
+            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL")
+                .bind(at)
+                .bind(token_id)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable("revoking an API token"))?
+                .rows_affected();
+        Ok(changed > 0)
+    }
+
+    async fn create_project_for(
+        &self,
+        viewer: Viewer,
+        org_slug: &str,
+        project_slug: &str,
+        token: &str,
+        at: i64,
+    ) -> StoreResult<(Project, ProjectKey)> {
+        // The organisation and its first admin are decided inside one write
+        // lock, so two people creating the same new organisation at once do
+        // not both become its admin.
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(unavailable("starting a transaction"))?;
+        let result = async {
+            let org_id: Option<i64> = sqlx::query_scalar("SELECT id FROM organisations WHERE slug = ?")
+                .bind(org_slug)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(unavailable("looking up an organisation"))?;
+            let org_id = match org_id {
+                Some(id) => {
+                    let role: Option<String> =
+                        sqlx::query_scalar("SELECT role FROM memberships WHERE org_id = ? AND user_id = ?")
+                            .bind(id)
+                            .bind(viewer.user_id)
+                            .fetch_optional(&mut *conn)
+                            .await
+                            .map_err(unavailable("looking up a role"))?;
+                    if !viewer.is_admin && role.as_deref() != Some("admin") {
+                        return Err(StoreError::Forbidden(format!(
+                            "only an admin of the organisation {org_slug} can create projects in it"
+                        )));
+                    }
+                    id
+                }
+                None => {
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO organisations (slug, name, created_at) VALUES (?, ?, ?) RETURNING id",
+                    )
+                    .bind(org_slug)
+                    .bind(org_slug)
+                    .bind(at)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(unavailable("creating an organisation"))?;
+                    sqlx::query("INSERT INTO memberships (org_id, user_id, role) VALUES (?, ?, 'admin')")
+                        .bind(id)
+                        .bind(viewer.user_id)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(unavailable("making the creator an admin"))?;
+                    id
+                }
+            };
+            let project_id: i64 = sqlx::query_scalar(
+                "INSERT INTO projects (org_id, slug, name, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+            )
+            .bind(org_id)
+            .bind(project_slug)
+            .bind(project_slug)
+            .bind(at)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("project {org_slug}/{project_slug} already exists"))
+                } else {
+                    StoreError::Unavailable(format!("creating a project: {e}"))
+                }
+            })?;
+            let key_row = sqlx::query(
+                "INSERT INTO project_keys (project_id, token, label, created_at) VALUES (?, ?, 'default', ?) \
+                 RETURNING id, project_id, token, label, created_at, revoked_at",
+            )
+            .bind(project_id)
+            .bind(token)
+            .bind(at)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(unavailable("creating a project key"))?;
+            let key = key_from_row(&key_row).map_err(unavailable("reading a project key"))?;
+            let project_row = sqlx::query(&format!(
+                "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organisations o ON o.id = p.org_id WHERE p.id = ?"
+            ))
+            .bind(project_id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(unavailable("reading a project"))?;
+            let project = project_from_row(&project_row).map_err(unavailable("reading a project"))?;
+            Ok((project, key))
+        }
+        .await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        sqlx::query(end).execute(&mut *conn).await.map_err(unavailable("ending a transaction"))?;
+        result
+    }
+
+    async fn project_keys(&self, viewer: Viewer, project_id: i64) -> StoreResult<Option<Vec<ProjectKey>>> {
+        if !self.project_visible(viewer, project_id).await? {
+            return Ok(None);
+        }
+        sqlx::query(
+            "SELECT id, project_id, token, label, created_at, revoked_at FROM project_keys WHERE project_id = ? ORDER BY id",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("reading project keys"))?
+        .iter()
+        .map(key_from_row)
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+        .map_err(unavailable("reading project keys"))
+    }
+
+    async fn add_project_key(
+        &self,
+        viewer: Viewer,
+        project_id: i64,
+        token: &str,
+        label: &str,
+        at: i64,
+    ) -> StoreResult<Option<ProjectKey>> {
+        if !self.project_visible(viewer, project_id).await? {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "INSERT INTO project_keys (project_id, token, label, created_at) VALUES (?, ?, ?, ?) \
+             RETURNING id, project_id, token, label, created_at, revoked_at",
+        )
+        .bind(project_id)
+        .bind(token)
+        .bind(label)
+        .bind(at)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable("creating a project key"))?;
+        key_from_row(&row).map(Some).map_err(unavailable("reading a project key"))
+    }
+
+    async fn revoke_project_key(&self, viewer: Viewer, project_id: i64, key_id: i64, at: i64) -> StoreResult<bool> {
+        if !self.project_visible(viewer, project_id).await? {
+            return Ok(false);
+        }
+        let changed = sqlx::query(
+            "UPDATE project_keys SET revoked_at = ? WHERE id = ? AND project_id = ? AND revoked_at IS NULL",
+        )
+        .bind(at)
+        .bind(key_id)
+        .bind(project_id)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("revoking a project key"))?
+        .rows_affected();
+        Ok(changed > 0)
+    }
+
+    async fn issue_hourly(
+        &self,
+        viewer: Viewer,
+        project_id: i64,
+        issue_ids: &[i64],
+        since_hour: i64,
+    ) -> StoreResult<Vec<HourCount>> {
+        if issue_ids.is_empty() || !self.project_visible(viewer, project_id).await? {
+            return Ok(Vec::new());
+        }
+        // The ids are integers, so formatting them in is safe.
+        let ids = issue_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        sqlx::query(&format!(
+            "SELECT h.issue_id, h.hour, h.event_count FROM issue_hourly h JOIN issues i ON i.id = h.issue_id \
+             WHERE i.project_id = ? AND h.issue_id IN ({ids}) AND h.hour >= ? ORDER BY h.issue_id, h.hour"
+        ))
+        .bind(project_id)
+        .bind(since_hour)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("reading hourly counts"))?
+        .iter()
+        .map(|r| Ok(HourCount { issue_id: r.try_get(0)?, hour: r.try_get(1)?, count: r.try_get(2)? }))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(unavailable("reading hourly counts"))
+    }
+
+    async fn project_facets(&self, viewer: Viewer, project_id: i64) -> StoreResult<ProjectFacets> {
+        if !self.project_visible(viewer, project_id).await? {
+            return Ok(ProjectFacets::default());
+        }
+        let mut facets = ProjectFacets::default();
+        for (sql, into) in [
+            (
+                "SELECT DISTINCT ie.environment FROM issue_environments ie JOIN issues i ON i.id = ie.issue_id \
+                 WHERE i.project_id = ? ORDER BY 1",
+                &mut facets.environments,
+            ),
+            (
+                "SELECT ir.release FROM issue_releases ir JOIN issues i ON i.id = ir.issue_id \
+                 WHERE i.project_id = ? GROUP BY ir.release ORDER BY MAX(ir.first_seen) DESC, 1 LIMIT 200",
+                &mut facets.releases,
+            ),
+        ] {
+            *into = sqlx::query_scalar(sql)
+                .bind(project_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable("listing environments and releases"))?;
+        }
+        Ok(facets)
+    }
+
+    async fn issue_event(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        event_id: Option<&str>,
+    ) -> StoreResult<Option<EventInIssue>> {
+        let visible: bool = sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM issues i JOIN projects p ON p.id = i.project_id WHERE {VISIBLE_ORG} AND i.id = ?3)"
+        ))
+        .bind(viewer.is_admin)
+        .bind(viewer.user_id)
+        .bind(issue_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable("looking up an issue"))?;
+        if !visible {
+            return Ok(None);
+        }
+        const COLUMNS: &str = "id, event_id, issue_id, project_id, received_at, payload";
+        let row = match event_id {
+            Some(event_id) => {
+                sqlx::query(&format!("SELECT {COLUMNS} FROM events WHERE issue_id = ? AND event_id = ?"))
+                    .bind(issue_id)
+                    .bind(event_id)
+                    .fetch_optional(&self.pool)
+                    .await
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM events WHERE issue_id = ? ORDER BY received_at DESC, id DESC LIMIT 1"
+                ))
+                .bind(issue_id)
+                .fetch_optional(&self.pool)
+                .await
+            }
+        }
+        .map_err(unavailable("looking up an event"))?;
+        let Some(row) = row else { return Ok(None) };
+        let event = event_from_row(&row).map_err(unavailable("reading an event"))?;
+        let row_id: i64 = row.try_get("id").map_err(unavailable("reading an event"))?;
+        let neighbour = |sql: &'static str| {
+            let pool = self.pool.clone();
+            let received_at = event.received_at;
+            async move {
+                sqlx::query_scalar::<_, String>(sql)
+                    .bind(issue_id)
+                    .bind(received_at)
+                    .bind(row_id)
+                    .fetch_optional(&pool)
+                    .await
+                    .map_err(unavailable("looking up neighbouring events"))
+            }
+        };
+        let older = neighbour(
+            "SELECT event_id FROM events WHERE issue_id = ?1 AND (received_at < ?2 OR (received_at = ?2 AND id < ?3)) \
+             ORDER BY received_at DESC, id DESC LIMIT 1",
+        )
+        .await?;
+        let newer = neighbour(
+            "SELECT event_id FROM events WHERE issue_id = ?1 AND (received_at > ?2 OR (received_at = ?2 AND id > ?3)) \
+             ORDER BY received_at, id LIMIT 1",
+        )
+        .await?;
+        Ok(Some(EventInIssue { event, older, newer }))
     }
 }

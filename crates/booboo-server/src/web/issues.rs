@@ -1,0 +1,290 @@
+//! A project's issues (filters in the URL, sorting, pages, bulk actions) and
+//! the issue page with one of its events.
+
+use super::chart::{self, HOUR_MS};
+use super::event_view;
+use super::form::FormData;
+use super::page_error::PageError;
+use super::session::SignedIn;
+use super::templates::page;
+use crate::app::AppState;
+use crate::clock;
+use crate::store::{IssueFilter, IssueSort, IssueStatus, Page, Project, Viewer};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Redirect, Response};
+use booboo_core::booboo_payload::normalise_event_id;
+use minijinja::context;
+use serde::Serialize;
+use std::collections::HashMap;
+
+pub const PAGE_SIZE: i64 = 25;
+const LEVELS: &[&str] = &["fatal", "error", "warning", "info", "debug"];
+const SORTS: &[(&str, &str)] =
+    &[("last_seen", "Last seen"), ("first_seen", "First seen"), ("events", "Events"), ("users", "Users")];
+
+/// The list's filters exactly as the URL gives them, so that links keep them.
+#[derive(Debug, Default, Serialize)]
+struct ListQuery {
+    environment: String,
+    release: String,
+    status: String,
+    level: String,
+    query: String,
+    sort: String,
+    page: i64,
+}
+
+impl ListQuery {
+    fn parse(params: &HashMap<String, String>) -> Result<(ListQuery, IssueFilter), PageError> {
+        let get = |k: &str| params.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
+        let q = ListQuery {
+            environment: get("environment"),
+            release: get("release"),
+            status: get("status"),
+            level: get("level"),
+            query: get("query"),
+            sort: get("sort"),
+            page: match get("page").as_str() {
+                "" => 1,
+                text => text.parse().ok().filter(|n| *n >= 1 && *n <= 100_000).ok_or_else(|| {
+                    PageError::BadRequest(format!("page must be a whole number from 1 up, got {text:?}"))
+                })?,
+            },
+        };
+        let status = match q.status.as_str() {
+            "" | "unresolved" => Some(IssueStatus::Unresolved),
+            "all" => None,
+            text => Some(IssueStatus::parse(text).ok_or_else(|| {
+                PageError::BadRequest(format!("status must be unresolved, resolved, ignored or all, got {text:?}"))
+            })?),
+        };
+        let sort = match q.sort.as_str() {
+            "" => IssueSort::default(),
+            text => IssueSort::parse(text).ok_or_else(|| {
+                PageError::BadRequest(format!("sort must be last_seen, first_seen, events or users, got {text:?}"))
+            })?,
+        };
+        if !q.level.is_empty() && !LEVELS.contains(&q.level.as_str()) {
+            return Err(PageError::BadRequest(format!(
+                "level must be one of {}, got {:?}",
+                LEVELS.join(", "),
+                q.level
+            )));
+        }
+        let some = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+        let filter = IssueFilter {
+            environment: some(&q.environment),
+            release: some(&q.release),
+            status,
+            level: some(&q.level),
+            query: some(&q.query),
+            sort,
+        };
+        Ok((q, filter))
+    }
+
+    /// This list's URL with one page number, keeping every filter.
+    fn url_for_page(&self, base: &str, page: i64) -> String {
+        let mut pairs: Vec<(&str, String)> = [
+            ("environment", &self.environment),
+            ("release", &self.release),
+            ("status", &self.status),
+            ("level", &self.level),
+            ("query", &self.query),
+            ("sort", &self.sort),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k, v.clone()))
+        .collect();
+        if page > 1 {
+            pairs.push(("page", page.to_string()));
+        }
+        let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        if query.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{query}")
+        }
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path((org, slug)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, PageError> {
+    let viewer = me.viewer();
+    let project = state.store.project_for(viewer, &org, &slug).await?.ok_or(PageError::NotFound("project"))?;
+    let (q, filter) = ListQuery::parse(&params)?;
+    let window = Page { offset: (q.page - 1) * PAGE_SIZE, limit: PAGE_SIZE };
+    let issues = state.store.list_issues(viewer, project.id, &filter, window).await?;
+    let facets = state.store.project_facets(viewer, project.id).await?;
+    let now = clock::now_millis();
+    let ids: Vec<i64> = issues.items.iter().map(|i| i.id).collect();
+    let hourly = state.store.issue_hourly(viewer, project.id, &ids, now.div_euclid(HOUR_MS) - 23).await?;
+    let rows: Vec<_> = issues
+        .items
+        .iter()
+        .map(|issue| context! { issue, chart => chart::hourly(&hourly, issue.id, now, 24, 4.0, 20.0) })
+        .collect();
+    let base = format!("/projects/{org}/{slug}");
+    let previous = (q.page > 1).then(|| q.url_for_page(&base, q.page - 1));
+    let next = issues.next_offset.map(|_| q.url_for_page(&base, q.page + 1));
+    let this_url = q.url_for_page(&base, q.page);
+    let filtered = !(q.environment.is_empty() && q.release.is_empty() && q.level.is_empty() && q.query.is_empty());
+    let body = page(
+        "issues.html",
+        context! {
+            me => me.me(), project, rows, facets_environments => facets.environments,
+            facets_releases => facets.releases, q, levels => LEVELS, sorts => SORTS, previous, next,
+            this_url, filtered, nav => "issues", first_row => window.offset + 1,
+        },
+    )?;
+    Ok(body.into_response())
+}
+
+/// Only paths on this server, to return to after a form.
+fn back_to(form: &FormData, fallback: String) -> String {
+    let back = form.get("back");
+    if back.starts_with('/') && !back.starts_with("//") && !back.starts_with("/\\") {
+        back.to_string()
+    } else {
+        fallback
+    }
+}
+
+fn status_of_action(action: &str) -> Result<IssueStatus, PageError> {
+    match action {
+        "resolve" | "resolved" => Ok(IssueStatus::Resolved),
+        "ignore" | "ignored" => Ok(IssueStatus::Ignored),
+        "reopen" | "unresolved" => Ok(IssueStatus::Unresolved),
+        other => Err(PageError::BadRequest(format!("unknown action {other:?}: use resolve, ignore or reopen"))),
+    }
+}
+
+pub async fn bulk(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path((org, slug)): Path<(String, String)>,
+    form: FormData,
+) -> Result<Response, PageError> {
+    me.check_csrf(&form)?;
+    let project = state.store.project_for(me.viewer(), &org, &slug).await?.ok_or(PageError::NotFound("project"))?;
+    let status = status_of_action(form.get("action"))?;
+    let ids = form
+        .all("issue")
+        .map(|id| id.parse::<i64>().map_err(|_| PageError::BadRequest(format!("{id:?} is not an issue id"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    if ids.is_empty() {
+        return Err(PageError::BadRequest("tick at least one issue, then choose what to do with them".into()));
+    }
+    for id in ids {
+        let changed = state.store.set_issue_status(me.viewer(), id, status).await?;
+        if changed.is_none_or(|issue| issue.project_id != project.id) {
+            return Err(PageError::NotFound("issue"));
+        }
+    }
+    Ok(Redirect::to(&back_to(&form, format!("/projects/{org}/{slug}"))).into_response())
+}
+
+async fn project_by_id(state: &AppState, viewer: Viewer, id: i64) -> Result<Project, PageError> {
+    state.store.projects_for(viewer).await?.into_iter().find(|p| p.id == id).ok_or(PageError::NotFound("issue"))
+}
+
+fn parse_id(text: &str, what: &'static str) -> Result<i64, PageError> {
+    text.parse().map_err(|_| PageError::NotFound(what))
+}
+
+pub async fn show(State(state): State<AppState>, me: SignedIn, Path(id): Path<String>) -> Result<Response, PageError> {
+    issue_page(&state, &me, parse_id(&id, "issue")?, None).await
+}
+
+pub async fn show_event(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path((id, event)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let event = normalise_event_id(&event).ok_or(PageError::NotFound("event"))?;
+    issue_page(&state, &me, parse_id(&id, "issue")?, Some(&event)).await
+}
+
+async fn issue_page(state: &AppState, me: &SignedIn, id: i64, event_id: Option<&str>) -> Result<Response, PageError> {
+    let viewer = me.viewer();
+    let detail = state.store.issue_detail(viewer, id).await?.ok_or(PageError::NotFound("issue"))?;
+    let project = project_by_id(state, viewer, detail.issue.project_id).await?;
+    let event = state.store.issue_event(viewer, id, event_id).await?.ok_or(if event_id.is_some() {
+        PageError::NotFound("event")
+    } else {
+        PageError::NotFound("issue")
+    })?;
+    let now = clock::now_millis();
+    let since = now.div_euclid(HOUR_MS) - 30 * 24;
+    let hourly = state.store.issue_hourly(viewer, project.id, &[id], since).await?;
+    let count = detail.issue.count.max(1);
+    let share = |n: i64| ((n as f64 / count as f64) * 1000.0).round() / 10.0;
+    let tags: Vec<_> = detail
+        .tags
+        .iter()
+        .map(|t| {
+            let values: Vec<_> = t
+                .values
+                .iter()
+                .take(10)
+                .map(|v| context! { value => v.value, count => v.count, share => share(v.count) })
+                .collect();
+            context! { key => t.key, values, more => t.values.len().saturating_sub(10) }
+        })
+        .collect();
+    let view = match serde_json::from_str::<booboo_core::Event>(&event.event.payload) {
+        Ok(parsed) => Some(event_view::view(&event.event.event_id, &parsed)),
+        Err(e) => {
+            tracing::warn!(event = %event.event.event_id, "stored event does not parse as an event: {e}");
+            None
+        }
+    };
+    let body = page(
+        "issue.html",
+        context! {
+            me => me.me(), project, detail, tags, view, nav => "issues",
+            event => context! {
+                id => event.event.event_id, received_at => event.event.received_at,
+                older => event.older, newer => event.newer,
+            },
+            day_chart => chart::hourly(&hourly, id, now, 24, 10.0, 60.0),
+            month_chart => chart::daily(&hourly, id, now, 30, 8.0, 60.0),
+        },
+    )?;
+    Ok(body.into_response())
+}
+
+pub async fn set_status(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(id): Path<String>,
+    form: FormData,
+) -> Result<Response, PageError> {
+    me.check_csrf(&form)?;
+    let id = parse_id(&id, "issue")?;
+    let status = status_of_action(form.get("status"))?;
+    state.store.set_issue_status(me.viewer(), id, status).await?.ok_or(PageError::NotFound("issue"))?;
+    Ok(Redirect::to(&back_to(&form, format!("/issues/{id}"))).into_response())
+}
+
+/// The stored event as JSON, exactly what the API's `GET /events/{id}` gives.
+pub async fn event_json(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path((id, event)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let id = parse_id(&id, "issue")?;
+    let event = normalise_event_id(&event).ok_or(PageError::NotFound("event"))?;
+    let found = state.store.issue_event(me.viewer(), id, Some(&event)).await?.ok_or(PageError::NotFound("event"))?;
+    let text = serde_json::to_string_pretty(&crate::api::event_json(&found.event))
+        .map_err(|e| PageError::Internal(format!("event JSON: {e}")))?;
+    let mut response = text.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
+}

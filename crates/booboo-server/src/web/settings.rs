@@ -1,0 +1,275 @@
+//! Settings: the user's own password and API tokens, and the members of
+//! each organisation (admins add, remove and change roles).
+
+use super::auth::check_new_password;
+use super::form::FormData;
+use super::page_error::PageError;
+use super::session::SignedIn;
+use super::templates::page;
+use crate::app::AppState;
+use crate::cli::check_email;
+use crate::store::{Invitation, Role};
+use crate::{clock, secrets};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use minijinja::context;
+
+const INVITATION_LIFETIME_MS: i64 = 7 * 86_400_000;
+
+/// What a settings page shows once beside its usual content.
+#[derive(Default)]
+struct Notice {
+    status: Option<StatusCode>,
+    error: Option<String>,
+    success: Option<String>,
+    /// A secret shown this once: a new API token or invitation link.
+    secret: Option<String>,
+}
+
+async fn settings_page(state: &AppState, me: &SignedIn, notice: Notice) -> Result<Response, PageError> {
+    let tokens = state.store.api_tokens_of(me.user.id).await?;
+    let organisations = state.store.organisations_for(me.viewer()).await?;
+    let body = page(
+        "settings.html",
+        context! {
+            me => me.me(), tokens, organisations, nav => "settings",
+            error => notice.error, success => notice.success, new_token => notice.secret,
+        },
+    )?;
+    Ok((notice.status.unwrap_or(StatusCode::OK), body).into_response())
+}
+
+pub async fn show(State(state): State<AppState>, me: SignedIn) -> Result<Response, PageError> {
+    settings_page(&state, &me, Notice::default()).await
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    me: SignedIn,
+    form: FormData,
+) -> Result<Response, PageError> {
+    me.check_csrf(&form)?;
+    let current = form.secret("current_password").to_string();
+    let stored = me.user.password_hash.clone();
+    let matches = tokio::task::spawn_blocking(move || secrets::verify_password(&current, &stored))
+        .await
+        .map_err(|e| PageError::Internal(format!("password check: {e}")))?;
+    let refuse = |message: String| Notice {
+        status: Some(StatusCode::UNPROCESSABLE_ENTITY),
+        error: Some(message),
+        ..Notice::default()
+    };
+    if !matches {
+        return settings_page(&state, &me, refuse("The current password is wrong.".into())).await;
+    }
+    let password = match check_new_password(&form, "new_password", "new_password_repeat") {
+        Ok(p) => p,
+        Err(message) => return settings_page(&state, &me, refuse(message)).await,
+    };
+    let hash = secrets::hash_password(&password).map_err(PageError::Internal)?;
+    state.store.set_password(me.user.id, &hash, &me.token_hash).await?;
+    let notice =
+        Notice { success: Some("Password changed. Your other sessions were signed out.".into()), ..Notice::default() };
+    settings_page(&state, &me, notice).await
+}
+
+pub async fn create_token(State(state): State<AppState>, me: SignedIn, form: FormData) -> Result<Response, PageError> {
+    me.check_csrf(&form)?;
+    let label = form.get("label");
+    if label.is_empty() || label.chars().count() > 100 {
+        let notice = Notice {
+            status: Some(StatusCode::UNPROCESSABLE_ENTITY),
+            error: Some("Give the token a name of 1 to 100 characters, such as \"CI\" or \"laptop\".".into()),
+            ..Notice::default()
+        };
+        return settings_page(&state, &me, notice).await;
+    }
+    let token = secrets::new_api_token();
+    state.store.create_api_token(me.user.id, &secrets::token_hash(&token), label, clock::now_millis()).await?;
+    // Shown on this response only: the store keeps just its hash.
+    settings_page(&state, &me, Notice { secret: Some(token), ..Notice::default() }).await
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(id): Path<String>,
+    form: FormData,
+) -> Result<Response, PageError> {
+    me.check_csrf(&form)?;
+    let id: i64 = id.parse().map_err(|_| PageError::NotFound("token"))?;
+    if !state.store.revoke_api_token(me.user.id, id, clock::now_millis()).await? {
+        return Err(PageError::NotFound("token"));
+    }
+    Ok(Redirect::to("/settings#tokens").into_response())
+}
+
+// --- members of an organisation ----------------------------------------------
+
+async fn members_page(state: &AppState, me: &SignedIn, org: &str, notice: Notice) -> Result<Response, PageError> {
+    let role = state.store.role_in(me.viewer(), org).await?.ok_or(PageError::NotFound("organisation"))?;
+    let members = state.store.members_of(me.viewer(), org).await?.ok_or(PageError::NotFound("organisation"))?;
+    let body = page(
+        "members.html",
+        context! {
+            me => me.me(), org, members, is_admin => role == Role::Admin, nav => "settings",
+            error => notice.error, success => notice.success, invitation_link => notice.secret,
+            my_id => me.user.id,
+        },
+    )?;
+    Ok((notice.status.unwrap_or(StatusCode::OK), body).into_response())
+}
+
+pub async fn members(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(org): Path<String>,
+) -> Result<Response, PageError> {
+    members_page(&state, &me, &org, Notice::default()).await
+}
+
+async fn require_admin(state: &AppState, me: &SignedIn, org: &str) -> Result<(), PageError> {
+    match state.store.role_in(me.viewer(), org).await? {
+        Some(Role::Admin) => Ok(()),
+        Some(Role::Member) => {
+            Err(PageError::Forbidden(format!("only admins of {org} can change its members; ask one of them")))
+        }
+        None => Err(PageError::NotFound("organisation")),
+    }
+}
+
+fn parse_role(text: &str) -> Result<Role, PageError> {
+    Role::parse(text).ok_or_else(|| PageError::BadRequest(format!("role must be member or admin, got {text:?}")))
+}
+
+pub async fn add_member(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(org): Path<String>,
+    form: FormData,
+) -> Result<Response, PageError> {
+    me.check_csrf(&form)?;
+    require_admin(&state, &me, &org).await?;
+    let role = parse_role(form.get("role"))?;
+    let refuse = |message: &str| Notice {
+        status: Some(StatusCode::UNPROCESSABLE_ENTITY),
+        error: Some(message.to_string()),
+        ..Notice::default()
+    };
+    let Ok(email) = check_email(form.get("email")) else {
+        return members_page(&state, &me, &org, refuse("Enter an email address such as you@example.com.")).await;
+    };
+    if let Some(user) = state.store.user_by_email(&email).await? {
+        state.store.set_membership(&org, user.id, role).await?;
+        let notice = Notice {
+            success: Some(format!("{email} already had an account and is now {} of {org}.", article(role))),
+            ..Notice::default()
+        };
+        return members_page(&state, &me, &org, notice).await;
+    }
+    let now = clock::now_millis();
+    match form.get("method") {
+        "password" => {
+            let password = match check_new_password(&form, "password", "password_repeat") {
+                Ok(p) => p,
+                Err(message) => return members_page(&state, &me, &org, refuse(&message)).await,
+            };
+            let hash = secrets::hash_password(&password).map_err(PageError::Internal)?;
+            let user = state.store.create_user(&email, &hash, false, now).await?;
+            state.store.set_membership(&org, user.id, role).await?;
+            let notice = Notice {
+                success: Some(format!(
+                    "Created {email} as {} of {org}. Tell them their password in person or over a private channel.",
+                    article(role)
+                )),
+                ..Notice::default()
+            };
+            members_page(&state, &me, &org, notice).await
+        }
+        "invite" => {
+            let token = secrets::new_session_token();
+            let invitation = Invitation {
+                org_slug: org.clone(),
+                email: email.clone(),
+                role,
+                expires_at: now + INVITATION_LIFETIME_MS,
+            };
+            state.store.create_invitation(&secrets::token_hash(&token), &invitation, now).await?;
+            let notice = Notice {
+                success: Some(format!(
+                    "Send this link to {email}: it lets them choose a password and join {org} as {}. It works once, for 7 days.",
+                    article(role)
+                )),
+                secret: Some(format!("{}/invitations/{token}", state.config.public_url)),
+                ..Notice::default()
+            };
+            members_page(&state, &me, &org, notice).await
+        }
+        other => Err(PageError::BadRequest(format!("method must be password or invite, got {other:?}"))),
+    }
+}
+
+fn article(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "an admin",
+        Role::Member => "a member",
+    }
+}
+
+/// An organisation keeps at least one admin, or nobody could manage it.
+async fn check_not_last_admin(state: &AppState, me: &SignedIn, org: &str, user_id: i64) -> Result<(), PageError> {
+    let members = state.store.members_of(me.viewer(), org).await?.ok_or(PageError::NotFound("organisation"))?;
+    let member = members.iter().find(|m| m.user_id == user_id).ok_or(PageError::NotFound("member"))?;
+    let admins = members.iter().filter(|m| m.role == Role::Admin).count();
+    if member.role == Role::Admin && admins == 1 {
+        return Err(PageError::BadRequest(format!(
+            "{} is the only admin of {org}; make someone else an admin first",
+            member.email
+        )));
+    }
+    Ok(())
+}
+
+pub async fn change_role(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path((org, user)): Path<(String, String)>,
+    form: FormData,
+) -> Result<Response, PageError> {
+    me.check_csrf(&form)?;
+    require_admin(&state, &me, &org).await?;
+    let user_id: i64 = user.parse().map_err(|_| PageError::NotFound("member"))?;
+    let role = parse_role(form.get("role"))?;
+    if role == Role::Member {
+        check_not_last_admin(&state, &me, &org, user_id).await?;
+    } else {
+        let members = state.store.members_of(me.viewer(), &org).await?.unwrap_or_default();
+        if !members.iter().any(|m| m.user_id == user_id) {
+            return Err(PageError::NotFound("member"));
+        }
+    }
+    state.store.set_membership(&org, user_id, role).await?;
+    Ok(Redirect::to(&format!("/settings/orgs/{org}")).into_response())
+}
+
+pub async fn remove_member(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path((org, user)): Path<(String, String)>,
+    form: FormData,
+) -> Result<Response, PageError> {
+    me.check_csrf(&form)?;
+    require_admin(&state, &me, &org).await?;
+    let user_id: i64 = user.parse().map_err(|_| PageError::NotFound("member"))?;
+    check_not_last_admin(&state, &me, &org, user_id).await?;
+    if !state.store.remove_membership(&org, user_id).await? {
+        return Err(PageError::NotFound("member"));
+    }
+    let target = if user_id == me.user.id && !me.user.is_admin {
+        "/projects".to_string()
+    } else {
+        format!("/settings/orgs/{org}")
+    };
+    Ok(Redirect::to(&target).into_response())
+}
