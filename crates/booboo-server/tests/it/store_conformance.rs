@@ -4,7 +4,9 @@
 //! is set but unusable.
 
 use crate::support::*;
-use booboo_server::store::{IssueFilter, IssueSort, IssueStatus, Page, Role, Store, StoreError, StoreOutcome, Viewer};
+use booboo_server::store::{
+    Invitation, IssueFilter, IssueSort, IssueStatus, Page, Role, Session, Store, StoreError, StoreOutcome, Viewer,
+};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -46,6 +48,15 @@ store_tests!(
     handshakes_mark_the_project_connected,
     concurrent_first_events_of_a_fingerprint_make_one_issue,
     events_list_newest_first_and_are_found_by_id,
+    a_setup_link_creates_the_first_administrator_once,
+    sessions_last_until_they_expire_end_or_the_password_changes,
+    sign_in_failures_are_counted_per_key_within_a_window,
+    roles_members_and_removal,
+    invitations_are_used_once_and_expire,
+    api_tokens_are_listed_and_revoked_by_their_owner_only,
+    users_creating_projects_admin_new_organisations_only,
+    project_keys_are_listed_added_and_revoked_at_once,
+    charts_filters_and_event_navigation_read_what_was_stored,
 );
 
 async fn project(store: &Arc<dyn Store>, org: &str, slug: &str) -> i64 {
@@ -271,4 +282,206 @@ async fn events_list_newest_first_and_are_found_by_id(store: Arc<dyn Store>) {
     let payload: serde_json::Value = serde_json::from_str(&found.payload).unwrap();
     assert_eq!(payload["exceptions"][0]["stacktrace"][0]["function"], "pay");
     assert!(store.event(ADMIN, "00000000000000000000000000000000").await.unwrap().is_none());
+}
+
+// --- the dashboard's verbs ------------------------------------------------------
+
+async fn a_setup_link_creates_the_first_administrator_once(store: Arc<dyn Store>) {
+    store.add_setup_token("hash-a", T0).await.unwrap();
+    store.add_setup_token("hash-b", T0).await.unwrap();
+    assert!(store.setup_token_valid("hash-a").await.unwrap());
+    assert!(!store.setup_token_valid("hash-x").await.unwrap());
+    let err = store.create_first_admin("hash-x", "a@example.com", "h", T0).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert_eq!(store.user_count().await.unwrap(), 0);
+    let admin = store.create_first_admin("hash-b", "a@example.com", "h", T0).await.unwrap();
+    assert!(admin.is_admin);
+    // Every link is spent once an administrator exists.
+    assert!(!store.setup_token_valid("hash-a").await.unwrap());
+    let err = store.create_first_admin("hash-a", "b@example.com", "h", T0).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(store.user_count().await.unwrap(), 1);
+}
+
+fn session(csrf: &str, expires_at: i64) -> Session {
+    Session { user_id: 0, csrf_token: csrf.into(), created_at: T0, expires_at }
+}
+
+async fn sessions_last_until_they_expire_end_or_the_password_changes(store: Arc<dyn Store>) {
+    let user = store.create_user("a@example.com", "old", false, T0).await.unwrap();
+    store.create_session("s1", user.id, &session("c1", T0 + 1000)).await.unwrap();
+    store.create_session("s2", user.id, &session("c2", T0 + 1000)).await.unwrap();
+    store.create_session("s3", user.id, &session("c3", T0 + 1000)).await.unwrap();
+    let (found, s) = store.session("s1", T0).await.unwrap().unwrap();
+    assert_eq!((found.id, s.csrf_token.as_str(), s.expires_at), (user.id, "c1", T0 + 1000));
+    assert!(store.session("s1", T0 + 1000).await.unwrap().is_none(), "expired");
+    assert!(store.session("nope", T0).await.unwrap().is_none());
+    store.end_session("s2").await.unwrap();
+    assert!(store.session("s2", T0).await.unwrap().is_none());
+    store.set_password(user.id, "new", "s1").await.unwrap();
+    let (found, _) = store.session("s1", T0).await.unwrap().unwrap();
+    assert_eq!(found.password_hash, "new");
+    assert!(store.session("s3", T0).await.unwrap().is_none(), "other sessions end with a password change");
+}
+
+async fn sign_in_failures_are_counted_per_key_within_a_window(store: Arc<dyn Store>) {
+    let keys = ["account:a@example.com".to_string(), "address:10.0.0.1".to_string()];
+    store.record_sign_in_failure(&keys, T0).await.unwrap();
+    store.record_sign_in_failure(&keys, T0 + 10).await.unwrap();
+    store.record_sign_in_failure(&keys[1..], T0 + 20).await.unwrap();
+    assert_eq!(store.sign_in_failures(&keys[0], T0).await.unwrap(), 2);
+    assert_eq!(store.sign_in_failures(&keys[1], T0).await.unwrap(), 3);
+    assert_eq!(store.sign_in_failures(&keys[1], T0 + 5).await.unwrap(), 2, "only failures since the window start");
+    store.clear_sign_in_failures(&keys[0]).await.unwrap();
+    assert_eq!(store.sign_in_failures(&keys[0], T0).await.unwrap(), 0);
+    assert_eq!(store.sign_in_failures(&keys[1], T0).await.unwrap(), 3);
+}
+
+async fn roles_members_and_removal(store: Arc<dyn Store>) {
+    project(&store, "mine", "web").await;
+    project(&store, "theirs", "web").await;
+    let ann = store.create_user("ann@example.com", "h", false, T0).await.unwrap();
+    let bob = store.create_user("bob@example.com", "h", false, T0).await.unwrap();
+    store.set_membership("mine", ann.id, Role::Admin).await.unwrap();
+    store.set_membership("mine", bob.id, Role::Member).await.unwrap();
+    assert_eq!(store.role_in(ann.viewer(), "mine").await.unwrap(), Some(Role::Admin));
+    assert_eq!(store.role_in(bob.viewer(), "mine").await.unwrap(), Some(Role::Member));
+    assert_eq!(store.role_in(bob.viewer(), "theirs").await.unwrap(), None);
+    assert_eq!(store.role_in(ADMIN, "theirs").await.unwrap(), Some(Role::Admin), "installation admins admin all");
+    assert_eq!(store.role_in(ADMIN, "nowhere").await.unwrap(), None);
+    let orgs = store.organisations_for(bob.viewer()).await.unwrap();
+    assert_eq!(orgs.iter().map(|o| (o.org_slug.as_str(), o.role)).collect::<Vec<_>>(), [("mine", Role::Member)]);
+    assert_eq!(store.organisations_for(ADMIN).await.unwrap().len(), 2);
+    let members = store.members_of(bob.viewer(), "mine").await.unwrap().unwrap();
+    assert_eq!(
+        members.iter().map(|m| (m.email.as_str(), m.role)).collect::<Vec<_>>(),
+        [("ann@example.com", Role::Admin), ("bob@example.com", Role::Member)]
+    );
+    assert!(store.members_of(bob.viewer(), "theirs").await.unwrap().is_none());
+    assert!(store.remove_membership("mine", bob.id).await.unwrap());
+    assert!(!store.remove_membership("mine", bob.id).await.unwrap());
+    assert!(store.projects_for(bob.viewer()).await.unwrap().is_empty());
+}
+
+async fn invitations_are_used_once_and_expire(store: Arc<dyn Store>) {
+    project(&store, "acme", "web").await;
+    let invitation =
+        Invitation { org_slug: "acme".into(), email: "new@example.com".into(), role: Role::Admin, expires_at: T0 + 100 };
+    store.create_invitation("inv-1", &invitation, T0).await.unwrap();
+    store.create_invitation("inv-2", &Invitation { expires_at: T0 + 5, ..invitation.clone() }, T0).await.unwrap();
+    let missing = Invitation { org_slug: "nowhere".into(), ..invitation.clone() };
+    assert!(matches!(store.create_invitation("inv-3", &missing, T0).await, Err(StoreError::NotFound(_))));
+    assert_eq!(store.invitation("inv-1", T0).await.unwrap(), Some(invitation.clone()));
+    assert!(store.invitation("inv-2", T0 + 5).await.unwrap().is_none(), "expired");
+    let err = store.accept_invitation("inv-2", "h", T0 + 5).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    let (user, created) = store.accept_invitation("inv-1", "pw-hash", T0 + 1).await.unwrap();
+    assert!(created);
+    assert_eq!((user.email.as_str(), user.password_hash.as_str(), user.is_admin), ("new@example.com", "pw-hash", false));
+    assert_eq!(store.role_in(user.viewer(), "acme").await.unwrap(), Some(Role::Admin));
+    assert!(store.invitation("inv-1", T0 + 1).await.unwrap().is_none(), "used up");
+    assert!(store.accept_invitation("inv-1", "other", T0 + 2).await.is_err());
+    // An invitation for someone who has an account keeps their password.
+    store.create_invitation("inv-4", &Invitation { role: Role::Member, ..invitation }, T0).await.unwrap();
+    let (same, created) = store.accept_invitation("inv-4", "ignored", T0 + 3).await.unwrap();
+    assert!(!created);
+    assert_eq!((same.id, same.password_hash.as_str()), (user.id, "pw-hash"));
+    assert_eq!(store.role_in(user.viewer(), "acme").await.unwrap(), Some(Role::Member));
+}
+
+async fn api_tokens_are_listed_and_revoked_by_their_owner_only(store: Arc<dyn Store>) {
+    let ann = store.create_user("ann@example.com", "h", false, T0).await.unwrap();
+    let bob = store.create_user("bob@example.com", "h", false, T0).await.unwrap();
+    store.create_api_token(ann.id, "t1", "ci", T0).await.unwrap();
+    store.create_api_token(ann.id, "t2", "laptop", T0 + 1).await.unwrap();
+    let tokens = store.api_tokens_of(ann.id).await.unwrap();
+    assert_eq!(tokens.iter().map(|t| t.label.as_str()).collect::<Vec<_>>(), ["ci", "laptop"]);
+    assert!(store.api_tokens_of(bob.id).await.unwrap().is_empty());
+    assert!(!store.revoke_api_token(bob.id, tokens[0].id, T0 + 5).await.unwrap(), "not bob's to revoke");
+    assert!(store.revoke_api_token(ann.id, tokens[0].id, T0 + 5).await.unwrap());
+    assert!(!store.revoke_api_token(ann.id, tokens[0].id, T0 + 6).await.unwrap(), "already revoked");
+    assert!(store.user_for_api_token("t1").await.unwrap().is_none());
+    assert!(store.user_for_api_token("t2").await.unwrap().is_some());
+    assert_eq!(store.api_tokens_of(ann.id).await.unwrap()[0].revoked_at, Some(T0 + 5));
+}
+
+async fn users_creating_projects_admin_new_organisations_only(store: Arc<dyn Store>) {
+    let ann = store.create_user("ann@example.com", "h", false, T0).await.unwrap();
+    let bob = store.create_user("bob@example.com", "h", false, T0).await.unwrap();
+    let (project, key) = store.create_project_for(ann.viewer(), "acme", "web", "tok-1", T0).await.unwrap();
+    assert_eq!((project.org_slug.as_str(), project.slug.as_str(), key.token.as_str()), ("acme", "web", "tok-1"));
+    assert_eq!(store.role_in(ann.viewer(), "acme").await.unwrap(), Some(Role::Admin));
+    let err = store.create_project_for(bob.viewer(), "acme", "api", "tok-2", T0).await.unwrap_err();
+    assert!(matches!(err, StoreError::Forbidden(_)), "{err}");
+    store.set_membership("acme", bob.id, Role::Member).await.unwrap();
+    let err = store.create_project_for(bob.viewer(), "acme", "api", "tok-2", T0).await.unwrap_err();
+    assert!(matches!(err, StoreError::Forbidden(_)), "members cannot create projects: {err}");
+    let err = store.create_project_for(ann.viewer(), "acme", "web", "tok-3", T0).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    store.create_project_for(ann.viewer(), "acme", "api", "tok-4", T0).await.unwrap();
+    store.create_project_for(ADMIN, "acme", "jobs", "tok-5", T0).await.unwrap();
+    assert_eq!(store.projects_for(bob.viewer()).await.unwrap().len(), 3);
+    assert!(store.ingest_target("tok-2").await.unwrap().is_none(), "a refused project leaves nothing behind");
+}
+
+async fn project_keys_are_listed_added_and_revoked_at_once(store: Arc<dyn Store>) {
+    let (project, first) = store.create_project("acme", "web", "tok-first", T0).await.unwrap();
+    let p = project.id;
+    let outsider = store.create_user("out@example.com", "h", false, T0).await.unwrap().viewer();
+    let second = store.add_project_key(ADMIN, p, "tok-second", "worker", T0 + 1).await.unwrap().unwrap();
+    assert_eq!(second.label, "worker");
+    assert!(store.add_project_key(outsider, p, "tok-x", "x", T0).await.unwrap().is_none());
+    assert!(store.project_keys(outsider, p).await.unwrap().is_none());
+    assert!(!store.revoke_project_key(outsider, p, first.id, T0 + 2).await.unwrap());
+    assert!(store.revoke_project_key(ADMIN, p, first.id, T0 + 2).await.unwrap());
+    assert!(!store.revoke_project_key(ADMIN, p, first.id, T0 + 3).await.unwrap(), "already revoked");
+    assert!(store.ingest_target("tok-first").await.unwrap().is_none(), "a revoked key is refused at once");
+    assert_eq!(store.ingest_target("tok-second").await.unwrap().unwrap().project_id, p);
+    let keys = store.project_keys(ADMIN, p).await.unwrap().unwrap();
+    assert_eq!(
+        keys.iter().map(|k| (k.token.as_str(), k.revoked_at)).collect::<Vec<_>>(),
+        [("tok-first", Some(T0 + 2)), ("tok-second", None)]
+    );
+    // A key id of another project does not work through this one.
+    let (other, other_key) = store.create_project("acme", "api", "tok-other", T0).await.unwrap();
+    assert!(!store.revoke_project_key(ADMIN, p, other_key.id, T0).await.unwrap());
+    assert!(store.ingest_target("tok-other").await.unwrap().is_some());
+    assert_eq!(other.org_slug, "acme");
+}
+
+async fn charts_filters_and_event_navigation_read_what_was_stored(store: Arc<dyn Store>) {
+    let p = project(&store, "acme", "web").await;
+    let hour = 3_600_000;
+    let batch = vec![
+        new_event(p, T0, &body("pay", json!({"environment": "production", "release": "1.0"}))),
+        new_event(p, T0 + 10, &body("pay", json!({"environment": "staging", "release": "1.1"}))),
+        new_event(p, T0 + 2 * hour, &body("pay", json!({"environment": "production", "release": "1.1"}))),
+        new_event(p, T0 + 2 * hour, &body("ship", json!({"environment": "", "release": ""}))),
+    ];
+    let ids: Vec<String> = batch.iter().map(|e| e.processed.event.event_id.clone()).collect();
+    let outcomes = store.store_events(&batch).await.unwrap();
+    let StoreOutcome::Stored { issue_id: pay } = outcomes[0] else { panic!() };
+    let StoreOutcome::Stored { issue_id: ship } = outcomes[3] else { panic!() };
+    let first_hour = T0 / hour;
+    let counts = store.issue_hourly(ADMIN, p, &[pay, ship], first_hour).await.unwrap();
+    let pairs: Vec<_> = counts.iter().map(|c| (c.issue_id == pay, c.hour - first_hour, c.count)).collect();
+    assert!(pairs.contains(&(true, 0, 2)) && pairs.contains(&(true, 2, 1)) && pairs.contains(&(false, 2, 1)));
+    assert_eq!(store.issue_hourly(ADMIN, p, &[pay], first_hour + 1).await.unwrap().len(), 1, "since an hour");
+    let outsider = store.create_user("out@example.com", "h", false, T0).await.unwrap().viewer();
+    assert!(store.issue_hourly(outsider, p, &[pay], first_hour).await.unwrap().is_empty());
+
+    let facets = store.project_facets(ADMIN, p).await.unwrap();
+    assert_eq!(facets.environments, ["", "production", "staging"]);
+    assert_eq!(facets.releases, ["1.1", "1.0"], "newest release first");
+    assert_eq!(store.project_facets(outsider, p).await.unwrap().environments.len(), 0);
+
+    let latest = store.issue_event(ADMIN, pay, None).await.unwrap().unwrap();
+    assert_eq!(latest.event.event_id, ids[2]);
+    assert_eq!((latest.older.as_deref(), latest.newer.as_deref()), (Some(ids[1].as_str()), None));
+    let middle = store.issue_event(ADMIN, pay, Some(&ids[1])).await.unwrap().unwrap();
+    assert_eq!((middle.older.as_deref(), middle.newer.as_deref()), (Some(ids[0].as_str()), Some(ids[2].as_str())));
+    let oldest = store.issue_event(ADMIN, pay, Some(&ids[0])).await.unwrap().unwrap();
+    assert_eq!(oldest.older, None);
+    assert!(store.issue_event(ADMIN, pay, Some(&ids[3])).await.unwrap().is_none(), "an event of another issue");
+    assert!(store.issue_event(outsider, pay, None).await.unwrap().is_none());
 }
