@@ -74,7 +74,9 @@
         .then(function (response) { return response.ok ? response.json() : null; })
         .then(function (status) {
           if (!status) return;
-          live.className = live.className.replace(/status-\w+/, "status-" + status.state);
+          ["waiting", "connected", "receiving"].forEach(function (state) {
+            live.classList.toggle("status-" + state, state === status.state);
+          });
           live.querySelector("[data-field=headline]").textContent = status.headline;
           live.querySelector("[data-field=detail]").textContent = status.detail;
         })

@@ -365,8 +365,12 @@ async fn roles_members_and_removal(store: Arc<dyn Store>) {
 
 async fn invitations_are_used_once_and_expire(store: Arc<dyn Store>) {
     project(&store, "acme", "web").await;
-    let invitation =
-        Invitation { org_slug: "acme".into(), email: "new@example.com".into(), role: Role::Admin, expires_at: T0 + 100 };
+    let invitation = Invitation {
+        org_slug: "acme".into(),
+        email: "new@example.com".into(),
+        role: Role::Admin,
+        expires_at: T0 + 100,
+    };
     store.create_invitation("inv-1", &invitation, T0).await.unwrap();
     store.create_invitation("inv-2", &Invitation { expires_at: T0 + 5, ..invitation.clone() }, T0).await.unwrap();
     let missing = Invitation { org_slug: "nowhere".into(), ..invitation.clone() };
@@ -377,7 +381,10 @@ async fn invitations_are_used_once_and_expire(store: Arc<dyn Store>) {
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
     let (user, created) = store.accept_invitation("inv-1", "pw-hash", T0 + 1).await.unwrap();
     assert!(created);
-    assert_eq!((user.email.as_str(), user.password_hash.as_str(), user.is_admin), ("new@example.com", "pw-hash", false));
+    assert_eq!(
+        (user.email.as_str(), user.password_hash.as_str(), user.is_admin),
+        ("new@example.com", "pw-hash", false)
+    );
     assert_eq!(store.role_in(user.viewer(), "acme").await.unwrap(), Some(Role::Admin));
     assert!(store.invitation("inv-1", T0 + 1).await.unwrap().is_none(), "used up");
     assert!(store.accept_invitation("inv-1", "other", T0 + 2).await.is_err());

@@ -1,0 +1,123 @@
+//! How long the dashboard takes to render its pages on the server, for a
+//! project with thousands of issues on SQLite. Prints figures; asserts
+//! nothing about time (a benchmark, not a test).
+//!
+//!     cargo bench -p booboo-server --bench dashboard [-- ISSUES]
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use booboo_core::booboo_payload::{self, Payload};
+use booboo_server::app::{app, AppState};
+use booboo_server::config::{Config, Overrides};
+use booboo_server::ingest::writer::Writer;
+use booboo_server::metrics::Metrics;
+use booboo_server::store::{self, NewEvent, Session};
+use booboo_server::{clock, secrets};
+use http_body_util::BodyExt;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+const ROUNDS: usize = 200;
+
+fn event(project_id: i64, at: i64, n: usize) -> NewEvent {
+    let body = json!({
+        "message": format!("failure number {n}"),
+        "exception_type": "ValueError",
+        "level": if n % 7 == 0 { "warning" } else { "error" },
+        "stacktrace": [{
+            "filename": format!("/srv/app/module_{}.py", n % 50), "function": format!("handler_{n}"), "lineno": 10 + n % 90,
+            "context_line": "raise ValueError(x)", "pre_context": ["def f(x):", "    y = x"], "post_context": [""],
+            "vars": {"x": "42", "y": "'some text'"}, "in_app": true
+        }],
+        "exceptions": [], "context": {"user": {"id": format!("u{}", n % 300)}},
+        "tags": {"runtime": "python", "region": if n % 2 == 0 { "eu" } else { "us" }},
+        "environment": if n % 3 == 0 { "staging" } else { "production" },
+        "release": format!("1.{}", n % 20),
+    });
+    let when = booboo_core::timestamp::from_unix_millis(at);
+    let id = format!("{:032x}", n as u128 * 7919 + at as u128);
+    let Payload::Event(parsed) = booboo_payload::parse(&serde_json::to_vec(&body).unwrap(), when, &id).unwrap() else {
+        unreachable!("an event body")
+    };
+    let processed = booboo_core::process(*parsed);
+    let payload = serde_json::to_string(&processed.event).unwrap();
+    NewEvent { project_id, received_at: at, occurred_at: at, processed, payload }
+}
+
+fn main() {
+    let issues: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(run(issues));
+}
+
+async fn run(issues: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::load(Overrides { data_dir: Some(dir.path().to_path_buf()), ..Overrides::default() }).unwrap();
+    let store = store::open(&config.database_url).await.unwrap();
+    let admin = store.create_user("bench@example.com", "unused", true, 0).await.unwrap();
+    let (project, _) = store.create_project("acme", "web", &secrets::new_ingest_token(), 0).await.unwrap();
+    let now = clock::now_millis();
+    let started = Instant::now();
+    let mut batch = Vec::new();
+    let mut stored = 0;
+    for n in 0..issues {
+        // Most issues have one event; every tenth has twenty, spread over a day.
+        let events = if n % 10 == 0 { 20 } else { 1 };
+        for e in 0..events {
+            batch.push(event(project.id, now - (e as i64 * 3_600_000) - n as i64, n));
+        }
+        if batch.len() >= 1_000 {
+            stored += batch.len();
+            store.store_events(&std::mem::take(&mut batch)).await.unwrap();
+        }
+    }
+    stored += batch.len();
+    store.store_events(&batch).await.unwrap();
+    println!("seeded {issues} issues ({stored} events) in {:.1} s", started.elapsed().as_secs_f64());
+
+    let token = secrets::new_session_token();
+    let session = Session { user_id: admin.id, csrf_token: "x".into(), created_at: now, expires_at: now + 3_600_000 };
+    store.create_session(&secrets::token_hash(&token), admin.id, &session).await.unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let (writer, _task) = Writer::start(store.clone(), metrics.clone(), 100, 100);
+    let state = AppState { store: store.clone(), writer, metrics, config: Arc::new(config) };
+    let cookie = format!("booboo_session={token}");
+    let busy_issue = 1; // issue ids start at 1; the first issue has twenty events
+
+    let pages = [
+        ("issue list, default", "/projects/acme/web".to_string()),
+        ("issue list, page 40", "/projects/acme/web?page=40".to_string()),
+        ("issue list, staging, by events", "/projects/acme/web?environment=staging&sort=events".to_string()),
+        ("issue list, text search", "/projects/acme/web?query=handler_4999&status=all".to_string()),
+        ("issue page", format!("/issues/{busy_issue}")),
+        ("project setup page", "/projects/acme/web/setup".to_string()),
+        ("projects", "/projects".to_string()),
+    ];
+    println!("{:<34} {:>9} {:>9} {:>9} {:>9}", "page", "median", "p95", "max", "bytes");
+    for (name, path) in pages {
+        let mut times = Vec::with_capacity(ROUNDS);
+        let mut bytes = 0;
+        for _ in 0..ROUNDS {
+            let request = Request::get(&path).header(header::COOKIE, &cookie).body(Body::empty()).unwrap();
+            let started = Instant::now();
+            let response = app(state.clone()).oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            times.push(started.elapsed());
+            assert_eq!(status, StatusCode::OK, "{path}: {}", String::from_utf8_lossy(&body));
+            bytes = body.len();
+        }
+        times.sort();
+        let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
+        println!(
+            "{:<34} {:>9} {:>9} {:>9} {:>9}",
+            name,
+            ms(times[ROUNDS / 2]),
+            ms(times[ROUNDS * 95 / 100]),
+            ms(times[ROUNDS - 1]),
+            bytes
+        );
+    }
+}
