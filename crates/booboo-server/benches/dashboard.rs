@@ -25,15 +25,15 @@ fn event(project_id: i64, at: i64, n: usize) -> NewEvent {
     let body = json!({
         "message": format!("failure number {n}"),
         "exception_type": "ValueError",
-        "level": if n % 7 == 0 { "warning" } else { "error" },
+        "level": if n.is_multiple_of(7) { "warning" } else { "error" },
         "stacktrace": [{
             "filename": format!("/srv/app/module_{}.py", n % 50), "function": format!("handler_{n}"), "lineno": 10 + n % 90,
             "context_line": "raise ValueError(x)", "pre_context": ["def f(x):", "    y = x"], "post_context": [""],
             "vars": {"x": "42", "y": "'some text'"}, "in_app": true
         }],
         "exceptions": [], "context": {"user": {"id": format!("u{}", n % 300)}},
-        "tags": {"runtime": "python", "region": if n % 2 == 0 { "eu" } else { "us" }},
-        "environment": if n % 3 == 0 { "staging" } else { "production" },
+        "tags": {"runtime": "python", "region": if n.is_multiple_of(2) { "eu" } else { "us" }},
+        "environment": if n.is_multiple_of(3) { "staging" } else { "production" },
         "release": format!("1.{}", n % 20),
     });
     let when = booboo_core::timestamp::from_unix_millis(at);
@@ -64,7 +64,7 @@ async fn run(issues: usize) {
     let mut stored = 0;
     for n in 0..issues {
         // Most issues have one event; every tenth has twenty, spread over a day.
-        let events = if n % 10 == 0 { 20 } else { 1 };
+        let events = if n.is_multiple_of(10) { 20 } else { 1 };
         for e in 0..events {
             batch.push(event(project.id, now - (e as i64 * 3_600_000) - n as i64, n));
         }
