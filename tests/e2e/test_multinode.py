@@ -172,3 +172,78 @@ def test_a_node_survives_losing_its_database_connections(tmp_path, pg_database_u
         assert project.wait_for_issues(1)[0]["count"] == 2
     finally:
         node.kill()
+
+
+class Browser:
+    """A cookie-keeping HTTP client: one person's browser session."""
+
+    def __init__(self):
+        import http.cookiejar
+        import urllib.request
+
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def get(self, url):
+        import urllib.error
+
+        try:
+            with self.opener.open(url, timeout=15) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def post(self, url, fields):
+        import urllib.error
+        import urllib.parse
+
+        data = urllib.parse.urlencode(fields).encode()
+        try:
+            with self.opener.open(url, data=data, timeout=15) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+
+def csrf_of(page):
+    import re
+
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+def test_sessions_setup_link_and_revoked_keys_work_across_nodes(two_nodes):
+    import re
+
+    a, b, _ = two_nodes
+    # The setup link node A printed works on node B: it lives in the database.
+    token = re.search(r"/setup/([A-Za-z0-9_-]+)", a.log()).group(1)
+    person = Browser()
+    status, page = person.get(f"{b.url}/setup/{token}")
+    assert status == 200, page
+    status, page = person.post(
+        f"{b.url}/setup/{token}",
+        {"csrf": csrf_of(page), "email": "admin@example.com", "password": "correct horse battery", "password_repeat": "correct horse battery"},
+    )
+    assert status == 200 and "admin@example.com" in page, page[:500]
+
+    project = create_project(a)
+    assert a.post_event(project.ingest_token, event()).status == 200
+    # The session begun on node B is honoured by node A.
+    status, page = person.get(f"{a.url}/projects/{project.org}/{project.slug}")
+    assert status == 200 and "ZeroDivisionError" in page, page[:500]
+
+    # Signing in through node A gives a session node B knows.
+    other = Browser()
+    status, page = other.get(f"{a.url}/signin")
+    status, page = other.post(f"{a.url}/signin", {"csrf": csrf_of(page), "email": "admin@example.com", "password": "correct horse battery", "next": ""})
+    assert status == 200, page[:500]
+    status, page = other.get(f"{b.url}/projects/{project.org}/{project.slug}")
+    assert status == 200 and "ZeroDivisionError" in page, page[:500]
+
+    # A key revoked through node A is refused by node B at once.
+    status, setup_page = other.get(f"{a.url}/projects/{project.org}/{project.slug}/setup")
+    assert status == 200
+    key_id = re.search(rf'/projects/{project.org}/{project.slug}/keys/(\d+)/revoke', setup_page).group(1)
+    status, _ = other.post(f"{a.url}/projects/{project.org}/{project.slug}/keys/{key_id}/revoke", {"csrf": csrf_of(setup_page)})
+    assert status == 200
+    refused = b.post_event(project.ingest_token, event())
+    assert refused.status == 401, refused.body
