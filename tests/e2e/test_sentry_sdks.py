@@ -1,6 +1,7 @@
 """Sentry's own SDKs against the real binary: the latest `sentry-sdk` from
 PyPI (a plain script and a Flask application) and the latest `@sentry/node`
-from npm, each pointed at the project's Sentry DSN and nothing else changed.
+from npm, each pointed at the project's Sentry DSN and nothing else changed;
+what they sent is read back through the JSON API and the dashboard.
 
 The Python SDK lives in a cached virtualenv of its own (with `brotli`, so it
 compresses with br; the Flask test asks for gzip); the Node SDK in a cached
@@ -10,13 +11,18 @@ Node test fails, it does not skip.
 
 from __future__ import annotations
 
-from http.client import HTTPConnection
+import html
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+import urllib.request
+from http.client import HTTPConnection
+from http.cookiejar import CookieJar
 from pathlib import Path
 
 from conftest import ROOT, create_project, http, run_script, venv_python
@@ -318,3 +324,40 @@ def test_chunked_bodies_and_cors_over_real_http(server, project):
     other = create_project(server)
     wrong = http("POST", f"{server.url}/api/{pid}/envelope/", b"{}\n", {"X-Sentry-Auth": "Sentry sentry_key=" + other.ingest_token})
     assert wrong.status == 403 and "another project" in wrong.json()["detail"]
+
+
+class Dashboard:
+    """The dashboard as a signed-in member sees it, over plain HTTP."""
+
+    def __init__(self, project, password: str = "correct horse battery"):
+        self.base = project.server.url
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+        form = self.get("/signin")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+        fields = {"csrf": csrf, "email": project.email, "password": password, "next": "/projects"}
+        self.opener.open(urllib.request.Request(self.base + "/signin", data=urllib.parse.urlencode(fields).encode()), timeout=30)
+
+    def get(self, path: str) -> str:
+        with self.opener.open(self.base + path, timeout=30) as r:
+            assert r.status == 200, (path, r.status)
+            return html.unescape(r.read().decode())
+
+
+def test_the_dashboard_shows_the_sentry_dsn_and_sentry_events(server, project):
+    dashboard = Dashboard(project)
+    setup = dashboard.get(f"/projects/{project.org}/{project.slug}/setup")
+    assert project.dsn in setup and project.sentry_dsn in setup
+    assert "Sentry SDKs" in setup
+
+    run_ok(run_script(sentry_python(), SCRIPT, {"SENTRY_DSN": project.sentry_dsn}))
+    issue = issue_titled(project, "RuntimeError: nightly average failed")
+    [event] = wait_for_events(project, issue["id"], 1)
+    page = dashboard.get(f"/issues/{issue['id']}/events/{event['id']}")
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))
+    assert "Breadcrumbs" in text and "loaded 3 orders" in text
+    assert "RuntimeError" in text and "ZeroDivisionError" in text and "nightly average failed" in text
+    assert "average" in text and 'return sum(o["price"] for o in orders) / count' in text
+    assert "u-7" in text and "nightly" in text
+    assert "staging" in text and "batch@1.0.0" in text
+    issue_page = dashboard.get(f"/issues/{issue['id']}")
+    assert "nightly average failed" in issue_page

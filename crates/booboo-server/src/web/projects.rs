@@ -134,13 +134,16 @@ async fn setup_page(state: &AppState, me: &SignedIn, org: &str, slug: &str) -> R
     let project = project_of(state, me, org, slug).await?;
     let keys = state.store.project_keys(me.viewer(), project.id).await?.ok_or(PageError::NotFound("project"))?;
     let dsn_of = |token: &str| state.config.dsn(token, &project.org_slug, &project.slug);
-    let dsn = keys.iter().find(|k| k.revoked_at.is_none()).map(|k| dsn_of(&k.token));
+    let sentry_dsn_of = |token: &str| state.config.sentry_dsn(token, project.id);
+    let live = keys.iter().find(|k| k.revoked_at.is_none());
+    let dsn = live.map(|k| dsn_of(&k.token));
+    let sentry_dsn = live.map(|k| sentry_dsn_of(&k.token));
     let keys: Vec<_> = keys
         .iter()
         .map(|k| {
             context! {
                 id => k.id, label => k.label, created_at => k.created_at, revoked_at => k.revoked_at,
-                dsn => dsn_of(&k.token),
+                dsn => dsn_of(&k.token), sentry_dsn => sentry_dsn_of(&k.token),
             }
         })
         .collect();
@@ -148,7 +151,7 @@ async fn setup_page(state: &AppState, me: &SignedIn, org: &str, slug: &str) -> R
     let body = page(
         "project_setup.html",
         context! {
-            me => me.me(), project, keys, dsn, is_admin, nav => "setup",
+            me => me.me(), project, keys, dsn, sentry_dsn, is_admin, nav => "setup",
             connection => connection(&project, clock::now_millis()),
         },
     )?;
