@@ -53,6 +53,8 @@ _SENSITIVE_HEADERS = frozenset(
     {"cookie", "set-cookie", "x-forwarded-for", "x-real-ip", "forwarded"}
 )
 _sensitive_names = {}
+_harmless_names = set()
+"""The names is_sensitive() found harmless, for checking all keys of a dict at once."""
 
 
 def is_sensitive(name):
@@ -69,6 +71,8 @@ def is_sensitive(name):
         # remembered; the bound keeps generated names from growing it forever.
         if len(_sensitive_names) < 4096:
             _sensitive_names[name] = hit
+            if not hit and len(name) <= MAX_REPR:
+                _harmless_names.add(name)
     return hit
 
 
@@ -204,15 +208,15 @@ def _small_and_flat(value, kind):
         return False
     scalars = _SCALARS
     if kind is dict:
-        for key, item in dict.items(value):
-            if type(key) is str:
-                if len(key) > MAX_REPR:
+        keys = dict.keys(value)
+        if not keys <= _harmless_names:  # the usual case settles all keys at once
+            for key in keys:
+                if type(key) is str:
+                    if len(key) > MAX_REPR or is_sensitive(key):
+                        return False
+                elif type(key) not in scalars:
                     return False
-                sensitive = _sensitive_names.get(key)
-                if sensitive or (sensitive is None and is_sensitive(key)):
-                    return False
-            elif type(key) not in scalars:
-                return False
+        for item in dict.values(value):
             if type(item) not in scalars and not (type(item) is str and len(item) <= MAX_REPR):
                 return False
         return True
