@@ -86,6 +86,40 @@ async fn run(issues: usize) {
     let cookie = format!("booboo_session={token}");
     let busy_issue = 1; // issue ids start at 1; the first issue has twenty events
 
+    // The store reads behind the issue list, one by one, to see where the
+    // page's time goes.
+    let viewer = admin.viewer();
+    let filter = store::IssueFilter { status: Some(store::IssueStatus::Unresolved), ..Default::default() };
+    let window = store::Page { offset: 0, limit: 25 };
+    let ids: Vec<i64> =
+        store.list_issues(viewer, project.id, &filter, window).await.unwrap().items.iter().map(|i| i.id).collect();
+    let since_hour = now / 3_600_000 - 23;
+    println!("{:<34} {:>9} {:>9} {:>9}", "store read", "median", "p95", "max");
+    let mut time_read = |name: &str, times: &mut Vec<Duration>| {
+        times.sort();
+        let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
+        println!(
+            "{:<34} {:>9} {:>9} {:>9}",
+            name,
+            ms(times[times.len() / 2]),
+            ms(times[times.len() * 95 / 100]),
+            ms(times[times.len() - 1])
+        );
+    };
+    for name in ["list_issues (25)", "project_facets", "issue_hourly (25 issues)"] {
+        let mut times = Vec::with_capacity(ROUNDS);
+        for _ in 0..ROUNDS {
+            let started = Instant::now();
+            match name {
+                "list_issues (25)" => drop(store.list_issues(viewer, project.id, &filter, window).await.unwrap()),
+                "project_facets" => drop(store.project_facets(viewer, project.id).await.unwrap()),
+                _ => drop(store.issue_hourly(viewer, project.id, &ids, since_hour).await.unwrap()),
+            }
+            times.push(started.elapsed());
+        }
+        time_read(name, &mut times);
+    }
+
     let pages = [
         ("issue list, default", "/projects/acme/web".to_string()),
         ("issue list, page 40", "/projects/acme/web?page=40".to_string()),

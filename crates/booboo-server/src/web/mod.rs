@@ -55,6 +55,7 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/orgs/{org}/members/{user}/role", post(settings::change_role))
         .route("/settings/orgs/{org}/members/{user}/remove", post(settings::remove_member))
         .route("/static/{*file}", get(static_files::serve))
+        .fallback(|| async { PageError::NotFound("page") })
         .layer(axum::middleware::from_fn(security_headers))
 }
 

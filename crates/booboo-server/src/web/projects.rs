@@ -116,7 +116,8 @@ pub async fn create(State(state): State<AppState>, me: SignedIn, form: FormData)
             Ok(Redirect::to(&format!("/projects/{}/{}/setup", project.org_slug, project.slug)).into_response())
         }
         Err(message) => {
-            let message = format!("{}{}", message[..1].to_uppercase(), &message[1..]);
+            let mut letters = message.chars();
+            let message = letters.next().map(|first| first.to_uppercase().chain(letters).collect()).unwrap_or(message);
             list_page(&state, &me, StatusCode::UNPROCESSABLE_ENTITY, Some(message), org, slug).await
         }
     }

@@ -321,6 +321,10 @@ async fn every_page_renders_for_a_signed_in_member() {
         assert_eq!(answer.status, StatusCode::OK, "{file}");
     }
     assert_eq!(site.get(&mut ann, "/static/../Cargo.toml").await.status, StatusCode::NOT_FOUND);
+    let missing = site.get(&mut ann, "/no/such/page").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.text().contains("No such page"));
+    assert_security_headers(&missing);
     assert_eq!(site.get(&mut ann, "/").await.location(), "/projects");
 }
 
