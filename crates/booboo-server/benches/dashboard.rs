@@ -95,7 +95,7 @@ async fn run(issues: usize) {
         store.list_issues(viewer, project.id, &filter, window).await.unwrap().items.iter().map(|i| i.id).collect();
     let since_hour = now / 3_600_000 - 23;
     println!("{:<34} {:>9} {:>9} {:>9}", "store read", "median", "p95", "max");
-    let mut time_read = |name: &str, times: &mut Vec<Duration>| {
+    let time_read = |name: &str, times: &mut Vec<Duration>| {
         times.sort();
         let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
         println!(

@@ -180,6 +180,7 @@ impl PostgresStore {
                 }
             }
         }
+        record_facets(&mut tx, batch, &outcomes).await.map_err(unavailable("recording environments and releases"))?;
         last_event.sort_unstable();
         for (project_id, at) in last_event {
             sqlx::query("UPDATE projects SET last_event_at = GREATEST(COALESCE(last_event_at, 0), $1) WHERE id = $2")
@@ -192,6 +193,48 @@ impl PostgresStore {
         tx.commit().await.map_err(unavailable("committing a batch"))?;
         Ok(outcomes)
     }
+}
+
+/// Remembers the environments and releases of a batch's stored events for
+/// the issue list's selectors. After the issue rows and in sorted order, so
+/// concurrent batches meet these rows in the same order; `DO NOTHING` takes
+/// no lock on a row that already exists.
+async fn record_facets(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &[NewEvent],
+    outcomes: &[StoreOutcome],
+) -> Result<(), sqlx::Error> {
+    let stored = || batch.iter().zip(outcomes).filter(|(_, o)| matches!(o, StoreOutcome::Stored { .. }));
+    let mut environments: Vec<(i64, &str)> =
+        stored().map(|(e, _)| (e.project_id, e.processed.event.environment.as_str())).collect();
+    environments.sort_unstable();
+    environments.dedup();
+    for (project_id, environment) in environments {
+        sqlx::query(
+            "INSERT INTO project_environments (project_id, environment) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(project_id)
+        .bind(environment)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let mut releases: Vec<(i64, &str, i64)> = stored()
+        .filter(|(e, _)| !e.processed.event.release.is_empty())
+        .map(|(e, _)| (e.project_id, e.processed.event.release.as_str(), e.received_at))
+        .collect();
+    releases.sort_unstable();
+    releases.dedup_by(|b, a| (a.0, a.1) == (b.0, b.1));
+    for (project_id, release, first_seen) in releases {
+        sqlx::query(
+            "INSERT INTO project_releases (project_id, release, first_seen) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(project_id)
+        .bind(release)
+        .bind(first_seen)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// sqlx errors can span lines; a start-up failure should read as one.
@@ -1237,26 +1280,21 @@ impl Store for PostgresStore {
         if !self.project_visible(viewer, project_id).await? {
             return Ok(ProjectFacets::default());
         }
-        let mut facets = ProjectFacets::default();
-        for (sql, into) in [
-            (
-                "SELECT DISTINCT ie.environment FROM issue_environments ie JOIN issues i ON i.id = ie.issue_id \
-                 WHERE i.project_id = $1 ORDER BY 1",
-                &mut facets.environments,
-            ),
-            (
-                "SELECT ir.release FROM issue_releases ir JOIN issues i ON i.id = ir.issue_id \
-                 WHERE i.project_id = $1 GROUP BY ir.release ORDER BY MAX(ir.first_seen) DESC, 1 LIMIT 200",
-                &mut facets.releases,
-            ),
-        ] {
-            *into = sqlx::query_scalar(sql)
-                .bind(project_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(unavailable("listing environments and releases"))?;
-        }
-        Ok(facets)
+        let environments: Vec<String> = sqlx::query_scalar(
+            "SELECT environment FROM project_environments WHERE project_id = $1 ORDER BY environment",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("listing environments"))?;
+        let releases: Vec<String> = sqlx::query_scalar(
+            "SELECT release FROM project_releases WHERE project_id = $1 ORDER BY first_seen DESC, release LIMIT 200",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("listing releases"))?;
+        Ok(ProjectFacets { environments, releases })
     }
 
     async fn issue_event(

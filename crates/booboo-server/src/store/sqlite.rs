@@ -199,6 +199,23 @@ async fn store_one(tx: &mut Transaction<'_, Sqlite>, e: &NewEvent) -> Result<Sto
     .bind(e.received_at.div_euclid(3_600_000))
     .execute(&mut **tx)
     .await?;
+    // The project's environments and releases, for the issue list's selectors.
+    sqlx::query("INSERT INTO project_environments (project_id, environment) VALUES (?, ?) ON CONFLICT DO NOTHING")
+        .bind(e.project_id)
+        .bind(&event.environment)
+        .execute(&mut **tx)
+        .await?;
+    if !event.release.is_empty() {
+        sqlx::query(
+            "INSERT INTO project_releases (project_id, release, first_seen) VALUES (?, ?, ?) \
+             ON CONFLICT (project_id, release) DO UPDATE SET first_seen = MIN(first_seen, excluded.first_seen)",
+        )
+        .bind(e.project_id)
+        .bind(&event.release)
+        .bind(e.received_at)
+        .execute(&mut **tx)
+        .await?;
+    }
     sqlx::query("UPDATE projects SET last_event_at = MAX(COALESCE(last_event_at, 0), ?) WHERE id = ?")
         .bind(e.received_at)
         .bind(e.project_id)
@@ -1147,26 +1164,21 @@ impl Store for SqliteStore {
         if !self.project_visible(viewer, project_id).await? {
             return Ok(ProjectFacets::default());
         }
-        let mut facets = ProjectFacets::default();
-        for (sql, into) in [
-            (
-                "SELECT DISTINCT ie.environment FROM issue_environments ie JOIN issues i ON i.id = ie.issue_id \
-                 WHERE i.project_id = ? ORDER BY 1",
-                &mut facets.environments,
-            ),
-            (
-                "SELECT ir.release FROM issue_releases ir JOIN issues i ON i.id = ir.issue_id \
-                 WHERE i.project_id = ? GROUP BY ir.release ORDER BY MAX(ir.first_seen) DESC, 1 LIMIT 200",
-                &mut facets.releases,
-            ),
-        ] {
-            *into = sqlx::query_scalar(sql)
-                .bind(project_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(unavailable("listing environments and releases"))?;
-        }
-        Ok(facets)
+        let environments: Vec<String> = sqlx::query_scalar(
+            "SELECT environment FROM project_environments WHERE project_id = ? ORDER BY environment",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("listing environments"))?;
+        let releases: Vec<String> = sqlx::query_scalar(
+            "SELECT release FROM project_releases WHERE project_id = ? ORDER BY first_seen DESC, release LIMIT 200",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("listing releases"))?;
+        Ok(ProjectFacets { environments, releases })
     }
 
     async fn issue_event(
