@@ -329,9 +329,11 @@ class Pending:
 
     ``base`` holds the protocol fields known at capture time. ``chain`` is a
     list of ``(type_name, value, frames, chain_type)``; each frame is a tuple
-    ``(filename, function, lineno, vars, module_globals)``. The module
-    globals are kept only so that source lines of modules loaded from a zip
-    or another loader can be found later.
+    ``(filename, function, lineno, vars, module_globals)``. In ``vars`` a
+    string is a finished repr and a 1-tuple holds a value that cannot change
+    any more, to be rendered later. The module globals are kept only so that
+    source lines of modules loaded from a zip or another loader can be found
+    later.
     """
 
     __slots__ = ("event_id", "created", "base", "chain", "scope")
@@ -426,23 +428,27 @@ def _locals_of(frame, budget_end):
             if kind == _FILTER:
                 reprs[name] = FILTERED
                 continue
-            # The everyday cases (numbers, short strings, small flat
-            # containers, objects with a repr written in C) are inlined
-            # here: this loop is most of the time a capture costs.
+            # The everyday cases are settled here, inline, because this loop
+            # is most of what a capture costs. A value whose state cannot
+            # change afterwards (a number, a string, a small container of
+            # those, copied if it is mutable) is kept as a 1-tuple and
+            # rendered on the sender's thread; anything else is rendered now.
             value_type = type(value)
             way, base = ways.get(value_type) or _repr_way(value_type)
-            try:
-                if way == _SCALAR or way == _NATIVE or (way == _TEXT and len(value) <= MAX_REPR):
-                    text = repr(value)
-                elif way == _CONTAINER and _small_and_flat(value, base):
-                    text = _CONTAINER_REPRS[base](value)
-                else:
+            if way == _SCALAR:
+                reprs[name] = (value,)
+            elif way == _TEXT and value_type is not bytearray:
+                reprs[name] = (value if len(value) <= MAX_REPR else value[: MAX_REPR + 1],)
+            elif way == _CONTAINER and _small_and_flat(value, base):
+                reprs[name] = (value if base is tuple or base is frozenset else base.copy(value),)
+            else:
+                try:
+                    text = repr(value) if way == _NATIVE else safe_repr(value, budget_end)
+                except Exception:
                     text = safe_repr(value, budget_end)
-            except Exception:
-                text = safe_repr(value, budget_end)
-            if len(text) > MAX_REPR:
-                text = text[: MAX_REPR - 3] + "..."
-            reprs[name] = text
+                if len(text) > MAX_REPR:
+                    text = text[: MAX_REPR - 3] + "..."
+                reprs[name] = text
     except Exception:
         # A module frame's namespace may change size under us while another
         # thread imports; what was read so far is still worth sending.
@@ -458,12 +464,13 @@ def complete(pending, sdk_version, environment, release):
     import linecache
 
     source_cache = {}
+    rendered_locals = {}
     built = {}  # id(frame tuple list) -> list of frame dicts
     exceptions = []
     for type_name, value, frames, chain_type in pending.chain:
         stack = built.get(id(frames))
         if stack is None:
-            stack = [_frame_dict(frame, source_cache, linecache) for frame in frames]
+            stack = [_frame_dict(frame, source_cache, linecache, rendered_locals) for frame in frames]
             built[id(frames)] = stack
         exceptions.append(
             {"type": type_name, "value": value, "stacktrace": stack, "chain_type": chain_type}
@@ -506,8 +513,22 @@ def rfc3339(seconds):
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + ".%06dZ" % micros
 
 
-def _frame_dict(frame, source_cache, linecache):
+def _rendered(local_reprs):
+    """A frame's locals with the values kept for later (1-tuples) turned into reprs."""
+    rendered = {}
+    for name, value in local_reprs.items():
+        if type(value) is tuple:
+            value = safe_repr(value[0], time.perf_counter() + REPR_TIME_LIMIT)
+        rendered[name] = value
+    return rendered
+
+
+def _frame_dict(frame, source_cache, linecache, rendered_locals):
     filename, function, lineno, local_reprs, module_globals = frame
+    # A frame shared by several exceptions of a chain has one locals dict.
+    rendered = rendered_locals.get(id(local_reprs))
+    if rendered is None:
+        rendered = rendered_locals[id(local_reprs)] = _rendered(local_reprs)
     lines = source_cache.get(filename)
     if lines is None:
         lines = _source_lines(filename, module_globals, linecache)
@@ -526,7 +547,7 @@ def _frame_dict(frame, source_cache, linecache):
         "context_line": context_line,
         "pre_context": pre,
         "post_context": post,
-        "vars": local_reprs,
+        "vars": rendered,
         "in_app": is_in_app(filename),
     }
 
