@@ -207,3 +207,25 @@ def test_debug_logs_every_send(server, caplog, monkeypatch):
         assert "BOOBOO_DEBUG must be 1 or 0" in str(error)
     else:
         raise AssertionError("a bad BOOBOO_DEBUG should be refused")
+
+
+def test_locals_show_their_state_at_the_crash_not_when_sent(server):
+    server.delay = 0.2  # the sender is still busy when the application moves on
+    booboo.init(server.dsn)
+
+    def crash(flat, nested, mapping):
+        raise RuntimeError("x")
+
+    flat, nested, mapping = [1, 2], [[1], [2]], {"k": "before"}
+    try:
+        crash(flat, nested, mapping)
+    except RuntimeError:
+        booboo.capture_exception()
+    flat.append(3)
+    nested[0].append(99)
+    mapping["k"] = "after"
+    assert booboo.flush(10)
+    (event,) = server.wait_for_events(1)
+    assert event["stacktrace"][-1]["vars"] == {
+        "flat": "[1, 2]", "nested": "[[1], [2]]", "mapping": "{'k': 'before'}",
+    }

@@ -106,7 +106,16 @@ def _install_django_if_used():
         return
     try:
         from .integrations import django
+
+        django.install()
     except ImportError:
         return
-    django.install()
+    except Exception as error:
+        # A broken Django must not stop init(); the interpreter hooks still work.
+        import logging
+
+        logging.getLogger("booboo").warning(
+            "booboo: could not connect to Django's got_request_exception signal: %r", error
+        )
+        return
     _django_installed = True
