@@ -5,10 +5,13 @@ as possible:
 
 * ``snapshot_exception`` runs on the calling thread. It must, because a
   frame's locals and the objects they point to keep changing once the
-  application goes on. It walks the tracebacks and turns every local into a
-  short, scrubbed ``repr()`` string; nothing it keeps refers to a frame.
+  application goes on. It walks the tracebacks and reads every local: one
+  whose value cannot change any more (a number, a string, a small container
+  of those, copied if mutable) is kept as it is; any other becomes a short,
+  scrubbed ``repr()`` string at once. Nothing it keeps refers to a frame.
 * ``complete`` may run later, on the sender's thread. It adds what does not
-  change: source lines, ``in_app``, the timestamp's text.
+  change: the reprs of the values kept, source lines, ``in_app``, the
+  timestamp's text.
 
 Nothing in this module raises to its caller for a bad value from the
 application: a ``repr()`` that raises or hangs becomes a placeholder string.
