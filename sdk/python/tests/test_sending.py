@@ -18,7 +18,7 @@ def test_handshake_then_events_gzipped_with_the_token(server):
 
     started = time.perf_counter()
     event_id = booboo.capture_message("hello")
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 2  # generous, for a loaded machine
     assert booboo.flush(10) is True
     (event,) = server.wait_for_events(1)
     assert event["event_id"] == event_id and event["message"] == "hello"
@@ -94,7 +94,7 @@ def test_gives_up_on_a_server_that_is_down_and_says_so_once(caplog):
     started = time.perf_counter()
     for _ in range(3):
         booboo.capture_message("nobody listens")
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 2  # waiting out the retries would take longer
     assert booboo.flush(20)
     assert booboo.stats()["dropped"] == {"send_failed": 3}
     gave_up = [r for r in caplog.records if "could not be reached" in r.getMessage()]
@@ -109,7 +109,7 @@ def test_slow_server_does_not_slow_the_caller(server):
     started = time.perf_counter()
     for i in range(5):
         booboo.capture_message("m%d" % i)
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 1  # five sends would take 1.5 s
     assert booboo.flush(30)
     assert len(server.events()) == 5
 
@@ -120,7 +120,7 @@ def test_full_queue_drops_newest_counts_and_warns_once(server, caplog):
     server.wait_for_arrivals(1)  # the handshake now holds the sender
     started = time.perf_counter()
     ids = [booboo.capture_message("m%d" % i) for i in range(10)]
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 2  # a hanging server answers after the 5 s timeout
     assert [i is not None for i in ids] == [True] * 3 + [False] * 7
     assert booboo.stats()["dropped"] == {"queue_full": 7}
     warnings = [r for r in caplog.records if "queue is full" in r.getMessage()]
