@@ -33,6 +33,9 @@ struct Cli {
     /// Largest accepted Sentry envelope, after decompression (default 20 MiB).
     #[arg(long, global = true, env = "BOOBOO_MAX_ENVELOPE_BYTES", value_name = "BYTES")]
     max_envelope_bytes: Option<usize>,
+    /// Comma-separated proxy addresses whose X-Forwarded-For is believed (default 127.0.0.1,::1).
+    #[arg(long, global = true, env = "BOOBOO_TRUSTED_PROXIES", value_name = "IPS")]
+    trusted_proxies: Option<String>,
     /// Events that may wait for the database before clients are told to retry.
     #[arg(long, global = true, env = "BOOBOO_QUEUE_CAPACITY", value_name = "EVENTS")]
     queue_capacity: Option<usize>,
@@ -154,6 +157,7 @@ pub fn run() -> Result<(), String> {
         max_envelope_bytes: cli.max_envelope_bytes,
         queue_capacity: cli.queue_capacity,
         max_batch: cli.max_batch,
+        trusted_proxies: cli.trusted_proxies,
     })?;
     if let Command::Config(ConfigCommand::Show) = cli.command {
         print!("{}", config.show());

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
@@ -15,6 +15,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// only the event is kept, and it still answers to `max_body_bytes`.
 pub const DEFAULT_MAX_ENVELOPE_BYTES: usize = 20 * 1024 * 1024;
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
+/// A proxy on the same machine is trusted by default; others must be named.
+pub const DEFAULT_TRUSTED_PROXIES: &str = "127.0.0.1,::1";
 pub const DEFAULT_MAX_BATCH: usize = 500;
 
 #[derive(Clone)]
@@ -29,6 +31,9 @@ pub struct Config {
     pub max_envelope_bytes: usize,
     pub queue_capacity: usize,
     pub max_batch: usize,
+    /// Proxies (nginx in front of several nodes) whose `X-Forwarded-For`
+    /// names the real client, for per-address sign-in limits.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 /// What the user set, from flags or the environment (clap merges those two).
@@ -43,6 +48,7 @@ pub struct Overrides {
     pub max_envelope_bytes: Option<usize>,
     pub queue_capacity: Option<usize>,
     pub max_batch: Option<usize>,
+    pub trusted_proxies: Option<String>,
 }
 
 impl Config {
@@ -89,6 +95,14 @@ impl Config {
         }
         let queue_capacity = number(overrides.queue_capacity, "queue_capacity", DEFAULT_QUEUE_CAPACITY)?.max(1);
         let max_batch = number(overrides.max_batch, "max_batch", DEFAULT_MAX_BATCH)?.max(1);
+        let proxies_text =
+            text(overrides.trusted_proxies, "trusted_proxies").unwrap_or_else(|| DEFAULT_TRUSTED_PROXIES.into());
+        let trusted_proxies = proxies_text
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse::<IpAddr>().map_err(|_| format!("--trusted-proxies: {p:?} is not an IP address")))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Config {
             bind,
             data_dir,
@@ -98,6 +112,7 @@ impl Config {
             max_envelope_bytes,
             queue_capacity,
             max_batch,
+            trusted_proxies,
         })
     }
 
@@ -120,7 +135,7 @@ impl Config {
     /// `key = value` lines, secrets redacted, for `booboo config show`.
     pub fn show(&self) -> String {
         format!(
-            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\n",
+            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\n",
             self.bind,
             self.data_dir.display(),
             crate::store::redact_url(&self.database_url),
@@ -128,7 +143,8 @@ impl Config {
             self.max_body_bytes,
             self.max_envelope_bytes,
             self.queue_capacity,
-            self.max_batch
+            self.max_batch,
+            self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
         )
     }
 }
@@ -167,6 +183,7 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
             "max_envelope_bytes",
             "queue_capacity",
             "max_batch",
+            "trusted_proxies",
         ];
         if !known.contains(&key) {
             return Err(format!("{}:{}: unknown setting `{key}`", path.display(), n + 1));
@@ -212,6 +229,10 @@ mod tests {
     fn bad_values_say_what_is_wrong() {
         let err = Config::load(Overrides { bind: Some("nope".into()), ..Overrides::default() }).err().unwrap();
         assert!(err.contains("--bind"), "{err}");
+        let err = Config::load(Overrides { trusted_proxies: Some("10.0.0.1, nginx".into()), ..Overrides::default() })
+            .err()
+            .unwrap();
+        assert!(err.contains("--trusted-proxies") && err.contains("nginx"), "{err}");
         let err = Config::load(Overrides { max_body_bytes: Some(10), ..Overrides::default() }).err().unwrap();
         assert!(err.contains("102400"), "{err}");
         let err = Config::load(Overrides {

@@ -94,6 +94,9 @@ pub struct BreadcrumbView {
 
 const CAUSE: &str = "The above exception was the direct cause of the following exception:";
 const CONTEXT: &str = "During handling of the above exception, another exception occurred:";
+/// For links whose kind the client did not say (some Sentry SDKs): claiming
+/// either of Python's sentences would be a guess.
+const LINKED: &str = "The above exception led to the following exception:";
 
 /// Text of a JSON value for a table cell: strings as they are, anything
 /// else as compact JSON.
@@ -172,7 +175,8 @@ pub fn chain(exceptions: &[ExceptionEntry]) -> Vec<ExceptionView> {
     for i in (0..exceptions.len()).rev() {
         let introduced_by = exceptions.get(i + 1).map(|origin| match origin.chain_type {
             Some(ChainType::Cause) => CAUSE,
-            _ => CONTEXT,
+            Some(ChainType::Context) => CONTEXT,
+            None => LINKED,
         });
         views.push(exception_view(&exceptions[i], introduced_by));
     }
@@ -284,6 +288,9 @@ mod tests {
         assert_eq!(chain[0].introduced_by, None);
         assert_eq!(chain[1].introduced_by, Some(CONTEXT));
         assert_eq!(chain[2].introduced_by, Some(CAUSE));
+        // A link of unknown kind is not passed off as either of Python's.
+        let unknown = super::chain(&[entry("ValueError", None), entry("KeyError", None)]);
+        assert_eq!(unknown[1].introduced_by, Some(LINKED));
     }
 
     #[test]

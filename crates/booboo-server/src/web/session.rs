@@ -15,6 +15,7 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
 use minijinja::{context, Value};
+use std::net::IpAddr;
 
 pub const SESSION_COOKIE: &str = "booboo_session";
 const FORM_COOKIE: &str = "booboo_form";
@@ -154,23 +155,48 @@ fn same_secret(a: &str, b: &str) -> bool {
 /// not come over a socket (tests calling the router) share one address.
 pub struct ClientAddress(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+impl FromRequestParts<AppState> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddress(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip().to_string())
-                .unwrap_or_else(|| "unknown".into()),
-        ))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+        let forwarded = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        Ok(ClientAddress(client_address(peer, forwarded, &state.config.trusted_proxies)))
     }
+}
+
+/// The address a request came from. From a trusted proxy, that is the last
+/// address in `X-Forwarded-For` that is not itself a trusted proxy (the
+/// entries before it could be written by anyone); from anyone else, the
+/// header is ignored.
+pub fn client_address(peer: Option<IpAddr>, forwarded: Option<&str>, trusted: &[IpAddr]) -> String {
+    let Some(peer) = peer else { return "unknown".into() };
+    if trusted.contains(&peer) {
+        if let Some(forwarded) = forwarded {
+            let hops = forwarded.split(',').filter_map(|hop| hop.trim().parse::<IpAddr>().ok());
+            if let Some(client) = hops.rev().find(|ip| !trusted.contains(ip)) {
+                return client.to_string();
+            }
+        }
+    }
+    peer.to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let stranger: IpAddr = "203.0.113.9".parse().unwrap();
+        let trusted = [local];
+        assert_eq!(client_address(Some(local), Some("198.51.100.7"), &trusted), "198.51.100.7");
+        assert_eq!(client_address(Some(local), Some("1.2.3.4, 198.51.100.7, 127.0.0.1"), &trusted), "198.51.100.7");
+        assert_eq!(client_address(Some(stranger), Some("198.51.100.7"), &trusted), "203.0.113.9");
+        assert_eq!(client_address(Some(local), Some("garbage"), &trusted), "127.0.0.1");
+        assert_eq!(client_address(None, None, &trusted), "unknown");
+    }
 
     #[test]
     fn cookies_are_found_among_others() {
