@@ -136,7 +136,7 @@ def test_forked_child_has_its_own_working_sender(server):
             os._exit(0 if ok and booboo.stats()["sent"] == 1 else 7)
         _, status = os.waitpid(pid, 0)
         booboo.capture_message("parent after fork")
-        print("child exit", os.waitstatus_to_exitcode(status), "parent flushed", booboo.flush(10))
+        print("child exit", os.WEXITSTATUS(status), "parent flushed", booboo.flush(10))
         """ % server.dsn
     )
     assert "child exit 0 parent flushed True" in result.stdout, result.stderr
