@@ -272,13 +272,22 @@ def _container_repr(value, kind, room, depth, budget_end):
 
 
 def _traced_repr(value, budget_end):
-    """Call a Python-level ``__repr__`` with a trace function that stops it when its time is up."""
-    clock = time.perf_counter
-    deadline = clock() + REPR_TIME_LIMIT
+    """``repr()`` through a Python-level ``__repr__``, stopped when its time is up."""
+    deadline = time.perf_counter() + REPR_TIME_LIMIT
     if deadline > budget_end:
-        if clock() > budget_end:
+        if time.perf_counter() > budget_end:
             raise _ReprTimeout
         deadline = budget_end
+    return _call_before(deadline, repr, value)
+
+
+def _call_before(deadline, function, value):
+    """``function(value)`` under a trace function that raises _ReprTimeout past ``deadline``.
+
+    The trace function sees each new line of Python code run meanwhile; code
+    in C, or a loop that stays on one line, is not interrupted.
+    """
+    clock = time.perf_counter
 
     def stop_when_late(frame, event, arg):
         if clock() > deadline:
@@ -288,29 +297,16 @@ def _traced_repr(value, budget_end):
     previous = sys.gettrace()
     sys.settrace(stop_when_late)
     try:
-        return repr(value)
+        return function(value)
     finally:
-        sys.settrace(previous)
+        sys.settrace(previous)  # a debugger's or coverage's tracer comes back
 
 
 def safe_str(exc, deadline):
     """``str(exc)`` for a message, never raising, cut at MAX_MESSAGE characters."""
     try:
-        method = type(exc).__str__
-        if type(method) is _PY_FUNCTION:
-            clock = time.perf_counter
-
-            def stop_when_late(frame, event, arg):
-                if clock() > deadline:
-                    raise _ReprTimeout
-                return stop_when_late
-
-            previous = sys.gettrace()
-            sys.settrace(stop_when_late)
-            try:
-                text = str(exc)
-            finally:
-                sys.settrace(previous)
+        if type(type(exc).__str__) is _PY_FUNCTION:
+            text = _call_before(deadline, str, exc)
         else:
             text = str(exc)
         if type(text) is not str:
