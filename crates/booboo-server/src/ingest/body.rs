@@ -10,7 +10,9 @@
 use super::rejection::Rejection;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap};
+use http_body_util::BodyExt;
 use std::io::Read;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Encoding {
@@ -46,23 +48,53 @@ fn encoding_of(headers: &HeaderMap) -> Result<Encoding, Rejection> {
     }
 }
 
+/// How much of an oversized body is still read (and thrown away) before the
+/// 413 goes out. A client that is still sending when the server answers and
+/// closes sees a broken pipe instead of the reason; reading a bounded amount
+/// more lets ordinary clients (which send the whole body, then read) see the
+/// 413 and its `detail`. Beyond this, the connection is simply closed.
+const DRAIN_BYTES: usize = 32 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
 /// Reads the body off the wire (chunked or not) without decompressing it,
 /// refusing it once it passes `limit` bytes.
-pub async fn read_raw(headers: &HeaderMap, body: Body, limit: usize) -> Result<RawBody, Rejection> {
+pub async fn read_raw(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<RawBody, Rejection> {
     let encoding = encoding_of(headers)?;
+    let too_large = Rejection::TooLarge { limit, compressed: false };
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(Rejection::TooLarge { limit, compressed: false });
-    }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
-            Rejection::TooLarge { limit, compressed: false }
-        } else {
-            Rejection::UnreadableBody(e.to_string())
+    if let Some(declared) = declared.filter(|n| *n > limit as u64) {
+        if declared <= DRAIN_BYTES as u64 {
+            drain(body).await;
         }
-    })?;
-    Ok(RawBody { encoding, bytes })
+        return Err(too_large);
+    }
+    let mut bytes = Vec::with_capacity(declared.map_or(8192, |n| n as usize));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Rejection::UnreadableBody(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                drain(body).await;
+                return Err(too_large);
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(RawBody { encoding, bytes: Bytes::from(bytes) })
+}
+
+/// Reads and discards up to [`DRAIN_BYTES`] more of a body, for a while.
+async fn drain(mut body: Body) {
+    let discard = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
 }
 
 impl RawBody {
