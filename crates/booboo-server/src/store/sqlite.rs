@@ -101,6 +101,53 @@ impl SqliteStore {
     }
 }
 
+/// Creates a project in an organisation with its first key: the end that
+/// both ways of creating a project share. The caller commits.
+async fn insert_project(
+    conn: &mut sqlx::SqliteConnection,
+    org_id: i64,
+    org_slug: &str,
+    project_slug: &str,
+    token: &str,
+    at: i64,
+) -> StoreResult<(Project, ProjectKey)> {
+    let project_id: i64 =
+        sqlx::query_scalar("INSERT INTO projects (org_id, slug, name, created_at) VALUES (?, ?, ?, ?) RETURNING id")
+            .bind(org_id)
+            .bind(project_slug)
+            .bind(project_slug)
+            .bind(at)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("project {org_slug}/{project_slug} already exists"))
+                } else {
+                    StoreError::Unavailable(format!("creating a project: {e}"))
+                }
+            })?;
+    let key_row = sqlx::query(
+        "INSERT INTO project_keys (project_id, token, label, created_at) VALUES (?, ?, 'default', ?) \
+         RETURNING id, project_id, token, label, created_at, revoked_at",
+    )
+    .bind(project_id)
+    .bind(token)
+    .bind(at)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(unavailable("creating a project key"))?;
+    let key = key_from_row(&key_row).map_err(unavailable("reading a project key"))?;
+    let project_row = sqlx::query(&format!(
+        "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organisations o ON o.id = p.org_id WHERE p.id = ?"
+    ))
+    .bind(project_id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(unavailable("reading a project"))?;
+    let project = project_from_row(&project_row).map_err(unavailable("reading a project"))?;
+    Ok((project, key))
+}
+
 /// Stores one event inside the batch's transaction.
 async fn store_one(tx: &mut Transaction<'_, Sqlite>, e: &NewEvent) -> Result<StoreOutcome, sqlx::Error> {
     let event = &e.processed.event;
@@ -371,44 +418,14 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(unavailable("creating an organisation"))?;
-        let project_id: i64 = sqlx::query_scalar(
-            "INSERT INTO projects (org_id, slug, name, created_at) \
-             SELECT id, ?, ?, ? FROM organisations WHERE slug = ? RETURNING id",
-        )
-        .bind(project_slug)
-        .bind(project_slug)
-        .bind(at)
-        .bind(org_slug)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Conflict(format!("project {org_slug}/{project_slug} already exists"))
-            } else {
-                StoreError::Unavailable(format!("creating a project: {e}"))
-            }
-        })?;
-        let key_row = sqlx::query(
-            "INSERT INTO project_keys (project_id, token, label, created_at) VALUES (?, ?, 'default', ?) \
-             RETURNING id, project_id, token, label, created_at, revoked_at",
-        )
-        .bind(project_id)
-        .bind(token)
-        .bind(at)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(unavailable("creating a project key"))?;
-        let key = key_from_row(&key_row).map_err(unavailable("reading a project key"))?;
-        let project_row = sqlx::query(&format!(
-            "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organisations o ON o.id = p.org_id WHERE p.id = ?"
-        ))
-        .bind(project_id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(unavailable("reading a project"))?;
-        let project = project_from_row(&project_row).map_err(unavailable("reading a project"))?;
+        let org_id: i64 = sqlx::query_scalar("SELECT id FROM organisations WHERE slug = ?")
+            .bind(org_slug)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable("looking up an organisation"))?;
+        let created = insert_project(&mut tx, org_id, org_slug, project_slug, token, at).await?;
         tx.commit().await.map_err(unavailable("committing a project"))?;
-        Ok((project, key))
+        Ok(created)
     }
 
     async fn project_with_keys(
@@ -1030,42 +1047,7 @@ impl Store for SqliteStore {
                     id
                 }
             };
-            let project_id: i64 = sqlx::query_scalar(
-                "INSERT INTO projects (org_id, slug, name, created_at) VALUES (?, ?, ?, ?) RETURNING id",
-            )
-            .bind(org_id)
-            .bind(project_slug)
-            .bind(project_slug)
-            .bind(at)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict(format!("project {org_slug}/{project_slug} already exists"))
-                } else {
-                    StoreError::Unavailable(format!("creating a project: {e}"))
-                }
-            })?;
-            let key_row = sqlx::query(
-                "INSERT INTO project_keys (project_id, token, label, created_at) VALUES (?, ?, 'default', ?) \
-                 RETURNING id, project_id, token, label, created_at, revoked_at",
-            )
-            .bind(project_id)
-            .bind(token)
-            .bind(at)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(unavailable("creating a project key"))?;
-            let key = key_from_row(&key_row).map_err(unavailable("reading a project key"))?;
-            let project_row = sqlx::query(&format!(
-                "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organisations o ON o.id = p.org_id WHERE p.id = ?"
-            ))
-            .bind(project_id)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(unavailable("reading a project"))?;
-            let project = project_from_row(&project_row).map_err(unavailable("reading a project"))?;
-            Ok((project, key))
+            insert_project(&mut conn, org_id, org_slug, project_slug, token, at).await
         }
         .await;
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };

@@ -11,7 +11,9 @@ fn every_path_architecture_md_names_exists() {
         // Odd pieces are inside backticks; paths start at the repository root.
         let looks_like_path = i % 2 == 1
             && !piece.contains(' ')
-            && ["crates/", "tests/", "sdk/", "scripts/", ".ci/", "docs/", "fuzz/"].iter().any(|top| piece.starts_with(top));
+            && ["crates/", "tests/", "sdk/", "scripts/", ".ci/", "docs/", "fuzz/"]
+                .iter()
+                .any(|top| piece.starts_with(top));
         if looks_like_path {
             let path = root.join(piece);
             assert!(path.exists(), "ARCHITECTURE.md names `{piece}`, which does not exist");
