@@ -252,7 +252,9 @@ fn read_chain(items: &[Value]) -> Result<Vec<ExceptionEntry>, PayloadError> {
     Ok(chain)
 }
 
-fn read_frames(items: &[Value], path: &str) -> Result<Vec<Frame>, PayloadError> {
+/// Frames as both protocols write them, oldest call first. Shared with the
+/// Sentry parser so that one crash reads the same whichever SDK sent it.
+pub(crate) fn read_frames(items: &[Value], path: &str) -> Result<Vec<Frame>, PayloadError> {
     let mut frames = Vec::with_capacity(items.len().min(limits::FRAMES));
     for (i, item) in items.iter().enumerate() {
         let path = jr::index(path, i);
@@ -265,6 +267,14 @@ fn read_frames(items: &[Value], path: &str) -> Result<Vec<Frame>, PayloadError> 
 }
 
 fn read_frame(frame: &Map<String, Value>, path: &str) -> Result<Frame, PayloadError> {
+    // Grouping reads the file from `Frame::filename`. Our protocol puts the
+    // absolute path there; Sentry's puts it in `abs_path` and a relative one
+    // in `filename`, so the absolute path wins wherever it is.
+    let abs_path = jr::opt_string(frame, "abs_path", path)?.filter(|p| !p.is_empty());
+    let filename = match abs_path {
+        Some(p) => p,
+        None => jr::string_or_empty(frame, "filename", path)?,
+    };
     let vars = match jr::opt_object(frame, "vars", path)? {
         None => Map::new(),
         Some(vars) => vars
@@ -274,8 +284,8 @@ fn read_frame(frame: &Map<String, Value>, path: &str) -> Result<Frame, PayloadEr
             .collect(),
     };
     Ok(Frame {
-        filename: jr::truncate(jr::string_or_empty(frame, "filename", path)?, limits::SHORT_TEXT_BYTES),
-        module: jr::opt_string(frame, "module", path)?,
+        filename: jr::truncate(filename, limits::SHORT_TEXT_BYTES),
+        module: jr::opt_string(frame, "module", path)?.map(|m| jr::truncate(m, limits::SHORT_TEXT_BYTES)),
         function: jr::truncate(jr::string_or_empty(frame, "function", path)?, limits::SHORT_TEXT_BYTES),
         lineno: jr::opt_lineno(frame, "lineno", path)?,
         colno: jr::opt_lineno(frame, "colno", path)?,

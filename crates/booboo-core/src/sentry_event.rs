@@ -10,7 +10,7 @@
 //! event model does not stay in `Event::extra`.
 
 use crate::booboo_payload::{
-    normalise_event_id, parse_object, read_name_version, read_request, read_tags, PayloadError,
+    self, normalise_event_id, parse_object, read_name_version, read_request, read_tags, PayloadError,
 };
 use crate::event::{ChainType, Event, ExceptionEntry, Frame, Level, FIELD_NAMES};
 use crate::json_reader::{self as jr, FieldError};
@@ -237,46 +237,7 @@ fn read_stacktrace(value: Option<&Value>, path: &str) -> Result<Vec<Frame>, Payl
         Some(Value::Object(st)) => jr::opt_array(st, "frames", path)?,
         Some(other) => return Err(jr::wrong_type(path, "an object with `frames`", other).into()),
     };
-    let frames_path = jr::join(path, "frames");
-    let mut out = Vec::with_capacity(frames.len().min(limits::FRAMES));
-    for (i, item) in frames.iter().enumerate() {
-        let path = jr::index(&frames_path, i);
-        let Value::Object(frame) = item else {
-            return Err(jr::wrong_type(&path, "an object", item).into());
-        };
-        out.push(read_frame(frame, &path)?);
-    }
-    Ok(limits::keep_ends(out, limits::FRAMES))
-}
-
-fn read_frame(frame: &Map<String, Value>, path: &str) -> Result<Frame, PayloadError> {
-    // Grouping reads the file from `Frame::filename`: the absolute path is
-    // what our own SDK sends there, so the same crash groups the same.
-    let abs_path = jr::opt_string(frame, "abs_path", path)?.filter(|p| !p.is_empty());
-    let filename = match abs_path {
-        Some(p) => p,
-        None => jr::string_or_empty(frame, "filename", path)?,
-    };
-    let vars = match jr::opt_object(frame, "vars", path)? {
-        None => Map::new(),
-        Some(vars) => vars
-            .iter()
-            .take(limits::VARS_PER_FRAME)
-            .map(|(k, v)| (k.clone(), Value::String(jr::truncate(jr::as_text(v), limits::VAR_BYTES))))
-            .collect(),
-    };
-    Ok(Frame {
-        filename: jr::truncate(filename, limits::SHORT_TEXT_BYTES),
-        module: jr::opt_string(frame, "module", path)?.map(|m| jr::truncate(m, limits::SHORT_TEXT_BYTES)),
-        function: jr::truncate(jr::string_or_empty(frame, "function", path)?, limits::SHORT_TEXT_BYTES),
-        lineno: jr::opt_lineno(frame, "lineno", path)?,
-        colno: jr::opt_lineno(frame, "colno", path)?,
-        context_line: jr::opt_string(frame, "context_line", path)?.map(|l| jr::truncate(l, limits::SOURCE_LINE_BYTES)),
-        pre_context: limits::source_lines(jr::string_list(frame, "pre_context", path)?),
-        post_context: limits::source_lines(jr::string_list(frame, "post_context", path)?),
-        vars,
-        in_app: jr::opt_bool(frame, "in_app", path)?.unwrap_or(false),
-    })
+    booboo_payload::read_frames(frames, &jr::join(path, "frames"))
 }
 
 /// The frames of the thread that crashed, else the current one, when the
