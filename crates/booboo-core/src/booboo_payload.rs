@@ -149,13 +149,7 @@ fn read_event(
         None => Level::Error,
     };
 
-    let event_id = match jr::opt_string(&obj, "event_id", "")? {
-        Some(raw) => normalise_event_id(&raw).ok_or_else(|| FieldError {
-            path: "event_id".into(),
-            problem: "must be 32 hexadecimal characters (a UUID with or without dashes)".into(),
-        })?,
-        None => fallback_event_id.to_string(),
-    };
+    let event_id = read_event_id(&obj)?.unwrap_or_else(|| fallback_event_id.to_string());
     let timestamp = match obj.get("timestamp") {
         None | Some(Value::Null) => received_at,
         Some(value) => {
@@ -212,6 +206,19 @@ fn read_event(
         logger: jr::string_or_empty(&obj, "logger", "")?,
         extra,
     })
+}
+
+/// The client's `event_id`, normalised; a malformed one is a 422, since a
+/// retry could not be recognised by it.
+pub(crate) fn read_event_id(obj: &Map<String, Value>) -> Result<Option<String>, FieldError> {
+    jr::opt_string(obj, "event_id", "")?
+        .map(|raw| {
+            normalise_event_id(&raw).ok_or_else(|| FieldError {
+                path: "event_id".into(),
+                problem: "must be 32 hexadecimal characters (a UUID with or without dashes)".into(),
+            })
+        })
+        .transpose()
 }
 
 /// Lowercase 32-hex form of an event id given with or without dashes.

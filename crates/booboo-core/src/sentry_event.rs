@@ -92,11 +92,8 @@ pub fn read(obj: Map<String, Value>, arrival: Arrival<'_>) -> Result<Event, Payl
         None => Level::Error,
     };
 
-    let event_id = match jr::opt_string(&obj, "event_id", "")? {
-        Some(raw) => normalise_event_id(&raw).ok_or_else(|| FieldError {
-            path: "event_id".into(),
-            problem: "must be 32 hexadecimal characters (a UUID with or without dashes)".into(),
-        })?,
+    let event_id = match booboo_payload::read_event_id(&obj)? {
+        Some(id) => id,
         None => arrival
             .envelope_event_id
             .and_then(normalise_event_id)
