@@ -36,6 +36,20 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn health(State(state): State<AppState>) -> Response {
+    if state.writer.disk_full() {
+        // Ingest is refusing events for want of disk; find out whether
+        // space came back rather than wait for the next event to say so.
+        match state.store.check_writable().await {
+            Ok(()) => state.writer.disk_space_back(),
+            Err(e) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(serde_json::json!({ "status": "disk full", "detail": e.to_string() })),
+                )
+                    .into_response()
+            }
+        }
+    }
     match state.store.ping().await {
         Ok(()) => Json(serde_json::json!({ "status": "ok", "store": state.store.backend().as_str() })).into_response(),
         Err(e) => (

@@ -36,6 +36,13 @@ impl From<StoreError> for AppError {
             StoreError::NotFound(m) => AppError::new(StatusCode::NOT_FOUND, m),
             StoreError::Conflict(m) => AppError::new(StatusCode::CONFLICT, m),
             StoreError::Forbidden(m) => AppError::new(StatusCode::FORBIDDEN, m),
+            e @ StoreError::DiskFull(_) => {
+                tracing::error!("{e}");
+                AppError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the server's disk is full, so nothing was changed: free space on the server, then retry",
+                )
+            }
             other => {
                 tracing::error!("{other}");
                 AppError::new(StatusCode::SERVICE_UNAVAILABLE, "the database is unavailable; retry shortly")

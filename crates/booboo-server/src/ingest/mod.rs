@@ -12,7 +12,7 @@ pub mod writer;
 use crate::app::AppState;
 use crate::clock;
 use crate::secrets;
-use crate::store::{NewEvent, StoreOutcome};
+use crate::store::{NewEvent, StoreError, StoreOutcome};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -89,6 +89,7 @@ pub async fn store_event(
         Ok(StoreOutcome::Duplicate) => state.metrics.duplicate_accepted(),
         Err(SubmitError::QueueFull) => return Err(Rejection::QueueFull),
         Err(SubmitError::Closed) => return Err(Rejection::ShuttingDown),
+        Err(SubmitError::Store(StoreError::DiskFull(_))) => return Err(Rejection::DiskFull),
         Err(SubmitError::Store(e)) => {
             tracing::error!("storing an event failed: {e}");
             return Err(Rejection::StoreUnavailable);

@@ -45,6 +45,8 @@ pub enum Rejection {
         error: PayloadError,
     },
     QueueFull,
+    /// The database has no space left; nothing of the event was stored.
+    DiskFull,
     StoreUnavailable,
     ShuttingDown,
 }
@@ -63,6 +65,7 @@ impl Rejection {
             Rejection::Payload(e) | Rejection::EnvelopeItem { error: e, .. } => e.reason(),
             Rejection::Envelope(e) => e.reason(),
             Rejection::QueueFull => "queue_full",
+            Rejection::DiskFull => "disk_full",
             Rejection::StoreUnavailable => "store_unavailable",
             Rejection::ShuttingDown => "shutting_down",
         }
@@ -83,7 +86,7 @@ impl Rejection {
                 StatusCode::BAD_REQUEST
             }
             Rejection::Payload(_) | Rejection::EnvelopeItem { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Rejection::QueueFull | Rejection::StoreUnavailable | Rejection::ShuttingDown => {
+            Rejection::QueueFull | Rejection::DiskFull | Rejection::StoreUnavailable | Rejection::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         }
@@ -126,6 +129,9 @@ impl Rejection {
             Rejection::Envelope(e) => format!("not a Sentry envelope: {e}"),
             Rejection::EnvelopeItem { index, error } => format!("envelope item {index} (an event): {error}"),
             Rejection::QueueFull => "the server is busy storing other events: retry after a second".to_string(),
+            Rejection::DiskFull => "the server's disk is full, so nothing of this event was stored: retry later \
+                 (its operator must free space)"
+                .to_string(),
             Rejection::StoreUnavailable => "the database is unavailable: retry in a few seconds".to_string(),
             Rejection::ShuttingDown => "the server is shutting down: retry shortly".to_string(),
         }
@@ -137,6 +143,9 @@ impl Rejection {
         match self {
             Rejection::QueueFull => Some(1),
             Rejection::StoreUnavailable | Rejection::ShuttingDown => Some(5),
+            // Space comes back only when someone frees it; a minute keeps
+            // every client from hammering a full disk.
+            Rejection::DiskFull => Some(60),
             _ => None,
         }
     }
@@ -155,8 +164,9 @@ impl Rejection {
     /// refusal answered and pause sending only on a rate limit, so a full
     /// queue (the server shedding load) goes out as 429 with `Retry-After`
     /// and `X-Sentry-Rate-Limits`; as a 503 every client would keep sending
-    /// into the same full queue. The reason also goes in `X-Sentry-Error`,
-    /// which older SDKs log.
+    /// into the same full queue. A full disk stays 503 but carries the same
+    /// rate limit, so SDKs pause for its `Retry-After` rather than resend at
+    /// once. The reason also goes in `X-Sentry-Error`, which older SDKs log.
     pub fn respond_to_sentry(self, metrics: &Metrics) -> Response {
         let (status, detail) = self.record(metrics);
         let shed = matches!(self, Rejection::QueueFull);
@@ -165,7 +175,7 @@ impl Rejection {
         let headers = response.headers_mut();
         if let Some(secs) = self.retry_after() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            if shed {
+            if shed || matches!(self, Rejection::DiskFull) {
                 // Empty categories: every kind of data; the whole server is busy.
                 if let Ok(value) = HeaderValue::from_str(&format!("{secs}::organization")) {
                     headers.insert("x-sentry-rate-limits", value);

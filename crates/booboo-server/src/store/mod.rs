@@ -29,12 +29,16 @@ pub enum StoreError {
     Incompatible(String),
     /// The viewer may see the thing but not change it this way.
     Forbidden(String),
+    /// The database has no space left to write: nothing of the failed write
+    /// was kept; it works again once space is freed.
+    DiskFull(String),
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Unavailable(m) => write!(f, "database unavailable: {m}"),
+            StoreError::DiskFull(m) => write!(f, "disk full: {m}"),
             StoreError::Conflict(m)
             | StoreError::NotFound(m)
             | StoreError::Incompatible(m)
@@ -362,6 +366,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// A cheap round trip, for `/healthz`.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Whether a write of some size would succeed now: asked by `/healthz`
+    /// after a write failed for want of disk, to learn that space is back
+    /// without waiting for the next event. [`StoreError::DiskFull`] if not.
+    async fn check_writable(&self) -> StoreResult<()>;
 
     // --- ingestion -------------------------------------------------------
 

@@ -7,7 +7,7 @@ use super::migrations::{self, Backend};
 use super::rows::*;
 use super::*;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Connection, Postgres, Row, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -93,6 +93,18 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(5))
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    // Never hand out a connection whose transaction did not
+                    // end cleanly: let a queued rollback run, then close the
+                    // connection if it still counts an open transaction.
+                    if !conn.is_in_transaction() {
+                        return Ok(true);
+                    }
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(|e| {
@@ -401,6 +413,19 @@ impl Store for PostgresStore {
 
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable("pinging"))?;
+        Ok(())
+    }
+
+    async fn check_writable(&self) -> StoreResult<()> {
+        // An update that changes nothing still writes a row version and its
+        // WAL record, which fails with 53100 while the server's disk is full.
+        sqlx::query(
+            "UPDATE schema_migrations SET applied_at = applied_at \
+             WHERE name = (SELECT MAX(name) FROM schema_migrations)",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("writing a probe row"))?;
         Ok(())
     }
 

@@ -4,8 +4,32 @@
 
 use super::{Issue, IssueFilter, IssueSort, Page, StoreError, TagCounts, ValueCount};
 
+/// The error for a failed database call: [`StoreError::DiskFull`] when the
+/// database says it is out of space, else [`StoreError::Unavailable`].
 pub(super) fn unavailable(doing: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
-    move |e| StoreError::Unavailable(format!("{doing}: {e}"))
+    move |e| {
+        if is_disk_full(&e) {
+            StoreError::DiskFull(format!("{doing}: {e}"))
+        } else {
+            StoreError::Unavailable(format!("{doing}: {e}"))
+        }
+    }
+}
+
+/// SQLite's SQLITE_FULL (primary result code 13, in any extended code),
+/// PostgreSQL's SQLSTATE 53100 `disk_full`, or ENOSPC from the file system.
+pub(super) fn is_disk_full(e: &sqlx::Error) -> bool {
+    const SQLITE_FULL: i64 = 13;
+    const ENOSPC: i32 = 28;
+    match e {
+        sqlx::Error::Database(d) => match d.code() {
+            Some(code) if code == "53100" => true,
+            Some(code) => code.parse::<i64>().is_ok_and(|c| c & 0xff == SQLITE_FULL),
+            None => false,
+        },
+        sqlx::Error::Io(io) => io.raw_os_error() == Some(ENOSPC),
+        _ => false,
+    }
 }
 
 pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {

@@ -6,13 +6,21 @@ use super::migrations::{self, Backend};
 use super::rows::*;
 use super::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::Connection;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// A file beside the database that `check_writable` writes and removes;
+    /// `None` for an in-memory database.
+    space_probe: Option<PathBuf>,
 }
+
+/// Bytes `check_writable` must be able to write beside the database.
+const SPACE_PROBE_BYTES: usize = 1 << 20;
 
 row_readers!(SqliteRow);
 
@@ -61,14 +69,44 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        let space_probe = options
+            .get_filename()
+            .parent()
+            .filter(|dir| dir.is_dir())
+            .map(|_| PathBuf::from(format!("{}-space-probe", options.get_filename().display())));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    // A transaction whose end failed leaves sqlx's count of
+                    // open transactions out of step with SQLite's (on
+                    // SQLITE_FULL SQLite rolls back by itself, so the pool's
+                    // ROLLBACK fails too); reused, such a connection would
+                    // turn the next transaction into a savepoint that never
+                    // commits, or hold the write lock for ever. Let a queued
+                    // rollback run, and close the connection unless it is
+                    // cleanly out of any transaction.
+                    if !conn.is_in_transaction() {
+                        return Ok(true);
+                    }
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot open SQLite database {url:?}: {e}")))?;
-        let store = SqliteStore { pool };
+        let store = SqliteStore { pool, space_probe };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Starts a write transaction through the pool. `BEGIN IMMEDIATE` takes
+    /// the write lock at once, so a transaction that reads before it writes
+    /// (is there a user yet? does the organisation exist?) cannot be raced,
+    /// and never fails midway upgrading a read lock.
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable("starting a write transaction"))
     }
 
     async fn migrate(&self) -> StoreResult<()> {
@@ -84,7 +122,7 @@ impl SqliteStore {
             .await
             .map_err(unavailable("reading applied migrations"))?;
         for migration in migrations::pending(Backend::Sqlite, &applied).map_err(StoreError::Incompatible)? {
-            let mut tx = self.pool.begin().await.map_err(unavailable("starting a migration"))?;
+            let mut tx = self.begin_write().await?;
             sqlx::raw_sql(migration.sql)
                 .execute(&mut *tx)
                 .await
@@ -285,6 +323,30 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn check_writable(&self) -> StoreResult<()> {
+        // A small write into the database can succeed while a batch cannot
+        // (the WAL file reuses its space), so ask the file system for room.
+        let Some(path) = self.space_probe.clone() else { return Ok(()) };
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let written = std::fs::File::create(&path).and_then(|mut file| {
+                file.write_all(&vec![0u8; SPACE_PROBE_BYTES])?;
+                file.sync_all()
+            });
+            let _ = std::fs::remove_file(&path);
+            written.map_err(|e| {
+                let what = format!("writing {} bytes beside the database: {e}", SPACE_PROBE_BYTES);
+                if e.raw_os_error() == Some(28) {
+                    StoreError::DiskFull(what)
+                } else {
+                    StoreError::Unavailable(what)
+                }
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("checking free space: {e}")))?
+    }
+
     async fn ingest_target(&self, token: &str) -> StoreResult<Option<IngestTarget>> {
         let project_id: Option<i64> =
             sqlx::query_scalar("SELECT project_id FROM project_keys WHERE token = ? AND revoked_at IS NULL")
@@ -307,7 +369,7 @@ impl Store for SqliteStore {
     }
 
     async fn store_events(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreOutcome>> {
-        let mut tx = self.pool.begin().await.map_err(unavailable("starting a batch"))?;
+        let mut tx = self.begin_write().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for event in batch {
             outcomes.push(store_one(&mut tx, event).await.map_err(unavailable("storing an event"))?);
@@ -408,7 +470,7 @@ impl Store for SqliteStore {
         token: &str,
         at: i64,
     ) -> StoreResult<(Project, ProjectKey)> {
-        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO organisations (slug, name, created_at) VALUES (?, ?, ?) ON CONFLICT (slug) DO NOTHING",
         )
@@ -646,11 +708,11 @@ impl Store for SqliteStore {
         password_hash: &str,
         at: i64,
     ) -> StoreResult<User> {
-        // BEGIN IMMEDIATE takes the write lock first, so two browsers using
-        // the link at once cannot both see "no user yet".
-        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(unavailable("starting a transaction"))?;
-        let result = async {
+        // The write lock is taken first, so two browsers using the link at
+        // once cannot both see "no user yet".
+        let mut tx = self.begin_write().await?;
+        let conn = &mut *tx;
+        let user = async {
             let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM setup_tokens WHERE token_hash = ?)")
                 .bind(setup_token_hash)
                 .fetch_one(&mut *conn)
@@ -686,10 +748,9 @@ impl Store for SqliteStore {
                 .map_err(unavailable("forgetting setup links"))?;
             user_from_row(&row).map_err(unavailable("reading a user"))
         }
-        .await;
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        sqlx::query(end).execute(&mut *conn).await.map_err(unavailable("ending a transaction"))?;
-        result
+        .await?;
+        tx.commit().await.map_err(unavailable("committing"))?;
+        Ok(user)
     }
 
     async fn create_session(&self, token_hash: &str, user_id: i64, session: &Session) -> StoreResult<()> {
@@ -741,7 +802,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_password(&self, user_id: i64, password_hash: &str, keep_session_hash: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
             .bind(password_hash)
             .bind(user_id)
@@ -758,7 +819,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_sign_in_failure(&self, keys: &[String], at: i64) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         for key in keys {
             sqlx::query("INSERT INTO sign_in_failures (key, at) VALUES (?, ?)")
                 .bind(key)
@@ -912,7 +973,7 @@ impl Store for SqliteStore {
     }
 
     async fn accept_invitation(&self, token_hash: &str, password_hash: &str, now: i64) -> StoreResult<(User, bool)> {
-        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let mut tx = self.begin_write().await?;
         // Marking it used first makes a second, concurrent use find nothing.
         let row = sqlx::query(
             "UPDATE invitations SET accepted_at = ?1 WHERE token_hash = ?2 AND accepted_at IS NULL AND expires_at > ?1 \
@@ -1004,9 +1065,9 @@ impl Store for SqliteStore {
         // The organisation and its first admin are decided inside one write
         // lock, so two people creating the same new organisation at once do
         // not both become its admin.
-        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(unavailable("starting a transaction"))?;
-        let result = async {
+        let mut tx = self.begin_write().await?;
+        let conn = &mut *tx;
+        let created = async {
             let org_id: Option<i64> = sqlx::query_scalar("SELECT id FROM organisations WHERE slug = ?")
                 .bind(org_slug)
                 .fetch_optional(&mut *conn)
@@ -1047,12 +1108,11 @@ impl Store for SqliteStore {
                     id
                 }
             };
-            insert_project(&mut conn, org_id, org_slug, project_slug, token, at).await
+            insert_project(&mut *conn, org_id, org_slug, project_slug, token, at).await
         }
-        .await;
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        sqlx::query(end).execute(&mut *conn).await.map_err(unavailable("ending a transaction"))?;
-        result
+        .await?;
+        tx.commit().await.map_err(unavailable("committing"))?;
+        Ok(created)
     }
 
     async fn project_keys(&self, viewer: Viewer, project_id: i64) -> StoreResult<Option<Vec<ProjectKey>>> {

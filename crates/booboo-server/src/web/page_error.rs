@@ -18,6 +18,8 @@ pub enum PageError {
         next: String,
     },
     Unavailable,
+    /// The database could not write for want of disk space.
+    DiskFull,
     Internal(String),
 }
 
@@ -27,6 +29,10 @@ impl From<StoreError> for PageError {
             StoreError::NotFound(_) => PageError::NotFound("page"),
             StoreError::Conflict(m) => PageError::BadRequest(m),
             StoreError::Forbidden(m) => PageError::Forbidden(m),
+            e @ StoreError::DiskFull(_) => {
+                tracing::error!("{e}");
+                PageError::DiskFull
+            }
             other => {
                 tracing::error!("{other}");
                 PageError::Unavailable
@@ -50,6 +56,13 @@ impl PageError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The database is unavailable".into(),
                 "booboo cannot reach its database right now. Reload this page in a few seconds.".into(),
+            ),
+            PageError::DiskFull => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server's disk is full".into(),
+                "booboo could not save this change because its disk is full; nothing was changed. \
+                 Free space on the server, then try again."
+                    .into(),
             ),
             PageError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
