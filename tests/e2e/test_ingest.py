@@ -2,10 +2,11 @@
 grouped and counted, and how every bad input is answered."""
 
 import gzip
+import subprocess
 import json
 import uuid
 
-from conftest import create_project, http
+from conftest import BIN, create_project, http
 from payloads import event, frame
 
 
@@ -175,3 +176,14 @@ def test_cli_refuses_wrong_arguments_in_one_line(server):
 def test_config_show_redacts_the_database_password(server):
     out = server.run_cli("config", "show", env={"BOOBOO_DATABASE_URL": "postgres://booboo:s3cret@db/booboo"}).stdout
     assert "s3cret" not in out and "[redacted]" in out
+
+
+def test_project_create_warns_when_the_public_url_is_only_guessed(server):
+    env = {k: v for k, v in server.env.items() if k != "BOOBOO_PUBLIC_URL"}
+    guessed = subprocess.run([str(BIN), "project", "create", "guess/web"], env=env, capture_output=True, text=True, timeout=60)
+    assert guessed.returncode == 0, guessed.stderr
+    assert "BOOBOO_PUBLIC_URL" in guessed.stderr and "not set" in guessed.stderr, guessed.stderr
+    assert guessed.stdout.strip().splitlines()[-1].startswith("http://"), guessed.stdout
+    told = server.run_cli("project", "create", "told/web")
+    assert "warning" not in told.stderr, told.stderr
+    assert told.stdout.strip().splitlines()[-1].endswith(f"@{server.url.split('://')[1]}/told/web"), told.stdout

@@ -292,6 +292,15 @@ async fn create_project(store: &dyn Store, config: &Config, path: &str) -> Resul
         .create_project(org, project, &secrets::new_ingest_token(), clock::now_millis())
         .await
         .map_err(|e| e.to_string())?;
+    if config.public_url_guessed {
+        eprintln!(
+            "warning: --public-url (BOOBOO_PUBLIC_URL) is not set, so these DSNs point at {}, guessed from \
+             --bind; applications on other machines cannot reach that. Set it to the address they reach booboo \
+             at (e.g. BOOBOO_PUBLIC_URL=https://errors.example.com); the project's setup page in the dashboard \
+             then shows DSNs built from it.",
+            config.public_url
+        );
+    }
     println!("Created project {}/{}.", project.org_slug, project.slug);
     println!("Sentry DSN (for Sentry SDKs): {}", config.sentry_dsn(&key.token, project.id));
     println!("Send errors to it with this DSN:");

@@ -25,6 +25,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub public_url: String,
+    /// Whether `public_url` was only guessed from `bind` (nobody set it), so
+    /// DSNs built from it likely do not reach this server from elsewhere.
+    pub public_url_guessed: bool,
     /// The largest event, after decompression, in either protocol.
     pub max_body_bytes: usize,
     /// The largest Sentry envelope, after decompression.
@@ -77,7 +80,9 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let database_url = text(overrides.database_url, "database_url")
             .unwrap_or_else(|| format!("sqlite:{}", data_dir.join("booboo.db").display()));
-        let public_url = text(overrides.public_url, "public_url").unwrap_or_else(|| public_url_for(bind));
+        let public_url = text(overrides.public_url, "public_url");
+        let public_url_guessed = public_url.is_none();
+        let public_url = public_url.unwrap_or_else(|| public_url_for(bind));
         let public_url = public_url.trim_end_matches('/').to_string();
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             return Err(format!("--public-url: {public_url:?} must start with http:// or https://"));
@@ -108,6 +113,7 @@ impl Config {
             data_dir,
             database_url,
             public_url,
+            public_url_guessed,
             max_body_bytes,
             max_envelope_bytes,
             queue_capacity,
