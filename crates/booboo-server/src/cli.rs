@@ -3,7 +3,7 @@
 
 use crate::config::{Config, Overrides};
 use crate::store::{self, Role, Store};
-use crate::{clock, secrets, serve};
+use crate::{backup, clock, secrets, serve};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Read;
 use std::path::PathBuf;
@@ -65,6 +65,21 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Copy the SQLite database, consistently, to a new file while the server runs.
+    Backup {
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+    },
+    /// Put a backup in place of the SQLite database (the server must be stopped).
+    Restore {
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+    },
+    /// Write a project's issues and events as JSON Lines to standard output.
+    Export {
+        #[arg(value_name = "ORG/PROJECT")]
+        path: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -172,13 +187,24 @@ pub fn run() -> Result<(), String> {
             return serve::serve(config).await;
         }
         validate_arguments(&cli.command)?;
+        if let Command::Restore { path } = &cli.command {
+            // Not through the store: opening it would create and migrate
+            // the very database that is about to be replaced.
+            return restore(&config, path).await;
+        }
         let store = open_store(&config).await?;
         match cli.command {
             Command::User(UserCommand::Create { email, admin }) => create_user(&*store, &email, admin).await,
             Command::Member(MemberCommand::Add { org, email, role }) => add_member(&*store, &org, &email, role).await,
             Command::Project(ProjectCommand::Create { path }) => create_project(&*store, &config, &path).await,
             Command::Token(TokenCommand::Create { email, label }) => create_token(&*store, &email, &label).await,
-            Command::Serve | Command::Config(_) => unreachable!("handled above"),
+            Command::Backup { path } => {
+                backup::backup(&*store, &path).await?;
+                println!("Backed up to {}.", path.display());
+                Ok(())
+            }
+            Command::Export { path } => export(store, &path).await,
+            Command::Serve | Command::Config(_) | Command::Restore { .. } => unreachable!("handled above"),
         }
     })
 }
@@ -190,8 +216,10 @@ fn validate_arguments(command: &Command) -> Result<(), String> {
         Command::User(UserCommand::Create { email, .. })
         | Command::Member(MemberCommand::Add { email, .. })
         | Command::Token(TokenCommand::Create { email, .. }) => check_email(email).map(|_| ()),
-        Command::Project(ProjectCommand::Create { path }) => split_project_path(path).map(|_| ()),
-        Command::Serve | Command::Config(_) => Ok(()),
+        Command::Project(ProjectCommand::Create { path }) | Command::Export { path } => {
+            split_project_path(path).map(|_| ())
+        }
+        Command::Serve | Command::Config(_) | Command::Backup { .. } | Command::Restore { .. } => Ok(()),
     }
 }
 
@@ -305,6 +333,45 @@ async fn create_project(store: &dyn Store, config: &Config, path: &str) -> Resul
     println!("Sentry DSN (for Sentry SDKs): {}", config.sentry_dsn(&key.token, project.id));
     println!("Send errors to it with this DSN:");
     println!("{}", config.dsn(&key.token, &project.org_slug, &project.slug));
+    Ok(())
+}
+
+async fn restore(config: &Config, from: &std::path::Path) -> Result<(), String> {
+    let now = booboo_core::timestamp::format(booboo_core::timestamp::from_unix_millis(clock::now_millis()))
+        .replace([':', '-'], "")
+        .replace('.', "-");
+    let kept = backup::restore(&config.database_url, from, &now).await?;
+    println!("Restored {} from {}.", config.database_url, from.display());
+    if let Some(kept) = kept {
+        println!("The previous database is kept at {} (delete it once the restored one works).", kept.display());
+    }
+    Ok(())
+}
+
+/// Streams the export to standard output, with a running count on the
+/// terminal (standard error) when there is one.
+async fn export(store: Arc<dyn Store>, path: &str) -> Result<(), String> {
+    use std::io::{IsTerminal, Write};
+    let (org, slug) = split_project_path(path)?;
+    let operator = crate::store::Viewer { user_id: 0, is_admin: true };
+    let project = store
+        .project_for(operator, org, slug)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no project {org}/{slug}"))?;
+    let mut export = crate::api::export::Export::start(store, project).await.map_err(|e| e.to_string())?;
+    let progress = std::io::stderr().is_terminal();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    while let Some(chunk) = export.next_chunk().await.map_err(|e| format!("the export stopped: {e}"))? {
+        out.write_all(&chunk).map_err(|e| format!("writing the export: {e}"))?;
+        if progress {
+            eprint!("\rexported {} issues, {} events", export.issues, export.events);
+        }
+    }
+    out.flush().map_err(|e| format!("writing the export: {e}"))?;
+    if progress {
+        eprintln!();
+    }
     Ok(())
 }
 

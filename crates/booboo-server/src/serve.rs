@@ -12,6 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub async fn serve(config: Config) -> Result<(), String> {
+    // One server per SQLite database: `booboo restore` checks this lock too.
+    let _lock = match crate::backup::sqlite_file(&config.database_url) {
+        Some(db) => Some(crate::backup::lock_database(&db)?),
+        None => None,
+    };
     let store = open_store(&config).await?;
     let metrics = Arc::new(Metrics::default());
     let (writer, writer_task) = Writer::start(store.clone(), metrics.clone(), config.queue_capacity, config.max_batch);

@@ -2,14 +2,16 @@
 //! calls ingestion.
 
 mod auth;
+pub mod export;
 
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::store::{Issue, IssueDetail, IssueFilter, IssueSort, IssueStatus, Page, PageOf, Project, StoredEvent};
 use auth::ApiUser;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use booboo_core::timestamp;
@@ -23,6 +25,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/projects", get(list_projects))
         .route("/projects/{org}/{project}/issues", get(list_issues))
+        .route("/projects/{org}/{project}/export", get(export_project))
         .route("/issues/{id}", get(get_issue).patch(patch_issue))
         .route("/issues/{id}/events", get(issue_events))
         .route("/events/{id}", get(get_event))
@@ -199,6 +202,34 @@ async fn patch_issue(
     let issue =
         state.store.set_issue_status(user.viewer(), id, status).await?.ok_or_else(|| AppError::not_found("issue"))?;
     Ok(Json(issue_json(&issue)))
+}
+
+/// The project as JSON Lines (see `export.rs`), streamed page by page.
+async fn export_project(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path((org, slug)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let project =
+        state.store.project_for(user.viewer(), &org, &slug).await?.ok_or_else(|| AppError::not_found("project"))?;
+    let export = export::Export::start(state.store.clone(), project).await?;
+    let chunks = futures_util::stream::unfold(Some(export), |export| async move {
+        let mut export = export?;
+        match export.next_chunk().await {
+            Ok(Some(chunk)) => Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), Some(export))),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!("exporting a project failed midway: {e}");
+                Some((Ok(Bytes::from(export::error_line(&e))), None))
+            }
+        }
+    });
+    let disposition = format!("attachment; filename=\"{org}-{slug}.jsonl\"");
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson".to_string()), (header::CONTENT_DISPOSITION, disposition)],
+        Body::from_stream(chunks),
+    )
+        .into_response())
 }
 
 async fn issue_events(

@@ -271,6 +271,13 @@ pub struct StoredEvent {
     pub payload: String,
 }
 
+/// Where an export of a project stops: see [`Store::export_marks`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExportMarks {
+    pub last_issue_id: i64,
+    pub last_event_row: i64,
+}
+
 /// A signed-in browser: found by the hash of its cookie.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -430,6 +437,27 @@ pub trait Store: Send + Sync + 'static {
     async fn issue_events(&self, viewer: Viewer, issue_id: i64, page: Page)
         -> StoreResult<Option<PageOf<StoredEvent>>>;
     async fn event(&self, viewer: Viewer, event_id: &str) -> StoreResult<Option<StoredEvent>>;
+
+    // --- export and backup ---------------------------------------------------
+
+    /// The highest issue id and event row id of a project now: an export
+    /// stops there, so what it writes is one consistent cut even while
+    /// events keep arriving. The caller has checked the project is visible.
+    async fn export_marks(&self, project_id: i64) -> StoreResult<ExportMarks>;
+    /// Issues of a project with ids in `(after, up_to]`, in id order.
+    async fn export_issues(&self, project_id: i64, after: i64, up_to: i64, limit: i64) -> StoreResult<Vec<Issue>>;
+    /// Stored events of a project with row ids in `(after, up_to]`, in
+    /// storage order, each with its row id (the next page's `after`).
+    async fn export_events(
+        &self,
+        project_id: i64,
+        after: i64,
+        up_to: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, StoredEvent)>>;
+    /// Writes a consistent copy of the whole database to a new file at
+    /// `dest`, while ingest goes on. SQLite only; PostgreSQL has `pg_dump`.
+    async fn backup_to(&self, dest: &std::path::Path) -> StoreResult<()>;
 
     // --- the dashboard: first run, sessions, sign-in limits -----------------
 

@@ -766,6 +766,67 @@ impl Store for PostgresStore {
         .transpose()
         .map_err(unavailable("reading an event"))
     }
+    async fn export_marks(&self, project_id: i64) -> StoreResult<ExportMarks> {
+        let (last_issue_id, last_event_row): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT MAX(id) FROM issues WHERE project_id = $1), \
+                    (SELECT MAX(id) FROM events WHERE project_id = $1)",
+        )
+        .bind(project_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable("reading where an export stops"))?;
+        Ok(ExportMarks { last_issue_id: last_issue_id.unwrap_or(0), last_event_row: last_event_row.unwrap_or(0) })
+    }
+
+    async fn export_issues(&self, project_id: i64, after: i64, up_to: i64, limit: i64) -> StoreResult<Vec<Issue>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ISSUE_COLUMNS} FROM issues i WHERE i.project_id = $1 AND i.id > $2 AND i.id <= $3 \
+             ORDER BY i.id LIMIT $4"
+        ))
+        .bind(project_id)
+        .bind(after)
+        .bind(up_to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("exporting issues"))?;
+        let mut issues =
+            rows.iter().map(issue_from_row).collect::<Result<Vec<_>, _>>().map_err(unavailable("reading issues"))?;
+        self.fill_environments_and_releases(&mut issues).await?;
+        Ok(issues)
+    }
+
+    async fn export_events(
+        &self,
+        project_id: i64,
+        after: i64,
+        up_to: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, StoredEvent)>> {
+        let rows = sqlx::query(
+            "SELECT id, event_id, issue_id, project_id, received_at, payload FROM events \
+             WHERE project_id = $1 AND id > $2 AND id <= $3 AND issue_id IS NOT NULL ORDER BY id LIMIT $4",
+        )
+        .bind(project_id)
+        .bind(after)
+        .bind(up_to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("exporting events"))?;
+        rows.iter()
+            .map(|row| Ok((row.try_get::<i64, _>("id")?, event_from_row(row)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(unavailable("reading events"))
+    }
+
+    async fn backup_to(&self, _dest: &std::path::Path) -> StoreResult<()> {
+        Err(StoreError::Incompatible(
+            "`booboo backup` copies SQLite databases; back up PostgreSQL with its own tools, \
+             e.g. `pg_dump --format=custom` (docs/operations.md)"
+                .into(),
+        ))
+    }
     async fn add_setup_token(&self, token_hash: &str, at: i64) -> StoreResult<()> {
         sqlx::query("INSERT INTO setup_tokens (token_hash, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(token_hash)

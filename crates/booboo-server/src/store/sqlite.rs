@@ -139,6 +139,33 @@ impl SqliteStore {
     }
 }
 
+/// Opens a SQLite file read-only and runs `PRAGMA integrity_check`; `Ok`
+/// only for an intact booboo database whose migrations this binary knows.
+pub async fn check_database_file(path: &std::path::Path) -> StoreResult<()> {
+    let shown = path.display();
+    let options = SqliteConnectOptions::new().filename(path).read_only(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .map_err(|e| StoreError::Incompatible(format!("{shown} is not a SQLite database booboo can open: {e}")))?;
+    let verdict: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|e| StoreError::Incompatible(format!("{shown} is not a SQLite database: {e}")))?;
+    if verdict != ["ok"] {
+        return Err(StoreError::Incompatible(format!(
+            "{shown} is damaged: {}",
+            verdict.into_iter().take(3).collect::<Vec<_>>().join("; ")
+        )));
+    }
+    let applied: Vec<String> = sqlx::query_scalar("SELECT name FROM schema_migrations ORDER BY name")
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|_| StoreError::Incompatible(format!("{shown} is a SQLite database, but not one of booboo's")))?;
+    migrations::pending(Backend::Sqlite, &applied).map_err(|e| StoreError::Incompatible(format!("{shown}: {e}")))?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
 /// Creates a project in an organisation with its first key: the end that
 /// both ways of creating a project share. The caller commits.
 async fn insert_project(
@@ -680,6 +707,84 @@ impl Store for SqliteStore {
         .map(|r| event_from_row(&r))
         .transpose()
         .map_err(unavailable("reading an event"))
+    }
+    async fn export_marks(&self, project_id: i64) -> StoreResult<ExportMarks> {
+        let (last_issue_id, last_event_row): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT MAX(id) FROM issues WHERE project_id = ?1), \
+                    (SELECT MAX(id) FROM events WHERE project_id = ?1)",
+        )
+        .bind(project_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable("reading where an export stops"))?;
+        Ok(ExportMarks { last_issue_id: last_issue_id.unwrap_or(0), last_event_row: last_event_row.unwrap_or(0) })
+    }
+
+    async fn export_issues(&self, project_id: i64, after: i64, up_to: i64, limit: i64) -> StoreResult<Vec<Issue>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ISSUE_COLUMNS} FROM issues i WHERE i.project_id = ? AND i.id > ? AND i.id <= ? \
+             ORDER BY i.id LIMIT ?"
+        ))
+        .bind(project_id)
+        .bind(after)
+        .bind(up_to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("exporting issues"))?;
+        let mut issues =
+            rows.iter().map(issue_from_row).collect::<Result<Vec<_>, _>>().map_err(unavailable("reading issues"))?;
+        self.fill_environments_and_releases(&mut issues).await?;
+        Ok(issues)
+    }
+
+    async fn export_events(
+        &self,
+        project_id: i64,
+        after: i64,
+        up_to: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, StoredEvent)>> {
+        let rows = sqlx::query(
+            "SELECT id, event_id, issue_id, project_id, received_at, payload FROM events \
+             WHERE project_id = ? AND id > ? AND id <= ? AND issue_id IS NOT NULL ORDER BY id LIMIT ?",
+        )
+        .bind(project_id)
+        .bind(after)
+        .bind(up_to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("exporting events"))?;
+        rows.iter()
+            .map(|row| Ok((row.try_get::<i64, _>("id")?, event_from_row(row)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(unavailable("reading events"))
+    }
+
+    async fn backup_to(&self, dest: &std::path::Path) -> StoreResult<()> {
+        // VACUUM INTO reads one snapshot (every transaction committed before
+        // it began, none after) and writes a compact new database; the live
+        // database is only read. It is written under a temporary name and
+        // renamed once complete and checked, so `dest` is whole or absent.
+        let partial = PathBuf::from(format!("{}.partial", dest.display()));
+        let _ = std::fs::remove_file(&partial);
+        let result = async {
+            sqlx::query("VACUUM INTO ?")
+                .bind(partial.to_string_lossy().into_owned())
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable("copying the database"))?;
+            check_database_file(&partial).await?;
+            std::fs::rename(&partial, dest).map_err(|e| {
+                StoreError::Unavailable(format!("renaming the finished backup to {}: {e}", dest.display()))
+            })
+        }
+        .await;
+        if result.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        result
     }
     async fn add_setup_token(&self, token_hash: &str, at: i64) -> StoreResult<()> {
         sqlx::query("INSERT INTO setup_tokens (token_hash, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
