@@ -292,8 +292,8 @@ fn read_frame(frame: &Map<String, Value>, path: &str) -> Result<Frame, PayloadEr
         lineno: jr::opt_lineno(frame, "lineno", path)?,
         colno: jr::opt_lineno(frame, "colno", path)?,
         context_line: jr::opt_string(frame, "context_line", path)?.map(|l| jr::truncate(l, limits::SOURCE_LINE_BYTES)),
-        pre_context: limits::source_lines(jr::string_list(frame, "pre_context", path)?),
-        post_context: limits::source_lines(jr::string_list(frame, "post_context", path)?),
+        pre_context: jr::string_list(frame, "pre_context", path)?,
+        post_context: jr::string_list(frame, "post_context", path)?,
         vars,
         in_app: jr::opt_bool(frame, "in_app", path)?.unwrap_or(false),
     })

@@ -92,6 +92,9 @@ fn bound_frame(frame: &mut Frame) {
     if let Some(line) = &mut frame.context_line {
         cut(line, SOURCE_LINE_BYTES);
     }
+    // The lines nearest the frame's own line are kept on both sides.
+    let before = frame.pre_context.len().saturating_sub(SOURCE_LINES);
+    frame.pre_context.drain(..before);
     frame.pre_context = source_lines(std::mem::take(&mut frame.pre_context));
     frame.post_context = source_lines(std::mem::take(&mut frame.post_context));
     frame.vars = std::mem::take(&mut frame.vars)
@@ -161,6 +164,8 @@ mod tests {
         e.stacktrace = (0..1000).map(|i| Frame { function: format!("f{i}"), ..Frame::default() }).collect();
         e.stacktrace[0].vars = (0..500).map(|i| (format!("v{i}"), json!({ "n": i }))).collect();
         e.fingerprint = Some(vec!["x".repeat(5000); 100]);
+        e.stacktrace[999].pre_context = (0..30).map(|i| format!("line {i}")).collect();
+        e.stacktrace[999].post_context = (30..60).map(|i| format!("line {i}")).collect();
         apply(&mut e);
         assert_eq!(e.breadcrumbs.len(), BREADCRUMBS);
         assert_eq!(e.breadcrumbs[0]["message"], 900);
@@ -168,6 +173,9 @@ mod tests {
         assert_eq!((e.stacktrace[0].function.as_str(), e.stacktrace[FRAMES - 1].function.as_str()), ("f0", "f999"));
         assert_eq!(e.stacktrace[0].vars.len(), VARS_PER_FRAME);
         assert_eq!(e.stacktrace[0].vars["v0"], r#"{"n":0}"#);
+        let raised = &e.stacktrace[FRAMES - 1];
+        assert_eq!((raised.pre_context[0].as_str(), raised.pre_context[9].as_str()), ("line 20", "line 29"));
+        assert_eq!((raised.post_context[0].as_str(), raised.post_context.len()), ("line 30", 10));
         let parts = e.fingerprint.unwrap();
         assert_eq!(parts.len(), FINGERPRINT_PARTS);
         assert!(parts.iter().all(|p| p.len() <= FINGERPRINT_PART_BYTES));
