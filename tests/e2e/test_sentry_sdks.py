@@ -361,3 +361,47 @@ def test_the_dashboard_shows_the_sentry_dsn_and_sentry_events(server, project):
     assert "staging" in text and "batch@1.0.0" in text
     issue_page = dashboard.get(f"/issues/{issue['id']}")
     assert "nightly average failed" in issue_page
+
+
+NESTED_SECRETS = """
+import os
+import sentry_sdk
+
+# From the environment, so the secret is not in the source lines sent too.
+SECRET = os.environ["THE_SECRET"]
+sentry_sdk.init(os.environ["SENTRY_DSN"])
+sentry_sdk.set_context("payment", {"gateway": {"name": "acme", "token": SECRET}})
+sentry_sdk.set_extra("job", {"args": [{"password": SECRET}], "queue": "default"})
+
+
+def connect(settings):
+    raise ConnectionError("the database refused the connection")
+
+
+try:
+    connect({"db": {"host": "db1", "password": SECRET}})
+except ConnectionError:
+    sentry_sdk.capture_exception()
+sentry_sdk.flush()
+"""
+
+
+def test_secrets_nested_in_what_sentry_sdk_sends_are_filtered(server, project):
+    """sentry-sdk filters only the top level of locals and extra, and not
+    contexts at all; the server filters a sensitive key at any depth before
+    it stores the event, so neither the API nor the dashboard shows it."""
+    env = {"SENTRY_DSN": project.sentry_dsn, "THE_SECRET": "hunter2"}
+    run_ok(run_script(sentry_python(), NESTED_SECRETS, env))
+    issue = issue_titled(project, "ConnectionError: the database refused the connection")
+    [event] = wait_for_events(project, issue["id"], 1)
+    assert "hunter2" not in json.dumps(event), json.dumps(event)[:3000]
+    assert "[filtered]" in frame_named(event, "connect")["vars"]["settings"]
+    assert "db1" in frame_named(event, "connect")["vars"]["settings"]
+    assert event["contexts"]["payment"]["gateway"] == {"name": "acme", "token": "[filtered]"}
+    assert event["extra"]["job"]["args"] == [{"password": "[filtered]"}]
+
+    dashboard = Dashboard(project)
+    for path in [f"/issues/{issue['id']}", f"/issues/{issue['id']}/events/{event['id']}"]:
+        page = dashboard.get(path)
+        assert "acme" in page and "db1" in page, path
+        assert "hunter2" not in page, path

@@ -282,14 +282,9 @@ fn read_frame(frame: &Map<String, Value>, path: &str) -> Result<Frame, PayloadEr
         Some(p) => p,
         None => jr::string_or_empty(frame, "filename", path)?,
     };
-    let vars = match jr::opt_object(frame, "vars", path)? {
-        None => Map::new(),
-        Some(vars) => vars
-            .iter()
-            .take(limits::VARS_PER_FRAME)
-            .map(|(k, v)| (k.clone(), Value::String(jr::truncate(jr::as_text(v), limits::VAR_BYTES))))
-            .collect(),
-    };
+    // Kept as sent: scrubbing walks nested values, then `limits::apply`
+    // bounds them and turns them into text.
+    let vars = jr::opt_object(frame, "vars", path)?.cloned().unwrap_or_default();
     Ok(Frame {
         filename: jr::truncate(filename, limits::SHORT_TEXT_BYTES),
         module: jr::opt_string(frame, "module", path)?.map(|m| jr::truncate(m, limits::SHORT_TEXT_BYTES)),
@@ -297,8 +292,8 @@ fn read_frame(frame: &Map<String, Value>, path: &str) -> Result<Frame, PayloadEr
         lineno: jr::opt_lineno(frame, "lineno", path)?,
         colno: jr::opt_lineno(frame, "colno", path)?,
         context_line: jr::opt_string(frame, "context_line", path)?.map(|l| jr::truncate(l, limits::SOURCE_LINE_BYTES)),
-        pre_context: limits::source_lines(jr::string_list(frame, "pre_context", path)?),
-        post_context: limits::source_lines(jr::string_list(frame, "post_context", path)?),
+        pre_context: jr::string_list(frame, "pre_context", path)?,
+        post_context: jr::string_list(frame, "post_context", path)?,
         vars,
         in_app: jr::opt_bool(frame, "in_app", path)?.unwrap_or(false),
     })
@@ -407,6 +402,7 @@ pub(crate) fn read_request(req: &Map<String, Value>, path: &str) -> Result<Reque
         url: jr::truncate(jr::string_or_empty(req, "url", path)?, limits::MESSAGE_BYTES),
         headers,
         query_string: jr::truncate(query_string, limits::MESSAGE_BYTES),
+        data: req.get("data").filter(|d| !d.is_null()).cloned(),
     })
 }
 

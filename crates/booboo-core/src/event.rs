@@ -188,6 +188,9 @@ pub struct Request {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub query_string: String,
+    /// The request's body as the client sent it (Sentry's `data`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -46,10 +46,11 @@ pub fn index(path: &str, i: usize) -> String {
     format!("{path}[{i}]")
 }
 
-/// Cuts a string to at most `max` bytes on a character boundary.
+/// Cuts a string to at most `max` bytes on a character boundary, the last
+/// of them a `…` that says something was cut.
 pub fn truncate(mut text: String, max: usize) -> String {
     if text.len() > max {
-        let mut cut = max;
+        let mut cut = max.saturating_sub('…'.len_utf8());
         while !text.is_char_boundary(cut) {
             cut -= 1;
         }

@@ -27,9 +27,12 @@ pub struct ProcessedEvent {
 }
 
 /// The tail of the pipeline shared by every wire format:
-/// scrub → fingerprint → summarise.
+/// scrub → bound → fingerprint → summarise. Scrubbing comes first so that
+/// it sees locals as the nested values Sentry SDKs send, before bounding
+/// turns them into text.
 pub fn process(mut event: Event) -> ProcessedEvent {
     scrub::scrub_event(&mut event);
+    limits::apply(&mut event);
     let fingerprint = fingerprint::group(&event);
     ProcessedEvent {
         title: issue_summary::title(&event),

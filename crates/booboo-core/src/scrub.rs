@@ -2,7 +2,7 @@
 //! for clients that did not (old releases, other SDKs, hand-written ones).
 
 use crate::event::{Event, Frame, Request};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 pub const FILTERED: &str = "[filtered]";
 
@@ -20,6 +20,10 @@ pub fn is_sensitive_name(name: &str) -> bool {
     SENSITIVE.iter().any(|word| squashed.contains(word))
 }
 
+/// Replaces the value of every sensitive key, at any depth, in the places a
+/// client puts free-form data: locals, the request (headers, query, body),
+/// contexts, breadcrumbs and the fields the model keeps in `extra`. Runs
+/// before locals become text, so a nested `password` is still a key here.
 pub fn scrub_event(event: &mut Event) {
     for entry in &mut event.exceptions {
         entry.stacktrace.iter_mut().for_each(scrub_frame);
@@ -28,20 +32,33 @@ pub fn scrub_event(event: &mut Event) {
     if let Some(request) = &mut event.request {
         scrub_request(request);
     }
-    for (key, value) in event.extra.iter_mut() {
+    scrub_map(&mut event.extra);
+    scrub_map(&mut event.contexts);
+    event.breadcrumbs.iter_mut().for_each(scrub_value);
+}
+
+/// Filters sensitive keys of an object and of everything nested in it.
+pub fn scrub_value(value: &mut Value) {
+    match value {
+        Value::Object(map) => scrub_map(map),
+        Value::Array(items) => items.iter_mut().for_each(scrub_value),
+        _ => {}
+    }
+}
+
+fn scrub_map(map: &mut Map<String, Value>) {
+    for (key, value) in map.iter_mut() {
         if is_sensitive_name(key) {
             *value = Value::String(FILTERED.into());
+        } else {
+            scrub_value(value);
         }
     }
 }
 
 fn scrub_frame(frame: &mut Frame) {
     frame.vars.retain(|name, _| !(name.starts_with("__") && name.ends_with("__") && name.len() > 4));
-    for (name, value) in frame.vars.iter_mut() {
-        if is_sensitive_name(name) {
-            *value = Value::String(FILTERED.into());
-        }
-    }
+    scrub_map(&mut frame.vars);
 }
 
 fn scrub_request(request: &mut Request) {
@@ -52,6 +69,9 @@ fn scrub_request(request: &mut Request) {
         }
     }
     request.query_string = scrub_query(&request.query_string);
+    if let Some(data) = &mut request.data {
+        scrub_value(data);
+    }
     if let Some((base, query)) = request.url.split_once('?') {
         let (query, fragment) = match query.split_once('#') {
             Some((q, f)) => (q, Some(f)),
@@ -128,6 +148,7 @@ mod tests {
             .into_iter()
             .collect(),
             query_string: "password=hunter2".into(),
+            data: Some(serde_json::json!({"form": {"user": "bob", "Password": "x"}})),
         };
         scrub_request(&mut request);
         assert_eq!(request.url, "http://x/p?session_token=[filtered]&q=1#top");
@@ -135,6 +156,7 @@ mod tests {
         assert_eq!(request.headers["X-Auth-User"], FILTERED);
         assert_eq!(request.headers["Accept"], "*/*");
         assert_eq!(request.query_string, "password=[filtered]");
+        assert_eq!(request.data.unwrap()["form"], serde_json::json!({"user": "bob", "Password": FILTERED}));
     }
 
     #[test]
@@ -147,5 +169,13 @@ mod tests {
         assert!(!frame.vars.contains_key("__builtins__"));
         assert_eq!(frame.vars["DB_PASSWORD"], FILTERED);
         assert_eq!(frame.vars["count"], "3");
+    }
+
+    #[test]
+    fn nested_secrets_are_filtered_at_any_depth() {
+        let mut frame = Frame::default();
+        frame.vars.insert("config".into(), serde_json::json!({"db": [{"host": "h", "password": "x"}]}));
+        scrub_frame(&mut frame);
+        assert_eq!(frame.vars["config"], serde_json::json!({"db": [{"host": "h", "password": FILTERED}]}));
     }
 }

@@ -8,6 +8,8 @@
 //! large attachment costs no copy.
 
 use crate::json_reader as jr;
+use blake2::digest::consts::U16;
+use blake2::{Blake2b, Digest};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -42,6 +44,16 @@ impl Envelope<'_> {
     pub fn dsn(&self) -> Option<&str> {
         dsn_of(&self.header)
     }
+}
+
+/// The event id of envelope item `index` when it has none of its own and
+/// the header's id already names another event: derived from both, so the
+/// same envelope sent again gets the same ids and is recognised as a retry.
+pub fn item_event_id(envelope_event_id: &str, index: usize) -> String {
+    let mut hasher = Blake2b::<U16>::new();
+    hasher.update(envelope_event_id.as_bytes());
+    hasher.update(index.to_le_bytes());
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The `dsn` of an envelope header, which carries the key when no HTTP
@@ -293,6 +305,15 @@ mod tests {
         assert_eq!(parse(&body).unwrap_err(), EnvelopeError::HeaderTooLong { item: Some(0) });
         let many = format!("{{}}\n{}", "{\"type\":\"x\"}\n\n".repeat(MAX_ITEMS + 1));
         assert_eq!(parse(many.as_bytes()).unwrap_err(), EnvelopeError::TooManyItems);
+    }
+
+    #[test]
+    fn item_ids_differ_from_the_header_and_each_other_and_repeat() {
+        let header = "9ec79c33ec9942ab8353589fcb2e04dc";
+        let (one, two) = (item_event_id(header, 1), item_event_id(header, 2));
+        assert_eq!(one.len(), 32);
+        assert!(one != two && one != header);
+        assert_eq!(one, item_event_id(header, 1));
     }
 
     #[test]

@@ -307,9 +307,9 @@ fn read_fingerprint(value: Option<&Value>) -> Result<Option<Vec<String>>, Payloa
     Ok((!out.is_empty()).then_some(out))
 }
 
-/// Breadcrumbs, the most recent kept when there are too many, with numeric
-/// timestamps (JavaScript sends seconds as a float) written as RFC 3339 like
-/// every other time booboo shows.
+/// Breadcrumbs with numeric timestamps (JavaScript sends seconds as a float)
+/// written as RFC 3339 like every other time booboo shows. `limits::apply`
+/// keeps the most recent when there are too many.
 fn read_breadcrumbs(value: Option<&Value>) -> Result<Vec<Value>, PayloadError> {
     let items = match value {
         None | Some(Value::Null) => return Ok(Vec::new()),
@@ -317,10 +317,8 @@ fn read_breadcrumbs(value: Option<&Value>) -> Result<Vec<Value>, PayloadError> {
         Some(Value::Object(wrapper)) => jr::opt_array(wrapper, "values", "breadcrumbs")?,
         Some(other) => return Err(jr::wrong_type("breadcrumbs", "an object with `values`", other).into()),
     };
-    let skip = items.len().saturating_sub(limits::BREADCRUMBS);
     Ok(items
         .iter()
-        .skip(skip)
         .cloned()
         .map(|mut crumb| {
             if let Value::Object(fields) = &mut crumb {
@@ -410,6 +408,7 @@ mod tests {
             "s": "'x'", "n": 3, "d": {"a": "1"}, "none": null
         }}]}}))
         .unwrap();
+        let e = crate::process(e).event;
         let vars = &e.stacktrace[0].vars;
         assert_eq!(vars["s"], "'x'");
         assert_eq!(vars["n"], "3");

@@ -82,20 +82,42 @@ pub async fn store_event(
     event: Event,
     received: time::OffsetDateTime,
 ) -> Result<String, Rejection> {
-    let new_event = prepare(project_id, event, received);
-    let id = new_event.processed.event.event_id.clone();
-    match state.writer.submit(new_event).await {
-        Ok(StoreOutcome::Stored { .. }) => state.metrics.event_accepted(),
-        Ok(StoreOutcome::Duplicate) => state.metrics.duplicate_accepted(),
+    let mut ids = store_events(state, project_id, vec![event], received).await?;
+    Ok(ids.pop().unwrap_or_default())
+}
+
+/// Processes the events of one request and waits until all of them are
+/// stored, in one transaction: a request is stored whole or refused whole.
+/// Returns their ids in the order given.
+pub async fn store_events(
+    state: &AppState,
+    project_id: i64,
+    events: Vec<Event>,
+    received: time::OffsetDateTime,
+) -> Result<Vec<String>, Rejection> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let new_events: Vec<NewEvent> = events.into_iter().map(|e| prepare(project_id, e, received)).collect();
+    let ids = new_events.iter().map(|e| e.processed.event.event_id.clone()).collect();
+    match state.writer.submit(new_events).await {
+        Ok(outcomes) => {
+            for outcome in outcomes {
+                match outcome {
+                    StoreOutcome::Stored { .. } => state.metrics.event_accepted(),
+                    StoreOutcome::Duplicate => state.metrics.duplicate_accepted(),
+                }
+            }
+        }
         Err(SubmitError::QueueFull) => return Err(Rejection::QueueFull),
         Err(SubmitError::Closed) => return Err(Rejection::ShuttingDown),
         Err(SubmitError::Store(StoreError::DiskFull(_))) => return Err(Rejection::DiskFull),
         Err(SubmitError::Store(e)) => {
-            tracing::error!("storing an event failed: {e}");
+            tracing::error!("storing events failed: {e}");
             return Err(Rejection::StoreUnavailable);
         }
     }
-    Ok(id)
+    Ok(ids)
 }
 
 fn prepare(project_id: i64, event: Event, received: time::OffsetDateTime) -> NewEvent {

@@ -12,7 +12,7 @@
 use super::body::{read_limited, read_raw};
 use super::rejection::Rejection;
 use super::sentry_auth::{key_outside_body, parse_dsn};
-use super::store_event;
+use super::{store_event, store_events};
 use crate::app::AppState;
 use crate::clock;
 use crate::secrets;
@@ -157,7 +157,7 @@ async fn accept_envelope(
     }
 
     let envelope_event_id = envelope.event_id();
-    let mut events = Vec::new();
+    let mut objects = Vec::new();
     let mut ignored = Vec::new();
     for (index, item) in envelope.items.iter().enumerate() {
         if item.item_type != "event" {
@@ -168,23 +168,49 @@ async fn accept_envelope(
         if item.payload.len() > limit {
             return Err(Rejection::ItemTooLarge { index, size: item.payload.len(), limit });
         }
-        let arrival = Arrival {
-            received_at: received,
-            envelope_event_id: envelope_event_id.as_deref(),
-            fallback_event_id: &secrets::new_event_id(),
+        let obj =
+            booboo_payload::parse_object(item.payload).map_err(|error| Rejection::EnvelopeItem { index, error })?;
+        objects.push((index, obj));
+    }
+
+    // The header's event id names the envelope's event: the one that says
+    // so, else the first without an id of its own. Any other event without
+    // one gets an id of its own, derived from the header's so that a retried
+    // envelope is recognised, rather than sharing one and being dropped as
+    // a duplicate.
+    let claimed = |id: &str| {
+        objects.iter().any(|(_, obj)| {
+            obj.get("event_id").and_then(|v| v.as_str()).and_then(booboo_payload::normalise_event_id).as_deref()
+                == Some(id)
+        })
+    };
+    let mut header_id_free = envelope_event_id.as_deref().is_some_and(|id| !claimed(id));
+    let mut events = Vec::with_capacity(objects.len());
+    for (index, obj) in objects {
+        let own_id = obj.get("event_id").is_some_and(|v| !v.is_null());
+        let fallback = match envelope_event_id.as_deref() {
+            Some(header_id) if !own_id && header_id_free => {
+                header_id_free = false;
+                header_id.to_string()
+            }
+            Some(header_id) => sentry_envelope::item_event_id(header_id, index),
+            None => secrets::new_event_id(),
         };
-        let event =
-            sentry_event::parse(item.payload, arrival).map_err(|error| Rejection::EnvelopeItem { index, error })?;
+        let arrival = Arrival { received_at: received, envelope_event_id: None, fallback_event_id: &fallback };
+        let event = sentry_event::read(obj, arrival).map_err(|error| Rejection::EnvelopeItem { index, error })?;
         events.push(event);
     }
 
-    let mut id = envelope_event_id.clone();
-    for event in events {
-        id = Some(store_event(state, project_id, event, received).await?);
-    }
+    // Every event of the envelope in one transaction; the answer names an
+    // id only when an event was stored under it.
+    let ids = store_events(state, project_id, events, received).await?;
     for item_type in ignored {
         state.metrics.envelope_item_ignored(item_type);
     }
+    let id = match envelope_event_id {
+        Some(header_id) if ids.contains(&header_id) => Some(header_id),
+        _ => ids.into_iter().next(),
+    };
     Ok(answer(id))
 }
 
@@ -214,7 +240,7 @@ async fn accept_store(
 }
 
 /// Sentry's answer: the event id, or an empty object for an envelope that
-/// had no event (sessions, client reports).
+/// stored no event (sessions, client reports, a header alone).
 fn answer(id: Option<String>) -> Response {
     match id {
         Some(id) => Json(serde_json::json!({ "id": id })).into_response(),

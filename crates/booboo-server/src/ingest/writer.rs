@@ -1,7 +1,10 @@
-//! Group commit: handlers hand their event to one writer task through a
+//! Group commit: handlers hand their events to one writer task through a
 //! bounded queue and wait; the writer stores whatever has queued up in one
 //! transaction and answers each handler once it has committed. Durability
 //! costs one commit per batch, not per event.
+//!
+//! A handler's events (one, or every event of an envelope) are one job and
+//! are never split: they commit together or not at all.
 //!
 //! An event is acknowledged only once the COMMIT of its batch returned
 //! success. When the disk is full, the whole batch is refused ("disk full",
@@ -18,8 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 struct Job {
-    event: NewEvent,
-    reply: oneshot::Sender<Result<StoreOutcome, StoreError>>,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<Vec<StoreOutcome>, StoreError>>,
 }
 
 #[derive(Debug)]
@@ -76,10 +79,11 @@ impl Writer {
         (Writer { sender, capacity, disk }, task)
     }
 
-    /// Queues an event and waits until it is committed.
-    pub async fn submit(&self, event: NewEvent) -> Result<StoreOutcome, SubmitError> {
+    /// Queues the events of one request and waits until all of them are
+    /// committed; the outcomes are in the order given.
+    pub async fn submit(&self, events: Vec<NewEvent>) -> Result<Vec<StoreOutcome>, SubmitError> {
         let (reply, answer) = oneshot::channel();
-        self.sender.try_send(Job { event, reply }).map_err(|e| match e {
+        self.sender.try_send(Job { events, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SubmitError::QueueFull,
             mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
         })?;
@@ -117,14 +121,17 @@ async fn run(
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
     while receiver.recv_many(&mut jobs, max_batch).await > 0 {
-        let (events, replies): (Vec<NewEvent>, Vec<_>) = jobs.drain(..).map(|j| (j.event, j.reply)).unzip();
+        let sizes: Vec<usize> = jobs.iter().map(|j| j.events.len()).collect();
+        let (requests, replies): (Vec<Vec<NewEvent>>, Vec<_>) = jobs.drain(..).map(|j| (j.events, j.reply)).unzip();
+        let events: Vec<NewEvent> = requests.into_iter().flatten().collect();
         let started = Instant::now();
         match store.store_events(&events).await {
             Ok(outcomes) => {
                 disk.write_succeeded();
                 metrics.batch_committed(events.len(), started.elapsed());
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+                let mut outcomes = outcomes.into_iter();
+                for (reply, size) in replies.into_iter().zip(sizes) {
+                    let _ = reply.send(Ok(outcomes.by_ref().take(size).collect()));
                 }
             }
             Err(StoreError::DiskFull(why)) => {
@@ -138,21 +145,28 @@ async fn run(
                 }
             }
             Err(batch_error) => {
-                // One bad event must not sink its neighbours: retry each on
-                // its own, so only the events that really fail are refused.
-                tracing::warn!("a batch of {} events failed ({batch_error}); storing them one by one", events.len());
-                for (event, reply) in events.iter().zip(replies) {
+                // One bad request must not sink its neighbours: retry each on
+                // its own transaction, so only the requests that really fail
+                // are refused, and each is still stored whole or not at all.
+                tracing::warn!(
+                    "a batch of {} events failed ({batch_error}); storing them request by request",
+                    events.len()
+                );
+                let mut rest = events.as_slice();
+                for (reply, size) in replies.into_iter().zip(sizes) {
+                    let (request, tail) = rest.split_at(size);
+                    rest = tail;
                     let started = Instant::now();
-                    let result = store.store_events(std::slice::from_ref(event)).await;
+                    let result = store.store_events(request).await;
                     match &result {
                         Ok(_) => {
                             disk.write_succeeded();
-                            metrics.batch_committed(1, started.elapsed());
+                            metrics.batch_committed(request.len(), started.elapsed());
                         }
                         Err(e @ StoreError::DiskFull(_)) => disk.write_failed(e),
                         Err(_) => {}
                     }
-                    let _ = reply.send(result.map(|mut o| o.pop().unwrap_or(StoreOutcome::Duplicate)));
+                    let _ = reply.send(result);
                 }
             }
         }

@@ -27,8 +27,28 @@ const MIGRATION_LOCK: i64 = 0x626f_6f62_6f6f;
 /// concurrent batch from another node; the loser simply runs again.
 const BATCH_ATTEMPTS: usize = 5;
 
-fn is_retryable_conflict(e: &StoreError) -> bool {
-    matches!(e, StoreError::Unavailable(m) if m.contains("40P01") || m.contains("40001") || m.contains("deadlock"))
+/// Whether an error is a lost race that running the batch again may win:
+/// a deadlock (SQLSTATE 40P01) or a serialisation failure (40001). Read from
+/// the SQLSTATE, never the message, which an event's own text can appear in.
+pub(crate) fn is_lost_race(e: &sqlx::Error) -> bool {
+    e.as_database_error().and_then(|d| d.code()).is_some_and(|code| code == "40P01" || code == "40001")
+}
+
+/// A failed attempt at a batch, and whether another attempt may succeed.
+struct BatchFailure {
+    error: StoreError,
+    lost_race: bool,
+}
+
+fn batch_failure(doing: &'static str) -> impl FnOnce(sqlx::Error) -> BatchFailure {
+    move |e| BatchFailure { lost_race: is_lost_race(&e), error: StoreError::Unavailable(format!("{doing}: {e}")) }
+}
+
+/// PostgreSQL's text cannot hold U+0000, which JSON and SQLite allow. Text
+/// from an event is stored with it written as `\u0000`, the way the event's
+/// JSON payload writes it, rather than refused (and retried) for ever.
+fn pg_text(text: &str) -> String {
+    text.replace('\0', "\\u0000")
 }
 
 /// Serialises creating the first administrator across nodes.
@@ -172,16 +192,16 @@ impl PostgresStore {
     /// One attempt at a batch: events in a fixed order (project, then
     /// fingerprint) so that concurrent batches on other nodes take row locks
     /// in the same order and rarely deadlock.
-    async fn store_batch_once(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreOutcome>> {
+    async fn store_batch_once(&self, batch: &[NewEvent]) -> Result<Vec<StoreOutcome>, BatchFailure> {
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by(|&a, &b| {
             (batch[a].project_id, &batch[a].processed.fingerprint.fingerprint)
                 .cmp(&(batch[b].project_id, &batch[b].processed.fingerprint.fingerprint))
         });
-        let mut tx = self.pool.begin().await.map_err(unavailable("starting a batch"))?;
+        let mut tx = self.pool.begin().await.map_err(batch_failure("starting a batch"))?;
         let mut outcomes = vec![StoreOutcome::Duplicate; batch.len()];
         for &i in &order {
-            outcomes[i] = store_one(&mut tx, &batch[i]).await.map_err(unavailable("storing an event"))?;
+            outcomes[i] = store_one(&mut tx, &batch[i]).await.map_err(batch_failure("storing an event"))?;
         }
         let mut last_event: Vec<(i64, i64)> = Vec::new();
         for (event, outcome) in batch.iter().zip(&outcomes) {
@@ -192,7 +212,7 @@ impl PostgresStore {
                 }
             }
         }
-        record_facets(&mut tx, batch, &outcomes).await.map_err(unavailable("recording environments and releases"))?;
+        record_facets(&mut tx, batch, &outcomes).await.map_err(batch_failure("recording environments and releases"))?;
         last_event.sort_unstable();
         for (project_id, at) in last_event {
             sqlx::query("UPDATE projects SET last_event_at = GREATEST(COALESCE(last_event_at, 0), $1) WHERE id = $2")
@@ -200,9 +220,9 @@ impl PostgresStore {
                 .bind(project_id)
                 .execute(&mut *tx)
                 .await
-                .map_err(unavailable("marking the project's last event"))?;
+                .map_err(batch_failure("marking the project's last event"))?;
         }
-        tx.commit().await.map_err(unavailable("committing a batch"))?;
+        tx.commit().await.map_err(batch_failure("committing a batch"))?;
         Ok(outcomes)
     }
 }
@@ -226,7 +246,7 @@ async fn record_facets(
             "INSERT INTO project_environments (project_id, environment) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
         .bind(project_id)
-        .bind(environment)
+        .bind(pg_text(environment))
         .execute(&mut **tx)
         .await?;
     }
@@ -241,7 +261,7 @@ async fn record_facets(
             "INSERT INTO project_releases (project_id, release, first_seen) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(project_id)
-        .bind(release)
+        .bind(pg_text(release))
         .bind(first_seen)
         .execute(&mut **tx)
         .await?;
@@ -313,10 +333,10 @@ async fn store_one(tx: &mut Transaction<'_, Postgres>, e: &NewEvent) -> Result<S
     .bind(&event.event_id)
     .bind(e.received_at)
     .bind(e.occurred_at)
-    .bind(&event.environment)
-    .bind(&event.release)
+    .bind(pg_text(&event.environment))
+    .bind(pg_text(&event.release))
     .bind(event.level.as_str())
-    .bind(&e.processed.user_key)
+    .bind(e.processed.user_key.as_deref().map(pg_text))
     .bind(&e.payload)
     .fetch_optional(&mut **tx)
     .await?;
@@ -338,11 +358,11 @@ async fn store_one(tx: &mut Transaction<'_, Postgres>, e: &NewEvent) -> Result<S
     )
     .bind(e.project_id)
     .bind(&e.processed.fingerprint.fingerprint)
-    .bind(&e.processed.title)
-    .bind(&e.processed.culprit)
+    .bind(pg_text(&e.processed.title))
+    .bind(pg_text(&e.processed.culprit))
     .bind(event.level.as_str())
     .bind(e.received_at)
-    .bind(&event.release)
+    .bind(pg_text(&event.release))
     .fetch_one(&mut **tx)
     .await?;
 
@@ -352,7 +372,7 @@ async fn store_one(tx: &mut Transaction<'_, Postgres>, e: &NewEvent) -> Result<S
         let new_user =
             sqlx::query("INSERT INTO issue_users (issue_id, user_key) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(issue_id)
-                .bind(user_key)
+                .bind(pg_text(user_key))
                 .execute(&mut **tx)
                 .await?
                 .rows_affected();
@@ -368,7 +388,7 @@ async fn store_one(tx: &mut Transaction<'_, Postgres>, e: &NewEvent) -> Result<S
          ON CONFLICT (issue_id, environment) DO UPDATE SET event_count = issue_environments.event_count + 1",
     )
     .bind(issue_id)
-    .bind(&event.environment)
+    .bind(pg_text(&event.environment))
     .execute(&mut **tx)
     .await?;
     if !event.release.is_empty() {
@@ -378,7 +398,7 @@ async fn store_one(tx: &mut Transaction<'_, Postgres>, e: &NewEvent) -> Result<S
              first_seen = LEAST(issue_releases.first_seen, excluded.first_seen)",
         )
         .bind(issue_id)
-        .bind(&event.release)
+        .bind(pg_text(&event.release))
         .bind(e.received_at)
         .execute(&mut **tx)
         .await?;
@@ -389,8 +409,8 @@ async fn store_one(tx: &mut Transaction<'_, Postgres>, e: &NewEvent) -> Result<S
              ON CONFLICT (issue_id, key, value) DO UPDATE SET event_count = issue_tags.event_count + 1",
         )
         .bind(issue_id)
-        .bind(key)
-        .bind(value)
+        .bind(pg_text(key))
+        .bind(pg_text(value))
         .execute(&mut **tx)
         .await?;
     }
@@ -430,6 +450,10 @@ impl Store for PostgresStore {
     }
 
     async fn ingest_target(&self, token: &str) -> StoreResult<Option<IngestTarget>> {
+        if token.contains('\0') {
+            // No token holds one; PostgreSQL would refuse the lookup.
+            return Ok(None);
+        }
         let project_id: Option<i64> =
             sqlx::query_scalar("SELECT project_id FROM project_keys WHERE token = $1 AND revoked_at IS NULL")
                 .bind(token)
@@ -442,7 +466,7 @@ impl Store for PostgresStore {
     async fn record_handshake(&self, project_id: i64, sdk: &str, at: i64) -> StoreResult<()> {
         sqlx::query("UPDATE projects SET connected_at = $1, connected_sdk = $2 WHERE id = $3")
             .bind(at)
-            .bind(sdk)
+            .bind(pg_text(sdk))
             .bind(project_id)
             .execute(&self.pool)
             .await
@@ -454,11 +478,11 @@ impl Store for PostgresStore {
         let mut attempt = 1;
         loop {
             match self.store_batch_once(batch).await {
-                Err(e) if attempt < BATCH_ATTEMPTS && is_retryable_conflict(&e) => {
-                    tracing::debug!("batch lost a race with another node ({e}); retrying");
+                Err(failure) if attempt < BATCH_ATTEMPTS && failure.lost_race => {
+                    tracing::debug!("batch lost a race with another node ({}); retrying", failure.error);
                     attempt += 1;
                 }
-                result => return result,
+                result => return result.map_err(|failure| failure.error),
             }
         }
     }
@@ -650,7 +674,7 @@ impl Store for PostgresStore {
         for bind in binds {
             query = match bind {
                 Bind::Int(i) => query.bind(i),
-                Bind::Text(t) => query.bind(t),
+                Bind::Text(t) => query.bind(pg_text(&t)),
             };
         }
         let rows = query.fetch_all(&self.pool).await.map_err(unavailable("listing issues"))?;
@@ -1431,5 +1455,44 @@ impl Store for PostgresStore {
         )
         .await?;
         Ok(Some(EventInIssue { event, older, newer }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_lost_race;
+    use sqlx::{Connection, PgConnection};
+
+    /// Real errors from a real server: a serialisation failure is a lost
+    /// race; an error whose text merely says "deadlock" is not. Runs when
+    /// BOOBOO_TEST_DATABASE_URL names a PostgreSQL database.
+    #[tokio::test]
+    async fn lost_races_are_recognised_by_sqlstate_not_by_text() {
+        let Some(url) = std::env::var("BOOBOO_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
+            eprintln!("skipped: BOOBOO_TEST_DATABASE_URL is not set");
+            return;
+        };
+        let mut a = PgConnection::connect(&url).await.unwrap();
+        let mut b = PgConnection::connect(&url).await.unwrap();
+        let table = format!("booboo_race_{}", crate::secrets::new_event_id());
+        sqlx::query(&format!("CREATE TABLE {table} (id INT PRIMARY KEY, n INT)")).execute(&mut a).await.unwrap();
+        sqlx::query(&format!("INSERT INTO {table} VALUES (1, 0)")).execute(&mut a).await.unwrap();
+
+        for conn in [&mut a, &mut b] {
+            sqlx::query("BEGIN ISOLATION LEVEL SERIALIZABLE").execute(&mut *conn).await.unwrap();
+            sqlx::query(&format!("SELECT n FROM {table} WHERE id = 1")).execute(&mut *conn).await.unwrap();
+        }
+        sqlx::query(&format!("UPDATE {table} SET n = 1 WHERE id = 1")).execute(&mut a).await.unwrap();
+        sqlx::query("COMMIT").execute(&mut a).await.unwrap();
+        let lost = sqlx::query(&format!("UPDATE {table} SET n = 2 WHERE id = 1")).execute(&mut b).await.unwrap_err();
+        sqlx::query("ROLLBACK").execute(&mut b).await.unwrap();
+        assert!(is_lost_race(&lost), "{lost}");
+
+        let raised = sqlx::query("DO $$ BEGIN RAISE EXCEPTION 'deadlock detected (40P01, 40001)'; END $$")
+            .execute(&mut a)
+            .await
+            .unwrap_err();
+        assert!(!is_lost_race(&raised), "{raised}");
+        sqlx::query(&format!("DROP TABLE {table}")).execute(&mut a).await.unwrap();
     }
 }

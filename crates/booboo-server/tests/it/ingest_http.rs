@@ -109,3 +109,79 @@ async fn wait_for(condition: impl Fn() -> bool) {
     }
     panic!("condition not reached within 5 s");
 }
+
+async fn stored_payload(h: &Harness, event_id: &str) -> (String, Value) {
+    let event = h.state.store.event(ADMIN, event_id).await.unwrap().expect("the event is stored");
+    let value = serde_json::from_str(&event.payload).unwrap();
+    (event.payload, value)
+}
+
+#[tokio::test]
+async fn an_accepted_event_is_cut_to_the_limits_keeping_what_matters() {
+    let h = harness(100, 10).await;
+    let frames: Vec<Value> = (0..600)
+        .map(|i| {
+            let vars: serde_json::Map<String, Value> =
+                if i == 599 { (0..300).map(|v| (format!("v{v}"), json!("'x'"))).collect() } else { Default::default() };
+            json!({"filename": "/srv/app/deep.py", "function": format!("f{i}"), "lineno": i + 1, "in_app": true, "vars": vars})
+        })
+        .collect();
+    let crumbs: Vec<Value> = (0..5000).map(|i| json!({"category": "app", "message": format!("crumb {i}")})).collect();
+    let event = body(
+        "recurse",
+        json!({
+            "message": "m".repeat(20_000),
+            "exception_type": "RecursionError",
+            "exceptions": [{"type": "RecursionError", "value": "v".repeat(20_000), "chain_type": null, "stacktrace": frames}],
+            "breadcrumbs": crumbs,
+            "fingerprint": vec!["p".repeat(2000); 100],
+        }),
+    );
+    let (status, _, answer) = post(&h.state, &h.token, &event).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (_, stored) = stored_payload(&h, answer["id"].as_str().unwrap()).await;
+
+    let crumbs = stored["breadcrumbs"].as_array().unwrap();
+    assert_eq!(crumbs.len(), 100);
+    assert_eq!((&crumbs[0]["message"], &crumbs[99]["message"]), (&json!("crumb 4900"), &json!("crumb 4999")));
+    for text in [&stored["message"], &stored["exceptions"][0]["value"]] {
+        let text = text.as_str().unwrap();
+        assert!(text.len() <= 8192 && text.ends_with('…'), "{} bytes", text.len());
+    }
+    let frames = stored["exceptions"][0]["stacktrace"].as_array().unwrap();
+    assert_eq!(frames.len(), 250);
+    assert_eq!((&frames[0]["function"], &frames[249]["function"]), (&json!("f0"), &json!("f599")));
+    assert_eq!(frames[249]["vars"].as_object().unwrap().len(), 100);
+    let parts = stored["fingerprint"].as_array().unwrap();
+    assert_eq!(parts.len(), 32);
+    assert!(parts.iter().all(|p| p.as_str().unwrap().len() <= 1024));
+}
+
+#[tokio::test]
+async fn secrets_nested_anywhere_are_filtered_before_storage() {
+    let h = harness(100, 10).await;
+    let frames = json!([{"filename": "/srv/app/views.py", "function": "pay", "lineno": 3, "in_app": true,
+        "vars": {"settings": {"db": [{"host": "db1", "password": "hunter2"}]}, "count": "3"}}]);
+    let event = body(
+        "pay",
+        json!({
+            "stacktrace": frames,
+            "context": {"service": {"name": "shop", "credentials": {"user": "svc", "key": "hunter2"}},
+                        "deploy": {"steps": [{"auth": {"bearer": "hunter2"}}]}},
+            "request": {"method": "POST", "url": "http://shop/pay", "data": {"card": {"number": "4", "Secret": "hunter2"}}},
+            "custom_blob": {"nested": {"api_key": "hunter2", "kept": "visible"}},
+        }),
+    );
+    let (status, _, answer) = post(&h.state, &h.token, &event).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (text, stored) = stored_payload(&h, answer["id"].as_str().unwrap()).await;
+    assert!(!text.contains("hunter2"), "a secret was stored: {text}");
+    let vars = &stored["exceptions"][0]["stacktrace"][0]["vars"];
+    assert_eq!(vars["settings"], r#"{"db":[{"host":"db1","password":"[filtered]"}]}"#);
+    assert_eq!(vars["count"], "3");
+    assert_eq!(stored["contexts"]["service"]["credentials"], "[filtered]");
+    assert_eq!(stored["contexts"]["service"]["name"], "shop");
+    assert_eq!(stored["contexts"]["deploy"]["steps"][0]["auth"], "[filtered]");
+    assert_eq!(stored["request"]["data"]["card"], json!({"number": "4", "Secret": "[filtered]"}));
+    assert_eq!(stored["custom_blob"]["nested"], json!({"api_key": "[filtered]", "kept": "visible"}));
+}

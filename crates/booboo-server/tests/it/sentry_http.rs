@@ -604,3 +604,136 @@ async fn wait_for(condition: impl Fn() -> bool) {
     }
     panic!("condition not reached within 5 s");
 }
+
+fn send_envelope(h: &Harness, body: Vec<u8>) -> impl std::future::Future<Output = Answer> + '_ {
+    send(&h.state, post_envelope(h.project_id, &h.key).body(Body::from(body)).unwrap())
+}
+
+fn event_item(event: &Value) -> (Value, Vec<u8>) {
+    (json!({"type": "event"}), serde_json::to_vec(event).unwrap())
+}
+
+#[tokio::test]
+async fn a_sentry_event_is_cut_to_the_same_limits_as_the_booboo_protocol() {
+    let h = harness().await;
+    let id = new_id();
+    let mut event = python_event(&id);
+    let frames: Vec<Value> = (0..600)
+        .map(|i| {
+            let vars: serde_json::Map<String, Value> =
+                if i == 599 { (0..300).map(|v| (format!("v{v}"), json!(v))).collect() } else { Default::default() };
+            json!({"abs_path": "/srv/app/deep.py", "function": format!("f{i}"), "lineno": i + 1, "in_app": true, "vars": vars})
+        })
+        .collect();
+    event["exception"]["values"][0]["stacktrace"]["frames"] = json!(frames);
+    event["exception"]["values"][0]["value"] = json!("v".repeat(20_000));
+    event["logentry"] = json!({"formatted": "m".repeat(20_000)});
+    event["breadcrumbs"] =
+        json!({"values": (0..5000).map(|i| json!({"message": format!("crumb {i}")})).collect::<Vec<_>>()});
+    event["fingerprint"] = json!(vec!["p".repeat(2000); 100]);
+    let answer = send_envelope(&h, envelope(json!({"event_id": id}), &[event_item(&event)])).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+
+    let stored = stored_payload(&h, &id).await.unwrap();
+    let crumbs = stored["breadcrumbs"].as_array().unwrap();
+    assert_eq!(crumbs.len(), 100);
+    assert_eq!(crumbs[0]["message"], "crumb 4900");
+    for text in [&stored["message"], &stored["exceptions"][0]["value"]] {
+        let text = text.as_str().unwrap();
+        assert!(text.len() <= 8192 && text.ends_with('…'), "{} bytes", text.len());
+    }
+    let frames = stored["exceptions"][0]["stacktrace"].as_array().unwrap();
+    assert_eq!(frames.len(), 250);
+    assert_eq!((&frames[0]["function"], &frames[249]["function"]), (&json!("f0"), &json!("f599")));
+    assert_eq!(frames[249]["vars"].as_object().unwrap().len(), 100);
+    let parts = stored["fingerprint"].as_array().unwrap();
+    assert_eq!(parts.len(), 32);
+    assert!(parts.iter().all(|p| p.as_str().unwrap().len() <= 1024));
+}
+
+#[tokio::test]
+async fn nested_secrets_from_sentry_sdks_are_filtered_before_storage() {
+    let h = harness().await;
+    let id = new_id();
+    let mut event = python_event(&id);
+    // What sentry-python sends: locals as nested JSON with repr'd keys.
+    event["exception"]["values"][0]["stacktrace"]["frames"][0]["vars"] =
+        json!({"config": {"'db'": {"'password'": "'hunter2'", "'host'": "'db1'"}}, "qty": "0"});
+    event["extra"] = json!({"job": {"args": [{"api_key": "hunter2"}], "queue": "default"}});
+    event["contexts"] = json!({"payment": {"gateway": {"token": "hunter2", "name": "acme"}}});
+    event["request"] = json!({"method": "POST", "url": "http://shop/pay",
+                              "data": {"user": {"email": "a@b.c", "password": "hunter2"}}});
+    let answer = send_envelope(&h, envelope(json!({"event_id": id}), &[event_item(&event)])).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+
+    let event = h.state.store.event(ADMIN, &id).await.unwrap().unwrap();
+    assert!(!event.payload.contains("hunter2"), "a secret was stored: {}", event.payload);
+    let stored: Value = serde_json::from_str(&event.payload).unwrap();
+    let vars = &stored["exceptions"][0]["stacktrace"][0]["vars"];
+    assert_eq!(vars["config"], r#"{"'db'":{"'password'":"[filtered]","'host'":"'db1'"}}"#);
+    assert_eq!(stored["extra"]["job"], json!({"args": [{"api_key": "[filtered]"}], "queue": "default"}));
+    assert_eq!(stored["contexts"]["payment"]["gateway"], json!({"token": "[filtered]", "name": "acme"}));
+    assert_eq!(stored["request"]["data"]["user"], json!({"email": "a@b.c", "password": "[filtered]"}));
+}
+
+#[tokio::test]
+async fn envelope_events_without_an_id_of_their_own_are_each_stored() {
+    let h = harness().await;
+    let header_id = new_id();
+    let mut first = python_event("");
+    first.as_object_mut().unwrap().remove("event_id");
+    let mut second = first.clone();
+    second["exception"]["values"][0]["type"] = json!("KeyError");
+    let body = envelope(json!({"event_id": header_id}), &[event_item(&first), event_item(&second)]);
+
+    let answer = send_envelope(&h, body.clone()).await;
+    assert_eq!((answer.status, answer.body.clone()), (StatusCode::OK, json!({ "id": header_id })));
+    assert_eq!(stored_payload(&h, &header_id).await.unwrap()["exception_type"], "ZeroDivisionError");
+    assert_eq!(stored_event_count(&h).await, 2);
+    let page = Page { offset: 0, limit: 10 };
+    let issues = h.state.store.list_issues(ADMIN, h.project_id, &Default::default(), page).await.unwrap();
+    assert_eq!(issues.items.len(), 2);
+
+    // The same envelope again (its answer was lost) stores nothing new.
+    let answer = send_envelope(&h, body).await;
+    assert_eq!((answer.status, answer.body.clone()), (StatusCode::OK, json!({ "id": header_id })));
+    assert_eq!(stored_event_count(&h).await, 2);
+}
+
+#[tokio::test]
+async fn a_header_only_envelope_claims_no_stored_id() {
+    let h = harness().await;
+    let id = new_id();
+    let answer = send_envelope(&h, envelope(json!({"event_id": id, "sent_at": "2026-01-31T12:00:00Z"}), &[])).await;
+    assert_eq!((answer.status, answer.body.clone()), (StatusCode::OK, json!({})));
+    let with_session = envelope(json!({"event_id": id}), &[(json!({"type": "session"}), b"{}".to_vec())]);
+    let answer = send_envelope(&h, with_session).await;
+    assert_eq!((answer.status, answer.body.clone()), (StatusCode::OK, json!({})));
+    assert!(stored_payload(&h, &id).await.is_none());
+}
+
+#[tokio::test]
+async fn an_envelope_is_stored_whole_or_refused_whole() {
+    let h = harness().await;
+    let (first, second) = (new_id(), new_id());
+    // The database refuses the second event (as a full disk or a broken
+    // constraint would); the first must not be left behind alone.
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite:{}", h.db_path.display())).await.unwrap();
+    sqlx::query(&format!(
+        "CREATE TRIGGER refuse_second BEFORE INSERT ON events WHEN NEW.event_id = '{second}' \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+    ))
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let body = envelope(json!({}), &[event_item(&python_event(&first)), event_item(&python_event(&second))]);
+    let answer = send_envelope(&h, body).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answer.body);
+    assert!(stored_payload(&h, &first).await.is_none(), "the first event was stored without the second");
+    assert_eq!(stored_event_count(&h).await, 0);
+
+    sqlx::query("DROP TRIGGER refuse_second").execute(&mut db).await.unwrap();
+    let body = envelope(json!({}), &[event_item(&python_event(&first)), event_item(&python_event(&second))]);
+    assert_eq!(send_envelope(&h, body).await.status, StatusCode::OK);
+    assert_eq!(stored_event_count(&h).await, 2);
+}

@@ -58,6 +58,7 @@ store_tests!(
     project_keys_are_listed_added_and_revoked_at_once,
     charts_filters_and_event_navigation_read_what_was_stored,
     an_export_reads_one_cut_in_pages,
+    text_with_nul_characters_is_stored_and_found,
 );
 
 async fn project(store: &Arc<dyn Store>, org: &str, slug: &str) -> i64 {
@@ -530,4 +531,35 @@ async fn charts_filters_and_event_navigation_read_what_was_stored(store: Arc<dyn
     assert_eq!(oldest.older, None);
     assert!(store.issue_event(ADMIN, pay, Some(&ids[3])).await.unwrap().is_none(), "an event of another issue");
     assert!(store.issue_event(outsider, pay, None).await.unwrap().is_none());
+}
+
+/// JSON and SQLite allow U+0000 in text, PostgreSQL does not: an event
+/// carrying one in any field that becomes a column is stored, in the same
+/// batch as its neighbours, and found again by the text it was sent with.
+async fn text_with_nul_characters_is_stored_and_found(store: Arc<dyn Store>) {
+    let p = project(&store, "acme", "web").await;
+    let plain = new_event(p, T0, &body("pay", json!({})));
+    let nul = new_event(
+        p,
+        T0 + 1,
+        &body(
+            "refund",
+            json!({"message": "bad byte \u{0}here", "environment": "prod\u{0}", "release": "1.0\u{0}",
+                   "tags": {"k\u{0}": "v\u{0}"}, "context": {"user": {"id": "u\u{0}1"}}}),
+        ),
+    );
+    let nul_id = nul.processed.event.event_id.clone();
+    let outcomes = store.store_events(&[plain, nul]).await.expect("a NUL character must not fail the batch");
+    assert!(outcomes.iter().all(|o| matches!(o, StoreOutcome::Stored { .. })), "{outcomes:?}");
+
+    let event = store.event(ADMIN, &nul_id).await.unwrap().unwrap();
+    let payload: serde_json::Value = serde_json::from_str(&event.payload).unwrap();
+    assert_eq!(payload["message"], "bad byte \u{0}here");
+    assert_eq!(payload["environment"], "prod\u{0}");
+
+    let filter = IssueFilter { environment: Some("prod\u{0}".into()), ..IssueFilter::default() };
+    let found = store.list_issues(ADMIN, p, &filter, Page { offset: 0, limit: 10 }).await.unwrap().items;
+    assert_eq!(found.len(), 1);
+    assert!(found[0].title.contains("bad byte"), "{}", found[0].title);
+    assert_eq!(found[0].releases.len(), 1);
 }
