@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod pruning;
 pub mod secrets;
 pub mod serve;
 pub mod store;
