@@ -424,7 +424,8 @@ async fn wrong_passwords_slow_an_account_without_locking_its_owner_out() {
     assert!(checked <= 1 + elapsed_seconds, "{checked} checks in {elapsed_seconds} s");
     for slowed in answers.iter().filter(|a| a.status != StatusCode::UNAUTHORIZED) {
         assert_eq!(slowed.status, StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(slowed.headers.get(header::RETRY_AFTER).unwrap(), "1");
+        let retry_after = slowed.headers.get(header::RETRY_AFTER).unwrap().to_str().unwrap();
+        assert!(["1", "2"].contains(&retry_after), "{retry_after}");
         assert!(slowed.text().contains("one attempt per second"));
         assert!(slowed.cookie("booboo_session").is_none());
     }
