@@ -323,3 +323,20 @@ def test_another_organisations_pages_answer_404_in_the_browser(server, page):
     # Signed out, the same URL asks for a sign-in rather than saying anything.
     anonymous = http("GET", f"{server.url}/issues/{their_issue}")
     assert anonymous.status == 200 and b"Sign in" in anonymous.body  # urllib followed the redirect
+
+
+def test_a_sign_in_link_cannot_send_the_browser_to_another_site(server, page):
+    # Chromium drops the tab of `Location: /\t/evil.example/` and follows
+    # `//evil.example/`, a name that does not resolve: had the server sent
+    # it, the navigation would fail (or, after the form, be blocked by the
+    # page's form-action policy) instead of ending on /projects.
+    project = create_project(server)
+    page.goto(server.url + "/signin?next=/%09/evil.example/")
+    page.fill("input[name=email]", project.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button:has-text('Sign in')")
+    page.wait_for_url(re.compile(r".*/projects$"))
+    assert page.url == server.url + "/projects", page.url
+    # Signed in, the same link redirects at once, outside any form.
+    page.goto(server.url + "/signin?next=/%09/evil.example/")
+    assert page.url == server.url + "/projects", page.url

@@ -42,6 +42,9 @@ struct Cli {
     /// Most events stored in one transaction.
     #[arg(long, global = true, env = "BOOBOO_MAX_BATCH", value_name = "EVENTS")]
     max_batch: Option<usize>,
+    /// Days an invitation or password link works unless used first (default 7).
+    #[arg(long, global = true, env = "BOOBOO_LINK_LIFETIME_DAYS", value_name = "DAYS")]
+    link_lifetime_days: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -91,6 +94,17 @@ enum UserCommand {
         /// An installation administrator sees every organisation.
         #[arg(long)]
         admin: bool,
+    },
+    /// Set a user's password, read from standard input or BOOBOO_PASSWORD;
+    /// signs out all their sessions.
+    SetPassword {
+        #[arg(long)]
+        email: String,
+    },
+    /// Print a one-time link with which the user chooses a new password.
+    ResetLink {
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -173,6 +187,7 @@ pub fn run() -> Result<(), String> {
         queue_capacity: cli.queue_capacity,
         max_batch: cli.max_batch,
         trusted_proxies: cli.trusted_proxies,
+        link_lifetime_days: cli.link_lifetime_days,
     })?;
     if let Command::Config(ConfigCommand::Show) = cli.command {
         print!("{}", config.show());
@@ -195,6 +210,8 @@ pub fn run() -> Result<(), String> {
         let store = open_store(&config).await?;
         match cli.command {
             Command::User(UserCommand::Create { email, admin }) => create_user(&*store, &email, admin).await,
+            Command::User(UserCommand::SetPassword { email }) => set_password(&*store, &email).await,
+            Command::User(UserCommand::ResetLink { email }) => reset_link(&*store, &config, &email).await,
             Command::Member(MemberCommand::Add { org, email, role }) => add_member(&*store, &org, &email, role).await,
             Command::Project(ProjectCommand::Create { path }) => create_project(&*store, &config, &path).await,
             Command::Token(TokenCommand::Create { email, label }) => create_token(&*store, &email, &label).await,
@@ -214,6 +231,8 @@ pub fn run() -> Result<(), String> {
 fn validate_arguments(command: &Command) -> Result<(), String> {
     match command {
         Command::User(UserCommand::Create { email, .. })
+        | Command::User(UserCommand::SetPassword { email })
+        | Command::User(UserCommand::ResetLink { email })
         | Command::Member(MemberCommand::Add { email, .. })
         | Command::Token(TokenCommand::Create { email, .. }) => check_email(email).map(|_| ()),
         Command::Project(ProjectCommand::Create { path }) | Command::Export { path } => {
@@ -292,6 +311,37 @@ async fn create_user(store: &dyn Store, email: &str, admin: bool) -> Result<(), 
     let user = store.create_user(&email, &hash, admin, clock::now_millis()).await.map_err(|e| e.to_string())?;
     println!("Created {} {}.", if admin { "administrator" } else { "user" }, user.email);
     Ok(())
+}
+
+async fn set_password(store: &dyn Store, email: &str) -> Result<(), String> {
+    let user = user_named(store, email).await?;
+    let password = read_password()?;
+    let hash = secrets::hash_password(&password)?;
+    // No session is kept: whoever was signed in as this user is signed out.
+    store.set_password(user.id, &hash, "").await.map_err(|e| e.to_string())?;
+    println!("Changed the password of {}; their sessions were signed out.", user.email);
+    Ok(())
+}
+
+async fn reset_link(store: &dyn Store, config: &Config, email: &str) -> Result<(), String> {
+    let user = user_named(store, email).await?;
+    let token = secrets::new_session_token();
+    let now = clock::now_millis();
+    store
+        .create_password_link(&secrets::token_hash(&token), user.id, now, now + config.link_lifetime_ms())
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "Give this link to {} only: it lets whoever opens it choose the password. It works once, for {} days.",
+        user.email, config.link_lifetime_days
+    );
+    println!("{}", password_link_url(config, &token));
+    Ok(())
+}
+
+/// Where a password link's token is redeemed.
+pub fn password_link_url(config: &Config, token: &str) -> String {
+    format!("{}/password/{token}", config.public_url)
 }
 
 async fn user_named(store: &dyn Store, email: &str) -> Result<crate::store::User, String> {

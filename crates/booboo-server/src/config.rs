@@ -18,6 +18,11 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
 /// A proxy on the same machine is trusted by default; others must be named.
 pub const DEFAULT_TRUSTED_PROXIES: &str = "127.0.0.1,::1";
 pub const DEFAULT_MAX_BATCH: usize = 500;
+/// Invitation and password links work for a week unless used first.
+pub const DEFAULT_LINK_LIFETIME_DAYS: usize = 7;
+/// A setup link works until the first administrator exists, or for a day
+/// after the start that printed it.
+pub const SETUP_LINK_LIFETIME_MS: i64 = 24 * 3_600_000;
 
 #[derive(Clone)]
 pub struct Config {
@@ -37,6 +42,15 @@ pub struct Config {
     /// Proxies (nginx in front of several nodes) whose `X-Forwarded-For`
     /// names the real client, for per-address sign-in limits.
     pub trusted_proxies: Vec<IpAddr>,
+    /// How long invitation and password links work, unless used first.
+    pub link_lifetime_days: usize,
+}
+
+impl Config {
+    /// The lifetime of invitation and password links in milliseconds.
+    pub fn link_lifetime_ms(&self) -> i64 {
+        self.link_lifetime_days as i64 * 86_400_000
+    }
 }
 
 /// What the user set, from flags or the environment (clap merges those two).
@@ -52,6 +66,7 @@ pub struct Overrides {
     pub queue_capacity: Option<usize>,
     pub max_batch: Option<usize>,
     pub trusted_proxies: Option<String>,
+    pub link_lifetime_days: Option<usize>,
 }
 
 impl Config {
@@ -108,6 +123,13 @@ impl Config {
             .filter(|p| !p.is_empty())
             .map(|p| p.parse::<IpAddr>().map_err(|_| format!("--trusted-proxies: {p:?} is not an IP address")))
             .collect::<Result<Vec<_>, _>>()?;
+        let link_lifetime_days =
+            number(overrides.link_lifetime_days, "link_lifetime_days", DEFAULT_LINK_LIFETIME_DAYS)?;
+        if !(1..=90).contains(&link_lifetime_days) {
+            return Err(format!(
+                "--link-lifetime-days: {link_lifetime_days} is outside 1 to 90; a link is a password, keep it short-lived"
+            ));
+        }
         Ok(Config {
             bind,
             data_dir,
@@ -119,6 +141,7 @@ impl Config {
             queue_capacity,
             max_batch,
             trusted_proxies,
+            link_lifetime_days,
         })
     }
 
@@ -141,7 +164,7 @@ impl Config {
     /// `key = value` lines, secrets redacted, for `booboo config show`.
     pub fn show(&self) -> String {
         format!(
-            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\n",
+            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\n",
             self.bind,
             self.data_dir.display(),
             crate::store::redact_url(&self.database_url),
@@ -150,7 +173,8 @@ impl Config {
             self.max_envelope_bytes,
             self.queue_capacity,
             self.max_batch,
-            self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+            self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            self.link_lifetime_days,
         )
     }
 }
@@ -190,6 +214,7 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
             "queue_capacity",
             "max_batch",
             "trusted_proxies",
+            "link_lifetime_days",
         ];
         if !known.contains(&key) {
             return Err(format!("{}:{}: unknown setting `{key}`", path.display(), n + 1));
@@ -249,5 +274,7 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.contains("--max-envelope-bytes"), "{err}");
+        let err = Config::load(Overrides { link_lifetime_days: Some(0), ..Overrides::default() }).err().unwrap();
+        assert!(err.contains("--link-lifetime-days"), "{err}");
     }
 }

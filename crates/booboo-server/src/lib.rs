@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod pruning;
 pub mod secrets;
 pub mod serve;
 pub mod store;

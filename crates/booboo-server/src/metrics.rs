@@ -46,6 +46,9 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_micros: AtomicU64,
+    sign_ins_refused: Mutex<BTreeMap<&'static str, u64>>,
+    pruned: Mutex<BTreeMap<&'static str, u64>>,
+    prune_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -80,6 +83,21 @@ impl Metrics {
 
     pub fn ignored_item_count(&self, label: &str) -> u64 {
         self.ignored_items.lock().unwrap_or_else(|p| p.into_inner()).get(label).copied().unwrap_or(0)
+    }
+
+    /// Counts a sign-in refused by a limit (`address` or `account`) before
+    /// its password was checked.
+    pub fn sign_in_refused(&self, limit: &'static str) {
+        *self.sign_ins_refused.lock().unwrap_or_else(|p| p.into_inner()).entry(limit).or_default() += 1;
+    }
+
+    /// Counts rows the pruning task deleted, by kind.
+    pub fn pruned(&self, kind: &'static str, rows: u64) {
+        *self.pruned.lock().unwrap_or_else(|p| p.into_inner()).entry(kind).or_default() += rows;
+    }
+
+    pub fn prune_failed(&self) {
+        self.prune_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn batch_committed(&self, size: usize, took: Duration) {
@@ -147,6 +165,22 @@ impl Metrics {
         let _ = writeln!(out, "booboo_store_batch_seconds_bucket{{le=\"+Inf\"}} {}", get(&self.latency_count));
         let _ = writeln!(out, "booboo_store_batch_seconds_sum {}", get(&self.latency_micros) as f64 / 1e6);
         let _ = writeln!(out, "booboo_store_batch_seconds_count {}", get(&self.latency_count));
+        let _ = writeln!(
+            out,
+            "# HELP booboo_sign_ins_refused_total Sign-ins refused by a limit before any password check, by limit."
+        );
+        let _ = writeln!(out, "# TYPE booboo_sign_ins_refused_total counter");
+        for (limit, count) in self.sign_ins_refused.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "booboo_sign_ins_refused_total{{limit=\"{limit}\"}} {count}");
+        }
+        let _ = writeln!(out, "# HELP booboo_pruned_total Expired rows deleted by the pruning task, by kind.");
+        let _ = writeln!(out, "# TYPE booboo_pruned_total counter");
+        for (kind, count) in self.pruned.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "booboo_pruned_total{{kind=\"{kind}\"}} {count}");
+        }
+        let _ = writeln!(out, "# HELP booboo_prune_failures_total Pruning passes that failed (the next one retries).");
+        let _ = writeln!(out, "# TYPE booboo_prune_failures_total counter");
+        let _ = writeln!(out, "booboo_prune_failures_total {}", get(&self.prune_failures));
         out
     }
 }

@@ -3,9 +3,10 @@
 
 use crate::app::{app, AppState};
 use crate::cli::open_store;
-use crate::config::Config;
+use crate::config::{Config, SETUP_LINK_LIFETIME_MS};
 use crate::ingest::writer::Writer;
 use crate::metrics::Metrics;
+use crate::pruning::Pruning;
 use crate::store::Store;
 use crate::{clock, secrets};
 use std::sync::Arc;
@@ -24,12 +25,13 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
-    let state = AppState { store: store.clone(), writer, metrics, config: Arc::new(config.clone()) };
+    let state = AppState { store: store.clone(), writer, metrics: metrics.clone(), config: Arc::new(config.clone()) };
     tracing::info!(store = store.backend().as_str(), database = %crate::store::redact_url(&config.database_url), "store ready");
     // Tests and scripts read this line to learn the port when binding to :0.
     println!("booboo listening on http://{address}");
 
     announce_setup_link(&*store, &config).await?;
+    let pruning = Pruning::start(store.clone(), metrics.clone());
 
     // The peer address feeds the sign-in limits.
     axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
@@ -37,6 +39,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("server error: {e}"))?;
 
+    pruning.stop().await;
     tracing::info!("no longer accepting; storing what was accepted");
     if tokio::time::timeout(Duration::from_secs(30), writer_task).await.is_err() {
         return Err("the writer did not finish within 30 seconds".into());
@@ -52,8 +55,12 @@ async fn announce_setup_link(store: &dyn Store, config: &Config) -> Result<(), S
         return Ok(());
     }
     let token = secrets::new_session_token();
-    store.add_setup_token(&secrets::token_hash(&token), clock::now_millis()).await.map_err(|e| e.to_string())?;
-    println!("No user exists yet. Create the first administrator with this one-time link:");
+    let now = clock::now_millis();
+    store
+        .add_setup_token(&secrets::token_hash(&token), now, now + SETUP_LINK_LIFETIME_MS)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("No user exists yet. Create the first administrator with this one-time link (it works for 24 hours):");
     println!("{}/setup/{token}", config.public_url);
     Ok(())
 }

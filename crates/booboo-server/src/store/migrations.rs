@@ -28,9 +28,18 @@ macro_rules! migrations {
     };
 }
 
-const SQLITE: &[Migration] = migrations!("sqlite": "0001_initial.sql", "0002_dashboard.sql", "0003_project_facets.sql");
-const POSTGRES: &[Migration] =
-    migrations!("postgres": "0001_initial.sql", "0002_dashboard.sql", "0003_project_facets.sql");
+const SQLITE: &[Migration] = migrations!(
+    "sqlite": "0001_initial.sql",
+    "0002_dashboard.sql",
+    "0003_project_facets.sql",
+    "0004_accounts.sql",
+);
+const POSTGRES: &[Migration] = migrations!(
+    "postgres": "0001_initial.sql",
+    "0002_dashboard.sql",
+    "0003_project_facets.sql",
+    "0004_accounts.sql",
+);
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {
     match backend {

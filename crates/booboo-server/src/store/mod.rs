@@ -5,6 +5,7 @@
 mod migrations;
 pub mod postgres;
 mod rows;
+mod sign_in_limits;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use migrations::{migration_names, Backend};
+pub use sign_in_limits::{SignInLimits, SignInReservation};
 
 /// A failure of the storage layer, with what was being done.
 #[derive(Debug)]
@@ -312,6 +314,15 @@ pub struct Invitation {
     pub expires_at: i64,
 }
 
+/// What one pruning pass deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub sessions: u64,
+    /// Setup links, password links and invitations.
+    pub links: u64,
+    pub sign_in_limits: u64,
+}
+
 /// An API token as its owner sees it: never the token itself.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiTokenInfo {
@@ -462,12 +473,13 @@ pub trait Store: Send + Sync + 'static {
     // --- the dashboard: first run, sessions, sign-in limits -----------------
 
     /// Remembers a setup link's token (hashed) while no user exists.
-    async fn add_setup_token(&self, token_hash: &str, at: i64) -> StoreResult<()>;
-    /// Whether a setup link is still good: it is known and no user exists.
-    async fn setup_token_valid(&self, token_hash: &str) -> StoreResult<bool>;
-    /// Creates the first administrator through a setup link and forgets
-    /// every setup link. `NotFound` for an unknown link, `Conflict` once a
+    async fn add_setup_token(&self, token_hash: &str, at: i64, expires_at: i64) -> StoreResult<()>;
+    /// Whether a setup link is still good: it is known, unexpired, and no
     /// user exists.
+    async fn setup_token_valid(&self, token_hash: &str, now: i64) -> StoreResult<bool>;
+    /// Creates the first administrator through a setup link and forgets
+    /// every setup link. `NotFound` for an unknown or expired link,
+    /// `Conflict` once a user exists.
     async fn create_first_admin(
         &self,
         setup_token_hash: &str,
@@ -479,12 +491,37 @@ pub trait Store: Send + Sync + 'static {
     /// The live session a cookie's hash names, with its user.
     async fn session(&self, token_hash: &str, now: i64) -> StoreResult<Option<(User, Session)>>;
     async fn end_session(&self, token_hash: &str) -> StoreResult<()>;
-    /// Changes a password and ends every other session of that user.
+    /// Changes a password, ends every other session of that user (all of
+    /// them when `keep_session_hash` is empty) and voids their unused
+    /// password links.
     async fn set_password(&self, user_id: i64, password_hash: &str, keep_session_hash: &str) -> StoreResult<()>;
-    async fn record_sign_in_failure(&self, keys: &[String], at: i64) -> StoreResult<()>;
-    /// Failures recorded under `key` at or after `since`.
-    async fn sign_in_failures(&self, key: &str, since: i64) -> StoreResult<i64>;
-    async fn clear_sign_in_failures(&self, key: &str) -> StoreResult<()>;
+    /// Reserves one password check for a sign-in from `address_key` to
+    /// `account_key`, atomically: the check is counted before the password
+    /// is verified, so parallel requests cannot all slip under a limit.
+    async fn reserve_sign_in(
+        &self,
+        address_key: &str,
+        account_key: &str,
+        limits: &SignInLimits,
+        now: i64,
+    ) -> StoreResult<SignInReservation>;
+    /// A reserved check found the right password: the address gets its
+    /// check back and the account's count starts again.
+    async fn sign_in_succeeded(&self, address_key: &str, account_key: &str) -> StoreResult<()>;
+
+    // --- the dashboard: password links ----------------------------------------
+
+    /// Remembers a one-time link (hashed) that lets a user choose a password.
+    async fn create_password_link(&self, token_hash: &str, user_id: i64, at: i64, expires_at: i64) -> StoreResult<()>;
+    /// The user an unused, unexpired password link is for.
+    async fn password_link(&self, token_hash: &str, now: i64) -> StoreResult<Option<User>>;
+    /// Uses a password link up: sets the password, ends every session of the
+    /// user and voids their other links. `NotFound` if the link is unknown,
+    /// used or expired.
+    async fn use_password_link(&self, token_hash: &str, password_hash: &str, now: i64) -> StoreResult<User>;
+    /// Deletes expired sessions, setup links, password links, invitations and
+    /// sign-in counters whose window has ended.
+    async fn prune_expired(&self, now: i64) -> StoreResult<Pruned>;
 
     // --- the dashboard: organisations, members, invitations, tokens ----------
 

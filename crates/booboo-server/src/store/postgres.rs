@@ -54,8 +54,19 @@ fn pg_text(text: &str) -> String {
 /// Serialises creating the first administrator across nodes.
 const FIRST_ADMIN_LOCK: i64 = 0x626f_6f62_6f61;
 
-/// Failed sign-ins older than a day are deleted; limits look back less far.
-const SIGN_IN_FAILURES_KEPT_MS: i64 = 24 * 3_600_000;
+/// Reads a sign-in counter, creating it if new, and locks its row until the
+/// caller's transaction ends.
+async fn lock_counter(tx: &mut Transaction<'_, Postgres>, key: &str) -> StoreResult<sign_in_limits::Counter> {
+    let row = sqlx::query(
+        "INSERT INTO sign_in_limits (key, window_ends_at, checks, next_check_at) VALUES ($1, 0, 0, 0) \
+         ON CONFLICT (key) DO UPDATE SET key = excluded.key RETURNING window_ends_at, checks, next_check_at",
+    )
+    .bind(key)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(unavailable("reading a sign-in count"))?;
+    counter_from_row(&row).map_err(unavailable("reading a sign-in count"))
+}
 
 const DIALECT: Dialect = Dialect { placeholder: |n| format!("${n}"), like: "ILIKE" };
 
@@ -851,21 +862,27 @@ impl Store for PostgresStore {
                 .into(),
         ))
     }
-    async fn add_setup_token(&self, token_hash: &str, at: i64) -> StoreResult<()> {
-        sqlx::query("INSERT INTO setup_tokens (token_hash, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(token_hash)
-            .bind(at)
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable("remembering a setup link"))?;
+
+    async fn add_setup_token(&self, token_hash: &str, at: i64, expires_at: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO setup_tokens (token_hash, created_at, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(token_hash)
+        .bind(at)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("remembering a setup link"))?;
         Ok(())
     }
 
-    async fn setup_token_valid(&self, token_hash: &str) -> StoreResult<bool> {
+    async fn setup_token_valid(&self, token_hash: &str, now: i64) -> StoreResult<bool> {
         sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM setup_tokens WHERE token_hash = $1) AND NOT EXISTS (SELECT 1 FROM users)",
+            "SELECT EXISTS (SELECT 1 FROM setup_tokens WHERE token_hash = $1 AND expires_at > $2) \
+             AND NOT EXISTS (SELECT 1 FROM users)",
         )
         .bind(token_hash)
+        .bind(now)
         .fetch_one(&self.pool)
         .await
         .map_err(unavailable("checking a setup link"))
@@ -886,11 +903,13 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable("locking the setup link"))?;
-        let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM setup_tokens WHERE token_hash = $1)")
-            .bind(setup_token_hash)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable("checking a setup link"))?;
+        let known: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM setup_tokens WHERE token_hash = $1 AND expires_at > $2)")
+                .bind(setup_token_hash)
+                .bind(at)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable("checking a setup link"))?;
         let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(&mut *tx)
             .await
@@ -902,7 +921,7 @@ impl Store for PostgresStore {
         }
         if !known {
             return Err(StoreError::NotFound(
-                "this setup link is not valid; use the newest one `booboo serve` printed".into(),
+                "this setup link is not valid or has expired; restart `booboo serve` for a new one".into(),
             ));
         }
         let row = sqlx::query(
@@ -986,44 +1005,141 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable("ending other sessions"))?;
+        sqlx::query("DELETE FROM password_links WHERE user_id = $1 AND used_at IS NULL")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable("voiding password links"))?;
         tx.commit().await.map_err(unavailable("committing a password change"))
     }
 
-    async fn record_sign_in_failure(&self, keys: &[String], at: i64) -> StoreResult<()> {
+    async fn reserve_sign_in(
+        &self,
+        address_key: &str,
+        account_key: &str,
+        limits: &SignInLimits,
+        now: i64,
+    ) -> StoreResult<SignInReservation> {
+        // The upserts lock both rows until commit, so another node's request
+        // for the same address or account waits and then reads this one's
+        // count. Always the address first: requests lock in the same order.
         let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
-        for key in keys {
-            sqlx::query("INSERT INTO sign_in_failures (key, at) VALUES ($1, $2)")
-                .bind(key)
-                .bind(at)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable("recording a failed sign-in"))?;
-        }
-        // Old failures no longer count for anything; keep the table small.
-        sqlx::query("DELETE FROM sign_in_failures WHERE at < $1")
-            .bind(at - SIGN_IN_FAILURES_KEPT_MS)
+        let address = lock_counter(&mut tx, address_key).await?;
+        let account = lock_counter(&mut tx, account_key).await?;
+        let (address, account) = match sign_in_limits::reserve(address, account, limits, now) {
+            Ok(counters) => counters,
+            // Nothing was changed; dropping the transaction rolls it back.
+            Err(refused) => return Ok(refused),
+        };
+        for (key, counter) in [(address_key, address), (account_key, account)] {
+            sqlx::query(
+                "UPDATE sign_in_limits SET window_ends_at = $1, checks = $2, next_check_at = $3 WHERE key = $4",
+            )
+            .bind(counter.window_ends_at)
+            .bind(counter.checks)
+            .bind(counter.next_check_at)
+            .bind(key)
             .execute(&mut *tx)
             .await
-            .map_err(unavailable("pruning failed sign-ins"))?;
-        tx.commit().await.map_err(unavailable("committing a failed sign-in"))
+            .map_err(unavailable("counting a sign-in"))?;
+        }
+        tx.commit().await.map_err(unavailable("committing a sign-in count"))?;
+        Ok(SignInReservation::Granted)
     }
 
-    async fn sign_in_failures(&self, key: &str, since: i64) -> StoreResult<i64> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM sign_in_failures WHERE key = $1 AND at >= $2")
-            .bind(key)
-            .bind(since)
-            .fetch_one(&self.pool)
+    async fn sign_in_succeeded(&self, address_key: &str, account_key: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        sqlx::query("UPDATE sign_in_limits SET checks = GREATEST(checks - 1, 0) WHERE key = $1")
+            .bind(address_key)
+            .execute(&mut *tx)
             .await
-            .map_err(unavailable("counting failed sign-ins"))
+            .map_err(unavailable("giving a sign-in check back"))?;
+        sqlx::query("DELETE FROM sign_in_limits WHERE key = $1")
+            .bind(account_key)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable("clearing an account's sign-in count"))?;
+        tx.commit().await.map_err(unavailable("committing a sign-in"))
     }
 
-    async fn clear_sign_in_failures(&self, key: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM sign_in_failures WHERE key = $1")
-            .bind(key)
+    async fn create_password_link(&self, token_hash: &str, user_id: i64, at: i64, expires_at: i64) -> StoreResult<()> {
+        sqlx::query("INSERT INTO password_links (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(token_hash)
+            .bind(user_id)
+            .bind(at)
+            .bind(expires_at)
             .execute(&self.pool)
             .await
-            .map_err(unavailable("clearing failed sign-ins"))?;
+            .map_err(unavailable("creating a password link"))?;
         Ok(())
+    }
+
+    async fn password_link(&self, token_hash: &str, now: i64) -> StoreResult<Option<User>> {
+        sqlx::query(
+            "SELECT u.id, u.email, u.password_hash, u.is_admin FROM password_links l JOIN users u ON u.id = l.user_id \
+             WHERE l.token_hash = $1 AND l.used_at IS NULL AND l.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("looking up a password link"))?
+        .map(|r| user_from_row(&r))
+        .transpose()
+        .map_err(unavailable("reading a user"))
+    }
+
+    async fn use_password_link(&self, token_hash: &str, password_hash: &str, now: i64) -> StoreResult<User> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        // The row lock of the UPDATE makes a second, concurrent use wait and
+        // then find the link used.
+        let user_id: i64 = sqlx::query_scalar(
+            "UPDATE password_links SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+             RETURNING user_id",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable("using a password link"))?
+        .ok_or_else(|| StoreError::NotFound(PASSWORD_LINK_GONE.into()))?;
+        let row = sqlx::query(
+            "UPDATE users SET password_hash = $1 WHERE id = $2 RETURNING id, email, password_hash, is_admin",
+        )
+        .bind(password_hash)
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable("setting a password"))?;
+        for (sql, doing) in [
+            ("DELETE FROM sessions WHERE user_id = $1", "ending sessions"),
+            ("DELETE FROM password_links WHERE user_id = $1 AND used_at IS NULL", "voiding password links"),
+        ] {
+            sqlx::query(sql).bind(user_id).execute(&mut *tx).await.map_err(unavailable(doing))?;
+        }
+        let user = user_from_row(&row).map_err(unavailable("reading a user"))?;
+        tx.commit().await.map_err(unavailable("committing a new password"))?;
+        Ok(user)
+    }
+
+    async fn prune_expired(&self, now: i64) -> StoreResult<Pruned> {
+        // Rows deleted: sessions, links, sign-in counters.
+        let mut counts = [0u64; 3];
+        for (sql, kind) in [
+            ("DELETE FROM sessions WHERE expires_at <= $1", 0),
+            ("DELETE FROM setup_tokens WHERE expires_at <= $1", 1),
+            ("DELETE FROM password_links WHERE expires_at <= $1", 1),
+            ("DELETE FROM invitations WHERE expires_at <= $1", 1),
+            ("DELETE FROM sign_in_limits WHERE window_ends_at <= $1 AND next_check_at <= $1", 2),
+        ] {
+            counts[kind] += sqlx::query(sql)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable("deleting expired sessions and links"))?
+                .rows_affected();
+        }
+        Ok(Pruned { sessions: counts[0], links: counts[1], sign_in_limits: counts[2] })
     }
 
     async fn organisations_for(&self, viewer: Viewer) -> StoreResult<Vec<OrgAccess>> {

@@ -42,6 +42,10 @@ pub(super) const PROJECT_COLUMNS: &str =
 pub(super) const ISSUE_COLUMNS: &str = "i.id, i.project_id, i.title, i.culprit, i.level, i.status, i.is_regression, \
      i.event_count, i.user_count, i.first_seen, i.last_seen, i.first_release, i.fingerprint";
 
+/// What a used, expired or unknown password link answers.
+pub(super) const PASSWORD_LINK_GONE: &str =
+    "this password link is unknown, used or expired; ask an administrator for a new one";
+
 /// Tags counted per event for the issue's tag breakdown; the event keeps all.
 pub(super) const MAX_TAGS_COUNTED: usize = 50;
 
@@ -156,6 +160,14 @@ pub(super) fn like_pattern(text: &str) -> String {
 /// `issue_from_row` and `event_from_row` for one backend's row type.
 macro_rules! row_readers {
     ($row:ty) => {
+        fn counter_from_row(row: &$row) -> Result<super::sign_in_limits::Counter, sqlx::Error> {
+            Ok(super::sign_in_limits::Counter {
+                window_ends_at: row.try_get("window_ends_at")?,
+                checks: row.try_get("checks")?,
+                next_check_at: row.try_get("next_check_at")?,
+            })
+        }
+
         fn user_from_row(row: &$row) -> Result<User, sqlx::Error> {
             Ok(User {
                 id: row.try_get("id")?,

@@ -1,11 +1,15 @@
-//! First run (the setup link), sign-in, sign-out and accepting invitations.
+//! First run (the setup link), sign-in, sign-out, accepting invitations and
+//! password links.
 
 use super::form::FormData;
+use super::local_path::same_origin_path;
 use super::page_error::PageError;
 use super::session::{self, ClientAddress, SignedIn};
 use super::templates::page;
+use super::time_text;
 use crate::app::AppState;
 use crate::cli::check_email;
+use crate::store::{SignInLimits, SignInReservation, StoreError};
 use crate::{clock, secrets};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -14,10 +18,12 @@ use minijinja::context;
 use serde::Deserialize;
 use std::sync::LazyLock;
 
-/// Failed sign-ins allowed per account, and per address, within the window.
-const ACCOUNT_ATTEMPTS: i64 = 5;
-const ADDRESS_ATTEMPTS: i64 = 30;
-const ATTEMPT_WINDOW_MS: i64 = 15 * 60_000;
+/// Password checks per address, and per account before it is slowed, in a
+/// 15-minute window (docs/security.md, "Sign-in and redirects"). There is
+/// no lockout: a slowed account still gets one check a second, so its
+/// owner gets in with the right password while someone else guesses.
+const SIGN_IN_LIMITS: SignInLimits =
+    SignInLimits { window_ms: 15 * 60_000, checks_per_address: 10, checks_per_account: 5, slowed_interval_ms: 1000 };
 pub const MIN_PASSWORD_CHARS: usize = 8;
 
 /// Checked against when the email is unknown, so that a wrong email takes
@@ -34,11 +40,7 @@ pub struct NextParam {
 
 /// Only paths on this server: a sign-in link must not send people elsewhere.
 fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
-        next
-    } else {
-        "/projects"
-    }
+    same_origin_path(next, "/projects")
 }
 
 fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
@@ -60,8 +62,25 @@ pub fn check_new_password(form: &FormData, field: &str, repeat: &str) -> Result<
     Ok(password.to_string())
 }
 
-fn hash(password: &str) -> Result<String, PageError> {
-    secrets::hash_password(password).map_err(PageError::Internal)
+/// Argon2 is slow by design: hashing runs on the blocking pool, so the
+/// async workers keep serving other requests meanwhile.
+pub async fn hash_password(password: String) -> Result<String, PageError> {
+    tokio::task::spawn_blocking(move || secrets::hash_password(&password))
+        .await
+        .map_err(|e| PageError::Internal(format!("password hashing: {e}")))?
+        .map_err(PageError::Internal)
+}
+
+/// Checks a password against a stored hash on the blocking pool; `None`
+/// (no such user) checks against a hash no password matches, so an unknown
+/// email takes as long to refuse as a wrong password.
+pub async fn verify_password(password: String, stored_hash: Option<String>) -> Result<bool, PageError> {
+    tokio::task::spawn_blocking(move || {
+        let matches = secrets::verify_password(&password, stored_hash.as_deref().unwrap_or(&UNKNOWN_USER_HASH));
+        matches && stored_hash.is_some()
+    })
+    .await
+    .map_err(|e| PageError::Internal(format!("password check: {e}")))
 }
 
 // --- first run ----------------------------------------------------------
@@ -71,7 +90,7 @@ pub async fn setup_form(
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, PageError> {
-    let valid = state.store.setup_token_valid(&secrets::token_hash(&token)).await?;
+    let valid = state.store.setup_token_valid(&secrets::token_hash(&token), clock::now_millis()).await?;
     let (csrf, cookie) = session::anonymous_form_token(&state, &headers)?;
     let status = if valid { StatusCode::OK } else { StatusCode::NOT_FOUND };
     let body = page("setup.html", context! { valid, csrf, token, email => "" })?;
@@ -102,7 +121,7 @@ pub async fn setup(
     };
     let user = state
         .store
-        .create_first_admin(&secrets::token_hash(&token), &email, &hash(&password)?, clock::now_millis())
+        .create_first_admin(&secrets::token_hash(&token), &email, &hash_password(password).await?, clock::now_millis())
         .await?;
     tracing::info!(email = %user.email, "first administrator created through the setup link");
     let cookie = session::start(&state, user.id).await?;
@@ -138,33 +157,43 @@ pub async fn sign_in(
         let body = page("signin.html", context! { csrf => form.get("csrf"), next, email => &email, error => message })?;
         Ok((status, body).into_response())
     };
-    let account_key = format!("account:{email}");
+    // The email is hashed into the key: any text can be typed there, and
+    // the limits table should hold neither emails nor unbounded keys.
+    let account_key = format!("account:{}", secrets::token_hash(&email));
     let address_key = format!("address:{address}");
-    let since = clock::now_millis() - ATTEMPT_WINDOW_MS;
-    if state.store.sign_in_failures(&account_key, since).await? >= ACCOUNT_ATTEMPTS {
-        return refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many failed sign-ins for this account. Wait 15 minutes and try again, or ask an administrator.",
-        );
-    }
-    if state.store.sign_in_failures(&address_key, since).await? >= ADDRESS_ATTEMPTS {
-        return refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many failed sign-ins from your network address. Wait 15 minutes and try again.",
-        );
+    let reservation =
+        state.store.reserve_sign_in(&address_key, &account_key, &SIGN_IN_LIMITS, clock::now_millis()).await?;
+    let (limit, retry_after_ms, message) = match reservation {
+        SignInReservation::Granted => ("", 0, String::new()),
+        SignInReservation::AddressLimited { retry_after_ms } => (
+            "address",
+            retry_after_ms,
+            format!(
+                "Too many failed sign-ins from your network address. Try again in {}.",
+                time_text::duration_words(retry_after_ms)
+            ),
+        ),
+        SignInReservation::AccountSlowed { retry_after_ms } => (
+            "account",
+            retry_after_ms,
+            "This account had many failed sign-ins, so it takes one attempt per second. Try again in a moment.".into(),
+        ),
+    };
+    if reservation != SignInReservation::Granted {
+        state.metrics.sign_in_refused(limit);
+        let mut response = refuse(StatusCode::TOO_MANY_REQUESTS, &message)?;
+        let seconds = (retry_after_ms.max(1) + 999) / 1000;
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return Ok(response);
     }
     let user = state.store.user_by_email(&email).await?;
     let password = form.secret("password").to_string();
-    let stored_hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| UNKNOWN_USER_HASH.clone());
-    // Argon2 is slow by design; keep it off the async workers.
-    let matches = tokio::task::spawn_blocking(move || secrets::verify_password(&password, &stored_hash))
-        .await
-        .map_err(|e| PageError::Internal(format!("password check: {e}")))?;
+    let matches = verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
     let Some(user) = user.filter(|_| matches) else {
-        state.store.record_sign_in_failure(&[account_key, address_key], clock::now_millis()).await?;
+        // The check stays counted: that is what the limits count.
         return refuse(StatusCode::UNAUTHORIZED, "Wrong email or password.");
     };
-    state.store.clear_sign_in_failures(&account_key).await?;
+    state.store.sign_in_succeeded(&address_key, &account_key).await?;
     let cookie = session::start(&state, user.id).await?;
     Ok(with_cookie(Redirect::to(safe_next(next)).into_response(), Some(cookie)))
 }
@@ -213,7 +242,7 @@ pub async fn accept_invitation(
         String::new()
     } else {
         match check_new_password(&form, "password", "password_repeat") {
-            Ok(password) => hash(&password)?,
+            Ok(password) => hash_password(password).await?,
             Err(message) => {
                 let body = page(
                     "invitation.html",
@@ -227,6 +256,51 @@ pub async fn accept_invitation(
     if !created {
         return Ok(Redirect::to("/signin?next=/projects").into_response());
     }
+    let cookie = session::start(&state, user.id).await?;
+    Ok(with_cookie(Redirect::to("/projects").into_response(), Some(cookie)))
+}
+
+// --- password links -----------------------------------------------------------
+
+pub async fn password_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, PageError> {
+    let user = state.store.password_link(&secrets::token_hash(&token), clock::now_millis()).await?;
+    let (csrf, cookie) = session::anonymous_form_token(&state, &headers)?;
+    let status = if user.is_some() { StatusCode::OK } else { StatusCode::NOT_FOUND };
+    let body = page("password.html", context! { user, csrf, token })?;
+    Ok(with_cookie((status, body).into_response(), cookie))
+}
+
+pub async fn use_password_link(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    form: FormData,
+) -> Result<Response, PageError> {
+    session::check_anonymous_form(&headers, &form)?;
+    let token_hash = secrets::token_hash(&token);
+    let password = match check_new_password(&form, "password", "password_repeat") {
+        Ok(password) => password,
+        Err(message) => {
+            let user = state.store.password_link(&token_hash, clock::now_millis()).await?;
+            let status = if user.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::NOT_FOUND };
+            let body = page("password.html", context! { user, csrf => form.get("csrf"), token, error => message })?;
+            return Ok((status, body).into_response());
+        }
+    };
+    let password_hash = hash_password(password).await?;
+    let user = match state.store.use_password_link(&token_hash, &password_hash, clock::now_millis()).await {
+        Ok(user) => user,
+        Err(StoreError::NotFound(_)) => {
+            let body = page("password.html", context! { user => None::<()>, csrf => form.get("csrf"), token })?;
+            return Ok((StatusCode::NOT_FOUND, body).into_response());
+        }
+        Err(other) => return Err(other.into()),
+    };
+    tracing::info!(email = %user.email, "password set through a password link");
     let cookie = session::start(&state, user.id).await?;
     Ok(with_cookie(Redirect::to("/projects").into_response(), Some(cookie)))
 }

@@ -4,6 +4,7 @@
 use super::chart::{self, HOUR_MS};
 use super::event_view;
 use super::form::FormData;
+use super::local_path::same_origin_path;
 use super::page_error::PageError;
 use super::session::SignedIn;
 use super::templates::page;
@@ -148,12 +149,7 @@ pub async fn list(
 
 /// Only paths on this server, to return to after a form.
 fn back_to(form: &FormData, fallback: String) -> String {
-    let back = form.get("back");
-    if back.starts_with('/') && !back.starts_with("//") && !back.starts_with("/\\") {
-        back.to_string()
-    } else {
-        fallback
-    }
+    same_origin_path(form.get("back"), &fallback).to_string()
 }
 
 fn status_of_action(action: &str) -> Result<IssueStatus, PageError> {

@@ -10,6 +10,7 @@ mod chart;
 mod event_view;
 mod form;
 mod issues;
+mod local_path;
 mod page_error;
 mod projects;
 mod session;
@@ -35,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/signin", get(auth::sign_in_form).post(auth::sign_in))
         .route("/signout", post(auth::sign_out))
         .route("/invitations/{token}", get(auth::invitation_form).post(auth::accept_invitation))
+        .route("/password/{token}", get(auth::password_form).post(auth::use_password_link))
         .route("/projects", get(projects::list).post(projects::create))
         .route("/projects/{org}/{project}", get(issues::list))
         .route("/projects/{org}/{project}/issues/bulk", post(issues::bulk))

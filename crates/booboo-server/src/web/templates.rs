@@ -32,6 +32,7 @@ template_files!(
     "event.html",
     "settings.html",
     "members.html",
+    "password.html",
 );
 
 fn configure(env: &mut Environment<'static>) {

@@ -17,6 +17,13 @@ pub fn ago(then: i64, now: i64) -> String {
     format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
 }
 
+/// A wait in words, rounded up: "1 second", "14 minutes".
+pub fn duration_words(ms: i64) -> String {
+    let seconds = (ms.max(0) + 999) / 1000;
+    let (n, unit) = if seconds < 60 { (seconds.max(1), "second") } else { ((seconds + 59) / 60, "minute") };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 /// `2026-01-01 12:00:00 UTC`.
 pub fn exact(ms: i64) -> String {
     let text = timestamp::format(timestamp::from_unix_millis(ms));
@@ -45,5 +52,7 @@ mod tests {
         assert_eq!(ago(now - 3 * 86_400_000, now), "3 days ago");
         assert_eq!(ago(now + 5_000, now), "just now");
         assert_eq!(exact(now), "2026-01-01 00:00:00 UTC");
+        assert_eq!(duration_words(1), "1 second");
+        assert_eq!(duration_words(14 * 60_000 + 1), "15 minutes");
     }
 }

@@ -5,7 +5,8 @@
 
 use crate::support::*;
 use booboo_server::store::{
-    Invitation, IssueFilter, IssueSort, IssueStatus, Page, Role, Session, Store, StoreError, StoreOutcome, Viewer,
+    Invitation, IssueFilter, IssueSort, IssueStatus, Page, Pruned, Role, Session, SignInLimits, SignInReservation,
+    Store, StoreError, StoreOutcome, Viewer,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -50,7 +51,11 @@ store_tests!(
     events_list_newest_first_and_are_found_by_id,
     a_setup_link_creates_the_first_administrator_once,
     sessions_last_until_they_expire_end_or_the_password_changes,
-    sign_in_failures_are_counted_per_key_within_a_window,
+    a_setup_link_expires,
+    sign_in_checks_are_reserved_per_address_and_account,
+    parallel_sign_ins_never_reserve_more_than_the_limit,
+    password_links_set_a_password_once_and_end_sessions,
+    expired_sessions_links_and_counters_are_pruned,
     roles_members_and_removal,
     invitations_are_used_once_and_expire,
     api_tokens_are_listed_and_revoked_by_their_owner_only,
@@ -327,17 +332,17 @@ async fn an_export_reads_one_cut_in_pages(store: Arc<dyn Store>) {
 // --- the dashboard's verbs ------------------------------------------------------
 
 async fn a_setup_link_creates_the_first_administrator_once(store: Arc<dyn Store>) {
-    store.add_setup_token("hash-a", T0).await.unwrap();
-    store.add_setup_token("hash-b", T0).await.unwrap();
-    assert!(store.setup_token_valid("hash-a").await.unwrap());
-    assert!(!store.setup_token_valid("hash-x").await.unwrap());
+    store.add_setup_token("hash-a", T0, T0 + DAY).await.unwrap();
+    store.add_setup_token("hash-b", T0, T0 + DAY).await.unwrap();
+    assert!(store.setup_token_valid("hash-a", T0).await.unwrap());
+    assert!(!store.setup_token_valid("hash-x", T0).await.unwrap());
     let err = store.create_first_admin("hash-x", "a@example.com", "h", T0).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
     assert_eq!(store.user_count().await.unwrap(), 0);
     let admin = store.create_first_admin("hash-b", "a@example.com", "h", T0).await.unwrap();
     assert!(admin.is_admin);
     // Every link is spent once an administrator exists.
-    assert!(!store.setup_token_valid("hash-a").await.unwrap());
+    assert!(!store.setup_token_valid("hash-a", T0).await.unwrap());
     let err = store.create_first_admin("hash-a", "b@example.com", "h", T0).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
     assert_eq!(store.user_count().await.unwrap(), 1);
@@ -364,17 +369,124 @@ async fn sessions_last_until_they_expire_end_or_the_password_changes(store: Arc<
     assert!(store.session("s3", T0).await.unwrap().is_none(), "other sessions end with a password change");
 }
 
-async fn sign_in_failures_are_counted_per_key_within_a_window(store: Arc<dyn Store>) {
-    let keys = ["account:a@example.com".to_string(), "address:10.0.0.1".to_string()];
-    store.record_sign_in_failure(&keys, T0).await.unwrap();
-    store.record_sign_in_failure(&keys, T0 + 10).await.unwrap();
-    store.record_sign_in_failure(&keys[1..], T0 + 20).await.unwrap();
-    assert_eq!(store.sign_in_failures(&keys[0], T0).await.unwrap(), 2);
-    assert_eq!(store.sign_in_failures(&keys[1], T0).await.unwrap(), 3);
-    assert_eq!(store.sign_in_failures(&keys[1], T0 + 5).await.unwrap(), 2, "only failures since the window start");
-    store.clear_sign_in_failures(&keys[0]).await.unwrap();
-    assert_eq!(store.sign_in_failures(&keys[0], T0).await.unwrap(), 0);
-    assert_eq!(store.sign_in_failures(&keys[1], T0).await.unwrap(), 3);
+const DAY: i64 = 86_400_000;
+
+async fn a_setup_link_expires(store: Arc<dyn Store>) {
+    store.add_setup_token("hash-a", T0, T0 + DAY).await.unwrap();
+    assert!(store.setup_token_valid("hash-a", T0 + DAY - 1).await.unwrap());
+    assert!(!store.setup_token_valid("hash-a", T0 + DAY).await.unwrap());
+    let err = store.create_first_admin("hash-a", "a@example.com", "h", T0 + DAY).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert_eq!(store.user_count().await.unwrap(), 0);
+}
+
+const LIMITS: SignInLimits =
+    SignInLimits { window_ms: 60_000, checks_per_address: 4, checks_per_account: 2, slowed_interval_ms: 1000 };
+
+async fn sign_in_checks_are_reserved_per_address_and_account(store: Arc<dyn Store>) {
+    let reserve = |address: &'static str, account: &'static str, at: i64| {
+        let store = store.clone();
+        async move { store.reserve_sign_in(address, account, &LIMITS, at).await.unwrap() }
+    };
+    use SignInReservation::*;
+    // Two checks at full speed, then one a second: slowed, never locked.
+    assert_eq!(reserve("address:a", "account:x", T0).await, Granted);
+    assert_eq!(reserve("address:a", "account:x", T0 + 1).await, Granted);
+    assert_eq!(reserve("address:b", "account:x", T0 + 2).await, Granted, "the first slowed check is due");
+    assert_eq!(reserve("address:b", "account:x", T0 + 502).await, AccountSlowed { retry_after_ms: 500 });
+    assert_eq!(reserve("address:c", "account:x", T0 + 1002).await, Granted, "due again a second later");
+    // Address a has used two of its four checks; other accounts count too.
+    assert_eq!(reserve("address:a", "account:y", T0 + 10).await, Granted);
+    assert_eq!(reserve("address:a", "account:z", T0 + 20).await, Granted);
+    assert_eq!(reserve("address:a", "account:w", T0 + 30).await, AddressLimited { retry_after_ms: 59_970 });
+    // A success gives the address its check back and clears the account.
+    store.sign_in_succeeded("address:a", "account:y").await.unwrap();
+    assert_eq!(reserve("address:a", "account:w", T0 + 40).await, Granted);
+    assert_eq!(reserve("address:a", "account:w", T0 + 50).await, AddressLimited { retry_after_ms: 59_950 });
+    store.sign_in_succeeded("address:c", "account:x").await.unwrap();
+    assert_eq!(reserve("address:d", "account:x", T0 + 1003).await, Granted, "the owner got in: full speed again");
+    // A refused request changed nothing, and a new window starts afresh.
+    assert_eq!(reserve("address:a", "account:v", T0 + 60_000).await, Granted);
+}
+
+async fn parallel_sign_ins_never_reserve_more_than_the_limit(store: Arc<dyn Store>) {
+    let limits = SignInLimits { checks_per_address: 10, checks_per_account: 1000, ..LIMITS };
+    let attempts = (0..60).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store.reserve_sign_in("address:10.0.0.1", &format!("account:{n}"), &limits, T0).await.unwrap()
+        })
+    });
+    let mut granted = 0;
+    for attempt in attempts.collect::<Vec<_>>() {
+        match attempt.await.unwrap() {
+            SignInReservation::Granted => granted += 1,
+            SignInReservation::AddressLimited { retry_after_ms } => assert_eq!(retry_after_ms, 60_000),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(granted, 10, "exactly the limit, however the requests interleave");
+    // The same for one account guessed at from many addresses at once.
+    let attempts = (0..40).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store.reserve_sign_in(&format!("address:{n}"), "account:victim", &LIMITS, T0).await.unwrap()
+        })
+    });
+    let mut granted = 0;
+    for attempt in attempts.collect::<Vec<_>>() {
+        granted += (attempt.await.unwrap() == SignInReservation::Granted) as usize;
+    }
+    assert_eq!(granted, 3, "two at full speed, then one for this second");
+}
+
+async fn password_links_set_a_password_once_and_end_sessions(store: Arc<dyn Store>) {
+    let user = store.create_user("a@example.com", "old", false, T0).await.unwrap();
+    store.create_session("s1", user.id, &session("c1", T0 + DAY)).await.unwrap();
+    store.create_password_link("link-1", user.id, T0, T0 + DAY).await.unwrap();
+    store.create_password_link("link-2", user.id, T0, T0 + DAY).await.unwrap();
+    store.create_password_link("link-old", user.id, T0, T0 + 10).await.unwrap();
+    assert_eq!(store.password_link("link-1", T0).await.unwrap().unwrap().email, "a@example.com");
+    assert!(store.password_link("link-old", T0 + 10).await.unwrap().is_none(), "expired");
+    let err = store.use_password_link("link-old", "new", T0 + 10).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert!(store.use_password_link("nope", "new", T0).await.is_err());
+    let changed = store.use_password_link("link-1", "new", T0 + 5).await.unwrap();
+    assert_eq!((changed.id, changed.password_hash.as_str()), (user.id, "new"));
+    assert!(store.session("s1", T0 + 6).await.unwrap().is_none(), "every session ends");
+    assert!(store.use_password_link("link-1", "again", T0 + 6).await.is_err(), "used once");
+    assert!(store.password_link("link-2", T0 + 6).await.unwrap().is_none(), "other links are void");
+    // A password change voids open links too.
+    store.create_password_link("link-3", user.id, T0, T0 + DAY).await.unwrap();
+    store.set_password(user.id, "newer", "").await.unwrap();
+    assert!(store.password_link("link-3", T0).await.unwrap().is_none());
+    assert_eq!(store.user_by_email("a@example.com").await.unwrap().unwrap().password_hash, "newer");
+}
+
+async fn expired_sessions_links_and_counters_are_pruned(store: Arc<dyn Store>) {
+    project(&store, "acme", "web").await;
+    let user = store.create_user("a@example.com", "h", false, T0).await.unwrap();
+    store.create_session("old", user.id, &session("c1", T0 + 10)).await.unwrap();
+    store.create_session("live", user.id, &session("c2", T0 + DAY)).await.unwrap();
+    store.add_setup_token("setup-old", T0, T0 + 10).await.unwrap();
+    store.create_password_link("link-old", user.id, T0, T0 + 10).await.unwrap();
+    store.create_password_link("link-live", user.id, T0, T0 + DAY).await.unwrap();
+    let invitation = |email: &str, expires_at| Invitation {
+        org_slug: "acme".into(),
+        email: email.into(),
+        role: Role::Member,
+        expires_at,
+    };
+    store.create_invitation("inv-old", &invitation("b@example.com", T0 + 10), T0).await.unwrap();
+    store.create_invitation("inv-live", &invitation("c@example.com", T0 + DAY), T0).await.unwrap();
+    let limits = SignInLimits { window_ms: 10, ..LIMITS };
+    store.reserve_sign_in("address:a", "account:x", &limits, T0).await.unwrap();
+    let pruned = store.prune_expired(T0 + 10).await.unwrap();
+    assert_eq!(pruned, Pruned { sessions: 1, links: 3, sign_in_limits: 2 });
+    assert!(store.session("live", T0 + 10).await.unwrap().is_some());
+    assert!(store.password_link("link-live", T0 + 10).await.unwrap().is_some());
+    assert!(store.invitation("inv-live", T0 + 10).await.unwrap().is_some());
+    assert_eq!(store.prune_expired(T0 + 10).await.unwrap(), Pruned::default(), "nothing left to prune");
 }
 
 async fn roles_members_and_removal(store: Arc<dyn Store>) {
