@@ -59,12 +59,17 @@ pub(super) fn reserve(
 ) -> Result<(Counter, Counter), SignInReservation> {
     let mut address = address.current(limits, now);
     if address.checks >= limits.checks_per_address {
-        return Err(SignInReservation::AddressLimited { retry_after_ms: address.window_ends_at - now });
+        // `now` was read before the lock was granted, so a window another
+        // request opened meanwhile may end a little past now + window; the
+        // wait asked of the client never exceeds the rule itself.
+        let retry_after_ms = (address.window_ends_at - now).min(limits.window_ms);
+        return Err(SignInReservation::AddressLimited { retry_after_ms });
     }
     let mut account = account.current(limits, now);
     if account.checks >= limits.checks_per_account {
         if account.next_check_at > now {
-            return Err(SignInReservation::AccountSlowed { retry_after_ms: account.next_check_at - now });
+            let retry_after_ms = (account.next_check_at - now).min(limits.slowed_interval_ms);
+            return Err(SignInReservation::AccountSlowed { retry_after_ms });
         }
         account.next_check_at = now + limits.slowed_interval_ms;
     }
