@@ -45,6 +45,13 @@ struct Cli {
     /// Days an invitation or password link works unless used first (default 7).
     #[arg(long, global = true, env = "BOOBOO_LINK_LIFETIME_DAYS", value_name = "DAYS")]
     link_lifetime_days: Option<usize>,
+    /// Send e-mail through this server: smtp://user:pass@host:587 (STARTTLS when offered;
+    /// add ?starttls=required to demand it) or smtps://host:465 (implicit TLS).
+    #[arg(long, global = true, env = "BOOBOO_SMTP_URL", value_name = "URL")]
+    smtp_url: Option<String>,
+    /// The sender of booboo's e-mail, such as booboo@example.com (needed with --smtp-url).
+    #[arg(long, global = true, env = "BOOBOO_EMAIL_FROM", value_name = "ADDRESS")]
+    email_from: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -188,6 +195,8 @@ pub fn run() -> Result<(), String> {
         max_batch: cli.max_batch,
         trusted_proxies: cli.trusted_proxies,
         link_lifetime_days: cli.link_lifetime_days,
+        smtp_url: cli.smtp_url,
+        email_from: cli.email_from,
     })?;
     if let Command::Config(ConfigCommand::Show) = cli.command {
         print!("{}", config.show());

@@ -44,6 +44,11 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// How long invitation and password links work, unless used first.
     pub link_lifetime_days: usize,
+    /// Where e-mail leaves (`smtp://user:pass@host:587`); no e-mail without
+    /// it. Checked by `mail::Mailer::from_config` at start-up.
+    pub smtp_url: Option<String>,
+    /// The sender of every e-mail (`booboo@example.com`).
+    pub email_from: Option<String>,
 }
 
 impl Config {
@@ -67,6 +72,8 @@ pub struct Overrides {
     pub max_batch: Option<usize>,
     pub trusted_proxies: Option<String>,
     pub link_lifetime_days: Option<usize>,
+    pub smtp_url: Option<String>,
+    pub email_from: Option<String>,
 }
 
 impl Config {
@@ -130,6 +137,9 @@ impl Config {
                 "--link-lifetime-days: {link_lifetime_days} is outside 1 to 90; a link is a password, keep it short-lived"
             ));
         }
+        let non_empty = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+        let smtp_url = non_empty(text(overrides.smtp_url, "smtp_url"));
+        let email_from = non_empty(text(overrides.email_from, "email_from"));
         Ok(Config {
             bind,
             data_dir,
@@ -142,6 +152,8 @@ impl Config {
             max_batch,
             trusted_proxies,
             link_lifetime_days,
+            smtp_url,
+            email_from,
         })
     }
 
@@ -164,7 +176,7 @@ impl Config {
     /// `key = value` lines, secrets redacted, for `booboo config show`.
     pub fn show(&self) -> String {
         format!(
-            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\n",
+            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\nsmtp_url = {}\nemail_from = {}\n",
             self.bind,
             self.data_dir.display(),
             crate::store::redact_url(&self.database_url),
@@ -175,6 +187,8 @@ impl Config {
             self.max_batch,
             self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
             self.link_lifetime_days,
+            self.smtp_url.as_deref().map(crate::store::redact_url).unwrap_or_default(),
+            self.email_from.as_deref().unwrap_or_default(),
         )
     }
 }
@@ -215,6 +229,8 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
             "max_batch",
             "trusted_proxies",
             "link_lifetime_days",
+            "smtp_url",
+            "email_from",
         ];
         if !known.contains(&key) {
             return Err(format!("{}:{}: unknown setting `{key}`", path.display(), n + 1));
@@ -276,5 +292,22 @@ mod tests {
         assert!(err.contains("--max-envelope-bytes"), "{err}");
         let err = Config::load(Overrides { link_lifetime_days: Some(0), ..Overrides::default() }).err().unwrap();
         assert!(err.contains("--link-lifetime-days"), "{err}");
+    }
+
+    #[test]
+    fn smtp_settings_come_from_the_file_and_the_password_is_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("booboo.conf");
+        std::fs::write(
+            &file,
+            "smtp_url = \"smtp://mailer:hunter22@mail.example.com:587\"\nemail_from = booboo@example.com\n",
+        )
+        .unwrap();
+        let config = Config::load(Overrides { config_file: Some(file), ..Overrides::default() }).unwrap();
+        assert_eq!(config.smtp_url.as_deref(), Some("smtp://mailer:hunter22@mail.example.com:587"));
+        assert_eq!(config.email_from.as_deref(), Some("booboo@example.com"));
+        let shown = config.show();
+        assert!(shown.contains("smtp_url = smtp://mailer:[redacted]@mail.example.com:587"), "{shown}");
+        assert!(!format!("{config:?}").contains("hunter22"));
     }
 }
