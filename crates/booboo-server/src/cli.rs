@@ -2,6 +2,7 @@
 //! command loads the one configuration, opens the store, does one thing.
 
 use crate::config::{Config, Overrides};
+use crate::mail::{Mailer, OutgoingMail};
 use crate::store::{self, Role, Store};
 use crate::{backup, clock, secrets, serve};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -75,6 +76,9 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Check the e-mail settings (--smtp-url, --email-from).
+    #[command(subcommand)]
+    Email(EmailCommand),
     /// Copy the SQLite database, consistently, to a new file while the server runs.
     Backup {
         #[arg(value_name = "PATH")]
@@ -153,6 +157,15 @@ enum TokenCommand {
 }
 
 #[derive(Subcommand)]
+enum EmailCommand {
+    /// Send a test e-mail through the configured SMTP server; says why when it fails.
+    Test {
+        #[arg(long, value_name = "ADDRESS")]
+        to: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Print the effective configuration, secrets redacted.
     Show,
@@ -210,6 +223,10 @@ pub fn run() -> Result<(), String> {
         if let Command::Serve = cli.command {
             return serve::serve(config).await;
         }
+        if let Command::Email(EmailCommand::Test { to }) = &cli.command {
+            // No store: this checks the mail settings alone.
+            return send_test_email(&config, to).await;
+        }
         validate_arguments(&cli.command)?;
         if let Command::Restore { path } = &cli.command {
             // Not through the store: opening it would create and migrate
@@ -230,7 +247,9 @@ pub fn run() -> Result<(), String> {
                 Ok(())
             }
             Command::Export { path } => export(store, &path).await,
-            Command::Serve | Command::Config(_) | Command::Restore { .. } => unreachable!("handled above"),
+            Command::Serve | Command::Config(_) | Command::Restore { .. } | Command::Email(_) => {
+                unreachable!("handled above")
+            }
         }
     })
 }
@@ -247,7 +266,9 @@ fn validate_arguments(command: &Command) -> Result<(), String> {
         Command::Project(ProjectCommand::Create { path }) | Command::Export { path } => {
             split_project_path(path).map(|_| ())
         }
-        Command::Serve | Command::Config(_) | Command::Backup { .. } | Command::Restore { .. } => Ok(()),
+        Command::Serve | Command::Config(_) | Command::Email(_) | Command::Backup { .. } | Command::Restore { .. } => {
+            Ok(())
+        }
     }
 }
 
@@ -345,6 +366,25 @@ async fn reset_link(store: &dyn Store, config: &Config, email: &str) -> Result<(
         user.email, config.link_lifetime_days
     );
     println!("{}", password_link_url(config, &token));
+    Ok(())
+}
+
+async fn send_test_email(config: &Config, to: &str) -> Result<(), String> {
+    let mailer = Mailer::from_config(config)?
+        .ok_or("e-mail is not configured: set --smtp-url (BOOBOO_SMTP_URL) and --email-from (BOOBOO_EMAIL_FROM)")?;
+    let text = format!(
+        "This test e-mail from booboo at {} shows that its e-mail settings work: {}.",
+        config.public_url,
+        mailer.describe()
+    );
+    let mail = OutgoingMail {
+        to: to.to_string(),
+        subject: "booboo test e-mail".into(),
+        html: format!("<p>{}</p>", text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")),
+        text,
+    };
+    mailer.send(mail).await.map_err(|e| format!("the test e-mail was not sent: {e}"))?;
+    println!("Sent a test e-mail to {to} through {}.", mailer.describe());
     Ok(())
 }
 

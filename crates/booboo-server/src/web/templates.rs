@@ -33,6 +33,11 @@ template_files!(
     "settings.html",
     "members.html",
     "password.html",
+    "forgot_password.html",
+    "email_password_reset.txt",
+    "email_password_reset.html",
+    "email_invitation.txt",
+    "email_invitation.html",
 );
 
 fn configure(env: &mut Environment<'static>) {
@@ -107,7 +112,7 @@ mod tests {
         let mut files: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".html"))
+            .filter(|n| n.ends_with(".html") || n.ends_with(".txt"))
             .collect();
         files.sort();
         let mut listed: Vec<String> = TEMPLATE_NAMES.iter().map(|s| s.to_string()).collect();
