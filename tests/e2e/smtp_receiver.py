@@ -45,9 +45,10 @@ class _Handler:
 
 class SmtpReceiver:
     """`with SmtpReceiver() as smtp:` listens on a free loopback port; `smtp.url`
-    is what `--smtp-url` takes. It offers no STARTTLS."""
+    is what `--smtp-url` takes. It offers STARTTLS (and demands it) only when
+    given an `ssl.SSLContext`."""
 
-    def __init__(self):
+    def __init__(self, tls_context=None):
         self.messages: list[Received] = []
         self.changed = threading.Condition()
         # Port 0 is not allowed by Controller's readiness check, so ask the
@@ -55,7 +56,8 @@ class SmtpReceiver:
         from conftest import free_port
 
         self.port = free_port()
-        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=True)
+        tls = {"tls_context": tls_context, "require_starttls": True} if tls_context else {}
+        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=True, **tls)
 
     @property
     def url(self) -> str:

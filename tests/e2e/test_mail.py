@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import html
 import re
+import ssl
 import subprocess
 import time
 
 import pytest
 
 from conftest import BIN, Server, create_project, free_port
+from smtp_receiver import SmtpReceiver
 from test_accounts import PASSWORD, Browser, csrf_of, new_user
 
 FROM = "booboo <booboo@example.com>"
@@ -192,6 +194,31 @@ def test_starttls_required_refuses_a_server_without_it(tmp_path, smtp):
     assert "Sent a test e-mail to ops@example.com" in sent.stdout
     [mail] = smtp.wait_for("ops@example.com")
     assert mail.message["Subject"] == "booboo test e-mail"
+
+
+def test_starttls_with_a_certificate_nobody_vouches_for_is_refused(tmp_path):
+    # A server that offers STARTTLS with a self-signed certificate: booboo
+    # upgrades (asked to or not) and refuses the certificate rather than
+    # send in plain text or to an impostor.
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = Server(tmp_path / "data")  # for its environment and CLI; not started
+    with SmtpReceiver(tls_context=context) as smtp:
+        for query in ("?starttls=required", ""):
+            result = server.run_cli(
+                "email", "test", "--to", "ops@example.com", check=False,
+                env={"BOOBOO_EMAIL_FROM": FROM, "BOOBOO_SMTP_URL": smtp.url + query},
+            )
+            assert result.returncode != 0, result.stdout
+            assert f"TLS with the SMTP server 127.0.0.1:{smtp.port} failed" in result.stderr, result.stderr
+            assert "certificate" in result.stderr.lower(), result.stderr
+        assert smtp.messages == []
 
 
 def test_bad_mail_settings_stop_the_start_and_the_password_is_never_shown(tmp_path):

@@ -142,7 +142,7 @@ impl Mailer {
             MailError::Temporary(format!(
                 "the SMTP server {server} does not offer STARTTLS, which ?starttls=required in --smtp-url demands; nothing was sent"
             ))
-        } else if e.is_tls() {
+        } else if e.is_tls() || is_tls_failure(e) {
             MailError::Temporary(format!("TLS with the SMTP server {server} failed: {detail}"))
         } else if e.is_timeout() {
             MailError::Temporary(format!("the SMTP server {server} did not answer in time: {detail}"))
@@ -152,19 +152,32 @@ impl Mailer {
     }
 }
 
-/// An error and its causes on one line ("connection error: Connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// lettre's message on one line, without the repeated "Connection error: "
+/// of an error it wrapped twice.
+fn error_chain(e: &lettre::transport::smtp::Error) -> String {
     let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
+    while let Some(start) = text.find("Connection error: Connection error: ") {
+        text.replace_range(start..start + "Connection error: ".len(), "");
     }
     text
+}
+
+/// Whether a TLS handshake or certificate check failed somewhere below:
+/// lettre reports those as connection errors wrapping rustls' own.
+fn is_tls_failure(e: &lettre::transport::smtp::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = cause {
+        if error.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(inner) = error.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            if inner.is::<rustls::Error>() {
+                return true;
+            }
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// EHLO names this server by its public host, as RFC 5321 asks, rather
