@@ -35,6 +35,13 @@ class _Handler:
     def __init__(self, receiver: "SmtpReceiver"):
         self.receiver = receiver
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        refusal = self.receiver.refuse.get(address)
+        if refusal:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.receiver.changed:
@@ -50,6 +57,9 @@ class SmtpReceiver:
 
     def __init__(self, tls_context=None):
         self.messages: list[Received] = []
+        # Recipient → the reply RCPT TO gets instead of 250, such as
+        # "550 5.1.1 no such mailbox" or "451 4.3.0 try again later".
+        self.refuse: dict[str, str] = {}
         self.changed = threading.Condition()
         # Port 0 is not allowed by Controller's readiness check, so ask the
         # system for a free port first.

@@ -154,6 +154,57 @@ def test_an_instance_admin_gets_the_invitation_emailed_and_shown(server, smtp):
     assert link_in(mail.part("text/plain"), server, "invitations") == shown
 
 
+def test_invitation_emails_are_limited_per_sender_and_per_recipient(server, smtp):
+    project = create_project(server)
+    admin = new_user(server, "busy-admin@example.com")
+    server.run_cli("member", "add", project.org, admin, "--role", "admin")
+    browser = Browser(server)
+    assert browser.sign_in(admin).status == 303
+    members = f"/settings/orgs/{project.org}"
+
+    def invite(address: str):
+        page = browser.get(members)
+        return browser.post(members + "/members", {"csrf": csrf_of(page.body), "email": address, "role": "member"})
+
+    # One address: three at once, then one every 20 minutes.
+    for _ in range(4):
+        assert invite("wanted@example.com").status == 200
+    answer = invite("wanted@example.com")
+    assert answer.status == 429 and "wanted@example.com was sent several invitations" in answer.body, answer
+    assert len(smtp.wait_for("wanted@example.com", 4)) == 4
+    # One sender: twenty an hour (four sent above), whoever they go to.
+    for n in range(16):
+        assert invite(f"guest{n}@example.com").status == 200
+    answer = invite("one-too-many@example.com")
+    assert answer.status == 429 and "You sent many invitations" in answer.body, answer
+    assert smtp.to("one-too-many@example.com") == []
+
+
+def test_a_refusing_mail_server_is_told_apart_from_a_busy_one(server, smtp):
+    smtp.refuse["gone@example.com"] = "550 5.1.1 no such mailbox"
+    smtp.refuse["later@example.com"] = "451 4.3.0 try again later"
+    env = {"BOOBOO_EMAIL_FROM": FROM, "BOOBOO_SMTP_URL": smtp.url}
+    gone = server.run_cli("email", "test", "--to", "gone@example.com", check=False, env=env)
+    assert gone.returncode != 0 and "refused the message" in gone.stderr and "550" in gone.stderr, gone.stderr
+    later = server.run_cli("email", "test", "--to", "later@example.com", check=False, env=env)
+    assert later.returncode != 0 and "temporary failure" in later.stderr and "451" in later.stderr, later.stderr
+
+    # In the dashboard: a refused invitation is the request's problem (422), a
+    # busy server may take it later (503); neither shows the link.
+    project = create_project(server)
+    admin = new_user(server, "picky-admin@example.com")
+    server.run_cli("member", "add", project.org, admin, "--role", "admin")
+    browser = Browser(server)
+    assert browser.sign_in(admin).status == 303
+    members = f"/settings/orgs/{project.org}"
+    for address, status in [("gone@example.com", 422), ("later@example.com", 503)]:
+        page = browser.get(members)
+        answer = browser.post(members + "/members", {"csrf": csrf_of(page.body), "email": address, "role": "member"})
+        assert answer.status == status and "could not be e-mailed" in answer.body, answer
+        assert "/invitations/" not in answer.body
+    assert smtp.messages == []
+
+
 def test_an_unreachable_mail_server_never_breaks_the_pages(tmp_path):
     closed = free_port()  # nothing listens here
     server = mail_server(tmp_path, f"smtp://127.0.0.1:{closed}")

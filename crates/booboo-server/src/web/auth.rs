@@ -289,7 +289,7 @@ pub async fn password_form(
     let user = state.store.password_link(&secrets::token_hash(&token), clock::now_millis()).await?;
     let (csrf, cookie) = session::anonymous_form_token(&state, &headers)?;
     let status = if user.is_some() { StatusCode::OK } else { StatusCode::NOT_FOUND };
-    let body = page("password.html", context! { user, csrf, token })?;
+    let body = page("password.html", context! { user, csrf, token, can_reset => state.mailer.is_some() })?;
     Ok(with_cookie((status, body).into_response(), cookie))
 }
 
@@ -306,7 +306,10 @@ pub async fn use_password_link(
         Err(message) => {
             let user = state.store.password_link(&token_hash, clock::now_millis()).await?;
             let status = if user.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::NOT_FOUND };
-            let body = page("password.html", context! { user, csrf => form.get("csrf"), token, error => message })?;
+            let body = page(
+                "password.html",
+                context! { user, csrf => form.get("csrf"), token, error => message, can_reset => state.mailer.is_some() },
+            )?;
             return Ok((status, body).into_response());
         }
     };
@@ -314,7 +317,10 @@ pub async fn use_password_link(
     let user = match state.store.use_password_link(&token_hash, &password_hash, clock::now_millis()).await {
         Ok(user) => user,
         Err(StoreError::NotFound(_)) => {
-            let body = page("password.html", context! { user => None::<()>, csrf => form.get("csrf"), token })?;
+            let body = page(
+                "password.html",
+                context! { user => None::<()>, csrf => form.get("csrf"), token, can_reset => state.mailer.is_some() },
+            )?;
             return Ok((StatusCode::NOT_FOUND, body).into_response());
         }
         Err(other) => return Err(other.into()),

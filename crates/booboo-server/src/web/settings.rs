@@ -7,15 +7,26 @@ use super::form::FormData;
 use super::page_error::PageError;
 use super::session::SignedIn;
 use super::templates::page;
+use super::time_text::duration_words;
 use crate::app::AppState;
 use crate::cli::check_email;
 use crate::mail::MailError;
-use crate::store::{Invitation, Role};
+use crate::store::{Invitation, Role, SignInLimits, SignInReservation};
 use crate::{clock, secrets};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
+
+/// E-mailed invitations per inviting account (the counters' "address"
+/// slot), and per invited address before it is slowed to one every 20
+/// minutes, in an hour (docs/security.md, "Accounts and links").
+const INVITATION_LIMITS: SignInLimits = SignInLimits {
+    window_ms: 3_600_000,
+    checks_per_address: 20,
+    checks_per_account: 3,
+    slowed_interval_ms: 20 * 60_000,
+};
 
 /// What a settings page shows once beside its usual content.
 #[derive(Default)]
@@ -174,6 +185,31 @@ pub async fn add_member(
              {email} from this page or to run `booboo user create --email {email}`; then add them here."
         );
         return members_page(&state, &me, &org, refuse(&message)).await;
+    }
+    if state.mailer.is_some() {
+        // Anyone may create an organisation and so invite: the limits keep
+        // booboo's mail server from carrying spam.
+        let sender_key = format!("invite-sender:{}", me.user.id);
+        let recipient_key = format!("invite-recipient:{}", secrets::token_hash(&email));
+        let reservation =
+            state.store.reserve_sign_in(&sender_key, &recipient_key, &INVITATION_LIMITS, clock::now_millis()).await?;
+        let wait = match reservation {
+            SignInReservation::Granted => None,
+            SignInReservation::AddressLimited { retry_after_ms } => Some(format!(
+                "You sent many invitations within the hour. Try again in {}.",
+                duration_words(retry_after_ms)
+            )),
+            SignInReservation::AccountSlowed { retry_after_ms } => Some(format!(
+                "{email} was sent several invitations within the hour. Try again in {}.",
+                duration_words(retry_after_ms)
+            )),
+        };
+        if let Some(message) = wait {
+            tracing::info!(%email, inviter = %me.user.email, "invitation e-mail refused: too many within the hour");
+            let notice =
+                Notice { status: Some(StatusCode::TOO_MANY_REQUESTS), error: Some(message), ..Notice::default() };
+            return members_page(&state, &me, &org, notice).await;
+        }
     }
     let token = secrets::new_session_token();
     let now = clock::now_millis();
