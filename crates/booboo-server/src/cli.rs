@@ -42,6 +42,21 @@ struct Cli {
     /// Most events stored in one transaction.
     #[arg(long, global = true, env = "BOOBOO_MAX_BATCH", value_name = "EVENTS")]
     max_batch: Option<usize>,
+    /// Seconds a client has, from its first byte, to send a request's headers (default 10).
+    #[arg(long, global = true, env = "BOOBOO_HEADER_TIMEOUT", value_name = "SECONDS")]
+    header_timeout: Option<u64>,
+    /// Seconds a client has, once the headers are in, to send the whole body (default 60).
+    #[arg(long, global = true, env = "BOOBOO_BODY_TIMEOUT", value_name = "SECONDS")]
+    body_timeout: Option<u64>,
+    /// Seconds a connection may sit with nothing moving between requests (default 30).
+    #[arg(long, global = true, env = "BOOBOO_IDLE_TIMEOUT", value_name = "SECONDS")]
+    idle_timeout: Option<u64>,
+    /// Open connections at once; more wait to be accepted (default 1024).
+    #[arg(long, global = true, env = "BOOBOO_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+    /// Bytes of request bodies and queued events held at once; past it ingestion answers "retry later" (default 256 MiB).
+    #[arg(long, global = true, env = "BOOBOO_MAX_INFLIGHT_BYTES", value_name = "BYTES")]
+    max_inflight_bytes: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -158,6 +173,11 @@ pub fn run() -> Result<(), String> {
         queue_capacity: cli.queue_capacity,
         max_batch: cli.max_batch,
         trusted_proxies: cli.trusted_proxies,
+        header_timeout: cli.header_timeout,
+        body_timeout: cli.body_timeout,
+        idle_timeout: cli.idle_timeout,
+        max_connections: cli.max_connections,
+        max_inflight_bytes: cli.max_inflight_bytes,
     })?;
     if let Command::Config(ConfigCommand::Show) = cli.command {
         print!("{}", config.show());

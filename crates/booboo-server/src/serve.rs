@@ -4,7 +4,9 @@
 use crate::app::{app, AppState};
 use crate::cli::open_store;
 use crate::config::Config;
+use crate::connections::{self, ConnectionLimits};
 use crate::ingest::writer::Writer;
+use crate::memory_budget::MemoryBudget;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::{clock, secrets};
@@ -19,18 +21,24 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
-    let state = AppState { store: store.clone(), writer, metrics, config: Arc::new(config.clone()) };
+    let state = AppState { store: store.clone(), writer, metrics: metrics.clone(), config: Arc::new(config.clone()) };
     tracing::info!(store = store.backend().as_str(), database = %crate::store::redact_url(&config.database_url), "store ready");
     // Tests and scripts read this line to learn the port when binding to :0.
     println!("booboo listening on http://{address}");
 
     announce_setup_link(&*store, &config).await?;
 
-    // The peer address feeds the sign-in limits.
-    axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+    let limits = ConnectionLimits {
+        header_timeout: config.header_timeout,
+        body_timeout: config.body_timeout,
+        idle_timeout: config.idle_timeout,
+        max_connections: config.max_connections,
+    };
+    let budget = MemoryBudget::new(config.max_inflight_bytes);
+    metrics.watch_memory_budget(budget.clone());
+    // Each request carries its peer address (for the sign-in limits) and its
+    // share of the memory budget.
+    connections::serve(listener, app(state), limits, budget, shutdown_signal()).await;
 
     tracing::info!("no longer accepting; storing what was accepted");
     if tokio::time::timeout(Duration::from_secs(30), writer_task).await.is_err() {

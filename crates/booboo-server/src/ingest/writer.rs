@@ -3,6 +3,7 @@
 //! transaction and answers each handler once it has committed. Durability
 //! costs one commit per batch, not per event.
 
+use crate::memory_budget::Held;
 use crate::metrics::Metrics;
 use crate::store::{NewEvent, Store, StoreError, StoreOutcome};
 use std::sync::Arc;
@@ -13,6 +14,9 @@ use tokio::task::JoinHandle;
 struct Job {
     event: NewEvent,
     reply: oneshot::Sender<Result<StoreOutcome, StoreError>>,
+    /// The event's share of the memory budget, given back once it is stored
+    /// (or refused), even if the client that sent it has gone.
+    held: Option<Held>,
 }
 
 #[derive(Debug)]
@@ -46,8 +50,13 @@ impl Writer {
 
     /// Queues an event and waits until it is committed.
     pub async fn submit(&self, event: NewEvent) -> Result<StoreOutcome, SubmitError> {
+        self.submit_holding(event, None).await
+    }
+
+    /// The same, the event holding `held` of the memory budget while queued.
+    pub async fn submit_holding(&self, event: NewEvent, held: Option<Held>) -> Result<StoreOutcome, SubmitError> {
         let (reply, answer) = oneshot::channel();
-        self.sender.try_send(Job { event, reply }).map_err(|e| match e {
+        self.sender.try_send(Job { event, reply, held }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SubmitError::QueueFull,
             mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
         })?;
@@ -69,6 +78,8 @@ impl Writer {
 async fn run(store: Arc<dyn Store>, metrics: Arc<Metrics>, mut receiver: mpsc::Receiver<Job>, max_batch: usize) {
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
     while receiver.recv_many(&mut jobs, max_batch).await > 0 {
+        // The events' budget shares are given back once the batch is done.
+        let held: Vec<Held> = jobs.iter_mut().filter_map(|j| j.held.take()).collect();
         let (events, replies): (Vec<NewEvent>, Vec<_>) = jobs.drain(..).map(|j| (j.event, j.reply)).unzip();
         let started = Instant::now();
         match store.store_events(&events).await {
@@ -92,6 +103,7 @@ async fn run(store: Arc<dyn Store>, metrics: Arc<Metrics>, mut receiver: mpsc::R
                 }
             }
         }
+        drop(held);
     }
     tracing::info!("ingest writer drained and stopped");
 }
