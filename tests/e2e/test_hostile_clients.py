@@ -22,8 +22,11 @@ from conftest import Server, create_project, http
 WAIT = 15
 
 
-def start(tmp_path, *args: str) -> Server:
-    return Server(tmp_path / "data", extra_args=args).start()
+def start(tmp_path, **settings: str) -> Server:
+    """A server with settings given as BOOBOO_* variables (the same as the
+    flags), e.g. header_timeout="1" for --header-timeout 1."""
+    env = {f"BOOBOO_{name.upper()}": value for name, value in settings.items()}
+    return Server(tmp_path / "data", extra_env=env).start()
 
 
 def connect(server: Server) -> socket.socket:
@@ -118,7 +121,7 @@ def envelope_body(project, size: int, *, dsn: str | None = None) -> bytes:
 
 
 def test_slowloris_connections_are_closed_after_the_header_timeout_while_others_are_served(tmp_path):
-    server = start(tmp_path, "--header-timeout", "1", "--idle-timeout", "60")
+    server = start(tmp_path, header_timeout="1", idle_timeout="60")
     try:
         slow = []
         for _ in range(20):
@@ -135,7 +138,7 @@ def test_slowloris_connections_are_closed_after_the_header_timeout_while_others_
 
 
 def test_a_trickle_of_header_bytes_does_not_extend_the_header_timeout(tmp_path):
-    server = start(tmp_path, "--header-timeout", "1", "--idle-timeout", "60")
+    server = start(tmp_path, header_timeout="1", idle_timeout="60")
     try:
         s = connect(server)
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
@@ -155,7 +158,7 @@ def test_a_trickle_of_header_bytes_does_not_extend_the_header_timeout(tmp_path):
 
 
 def test_an_idle_kept_alive_connection_is_closed(tmp_path):
-    server = start(tmp_path, "--header-timeout", "60", "--idle-timeout", "1")
+    server = start(tmp_path, header_timeout="60", idle_timeout="1")
     try:
         s = connect(server)
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
@@ -167,7 +170,7 @@ def test_an_idle_kept_alive_connection_is_closed(tmp_path):
 
 
 def test_a_body_sent_too_slowly_is_cut_with_408(tmp_path):
-    server = start(tmp_path, "--body-timeout", "1", "--header-timeout", "60", "--idle-timeout", "60")
+    server = start(tmp_path, body_timeout="1", header_timeout="60", idle_timeout="60")
     try:
         project = create_project(server)
         s = connect(server)
@@ -199,7 +202,7 @@ def test_a_body_sent_too_slowly_is_cut_with_408(tmp_path):
 
 
 def test_connections_past_the_cap_wait_until_a_slot_frees(tmp_path):
-    server = start(tmp_path, "--max-connections", "2", "--header-timeout", "60", "--idle-timeout", "60")
+    server = start(tmp_path, max_connections="2", header_timeout="60", idle_timeout="60")
     try:
         holders = [connect(server) for _ in range(2)]
         for h in holders:
@@ -220,7 +223,7 @@ BUDGET = 2_000_000  # the smallest allowed is --max-body-bytes (1 MiB by default
 
 
 def test_over_budget_requests_get_429_or_503_with_retry_after_before_the_body_is_read(tmp_path):
-    server = start(tmp_path, "--max-inflight-bytes", str(BUDGET), "--body-timeout", "60")
+    server = start(tmp_path, max_inflight_bytes=str(BUDGET), body_timeout="60")
     try:
         project = create_project(server)
         holder, holder_body = hold_budget(server, project, 1_500_000)
@@ -262,7 +265,7 @@ def test_over_budget_requests_get_429_or_503_with_retry_after_before_the_body_is
 
 
 def test_decompressed_bytes_count_against_the_budget(tmp_path):
-    server = start(tmp_path, "--max-inflight-bytes", str(BUDGET))
+    server = start(tmp_path, max_inflight_bytes=str(BUDGET))
     try:
         project = create_project(server)
         holder, _ = hold_budget(server, project, 1_500_000)
@@ -280,7 +283,7 @@ def test_decompressed_bytes_count_against_the_budget(tmp_path):
 
 
 def test_an_unknown_key_in_the_envelope_header_is_refused_after_the_first_line(tmp_path):
-    server = start(tmp_path, "--body-timeout", "60")
+    server = start(tmp_path, body_timeout="60")
     try:
         project = create_project(server)
         project_id = project.sentry_dsn.rsplit("/", 1)[1]
@@ -306,7 +309,7 @@ def test_an_unknown_key_in_the_envelope_header_is_refused_after_the_first_line(t
 
 @pytest.mark.parametrize("header_timeout", ["1"])
 def test_graceful_shutdown_still_finishes_a_request_in_progress(tmp_path, header_timeout):
-    server = start(tmp_path, "--header-timeout", header_timeout)
+    server = start(tmp_path, header_timeout=header_timeout)
     project = create_project(server)
     body = envelope_body(project, 200_000)
     s = connect(server)
