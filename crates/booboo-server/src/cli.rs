@@ -45,6 +45,21 @@ struct Cli {
     /// Days an invitation or password link works unless used first (default 7).
     #[arg(long, global = true, env = "BOOBOO_LINK_LIFETIME_DAYS", value_name = "DAYS")]
     link_lifetime_days: Option<usize>,
+    /// Seconds a client has, from its first byte, to send a request's headers (default 10).
+    #[arg(long, global = true, env = "BOOBOO_HEADER_TIMEOUT", value_name = "SECONDS")]
+    header_timeout: Option<u64>,
+    /// Seconds a client has, once the headers are in, to send the whole body (default 60).
+    #[arg(long, global = true, env = "BOOBOO_BODY_TIMEOUT", value_name = "SECONDS")]
+    body_timeout: Option<u64>,
+    /// Seconds a connection may sit with nothing moving between requests (default 30).
+    #[arg(long, global = true, env = "BOOBOO_IDLE_TIMEOUT", value_name = "SECONDS")]
+    idle_timeout: Option<u64>,
+    /// Open connections at once; more wait to be accepted (default 1024).
+    #[arg(long, global = true, env = "BOOBOO_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+    /// Bytes of request bodies and queued events held at once; past it ingestion answers "retry later" (default 256 MiB).
+    #[arg(long, global = true, env = "BOOBOO_MAX_INFLIGHT_BYTES", value_name = "BYTES")]
+    max_inflight_bytes: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -188,6 +203,11 @@ pub fn run() -> Result<(), String> {
         max_batch: cli.max_batch,
         trusted_proxies: cli.trusted_proxies,
         link_lifetime_days: cli.link_lifetime_days,
+        header_timeout: cli.header_timeout,
+        body_timeout: cli.body_timeout,
+        idle_timeout: cli.idle_timeout,
+        max_connections: cli.max_connections,
+        max_inflight_bytes: cli.max_inflight_bytes,
     })?;
     if let Command::Config(ConfigCommand::Show) = cli.command {
         print!("{}", config.show());
