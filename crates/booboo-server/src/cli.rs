@@ -53,6 +53,21 @@ struct Cli {
     /// The sender of booboo's e-mail, such as booboo@example.com (needed with --smtp-url).
     #[arg(long, global = true, env = "BOOBOO_EMAIL_FROM", value_name = "ADDRESS")]
     email_from: Option<String>,
+    /// Seconds a client has, from its first byte, to send a request's headers (default 10).
+    #[arg(long, global = true, env = "BOOBOO_HEADER_TIMEOUT", value_name = "SECONDS")]
+    header_timeout: Option<u64>,
+    /// Seconds a client has, once the headers are in, to send the whole body (default 60).
+    #[arg(long, global = true, env = "BOOBOO_BODY_TIMEOUT", value_name = "SECONDS")]
+    body_timeout: Option<u64>,
+    /// Seconds a connection may sit with nothing moving between requests (default 30).
+    #[arg(long, global = true, env = "BOOBOO_IDLE_TIMEOUT", value_name = "SECONDS")]
+    idle_timeout: Option<u64>,
+    /// Open connections at once; more wait to be accepted (default 1024).
+    #[arg(long, global = true, env = "BOOBOO_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+    /// Bytes of request bodies and queued events held at once; past it ingestion answers "retry later" (default 256 MiB).
+    #[arg(long, global = true, env = "BOOBOO_MAX_INFLIGHT_BYTES", value_name = "BYTES")]
+    max_inflight_bytes: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -210,6 +225,11 @@ pub fn run() -> Result<(), String> {
         link_lifetime_days: cli.link_lifetime_days,
         smtp_url: cli.smtp_url,
         email_from: cli.email_from,
+        header_timeout: cli.header_timeout,
+        body_timeout: cli.body_timeout,
+        idle_timeout: cli.idle_timeout,
+        max_connections: cli.max_connections,
+        max_inflight_bytes: cli.max_inflight_bytes,
     })?;
     if let Command::Config(ConfigCommand::Show) = cli.command {
         print!("{}", config.show());
