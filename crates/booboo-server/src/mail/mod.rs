@@ -22,10 +22,10 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use std::fmt;
 use std::time::Duration;
 
-/// Each connect and each SMTP command; a stalled server never holds a
+/// Connecting (lettre applies its timeout to the connect alone with tokio).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The whole conversation, connect to QUIT: a stalled server never holds a
 /// sender for long.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
-/// The whole conversation, greeting to QUIT.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,7 +96,7 @@ impl Mailer {
             .port(url.port)
             .tls(tls)
             .hello_name(hello)
-            .timeout(Some(COMMAND_TIMEOUT));
+            .timeout(Some(CONNECT_TIMEOUT));
         if let Some((user, password)) = &url.credentials {
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
         }
