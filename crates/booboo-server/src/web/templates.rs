@@ -33,6 +33,7 @@ template_files!(
     "settings.html",
     "members.html",
     "password.html",
+    "confirm_delete.html",
 );
 
 fn configure(env: &mut Environment<'static>) {
