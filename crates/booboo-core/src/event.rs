@@ -200,6 +200,8 @@ pub struct Request {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct LogEntry {
     /// The message template (Python's `record.msg`), e.g. `"timed out after %ss"`.
+    /// Named `message` in JSON, as on the wire (Sentry's name).
+    #[serde(rename = "message")]
     pub template: String,
     /// The arguments, as the client rendered them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -320,8 +320,9 @@ class Client:
 
     def _submit(self, pending):
         try:
-            if self._recorder is not None:
-                return self._record(pending)
+            recorder = self._recorder
+            if recorder is not None:
+                return self._record(pending, recorder)
             item = (_PENDING, pending)
             if self.before_send is not None:
                 # The hook gets the finished event and may look at thread-local
@@ -357,7 +358,7 @@ class Client:
             return None
         return result
 
-    def _record(self, pending):
+    def _record(self, pending, recorder):
         """For booboo.testing: the whole pipeline except the network, right here."""
         event = self._complete(pending)
         if self.before_send is not None:
@@ -369,7 +370,7 @@ class Client:
             return None
         import json
 
-        self._recorder.append(json.loads(body))
+        recorder.append(json.loads(body))
         with self._counts_lock:
             self._sent += 1
         return pending.event_id
