@@ -13,14 +13,13 @@ from . import _event, _scope
 
 SDK_VERSION = "0.17.0"
 
-_DROPS_THAT_ARE_CHOICES = frozenset({"sampled_out", "ignored_error", "before_send_dropped", "already_reported"})
+_DROPS_THAT_ARE_CHOICES = frozenset({"sampled_out", "ignored_error", "before_send_dropped"})
 """Drops the application asked for: logged at debug level only."""
 
 _DROP_EXPLANATIONS = {
     "sampled_out": "sampled out (sample_rate=%(sample_rate)s)",
     "ignored_error": "its exception type is in ignore_errors",
     "before_send_dropped": "before_send returned None",
-    "already_reported": "its exception was reported already (one crash, one event)",
     "before_send_failed": "before_send raised %(detail)s; the event is dropped rather than sent unscrubbed",
     "queue_full": "the send queue is full (max_queue=%(max_queue)s); the server is slow or unreachable",
     "too_large": "it is larger than %(limit)s bytes even with locals, source lines and middle frames removed",
@@ -248,7 +247,7 @@ class Client:
         """
         try:
             if not _first_report(exc):
-                self.drop("already_reported")
+                self._already_reported(exc)
                 return None
             if self.ignore_errors and isinstance(exc, self.ignore_errors):
                 self.drop("ignored_error")
@@ -293,7 +292,7 @@ class Client:
                 if not _not_reported_yet(exc):
                     # Django's and uvicorn's error logs repeat what an
                     # integration reported: the event is not built at all.
-                    self.drop("already_reported")
+                    self._already_reported(exc)
                     return None
                 return self.capture_exception(exc, handled=True, log=_event.log_fields(record))
             if self.worker.pending() >= self.max_queue and self._recorder is None:
@@ -311,6 +310,12 @@ class Client:
             self.drop("internal_error", detail=repr(error))
             return None
         return self._submit(pending)
+
+    def _already_reported(self, exc):
+        # Not a lost event: the crash was captured once already, so it is
+        # not counted among the drops either.
+        if self.debug:
+            _logger().debug("booboo: %s was reported already; not sending it again", type(exc).__name__)
 
     def _scope_snapshot(self, user):
         snapshot = _scope.current(self).snapshot(self.send_user)
