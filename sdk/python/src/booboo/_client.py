@@ -449,6 +449,14 @@ class Client:
         try:
             with self._counts_lock:
                 self._dropped[reason] = self._dropped.get(reason, 0) + count
+            if not self.debug:
+                # A storm of drops (error records with the queue full) costs a
+                # count each; the explanation is written only when it is logged.
+                if reason in _DROPS_THAT_ARE_CHOICES:
+                    return
+                last = self._last_warning.get("drop:" + reason)
+                if last is not None and time.monotonic() - last < _WARNING_INTERVAL:
+                    return
             explanation = _DROP_EXPLANATIONS.get(reason, reason) % {
                 "detail": detail or "no detail",
                 "sample_rate": self.sample_rate,

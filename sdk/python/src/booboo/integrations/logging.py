@@ -10,13 +10,16 @@ The wrapper costs a record that is neither a breadcrumb nor an event two
 comparisons; the logging call itself goes on exactly as before.
 """
 
+import contextvars
 import logging
-import threading
 
 from .. import _client, _event, _scope
 
 _original_call_handlers = None
-_reentry = threading.local()
+_capturing = contextvars.ContextVar("booboo_capturing_a_record", default=False)
+"""True while a record is being turned into an event, in this thread or task."""
+_LEVEL_NAMES = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "fatal"}
+_MAX_MESSAGE = _scope.MAX_BREADCRUMB_MESSAGE
 _ignored = {"booboo"}
 """Loggers whose records (and their children's) are neither breadcrumbs nor events."""
 _is_ignored = {}
@@ -72,25 +75,31 @@ def _call_handlers(self, record):
 
 
 def _observe(client, record):
+    # This runs for every record at logging_level and above, so it is kept
+    # to a handful of C calls: a storm of 10,000 records a second must not
+    # slow the application noticeably (scripts/bench-sdk-logging).
     name = record.name
     # The SDK's own records never come back as events or breadcrumbs.
     if _is_ignored.get(name) or _ignored_name(name):
         return
-    if getattr(_reentry, "active", False):
+    if _capturing.get():
         return  # a record logged while a record is being captured (a __repr__ that logs)
     levelno = record.levelno
     if levelno >= client.log_event_threshold:
-        _reentry.active = True
+        token = _capturing.set(True)
         try:
             client.capture_log_record(record)
         finally:
-            _reentry.active = False
+            _capturing.reset(token)
         return
     try:
         message = record.getMessage()
     except Exception:
-        message = record.msg
-    scope = _scope._active.get() or client.scope
-    scope.breadcrumbs.append(
-        _scope.breadcrumb(message, name, _event.level_name(levelno), None, "log", record.created)
+        message = _scope.breadcrumb(record.msg, None, None, None)[3]  # str() of it, safely
+    if type(message) is not str:
+        message = _scope.breadcrumb(message, None, None, None)[3]
+    elif len(message) > _MAX_MESSAGE:
+        message = message[: _MAX_MESSAGE - 3] + "..."
+    (_scope._active.get() or client.scope).breadcrumbs.append(
+        (record.created, "log", name, message, _LEVEL_NAMES.get(levelno) or _event.level_name(levelno), None)
     )
