@@ -203,3 +203,26 @@ def test_a_request_without_an_answer_is_a_breadcrumb_too(server):
     [crumb] = events[0]["breadcrumbs"]
     assert crumb["level"] == "error" and crumb["data"]["error"] == "RemoteDisconnected"
     assert crumb["data"]["method"] == "POST" and crumb["data"]["url"].endswith("/orders")
+
+
+def test_logging_imported_after_init_is_wrapped_by_the_sender_thread(server):
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import sys
+        import booboo
+        assert "logging" not in sys.modules and "http.client" not in sys.modules
+        booboo.init(%r)
+        booboo.flush(10)          # the handshake has gone: the sender wrapped logging
+        import logging
+        logging.getLogger("late").error("logged after init")
+        print(booboo.flush(10))
+        """ % server.dsn
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "True", result.stderr
+    [event] = server.wait_for_events(1)
+    assert event["logger"] == "late" and event["message"] == "logged after init"

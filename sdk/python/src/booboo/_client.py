@@ -426,6 +426,10 @@ class Client:
     def _send_handshake(self, handshake):
         import json
 
+        from . import _hooks
+
+        _hooks.install_deferred(self)
+
         try:
             outcome = self.transport.deliver(json.dumps(handshake).encode(), self.worker.stop)
         except Exception as error:

@@ -52,18 +52,36 @@ def uninstall(client):
     _stdlib_installed.clear()
 
 
-def _install_stdlib_integrations(client):
-    """Logging and http.client: both already imported in nearly every process, so cheap to wrap."""
-    if client.logging and client.log_threshold != float("inf"):
-        from .integrations import logging
+def _install_stdlib_integrations(client, deferred=False):
+    """Wrap logging and http.client: now if the application imported them, else from the sender thread.
 
-        logging.install()
-        _stdlib_installed.add("logging")
-    if client.http_breadcrumbs and client.max_breadcrumbs:
-        from .integrations import http_client
+    Importing them costs tens of milliseconds (http.client pulls in the
+    email package), which ``init()`` does not make the application wait
+    for: the sender thread imports both anyway as it sends the handshake,
+    and wraps them then.
+    """
+    if _client.current() is not client:
+        return
+    if client.logging and client.log_threshold != float("inf") and "logging" not in _stdlib_installed:
+        if deferred or "logging" in sys.modules:
+            from .integrations import logging
 
-        http_client.install()
-        _stdlib_installed.add("http_client")
+            logging.install()
+            _stdlib_installed.add("logging")
+    if client.http_breadcrumbs and client.max_breadcrumbs and "http_client" not in _stdlib_installed:
+        if deferred or "http.client" in sys.modules:
+            from .integrations import http_client
+
+            http_client.install()
+            _stdlib_installed.add("http_client")
+
+
+def install_deferred(client):
+    """The sender thread's half of install(): what was not imported at init() time."""
+    try:
+        _install_stdlib_integrations(client, deferred=True)
+    except Exception:
+        pass
 
 
 def _install_interpreter_hooks():
