@@ -158,6 +158,14 @@ enum ProjectCommand {
         #[arg(value_name = "ORG/PROJECT")]
         path: String,
     },
+    /// Delete ORG/PROJECT with its keys, issues and events (asks for --yes).
+    Delete {
+        #[arg(value_name = "ORG/PROJECT")]
+        path: String,
+        /// Confirm: the project and everything stored for it go for good.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -260,6 +268,7 @@ pub fn run() -> Result<(), String> {
             Command::User(UserCommand::ResetLink { email }) => reset_link(&*store, &config, &email).await,
             Command::Member(MemberCommand::Add { org, email, role }) => add_member(&*store, &org, &email, role).await,
             Command::Project(ProjectCommand::Create { path }) => create_project(&*store, &config, &path).await,
+            Command::Project(ProjectCommand::Delete { path, yes }) => delete_project(&*store, &path, yes).await,
             Command::Token(TokenCommand::Create { email, label }) => create_token(&*store, &email, &label).await,
             Command::Backup { path } => {
                 backup::backup(&*store, &path).await?;
@@ -283,9 +292,8 @@ fn validate_arguments(command: &Command) -> Result<(), String> {
         | Command::User(UserCommand::ResetLink { email })
         | Command::Member(MemberCommand::Add { email, .. })
         | Command::Token(TokenCommand::Create { email, .. }) => check_email(email).map(|_| ()),
-        Command::Project(ProjectCommand::Create { path }) | Command::Export { path } => {
-            split_project_path(path).map(|_| ())
-        }
+        Command::Project(ProjectCommand::Create { path } | ProjectCommand::Delete { path, .. })
+        | Command::Export { path } => split_project_path(path).map(|_| ()),
         Command::Serve | Command::Config(_) | Command::Email(_) | Command::Backup { .. } | Command::Restore { .. } => {
             Ok(())
         }
@@ -491,6 +499,25 @@ async fn export(store: Arc<dyn Store>, path: &str) -> Result<(), String> {
     if progress {
         eprintln!();
     }
+    Ok(())
+}
+
+async fn delete_project(store: &dyn Store, path: &str, yes: bool) -> Result<(), String> {
+    let (org, slug) = split_project_path(path)?;
+    let operator = crate::store::Viewer { user_id: 0, is_admin: true };
+    let project = store
+        .project_for(operator, org, slug)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no project {org}/{slug}"))?;
+    if !yes {
+        return Err(format!(
+            "this deletes {org}/{slug} with its keys, issues and events for good; \
+             run `booboo export {org}/{slug}` first to keep a copy, then again with --yes"
+        ));
+    }
+    store.delete_project(operator, project.id, clock::now_millis()).await.map_err(|e| e.to_string())?;
+    println!("Deleted project {org}/{slug}.");
     Ok(())
 }
 

@@ -33,6 +33,7 @@ template_files!(
     "settings.html",
     "members.html",
     "password.html",
+    "confirm_delete.html",
     "forgot_password.html",
     "email_password_reset.txt",
     "email_password_reset.html",
