@@ -45,6 +45,12 @@ struct Cli {
     /// Days an invitation or password link works unless used first (default 7).
     #[arg(long, global = true, env = "BOOBOO_LINK_LIFETIME_DAYS", value_name = "DAYS")]
     link_lifetime_days: Option<usize>,
+    /// Comma-separated hosts, IPs or CIDRs alerts may reach although they are loopback, private or link-local.
+    #[arg(long, global = true, env = "BOOBOO_OUTBOUND_ALLOW", value_name = "HOSTS")]
+    outbound_allow: Option<String>,
+    /// Longest wait before a failed alert's first retry, doubling after (default 10000; lower for tests).
+    #[arg(long, global = true, env = "BOOBOO_ALERT_RETRY_FIRST_MS", value_name = "MS")]
+    alert_retry_first_ms: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -188,6 +194,8 @@ pub fn run() -> Result<(), String> {
         max_batch: cli.max_batch,
         trusted_proxies: cli.trusted_proxies,
         link_lifetime_days: cli.link_lifetime_days,
+        outbound_allow: cli.outbound_allow,
+        alert_retry_first_ms: cli.alert_retry_first_ms,
     })?;
     if let Command::Config(ConfigCommand::Show) = cli.command {
         print!("{}", config.show());

@@ -23,6 +23,8 @@ pub const DEFAULT_LINK_LIFETIME_DAYS: usize = 7;
 /// A setup link works until the first administrator exists, or for a day
 /// after the start that printed it.
 pub const SETUP_LINK_LIFETIME_MS: i64 = 24 * 3_600_000;
+/// A failed alert is first retried within 10 s; tests shorten this.
+pub const DEFAULT_ALERT_RETRY_FIRST_MS: usize = 10_000;
 
 #[derive(Clone)]
 pub struct Config {
@@ -44,6 +46,13 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// How long invitation and password links work, unless used first.
     pub link_lifetime_days: usize,
+    /// Hosts and networks alerts may reach although their addresses are
+    /// loopback, private or link-local (`--outbound-allow`).
+    pub outbound_allow: crate::alerts::outbound::OutboundPolicy,
+    /// The text `outbound_allow` was read from, for `config show`.
+    pub outbound_allow_text: String,
+    /// The longest wait before a failed alert's first retry (doubling after).
+    pub alert_retry_first_ms: usize,
 }
 
 impl Config {
@@ -67,6 +76,8 @@ pub struct Overrides {
     pub max_batch: Option<usize>,
     pub trusted_proxies: Option<String>,
     pub link_lifetime_days: Option<usize>,
+    pub outbound_allow: Option<String>,
+    pub alert_retry_first_ms: Option<usize>,
 }
 
 impl Config {
@@ -130,7 +141,19 @@ impl Config {
                 "--link-lifetime-days: {link_lifetime_days} is outside 1 to 90; a link is a password, keep it short-lived"
             ));
         }
+        let outbound_allow_text = text(overrides.outbound_allow, "outbound_allow").unwrap_or_default();
+        let outbound_allow = crate::alerts::outbound::OutboundPolicy::parse(&outbound_allow_text)?;
+        let alert_retry_first_ms =
+            number(overrides.alert_retry_first_ms, "alert_retry_first_ms", DEFAULT_ALERT_RETRY_FIRST_MS)?;
+        if !(100..=DEFAULT_ALERT_RETRY_FIRST_MS).contains(&alert_retry_first_ms) {
+            return Err(format!(
+                "--alert-retry-first-ms: {alert_retry_first_ms} is outside 100 to {DEFAULT_ALERT_RETRY_FIRST_MS}"
+            ));
+        }
         Ok(Config {
+            outbound_allow,
+            outbound_allow_text,
+            alert_retry_first_ms,
             bind,
             data_dir,
             database_url,
@@ -164,7 +187,7 @@ impl Config {
     /// `key = value` lines, secrets redacted, for `booboo config show`.
     pub fn show(&self) -> String {
         format!(
-            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\n",
+            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\noutbound_allow = {}\nalert_retry_first_ms = {}\n",
             self.bind,
             self.data_dir.display(),
             crate::store::redact_url(&self.database_url),
@@ -175,6 +198,8 @@ impl Config {
             self.max_batch,
             self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
             self.link_lifetime_days,
+            self.outbound_allow_text,
+            self.alert_retry_first_ms,
         )
     }
 }
@@ -215,6 +240,8 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
             "max_batch",
             "trusted_proxies",
             "link_lifetime_days",
+            "outbound_allow",
+            "alert_retry_first_ms",
         ];
         if !known.contains(&key) {
             return Err(format!("{}:{}: unknown setting `{key}`", path.display(), n + 1));

@@ -1,6 +1,7 @@
 //! `booboo serve`: open the store, start the writer, listen, and on SIGINT
 //! or SIGTERM stop accepting, finish what was accepted, then exit.
 
+use crate::alerts::deliver::{DeliverySettings, DeliveryWorker};
 use crate::app::{app, AppState};
 use crate::cli::open_store;
 use crate::config::{Config, SETUP_LINK_LIFETIME_MS};
@@ -32,6 +33,13 @@ pub async fn serve(config: Config) -> Result<(), String> {
 
     announce_setup_link(&*store, &config).await?;
     let pruning = Pruning::start(store.clone(), metrics.clone());
+    let delivery = DeliveryWorker::start(
+        store.clone(),
+        metrics.clone(),
+        config.outbound_allow.clone(),
+        config.public_url.clone(),
+        DeliverySettings { retry_first_ms: config.alert_retry_first_ms as i64, ..DeliverySettings::default() },
+    );
 
     // The peer address feeds the sign-in limits.
     axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
@@ -40,6 +48,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .map_err(|e| format!("server error: {e}"))?;
 
     pruning.stop().await;
+    delivery.stop().await;
     tracing::info!("no longer accepting; storing what was accepted");
     if tokio::time::timeout(Duration::from_secs(30), writer_task).await.is_err() {
         return Err("the writer did not finish within 30 seconds".into());
