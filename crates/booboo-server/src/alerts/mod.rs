@@ -32,6 +32,27 @@ pub async fn check_rule_targets(rule: &NewAlertRule, policy: &OutboundPolicy) ->
     Ok(())
 }
 
+/// Validates typed input into a rule whose URLs alerts may reach, with the
+/// channel secrets generated for it (by channel index), to show once.
+pub async fn prepare_rule(
+    input: &rules::RuleInput,
+    policy: &OutboundPolicy,
+) -> Result<(NewAlertRule, Vec<(usize, String)>), FieldError> {
+    let rule = rules::build(input, false)?;
+    check_rule_targets(&rule, policy).await?;
+    let generated = rule
+        .channels
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| {
+            c.secret.is_some()
+                && input.channels.get(*i).is_none_or(|given| given.secret.as_deref().is_none_or(str::is_empty))
+        })
+        .map(|(i, c)| (i, c.secret.clone().unwrap_or_default()))
+        .collect();
+    Ok((rule, generated))
+}
+
 /// How a test message to one channel went.
 #[derive(Debug, Clone, Serialize)]
 pub struct TestResult {
