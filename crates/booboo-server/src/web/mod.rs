@@ -5,6 +5,7 @@
 //! who is signed in and checks every form's CSRF token, `page_error.rs` turns
 //! failures into pages a person can act on.
 
+mod alerts;
 mod auth;
 mod chart;
 mod event_view;
@@ -43,6 +44,10 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{org}/{project}/setup", get(projects::setup))
         .route("/projects/{org}/{project}/status", get(projects::status))
         .route("/projects/{org}/{project}/keys", post(projects::add_key))
+        .route("/projects/{org}/{project}/alerts", get(alerts::show).post(alerts::create))
+        .route("/projects/{org}/{project}/alerts/{id}/edit", post(alerts::edit))
+        .route("/projects/{org}/{project}/alerts/{id}/test", post(alerts::test))
+        .route("/projects/{org}/{project}/alerts/{id}/delete", post(alerts::delete))
         .route("/projects/{org}/{project}/keys/{key}/revoke", post(projects::revoke_key))
         .route("/issues/{id}", get(issues::show))
         .route("/issues/{id}/status", post(issues::set_status))

@@ -33,6 +33,7 @@ template_files!(
     "settings.html",
     "members.html",
     "password.html",
+    "alerts.html",
 );
 
 fn configure(env: &mut Environment<'static>) {
