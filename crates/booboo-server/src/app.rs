@@ -5,6 +5,7 @@ use crate::api;
 use crate::config::Config;
 use crate::ingest;
 use crate::ingest::writer::Writer;
+use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::web;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
+    /// Present when `--smtp-url` is set; without it nothing sends e-mail.
+    pub mailer: Option<Arc<Mailer>>,
 }
 
 pub fn app(state: AppState) -> Router {

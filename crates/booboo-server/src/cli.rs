@@ -2,6 +2,7 @@
 //! command loads the one configuration, opens the store, does one thing.
 
 use crate::config::{Config, Overrides};
+use crate::mail::{Mailer, OutgoingMail};
 use crate::store::{self, Role, Store};
 use crate::{backup, clock, secrets, serve};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -51,6 +52,13 @@ struct Cli {
     /// Longest wait before a failed alert's first retry, doubling after (default 10000; lower for tests).
     #[arg(long, global = true, env = "BOOBOO_ALERT_RETRY_FIRST_MS", value_name = "MS")]
     alert_retry_first_ms: Option<usize>,
+    /// Send e-mail through this server: smtp://user:pass@host:587 (STARTTLS when offered;
+    /// add ?starttls=required to demand it) or smtps://host:465 (implicit TLS).
+    #[arg(long, global = true, env = "BOOBOO_SMTP_URL", value_name = "URL")]
+    smtp_url: Option<String>,
+    /// The sender of booboo's e-mail, such as booboo@example.com (needed with --smtp-url).
+    #[arg(long, global = true, env = "BOOBOO_EMAIL_FROM", value_name = "ADDRESS")]
+    email_from: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,6 +85,9 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Check the e-mail settings (--smtp-url, --email-from).
+    #[command(subcommand)]
+    Email(EmailCommand),
     /// Copy the SQLite database, consistently, to a new file while the server runs.
     Backup {
         #[arg(value_name = "PATH")]
@@ -220,6 +231,15 @@ enum AlertCommand {
 }
 
 #[derive(Subcommand)]
+enum EmailCommand {
+    /// Send a test e-mail through the configured SMTP server; says why when it fails.
+    Test {
+        #[arg(long, value_name = "ADDRESS")]
+        to: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Print the effective configuration, secrets redacted.
     Show,
@@ -264,6 +284,8 @@ pub fn run() -> Result<(), String> {
         link_lifetime_days: cli.link_lifetime_days,
         outbound_allow: cli.outbound_allow,
         alert_retry_first_ms: cli.alert_retry_first_ms,
+        smtp_url: cli.smtp_url,
+        email_from: cli.email_from,
     })?;
     if let Command::Config(ConfigCommand::Show) = cli.command {
         print!("{}", config.show());
@@ -276,6 +298,10 @@ pub fn run() -> Result<(), String> {
     runtime.block_on(async move {
         if let Command::Serve = cli.command {
             return serve::serve(config).await;
+        }
+        if let Command::Email(EmailCommand::Test { to }) = &cli.command {
+            // No store: this checks the mail settings alone.
+            return send_test_email(&config, to).await;
         }
         validate_arguments(&cli.command)?;
         if let Command::Restore { path } = &cli.command {
@@ -298,7 +324,9 @@ pub fn run() -> Result<(), String> {
             }
             Command::Export { path } => export(store, &path).await,
             Command::Alert(command) => alert(&*store, &config, command).await,
-            Command::Serve | Command::Config(_) | Command::Restore { .. } => unreachable!("handled above"),
+            Command::Serve | Command::Config(_) | Command::Restore { .. } | Command::Email(_) => {
+                unreachable!("handled above")
+            }
         }
     })
 }
@@ -317,7 +345,9 @@ fn validate_arguments(command: &Command) -> Result<(), String> {
         | Command::Alert(AlertCommand::List { path }) => split_project_path(path).map(|_| ()),
         Command::Alert(AlertCommand::Add(add)) => split_project_path(&add.path).map(|_| ()),
         Command::Alert(AlertCommand::Test { .. }) | Command::Alert(AlertCommand::Remove { .. }) => Ok(()),
-        Command::Serve | Command::Config(_) | Command::Backup { .. } | Command::Restore { .. } => Ok(()),
+        Command::Serve | Command::Config(_) | Command::Email(_) | Command::Backup { .. } | Command::Restore { .. } => {
+            Ok(())
+        }
     }
 }
 
@@ -415,6 +445,25 @@ async fn reset_link(store: &dyn Store, config: &Config, email: &str) -> Result<(
         user.email, config.link_lifetime_days
     );
     println!("{}", password_link_url(config, &token));
+    Ok(())
+}
+
+async fn send_test_email(config: &Config, to: &str) -> Result<(), String> {
+    let mailer = Mailer::from_config(config)?
+        .ok_or("e-mail is not configured: set --smtp-url (BOOBOO_SMTP_URL) and --email-from (BOOBOO_EMAIL_FROM)")?;
+    let text = format!(
+        "This test e-mail from booboo at {} shows that its e-mail settings work: {}.",
+        config.public_url,
+        mailer.describe()
+    );
+    let mail = OutgoingMail {
+        to: to.to_string(),
+        subject: "booboo test e-mail".into(),
+        html: format!("<p>{}</p>", text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")),
+        text,
+    };
+    mailer.send(mail).await.map_err(|e| format!("the test e-mail was not sent: {e}"))?;
+    println!("Sent a test e-mail to {to} through {}.", mailer.describe());
     Ok(())
 }
 

@@ -53,6 +53,11 @@ pub struct Config {
     pub outbound_allow_text: String,
     /// The longest wait before a failed alert's first retry (doubling after).
     pub alert_retry_first_ms: usize,
+    /// Where e-mail leaves (`smtp://user:pass@host:587`); no e-mail without
+    /// it. Checked by `mail::Mailer::from_config` at start-up.
+    pub smtp_url: Option<String>,
+    /// The sender of every e-mail (`booboo@example.com`).
+    pub email_from: Option<String>,
 }
 
 impl Config {
@@ -78,6 +83,8 @@ pub struct Overrides {
     pub link_lifetime_days: Option<usize>,
     pub outbound_allow: Option<String>,
     pub alert_retry_first_ms: Option<usize>,
+    pub smtp_url: Option<String>,
+    pub email_from: Option<String>,
 }
 
 impl Config {
@@ -150,6 +157,9 @@ impl Config {
                 "--alert-retry-first-ms: {alert_retry_first_ms} is outside 100 to {DEFAULT_ALERT_RETRY_FIRST_MS}"
             ));
         }
+        let non_empty = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+        let smtp_url = non_empty(text(overrides.smtp_url, "smtp_url"));
+        let email_from = non_empty(text(overrides.email_from, "email_from"));
         Ok(Config {
             outbound_allow,
             outbound_allow_text,
@@ -165,6 +175,8 @@ impl Config {
             max_batch,
             trusted_proxies,
             link_lifetime_days,
+            smtp_url,
+            email_from,
         })
     }
 
@@ -187,7 +199,7 @@ impl Config {
     /// `key = value` lines, secrets redacted, for `booboo config show`.
     pub fn show(&self) -> String {
         format!(
-            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\noutbound_allow = {}\nalert_retry_first_ms = {}\n",
+            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\noutbound_allow = {}\nalert_retry_first_ms = {}\nsmtp_url = {}\nemail_from = {}\n",
             self.bind,
             self.data_dir.display(),
             crate::store::redact_url(&self.database_url),
@@ -200,6 +212,8 @@ impl Config {
             self.link_lifetime_days,
             self.outbound_allow_text,
             self.alert_retry_first_ms,
+            self.smtp_url.as_deref().map(crate::store::redact_url).unwrap_or_default(),
+            self.email_from.as_deref().unwrap_or_default(),
         )
     }
 }
@@ -242,6 +256,8 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
             "link_lifetime_days",
             "outbound_allow",
             "alert_retry_first_ms",
+            "smtp_url",
+            "email_from",
         ];
         if !known.contains(&key) {
             return Err(format!("{}:{}: unknown setting `{key}`", path.display(), n + 1));
@@ -303,5 +319,22 @@ mod tests {
         assert!(err.contains("--max-envelope-bytes"), "{err}");
         let err = Config::load(Overrides { link_lifetime_days: Some(0), ..Overrides::default() }).err().unwrap();
         assert!(err.contains("--link-lifetime-days"), "{err}");
+    }
+
+    #[test]
+    fn smtp_settings_come_from_the_file_and_the_password_is_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("booboo.conf");
+        std::fs::write(
+            &file,
+            "smtp_url = \"smtp://mailer:hunter22@mail.example.com:587\"\nemail_from = booboo@example.com\n",
+        )
+        .unwrap();
+        let config = Config::load(Overrides { config_file: Some(file), ..Overrides::default() }).unwrap();
+        assert_eq!(config.smtp_url.as_deref(), Some("smtp://mailer:hunter22@mail.example.com:587"));
+        assert_eq!(config.email_from.as_deref(), Some("booboo@example.com"));
+        let shown = config.show();
+        assert!(shown.contains("smtp_url = smtp://mailer:[redacted]@mail.example.com:587"), "{shown}");
+        assert!(!format!("{config:?}").contains("hunter22"));
     }
 }

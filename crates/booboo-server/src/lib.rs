@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod ingest;
+pub mod mail;
 pub mod metrics;
 pub mod pruning;
 pub mod secrets;

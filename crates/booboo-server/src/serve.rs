@@ -6,6 +6,7 @@ use crate::app::{app, AppState};
 use crate::cli::open_store;
 use crate::config::{Config, SETUP_LINK_LIFETIME_MS};
 use crate::ingest::writer::Writer;
+use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::pruning::Pruning;
 use crate::store::Store;
@@ -19,6 +20,8 @@ pub async fn serve(config: Config) -> Result<(), String> {
         Some(db) => Some(crate::backup::lock_database(&db)?),
         None => None,
     };
+    // A bad --smtp-url stops the start here, not at the first e-mail.
+    let mailer = Mailer::from_config(&config)?.map(Arc::new);
     let store = open_store(&config).await?;
     let metrics = Arc::new(Metrics::default());
     let (writer, writer_task) = Writer::start(store.clone(), metrics.clone(), config.queue_capacity, config.max_batch);
@@ -26,8 +29,20 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
-    let state = AppState { store: store.clone(), writer, metrics: metrics.clone(), config: Arc::new(config.clone()) };
+    let state = AppState {
+        store: store.clone(),
+        writer,
+        metrics: metrics.clone(),
+        config: Arc::new(config.clone()),
+        mailer: mailer.clone(),
+    };
     tracing::info!(store = store.backend().as_str(), database = %crate::store::redact_url(&config.database_url), "store ready");
+    match &mailer {
+        Some(mailer) => tracing::info!(smtp = %mailer.describe(), "e-mail enabled"),
+        None => {
+            tracing::info!("e-mail disabled: set --smtp-url and --email-from to send password resets and invitations")
+        }
+    }
     // Tests and scripts read this line to learn the port when binding to :0.
     println!("booboo listening on http://{address}");
 

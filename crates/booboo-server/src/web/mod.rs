@@ -5,6 +5,7 @@
 //! who is signed in and checks every form's CSRF token, `page_error.rs` turns
 //! failures into pages a person can act on.
 
+mod account_mail;
 mod alerts;
 mod auth;
 mod chart;
@@ -37,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/signin", get(auth::sign_in_form).post(auth::sign_in))
         .route("/signout", post(auth::sign_out))
         .route("/invitations/{token}", get(auth::invitation_form).post(auth::accept_invitation))
+        .route("/forgot-password", get(auth::forgot_password_form).post(auth::forgot_password))
         .route("/password/{token}", get(auth::password_form).post(auth::use_password_link))
         .route("/projects", get(projects::list).post(projects::create))
         .route("/projects/{org}/{project}", get(issues::list))

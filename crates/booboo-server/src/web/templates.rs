@@ -34,6 +34,11 @@ template_files!(
     "members.html",
     "password.html",
     "alerts.html",
+    "forgot_password.html",
+    "email_password_reset.txt",
+    "email_password_reset.html",
+    "email_invitation.txt",
+    "email_invitation.html",
 );
 
 fn configure(env: &mut Environment<'static>) {
@@ -108,7 +113,7 @@ mod tests {
         let mut files: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".html"))
+            .filter(|n| n.ends_with(".html") || n.ends_with(".txt"))
             .collect();
         files.sort();
         let mut listed: Vec<String> = TEMPLATE_NAMES.iter().map(|s| s.to_string()).collect();
