@@ -26,6 +26,17 @@ pub struct AppState {
     pub mailer: Option<Arc<Mailer>>,
 }
 
+impl AppState {
+    /// What e-mail alert channels send through.
+    pub fn email_sender(&self) -> crate::alerts::deliver::EmailSender {
+        crate::alerts::deliver::EmailSender {
+            mailer: self.mailer.clone(),
+            store: self.store.clone(),
+            cap: self.config.alert_email_cap as i64,
+        }
+    }
+}
+
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", post(ingest::receive))

@@ -52,6 +52,9 @@ struct Cli {
     /// Longest wait before a failed alert's first retry, doubling after (default 10000; lower for tests).
     #[arg(long, global = true, env = "BOOBOO_ALERT_RETRY_FIRST_MS", value_name = "MS")]
     alert_retry_first_ms: Option<usize>,
+    /// Alert e-mails one address gets per hour; the rest wait for an hourly digest (default 60).
+    #[arg(long, global = true, env = "BOOBOO_ALERT_EMAIL_CAP", value_name = "EMAILS")]
+    alert_email_cap: Option<usize>,
     /// Send e-mail through this server: smtp://user:pass@host:587 (STARTTLS when offered;
     /// add ?starttls=required to demand it) or smtps://host:465 (implicit TLS).
     #[arg(long, global = true, env = "BOOBOO_SMTP_URL", value_name = "URL")]
@@ -284,6 +287,7 @@ pub fn run() -> Result<(), String> {
         link_lifetime_days: cli.link_lifetime_days,
         outbound_allow: cli.outbound_allow,
         alert_retry_first_ms: cli.alert_retry_first_ms,
+        alert_email_cap: cli.alert_email_cap,
         smtp_url: cli.smtp_url,
         email_from: cli.email_from,
     })?;
@@ -323,7 +327,7 @@ pub fn run() -> Result<(), String> {
                 Ok(())
             }
             Command::Export { path } => export(store, &path).await,
-            Command::Alert(command) => alert(&*store, &config, command).await,
+            Command::Alert(command) => alert(store, &config, command).await,
             Command::Serve | Command::Config(_) | Command::Restore { .. } | Command::Email(_) => {
                 unreachable!("handled above")
             }
@@ -507,6 +511,15 @@ async fn create_project(store: &dyn Store, config: &Config, path: &str) -> Resul
             config.public_url
         );
     }
+    if config.smtp_url.is_some() {
+        crate::alerts::add_default_email_rules(store, project.id, clock::now_millis())
+            .await
+            .map_err(|e| e.to_string())?;
+        println!(
+            "New issues and regressions will be e-mailed to the members of {} (see `booboo alert list`).",
+            project.org_slug
+        );
+    }
     println!("Created project {}/{}.", project.org_slug, project.slug);
     println!("Sentry DSN (for Sentry SDKs): {}", config.sentry_dsn(&key.token, project.id));
     println!("Send errors to it with this DSN:");
@@ -568,7 +581,7 @@ async fn create_token(store: &dyn Store, email: &str, label: &str) -> Result<(),
 /// The operator at the command line sees every organisation.
 const OPERATOR: crate::store::Viewer = crate::store::Viewer { user_id: 0, is_admin: true };
 
-async fn alert(store: &dyn Store, config: &Config, command: AlertCommand) -> Result<(), String> {
+async fn alert(store: Arc<dyn Store>, config: &Config, command: AlertCommand) -> Result<(), String> {
     use crate::alerts::rules::{ChannelInput, RuleInput, EMAIL_MEMBERS};
     match command {
         AlertCommand::Add(add) => {
@@ -609,9 +622,10 @@ async fn alert(store: &dyn Store, config: &Config, command: AlertCommand) -> Res
             channels.extend(webhooks.iter().map(|t| channel("webhook", t)));
             let input =
                 RuleInput { name, trigger, count, window, environments, level, release, tag, throttle, channels };
-            let (rule, generated) = crate::alerts::prepare_rule(&input, &config.outbound_allow)
-                .await
-                .map_err(|e| format!("--{}", cli_field(&e)))?;
+            let (rule, generated) =
+                crate::alerts::prepare_rule(&input, &config.outbound_allow, config.smtp_url.is_some())
+                    .await
+                    .map_err(|e| format!("--{}", cli_field(&e)))?;
             let project = store
                 .project_for(OPERATOR, org, slug)
                 .await
@@ -676,9 +690,15 @@ async fn alert(store: &dyn Store, config: &Config, command: AlertCommand) -> Res
                 .into_iter()
                 .find(|p| p.id == rule.project_id)
                 .ok_or_else(|| format!("no alert rule {id}"))?;
-            let results = crate::alerts::send_test(store, &config.outbound_allow, &config.public_url, project, &rule)
-                .await
-                .map_err(|e| e.to_string())?;
+            let email = crate::alerts::deliver::EmailSender {
+                mailer: crate::mail::Mailer::from_config(config)?.map(Arc::new),
+                store: store.clone(),
+                cap: config.alert_email_cap as i64,
+            };
+            let results =
+                crate::alerts::send_test(&*store, &email, &config.outbound_allow, &config.public_url, project, &rule)
+                    .await
+                    .map_err(|e| e.to_string())?;
             let mut failed = 0;
             for result in &results {
                 match &result.detail {

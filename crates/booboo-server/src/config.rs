@@ -25,6 +25,8 @@ pub const DEFAULT_LINK_LIFETIME_DAYS: usize = 7;
 pub const SETUP_LINK_LIFETIME_MS: i64 = 24 * 3_600_000;
 /// A failed alert is first retried within 10 s; tests shorten this.
 pub const DEFAULT_ALERT_RETRY_FIRST_MS: usize = 10_000;
+/// Alert e-mails to one address per hour before the rest wait for a digest.
+pub const DEFAULT_ALERT_EMAIL_CAP: usize = 60;
 
 #[derive(Clone)]
 pub struct Config {
@@ -53,6 +55,8 @@ pub struct Config {
     pub outbound_allow_text: String,
     /// The longest wait before a failed alert's first retry (doubling after).
     pub alert_retry_first_ms: usize,
+    /// Alert e-mails one address gets per hour; more wait for a digest.
+    pub alert_email_cap: usize,
     /// Where e-mail leaves (`smtp://user:pass@host:587`); no e-mail without
     /// it. Checked by `mail::Mailer::from_config` at start-up.
     pub smtp_url: Option<String>,
@@ -83,6 +87,7 @@ pub struct Overrides {
     pub link_lifetime_days: Option<usize>,
     pub outbound_allow: Option<String>,
     pub alert_retry_first_ms: Option<usize>,
+    pub alert_email_cap: Option<usize>,
     pub smtp_url: Option<String>,
     pub email_from: Option<String>,
 }
@@ -160,7 +165,12 @@ impl Config {
         let non_empty = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
         let smtp_url = non_empty(text(overrides.smtp_url, "smtp_url"));
         let email_from = non_empty(text(overrides.email_from, "email_from"));
+        let alert_email_cap = number(overrides.alert_email_cap, "alert_email_cap", DEFAULT_ALERT_EMAIL_CAP)?;
+        if !(1..=10_000).contains(&alert_email_cap) {
+            return Err(format!("--alert-email-cap: {alert_email_cap} is outside 1 to 10000"));
+        }
         Ok(Config {
+            alert_email_cap,
             outbound_allow,
             outbound_allow_text,
             alert_retry_first_ms,
@@ -199,7 +209,7 @@ impl Config {
     /// `key = value` lines, secrets redacted, for `booboo config show`.
     pub fn show(&self) -> String {
         format!(
-            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\noutbound_allow = {}\nalert_retry_first_ms = {}\nsmtp_url = {}\nemail_from = {}\n",
+            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\noutbound_allow = {}\nalert_retry_first_ms = {}\nalert_email_cap = {}\nsmtp_url = {}\nemail_from = {}\n",
             self.bind,
             self.data_dir.display(),
             crate::store::redact_url(&self.database_url),
@@ -212,6 +222,7 @@ impl Config {
             self.link_lifetime_days,
             self.outbound_allow_text,
             self.alert_retry_first_ms,
+            self.alert_email_cap,
             self.smtp_url.as_deref().map(crate::store::redact_url).unwrap_or_default(),
             self.email_from.as_deref().unwrap_or_default(),
         )
@@ -256,6 +267,7 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
             "link_lifetime_days",
             "outbound_allow",
             "alert_retry_first_ms",
+            "alert_email_cap",
             "smtp_url",
             "email_from",
         ];

@@ -52,6 +52,11 @@ pub async fn serve(config: Config) -> Result<(), String> {
         store.clone(),
         metrics.clone(),
         config.outbound_allow.clone(),
+        crate::alerts::deliver::EmailSender {
+            mailer: mailer.clone(),
+            store: store.clone(),
+            cap: config.alert_email_cap as i64,
+        },
         config.public_url.clone(),
         DeliverySettings { retry_first_ms: config.alert_retry_first_ms as i64, ..DeliverySettings::default() },
     );

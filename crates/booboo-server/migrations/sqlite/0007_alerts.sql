@@ -66,3 +66,28 @@ CREATE TABLE alert_deliveries (
 CREATE INDEX alert_deliveries_due ON alert_deliveries (status, next_attempt_at);
 CREATE INDEX alert_deliveries_by_project ON alert_deliveries (project_id, id);
 CREATE INDEX alert_deliveries_by_issue ON alert_deliveries (issue_id, id);
+
+-- E-mail alerts. Members who do not want a project's alerts by e-mail.
+CREATE TABLE alert_email_optouts (
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    PRIMARY KEY (user_id, project_id)
+);
+
+-- The per-recipient cap: e-mails counted in the current window (an hour
+-- from the first), so one storm cannot flood an inbox.
+CREATE TABLE alert_email_budget (
+    address TEXT PRIMARY KEY,
+    window_ends_at INTEGER NOT NULL,
+    sent INTEGER NOT NULL
+);
+
+-- Alerts held back by the cap, sent as one digest once the window ends.
+CREATE TABLE alert_email_held (
+    id INTEGER PRIMARY KEY,
+    address TEXT NOT NULL,
+    held_at INTEGER NOT NULL,
+    summary TEXT NOT NULL,
+    url TEXT NOT NULL
+);
+CREATE INDEX alert_email_held_by_address ON alert_email_held (address, id);

@@ -8,12 +8,14 @@
 //! At least once: the claim is a lease; a node that dies mid-send leaves it
 //! to expire and another node (or this one, restarted) sends again.
 
-use crate::alerts::channels::{discord, slack, webhook};
+use crate::alerts::channels::{discord, email, slack, webhook};
 use crate::alerts::message::{cut, AlertMessage};
 use crate::alerts::outbound::{Answer, OutboundError, OutboundPolicy};
+use crate::alerts::rules::EMAIL_MEMBERS;
 use crate::clock;
+use crate::mail::{Mailer, OutgoingMail};
 use crate::metrics::Metrics;
-use crate::store::{AlertChannel, AttemptResult, ChannelKind, DueDelivery, Store};
+use crate::store::{AlertChannel, AlertKind, AttemptResult, ChannelKind, DueDelivery, HeldEmail, Store};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -60,9 +62,90 @@ impl DeliverySettings {
     }
 }
 
+/// How long the per-recipient e-mail cap counts: an hour.
+pub const EMAIL_WINDOW_MS: i64 = 3_600_000;
+
+/// What e-mail channels need: the mailer (when `--smtp-url` is set), the
+/// store (members, the cap) and the cap per recipient per hour.
+#[derive(Clone)]
+pub struct EmailSender {
+    pub mailer: Option<Arc<Mailer>>,
+    pub store: Arc<dyn Store>,
+    pub cap: i64,
+}
+
+impl EmailSender {
+    /// Sends one alert to a channel's recipients. Over the cap, an alert is
+    /// held for the recipient's digest instead (test messages never are).
+    /// Any failure retries the delivery; a recipient who already got it may
+    /// then get it twice (at least once).
+    async fn send(&self, channel: &AlertChannel, message: &AlertMessage) -> Result<Answer, OutboundError> {
+        let mailer = self.mailer.as_ref().ok_or_else(|| {
+            OutboundError::Transport(
+                "e-mail is not configured on this server: start it with --smtp-url and --email-from".into(),
+            )
+        })?;
+        let store_error = |e: crate::store::StoreError| OutboundError::Transport(e.to_string());
+        let recipients = if channel.target == EMAIL_MEMBERS {
+            self.store.alert_email_recipients(message.project.id).await.map_err(store_error)?
+        } else {
+            vec![channel.target.clone()]
+        };
+        let (subject, text, html) = email::render(message);
+        let now = clock::now_millis();
+        let (mut sent, mut held, mut failures) = (0, 0, Vec::new());
+        for to in &recipients {
+            if message.kind != AlertKind::Test
+                && !self.store.reserve_alert_email(to, now, self.cap, EMAIL_WINDOW_MS).await.map_err(store_error)?
+            {
+                let link = message.issue_url().unwrap_or_else(|| message.project_url());
+                self.store.hold_alert_email(to, now, &message.headline(), &link).await.map_err(store_error)?;
+                held += 1;
+                continue;
+            }
+            let mail =
+                OutgoingMail { to: to.clone(), subject: subject.clone(), text: text.clone(), html: html.clone() };
+            match mailer.send(mail).await {
+                Ok(()) => sent += 1,
+                Err(e) => failures.push(format!("{to}: {e}")),
+            }
+        }
+        if !failures.is_empty() {
+            return Err(OutboundError::Transport(failures.join("; ")));
+        }
+        Ok(Answer { status: 250, body: format!("e-mailed {sent}, held {held} for the hourly digest") })
+    }
+
+    /// Sends each recipient the digest of what the cap held back once their
+    /// hour is over; what cannot be sent is held again for the next pass.
+    async fn send_digests(&self) {
+        let Some(mailer) = &self.mailer else { return };
+        let held = match self.store.take_alert_email_digests(clock::now_millis()).await {
+            Ok(held) => held,
+            Err(e) => return tracing::warn!("could not read held alert e-mails: {e}"),
+        };
+        let mut start = 0;
+        while start < held.len() {
+            let end =
+                held[start..].iter().position(|h| h.address != held[start].address).map_or(held.len(), |n| start + n);
+            let group: &[HeldEmail] = &held[start..end];
+            let (subject, text, html) = email::digest(group, self.cap);
+            let to = group[0].address.clone();
+            if let Err(e) = mailer.send(OutgoingMail { to: to.clone(), subject, text, html }).await {
+                tracing::warn!("could not send the alert digest to {to}: {e}; keeping it for the next try");
+                for item in group {
+                    let _ = self.store.hold_alert_email(&item.address, item.held_at, &item.summary, &item.url).await;
+                }
+            }
+            start = end;
+        }
+    }
+}
+
 /// What goes out for one attempt: the body and headers for the channel.
 pub async fn send(
     outbound: &OutboundPolicy,
+    email_sender: &EmailSender,
     channel: &AlertChannel,
     message: &AlertMessage,
     webhook_id: &str,
@@ -77,11 +160,7 @@ pub async fn send(
                 .map_err(OutboundError::InvalidUrl)?;
             (Ok(body), headers)
         }
-        ChannelKind::Email => {
-            return Err(OutboundError::Transport(
-                "e-mail delivery is not configured on this server (--smtp-url)".into(),
-            ))
-        }
+        ChannelKind::Email => return email_sender.send(channel, message).await,
     };
     let body = body.map_err(|e| OutboundError::Transport(format!("cannot encode the alert: {e}")))?;
     outbound.post(&channel.target, &headers, body).await
@@ -98,6 +177,9 @@ pub fn failure_text(result: &Result<Answer, OutboundError>) -> Option<(Option<i6
     }
 }
 
+/// How often held e-mail alerts are looked at for digests.
+const DIGEST_EVERY: Duration = Duration::from_secs(30);
+
 pub struct DeliveryWorker {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -108,12 +190,13 @@ impl DeliveryWorker {
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
         outbound: OutboundPolicy,
+        email: EmailSender,
         public_url: String,
         settings: DeliverySettings,
     ) -> DeliveryWorker {
         let (stop, stopped) = watch::channel(false);
         let node = format!("node-{}", crate::secrets::new_event_id());
-        let worker = Worker { store, metrics, outbound: Arc::new(outbound), public_url, settings, node };
+        let worker = Worker { store, metrics, outbound: Arc::new(outbound), email, public_url, settings, node };
         let task = tokio::spawn(worker.run(stopped));
         DeliveryWorker { stop, task }
     }
@@ -130,6 +213,7 @@ struct Worker {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     outbound: Arc<OutboundPolicy>,
+    email: EmailSender,
     public_url: String,
     settings: DeliverySettings,
     node: String,
@@ -143,8 +227,14 @@ impl Worker {
             tracing::warn!("could not release old delivery claims: {e}");
         }
         let mut attempts = tokio::task::JoinSet::new();
+        let mut next_digest = tokio::time::Instant::now();
         loop {
             while attempts.try_join_next().is_some() {}
+            if tokio::time::Instant::now() >= next_digest {
+                next_digest = tokio::time::Instant::now() + DIGEST_EVERY;
+                let email = self.email.clone();
+                attempts.spawn(async move { email.send_digests().await });
+            }
             let room = self.settings.parallel.saturating_sub(attempts.len()) as i64;
             let mut claimed = 0;
             if room > 0 {
@@ -183,7 +273,7 @@ impl Worker {
             rule: delivery.rule.clone(),
             public_url: self.public_url.clone(),
         };
-        let result = send(&self.outbound, &delivery.channel, &message, &delivery.webhook_id).await;
+        let result = send(&self.outbound, &self.email, &delivery.channel, &message, &delivery.webhook_id).await;
         let now = clock::now_millis();
         let outcome = match failure_text(&result) {
             None => {

@@ -37,8 +37,9 @@ pub async fn check_rule_targets(rule: &NewAlertRule, policy: &OutboundPolicy) ->
 pub async fn prepare_rule(
     input: &rules::RuleInput,
     policy: &OutboundPolicy,
+    email_configured: bool,
 ) -> Result<(NewAlertRule, Vec<(usize, String)>), FieldError> {
-    let rule = rules::build(input, false)?;
+    let rule = rules::build(input, email_configured)?;
     check_rule_targets(&rule, policy).await?;
     let generated = rule
         .channels
@@ -67,6 +68,7 @@ pub struct TestResult {
 /// result on its channel (a success clears the last failure).
 pub async fn send_test(
     store: &dyn Store,
+    email: &deliver::EmailSender,
     policy: &OutboundPolicy,
     public_url: &str,
     project: Project,
@@ -83,7 +85,7 @@ pub async fn send_test(
     let mut results = Vec::new();
     for channel in &rule.channels {
         let id = crate::store::alert_rules::new_webhook_id();
-        let answer = deliver::send(policy, channel, &message, &id).await;
+        let answer = deliver::send(policy, email, channel, &message, &id).await;
         let failure = deliver::failure_text(&answer);
         let status = match (&answer, &failure) {
             (Ok(a), _) => Some(a.status as i64),
@@ -102,4 +104,29 @@ pub async fn send_test(
         });
     }
     Ok(results)
+}
+
+/// The rules a new project gets when e-mail is configured: new issues and
+/// regressions, e-mailed to the organisation's members (each member can
+/// stop them per project in their settings).
+pub async fn add_default_email_rules(store: &dyn Store, project_id: i64, at: i64) -> StoreResult<()> {
+    for trigger in [crate::store::Trigger::NewIssue, crate::store::Trigger::Regression] {
+        let name = match trigger {
+            crate::store::Trigger::NewIssue => "New issues (e-mail to members)",
+            _ => "Regressions (e-mail to members)",
+        };
+        let rule = NewAlertRule {
+            name: name.into(),
+            trigger,
+            filters: crate::store::RuleFilters::default(),
+            throttle_ms: 0,
+            channels: vec![crate::store::NewChannel {
+                kind: ChannelKind::Email,
+                target: rules::EMAIL_MEMBERS.into(),
+                secret: None,
+            }],
+        };
+        store.create_alert_rule(project_id, &rule, at).await?;
+    }
+    Ok(())
 }

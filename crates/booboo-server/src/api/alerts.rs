@@ -238,7 +238,8 @@ pub async fn create_rule(
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     let project = project_of(&state, &user, &org, &slug).await?;
     let (input, _) = rule_input_from(&body, RuleInput::default())?;
-    let (rule, generated) = prepare_rule(&input, &state.config.outbound_allow).await.map_err(field_error)?;
+    let (rule, generated) =
+        prepare_rule(&input, &state.config.outbound_allow, state.mailer.is_some()).await.map_err(field_error)?;
     let created = state.store.create_alert_rule(project.id, &rule, clock::now_millis()).await?;
     Ok((StatusCode::CREATED, Json(rule_json(&created, &generated))))
 }
@@ -258,7 +259,8 @@ pub async fn patch_rule(
     let id = parse_id(&id, "alert rule")?;
     let existing = state.store.alert_rule(user.viewer(), id).await?.ok_or_else(|| AppError::not_found("alert rule"))?;
     let (input, replace_channels) = rule_input_from(&body, input_of(&existing))?;
-    let (rule, generated) = prepare_rule(&input, &state.config.outbound_allow).await.map_err(field_error)?;
+    let (rule, generated) =
+        prepare_rule(&input, &state.config.outbound_allow, state.mailer.is_some()).await.map_err(field_error)?;
     let generated = if replace_channels { generated } else { Vec::new() };
     let updated = state
         .store
@@ -291,8 +293,15 @@ pub async fn test_rule(State(state): State<AppState>, ApiUser(user): ApiUser, Pa
         .into_iter()
         .find(|p| p.id == rule.project_id)
         .ok_or_else(|| AppError::not_found("alert rule"))?;
-    let results =
-        send_test(&*state.store, &state.config.outbound_allow, &state.config.public_url, project, &rule).await?;
+    let results = send_test(
+        &*state.store,
+        &state.email_sender(),
+        &state.config.outbound_allow,
+        &state.config.public_url,
+        project,
+        &rule,
+    )
+    .await?;
     Ok(Json(json!({ "ok": results.iter().all(|r| r.ok), "results": results })))
 }
 

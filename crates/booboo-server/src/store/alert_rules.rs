@@ -330,6 +330,16 @@ pub struct DeliveryCounts {
     pub rows: Vec<(String, String, i64)>,
 }
 
+/// An e-mail alert held back by the per-recipient cap, for the digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldEmail {
+    pub address: String,
+    pub held_at: i64,
+    /// One line: what happened, where.
+    pub summary: String,
+    pub url: String,
+}
+
 /// A random Standard Webhooks message id: the same on every attempt.
 pub fn new_webhook_id() -> String {
     let mut bytes = [0u8; 16];

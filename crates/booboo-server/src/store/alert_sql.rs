@@ -543,6 +543,100 @@ macro_rules! alert_queries {
             .map(delivery_from_row)
             .collect()
         }
+        /// Who gets a project's "members" e-mail: its organisation's members
+        /// who have not opted out of the project's alerts.
+        async fn email_recipient_rows(conn: &mut $conn, project_id: i64) -> Result<Vec<String>, sqlx::Error> {
+            sqlx::query_scalar(&q(
+                "SELECT u.email FROM memberships m JOIN users u ON u.id = m.user_id \
+                 JOIN projects p ON p.org_id = m.org_id WHERE p.id = ? AND NOT EXISTS (\
+                   SELECT 1 FROM alert_email_optouts o WHERE o.user_id = u.id AND o.project_id = p.id) \
+                 ORDER BY u.email",
+            ))
+            .bind(project_id)
+            .fetch_all(&mut *conn)
+            .await
+        }
+
+        /// Counts one e-mail to `address` in its window; whether it is
+        /// within `cap`. A window starts with the first e-mail after the
+        /// last one ended.
+        async fn reserve_email_row(
+            conn: &mut $conn,
+            address: &str,
+            now: i64,
+            cap: i64,
+            window_ms: i64,
+        ) -> Result<bool, sqlx::Error> {
+            let sent: i64 = sqlx::query_scalar(&q(
+                "INSERT INTO alert_email_budget (address, window_ends_at, sent) VALUES (?, ?, 1) \
+                 ON CONFLICT (address) DO UPDATE SET \
+                   window_ends_at = CASE WHEN alert_email_budget.window_ends_at <= ? \
+                     THEN excluded.window_ends_at ELSE alert_email_budget.window_ends_at END, \
+                   sent = CASE WHEN alert_email_budget.window_ends_at <= ? THEN 1 ELSE alert_email_budget.sent + 1 END \
+                 RETURNING sent",
+            ))
+            .bind(address)
+            .bind(now + window_ms)
+            .bind(now)
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok(sent <= cap)
+        }
+
+        async fn hold_email_row(conn: &mut $conn, address: &str, now: i64, summary: &str, url: &str) -> Result<(), sqlx::Error> {
+            sqlx::query(&q("INSERT INTO alert_email_held (address, held_at, summary, url) VALUES (?, ?, ?, ?)"))
+                .bind(address)
+                .bind(now)
+                .bind(summary)
+                .bind(url)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+
+        /// Takes (deletes and returns) what was held back for addresses whose
+        /// window has ended: each held alert goes into one node's digest.
+        async fn take_digest_rows(conn: &mut $conn, now: i64) -> Result<Vec<HeldEmail>, sqlx::Error> {
+            let rows = sqlx::query(&q(
+                "DELETE FROM alert_email_held WHERE address IN (\
+                   SELECT address FROM alert_email_budget WHERE window_ends_at <= ?) \
+                 RETURNING address, held_at, summary, url",
+            ))
+            .bind(now)
+            .fetch_all(&mut *conn)
+            .await?;
+            let mut held = rows
+                .iter()
+                .map(|r| {
+                    Ok(HeldEmail {
+                        address: r.try_get("address")?,
+                        held_at: r.try_get("held_at")?,
+                        summary: r.try_get("summary")?,
+                        url: r.try_get("url")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            held.sort_by(|a, b| (&a.address, a.held_at).cmp(&(&b.address, b.held_at)));
+            Ok(held)
+        }
+
+        async fn set_opt_out_row(conn: &mut $conn, user_id: i64, project_id: i64, out: bool) -> Result<(), sqlx::Error> {
+            let sql = if out {
+                "INSERT INTO alert_email_optouts (user_id, project_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
+            } else {
+                "DELETE FROM alert_email_optouts WHERE user_id = ? AND project_id = ?"
+            };
+            sqlx::query(&q(sql)).bind(user_id).bind(project_id).execute(&mut *conn).await?;
+            Ok(())
+        }
+
+        async fn opt_out_rows(conn: &mut $conn, user_id: i64) -> Result<Vec<i64>, sqlx::Error> {
+            sqlx::query_scalar(&q("SELECT project_id FROM alert_email_optouts WHERE user_id = ? ORDER BY project_id"))
+                .bind(user_id)
+                .fetch_all(&mut *conn)
+                .await
+        }
     };
 }
 pub(super) use alert_queries;

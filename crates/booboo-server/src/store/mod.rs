@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 pub use alert_rules::{
     AlertChannel, AlertKind, AlertRule, AttemptResult, ChannelFailure, ChannelKind, DeliveryInfo, DueDelivery,
-    NewAlertRule, NewChannel, RuleFilters, Trigger,
+    HeldEmail, NewAlertRule, NewChannel, RuleFilters, Trigger,
 };
 pub use migrations::{migration_names, Backend};
 pub use sign_in_limits::{SignInLimits, SignInReservation};
@@ -642,6 +642,21 @@ pub trait Store: Send + Sync + 'static {
     async fn issue_deliveries(&self, issue_id: i64, limit: i64) -> StoreResult<Vec<DeliveryInfo>>;
     /// Pending deliveries by channel kind, for `/metrics`.
     async fn pending_deliveries(&self) -> StoreResult<Vec<(String, i64)>>;
+
+    // --- alerts by e-mail ---------------------------------------------------
+
+    /// The addresses a project's "members" e-mail goes to: its organisation's
+    /// members, less those who opted out of this project's alerts.
+    async fn alert_email_recipients(&self, project_id: i64) -> StoreResult<Vec<String>>;
+    /// Counts one alert e-mail to `address`; `false` when it is over `cap`
+    /// within the current window (then hold it for the digest).
+    async fn reserve_alert_email(&self, address: &str, now: i64, cap: i64, window_ms: i64) -> StoreResult<bool>;
+    async fn hold_alert_email(&self, address: &str, now: i64, summary: &str, url: &str) -> StoreResult<()>;
+    /// Takes what was held for addresses whose window has ended.
+    async fn take_alert_email_digests(&self, now: i64) -> StoreResult<Vec<HeldEmail>>;
+    async fn set_alert_email_opt_out(&self, user_id: i64, project_id: i64, opted_out: bool) -> StoreResult<()>;
+    /// The projects whose alert e-mails a user opted out of.
+    async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>>;
 }
 
 /// Opens the store a database URL names, creating and migrating it.

@@ -1680,4 +1680,36 @@ impl Store for SqliteStore {
         .await
         .map_err(unavailable("counting pending deliveries"))
     }
+
+    async fn alert_email_recipients(&self, project_id: i64) -> StoreResult<Vec<String>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        email_recipient_rows(&mut conn, project_id).await.map_err(unavailable("listing alert e-mail recipients"))
+    }
+
+    async fn reserve_alert_email(&self, address: &str, now: i64, cap: i64, window_ms: i64) -> StoreResult<bool> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        reserve_email_row(&mut conn, address, now, cap, window_ms).await.map_err(unavailable("counting alert e-mails"))
+    }
+
+    async fn hold_alert_email(&self, address: &str, now: i64, summary: &str, url: &str) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        hold_email_row(&mut conn, address, now, summary, url).await.map_err(unavailable("holding an alert e-mail"))
+    }
+
+    async fn take_alert_email_digests(&self, now: i64) -> StoreResult<Vec<HeldEmail>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        take_digest_rows(&mut conn, now).await.map_err(unavailable("taking alert e-mail digests"))
+    }
+
+    async fn set_alert_email_opt_out(&self, user_id: i64, project_id: i64, opted_out: bool) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        set_opt_out_row(&mut conn, user_id, project_id, opted_out)
+            .await
+            .map_err(unavailable("changing an e-mail opt-out"))
+    }
+
+    async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        opt_out_rows(&mut conn, user_id).await.map_err(unavailable("reading e-mail opt-outs"))
+    }
 }

@@ -111,7 +111,7 @@ pub async fn create(
     me.check_csrf(&form)?;
     let project = project_of(&state, &me, &org, &slug).await?;
     let input = input_from(&form, RuleInput::default(), true);
-    let (rule, generated) = match prepare_rule(&input, &state.config.outbound_allow).await {
+    let (rule, generated) = match prepare_rule(&input, &state.config.outbound_allow, state.mailer.is_some()).await {
         Ok(prepared) => prepared,
         Err(e) => {
             let kept = form.0.iter().filter(|(k, _)| k != "csrf" && k != "channel_secret").cloned().collect();
@@ -155,7 +155,7 @@ pub async fn edit(
     me.check_csrf(&form)?;
     let (project, rule) = rule_of(&state, &me, &org, &slug, &id).await?;
     let input = input_from(&form, input_of(&rule), false);
-    match prepare_rule(&input, &state.config.outbound_allow).await {
+    match prepare_rule(&input, &state.config.outbound_allow, state.mailer.is_some()).await {
         Ok((changed, _)) => {
             state.store.update_alert_rule(me.viewer(), rule.id, &changed, false).await?;
             Ok(Redirect::to(&format!("/projects/{org}/{slug}/alerts#rule-{}", rule.id)).into_response())
@@ -176,9 +176,15 @@ pub async fn test(
 ) -> Result<Response, PageError> {
     me.check_csrf(&form)?;
     let (project, rule) = rule_of(&state, &me, &org, &slug, &id).await?;
-    let results =
-        send_test(&*state.store, &state.config.outbound_allow, &state.config.public_url, project.clone(), &rule)
-            .await?;
+    let results = send_test(
+        &*state.store,
+        &state.email_sender(),
+        &state.config.outbound_allow,
+        &state.config.public_url,
+        project.clone(),
+        &rule,
+    )
+    .await?;
     let failed: Vec<String> =
         results.iter().filter_map(|r| r.detail.as_ref().map(|d| format!("{} channel: {d}", r.kind))).collect();
     let notice = if failed.is_empty() {

@@ -57,6 +57,7 @@ pub fn routes() -> Router<AppState> {
         .route("/issues/{id}/events/{event}/json", get(issues::event_json))
         .route("/settings", get(settings::show))
         .route("/settings/password", post(settings::change_password))
+        .route("/settings/alert-emails/{project}", post(settings::alert_emails))
         .route("/settings/tokens", post(settings::create_token))
         .route("/settings/tokens/{id}/revoke", post(settings::revoke_token))
         .route("/settings/orgs/{org}", get(settings::members))

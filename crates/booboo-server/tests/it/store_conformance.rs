@@ -70,6 +70,7 @@ store_tests!(
     frequency_rules_fire_once_per_throttle_per_issue_and_honour_filters,
     unignoring_an_issue_fires_unignored_rules,
     each_due_delivery_is_claimed_once_and_retried_until_sent,
+    alert_emails_go_to_members_who_did_not_opt_out_within_a_cap_with_a_digest,
 );
 
 async fn project(store: &Arc<dyn Store>, org: &str, slug: &str) -> i64 {
@@ -844,4 +845,45 @@ async fn each_due_delivery_is_claimed_once_and_retried_until_sent(store: Arc<dyn
     let sent = store.project_deliveries(p, 50).await.unwrap().into_iter().find(|d| d.id == first.id).unwrap();
     assert_eq!((sent.status.as_str(), sent.attempts), ("sent", 2));
     assert_eq!(store.pending_deliveries().await.unwrap(), vec![("webhook".to_string(), 5)]);
+}
+
+async fn alert_emails_go_to_members_who_did_not_opt_out_within_a_cap_with_a_digest(store: Arc<dyn Store>) {
+    let p = project(&store, "acme", "web").await;
+    let other = project(&store, "acme", "api").await;
+    let ann = store.create_user("ann@example.com", "h", false, T0).await.unwrap();
+    let bob = store.create_user("bob@example.com", "h", false, T0).await.unwrap();
+    store.create_user("eve@example.com", "h", false, T0).await.unwrap();
+    store.set_membership("acme", ann.id, Role::Member).await.unwrap();
+    store.set_membership("acme", bob.id, Role::Admin).await.unwrap();
+    store.set_alert_email_opt_out(bob.id, p, true).await.unwrap();
+    assert_eq!(store.alert_email_recipients(p).await.unwrap(), vec!["ann@example.com".to_string()]);
+    assert_eq!(store.alert_email_recipients(other).await.unwrap().len(), 2);
+    assert_eq!(store.alert_email_opt_outs(bob.id).await.unwrap(), vec![p]);
+    store.set_alert_email_opt_out(bob.id, p, false).await.unwrap();
+    assert_eq!(store.alert_email_recipients(p).await.unwrap().len(), 2);
+
+    // Two an hour: the third is over the cap and held for the digest.
+    let hour = 3_600_000;
+    assert!(store.reserve_alert_email("ann@example.com", T0, 2, hour).await.unwrap());
+    assert!(store.reserve_alert_email("ann@example.com", T0 + 1, 2, hour).await.unwrap());
+    assert!(!store.reserve_alert_email("ann@example.com", T0 + 2, 2, hour).await.unwrap());
+    assert!(store.reserve_alert_email("bob@example.com", T0 + 2, 2, hour).await.unwrap());
+    store
+        .hold_alert_email("ann@example.com", T0 + 2, "New issue in acme/web: boom", "http://x/issues/1")
+        .await
+        .unwrap();
+    store
+        .hold_alert_email("ann@example.com", T0 + 3, "New issue in acme/web: bang", "http://x/issues/2")
+        .await
+        .unwrap();
+    // Nothing is taken before the window ends; then each held alert once.
+    assert!(store.take_alert_email_digests(T0 + hour - 1).await.unwrap().is_empty());
+    let digest = store.take_alert_email_digests(T0 + hour).await.unwrap();
+    assert_eq!(
+        digest.iter().map(|h| h.summary.as_str()).collect::<Vec<_>>(),
+        ["New issue in acme/web: boom", "New issue in acme/web: bang"]
+    );
+    assert!(store.take_alert_email_digests(T0 + hour).await.unwrap().is_empty());
+    // A new window starts with the next e-mail.
+    assert!(store.reserve_alert_email("ann@example.com", T0 + hour, 2, hour).await.unwrap());
 }

@@ -2,5 +2,6 @@
 //! into the body (and headers) its receiver expects.
 
 pub mod discord;
+pub mod email;
 pub mod slack;
 pub mod webhook;
