@@ -62,6 +62,21 @@ struct Cli {
     /// The sender of booboo's e-mail, such as booboo@example.com (needed with --smtp-url).
     #[arg(long, global = true, env = "BOOBOO_EMAIL_FROM", value_name = "ADDRESS")]
     email_from: Option<String>,
+    /// Seconds a client has, from its first byte, to send a request's headers (default 10).
+    #[arg(long, global = true, env = "BOOBOO_HEADER_TIMEOUT", value_name = "SECONDS")]
+    header_timeout: Option<u64>,
+    /// Seconds a client has, once the headers are in, to send the whole body (default 60).
+    #[arg(long, global = true, env = "BOOBOO_BODY_TIMEOUT", value_name = "SECONDS")]
+    body_timeout: Option<u64>,
+    /// Seconds a connection may sit with nothing moving between requests (default 30).
+    #[arg(long, global = true, env = "BOOBOO_IDLE_TIMEOUT", value_name = "SECONDS")]
+    idle_timeout: Option<u64>,
+    /// Open connections at once; more wait to be accepted (default 1024).
+    #[arg(long, global = true, env = "BOOBOO_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+    /// Bytes of request bodies and queued events held at once; past it ingestion answers "retry later" (default 256 MiB).
+    #[arg(long, global = true, env = "BOOBOO_MAX_INFLIGHT_BYTES", value_name = "BYTES")]
+    max_inflight_bytes: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -154,6 +169,14 @@ enum ProjectCommand {
     Create {
         #[arg(value_name = "ORG/PROJECT")]
         path: String,
+    },
+    /// Delete ORG/PROJECT with its keys, issues and events (asks for --yes).
+    Delete {
+        #[arg(value_name = "ORG/PROJECT")]
+        path: String,
+        /// Confirm: the project and everything stored for it go for good.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -290,6 +313,11 @@ pub fn run() -> Result<(), String> {
         alert_email_cap: cli.alert_email_cap,
         smtp_url: cli.smtp_url,
         email_from: cli.email_from,
+        header_timeout: cli.header_timeout,
+        body_timeout: cli.body_timeout,
+        idle_timeout: cli.idle_timeout,
+        max_connections: cli.max_connections,
+        max_inflight_bytes: cli.max_inflight_bytes,
     })?;
     if let Command::Config(ConfigCommand::Show) = cli.command {
         print!("{}", config.show());
@@ -320,6 +348,7 @@ pub fn run() -> Result<(), String> {
             Command::User(UserCommand::ResetLink { email }) => reset_link(&*store, &config, &email).await,
             Command::Member(MemberCommand::Add { org, email, role }) => add_member(&*store, &org, &email, role).await,
             Command::Project(ProjectCommand::Create { path }) => create_project(&*store, &config, &path).await,
+            Command::Project(ProjectCommand::Delete { path, yes }) => delete_project(&*store, &path, yes).await,
             Command::Token(TokenCommand::Create { email, label }) => create_token(&*store, &email, &label).await,
             Command::Backup { path } => {
                 backup::backup(&*store, &path).await?;
@@ -344,7 +373,7 @@ fn validate_arguments(command: &Command) -> Result<(), String> {
         | Command::User(UserCommand::ResetLink { email })
         | Command::Member(MemberCommand::Add { email, .. })
         | Command::Token(TokenCommand::Create { email, .. }) => check_email(email).map(|_| ()),
-        Command::Project(ProjectCommand::Create { path })
+        Command::Project(ProjectCommand::Create { path } | ProjectCommand::Delete { path, .. })
         | Command::Export { path }
         | Command::Alert(AlertCommand::List { path }) => split_project_path(path).map(|_| ()),
         Command::Alert(AlertCommand::Add(add)) => split_project_path(&add.path).map(|_| ()),
@@ -563,6 +592,25 @@ async fn export(store: Arc<dyn Store>, path: &str) -> Result<(), String> {
     if progress {
         eprintln!();
     }
+    Ok(())
+}
+
+async fn delete_project(store: &dyn Store, path: &str, yes: bool) -> Result<(), String> {
+    let (org, slug) = split_project_path(path)?;
+    let operator = crate::store::Viewer { user_id: 0, is_admin: true };
+    let project = store
+        .project_for(operator, org, slug)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no project {org}/{slug}"))?;
+    if !yes {
+        return Err(format!(
+            "this deletes {org}/{slug} with its keys, issues and events for good; \
+             run `booboo export {org}/{slug}` first to keep a copy, then again with --yes"
+        ));
+    }
+    store.delete_project(operator, project.id, clock::now_millis()).await.map_err(|e| e.to_string())?;
+    println!("Deleted project {org}/{slug}.");
     Ok(())
 }
 

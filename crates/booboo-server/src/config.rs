@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
 pub const DEFAULT_DATA_DIR: &str = "./booboo-data";
@@ -27,6 +28,15 @@ pub const SETUP_LINK_LIFETIME_MS: i64 = 24 * 3_600_000;
 pub const DEFAULT_ALERT_RETRY_FIRST_MS: usize = 10_000;
 /// Alert e-mails to one address per hour before the rest wait for a digest.
 pub const DEFAULT_ALERT_EMAIL_CAP: usize = 60;
+/// A client gets this long, from its first byte, to send a request's headers.
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+/// And this long, once the headers are in, to send the whole body.
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 60;
+/// A kept-alive connection with nothing moving is closed after this long.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Request bodies being read plus events waiting for the database, in bytes.
+pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 256 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct Config {
@@ -62,6 +72,13 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// The sender of every e-mail (`booboo@example.com`).
     pub email_from: Option<String>,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Open connections; past it, new ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// One budget for request bodies in flight and queued events.
+    pub max_inflight_bytes: usize,
 }
 
 impl Config {
@@ -90,6 +107,11 @@ pub struct Overrides {
     pub alert_email_cap: Option<usize>,
     pub smtp_url: Option<String>,
     pub email_from: Option<String>,
+    pub header_timeout: Option<u64>,
+    pub body_timeout: Option<u64>,
+    pub idle_timeout: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_inflight_bytes: Option<usize>,
 }
 
 impl Config {
@@ -169,6 +191,39 @@ impl Config {
         if !(1..=10_000).contains(&alert_email_cap) {
             return Err(format!("--alert-email-cap: {alert_email_cap} is outside 1 to 10000"));
         }
+        let seconds = |flag: Option<u64>, key: &str, flag_name: &str, default: u64| -> Result<Duration, String> {
+            let n = match flag {
+                Some(n) => n,
+                None => match file.get(key) {
+                    Some(v) => v
+                        .parse()
+                        .map_err(|_| format!("config file: `{key}` must be a whole number of seconds, got {v:?}"))?,
+                    None => default,
+                },
+            };
+            if n == 0 {
+                return Err(format!("{flag_name}: must be at least 1 second"));
+            }
+            Ok(Duration::from_secs(n))
+        };
+        let header_timeout =
+            seconds(overrides.header_timeout, "header_timeout", "--header-timeout", DEFAULT_HEADER_TIMEOUT_SECS)?;
+        let body_timeout =
+            seconds(overrides.body_timeout, "body_timeout", "--body-timeout", DEFAULT_BODY_TIMEOUT_SECS)?;
+        let idle_timeout =
+            seconds(overrides.idle_timeout, "idle_timeout", "--idle-timeout", DEFAULT_IDLE_TIMEOUT_SECS)?;
+        let max_connections = number(overrides.max_connections, "max_connections", DEFAULT_MAX_CONNECTIONS)?;
+        // The semaphore that enforces it counts in u32.
+        if max_connections == 0 || max_connections > 1_000_000 {
+            return Err(format!("--max-connections: {max_connections} must be between 1 and 1000000"));
+        }
+        let max_inflight_bytes =
+            number(overrides.max_inflight_bytes, "max_inflight_bytes", DEFAULT_MAX_INFLIGHT_BYTES)?;
+        if max_inflight_bytes < max_body_bytes {
+            return Err(format!(
+                "--max-inflight-bytes: {max_inflight_bytes} is below --max-body-bytes ({max_body_bytes}); the budget must hold one event"
+            ));
+        }
         Ok(Config {
             alert_email_cap,
             outbound_allow,
@@ -187,6 +242,11 @@ impl Config {
             link_lifetime_days,
             smtp_url,
             email_from,
+            header_timeout,
+            body_timeout,
+            idle_timeout,
+            max_connections,
+            max_inflight_bytes,
         })
     }
 
@@ -209,7 +269,7 @@ impl Config {
     /// `key = value` lines, secrets redacted, for `booboo config show`.
     pub fn show(&self) -> String {
         format!(
-            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\noutbound_allow = {}\nalert_retry_first_ms = {}\nalert_email_cap = {}\nsmtp_url = {}\nemail_from = {}\n",
+            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\noutbound_allow = {}\nalert_retry_first_ms = {}\nalert_email_cap = {}\nsmtp_url = {}\nemail_from = {}\nheader_timeout = {}\nbody_timeout = {}\nidle_timeout = {}\nmax_connections = {}\nmax_inflight_bytes = {}\n",
             self.bind,
             self.data_dir.display(),
             crate::store::redact_url(&self.database_url),
@@ -225,6 +285,11 @@ impl Config {
             self.alert_email_cap,
             self.smtp_url.as_deref().map(crate::store::redact_url).unwrap_or_default(),
             self.email_from.as_deref().unwrap_or_default(),
+            self.header_timeout.as_secs(),
+            self.body_timeout.as_secs(),
+            self.idle_timeout.as_secs(),
+            self.max_connections,
+            self.max_inflight_bytes,
         )
     }
 }
@@ -270,6 +335,11 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
             "alert_email_cap",
             "smtp_url",
             "email_from",
+            "header_timeout",
+            "body_timeout",
+            "idle_timeout",
+            "max_connections",
+            "max_inflight_bytes",
         ];
         if !known.contains(&key) {
             return Err(format!("{}:{}: unknown setting `{key}`", path.display(), n + 1));
@@ -331,6 +401,31 @@ mod tests {
         assert!(err.contains("--max-envelope-bytes"), "{err}");
         let err = Config::load(Overrides { link_lifetime_days: Some(0), ..Overrides::default() }).err().unwrap();
         assert!(err.contains("--link-lifetime-days"), "{err}");
+        let err = Config::load(Overrides { header_timeout: Some(0), ..Overrides::default() }).err().unwrap();
+        assert!(err.contains("--header-timeout"), "{err}");
+        let err = Config::load(Overrides { max_connections: Some(0), ..Overrides::default() }).err().unwrap();
+        assert!(err.contains("--max-connections"), "{err}");
+        let err = Config::load(Overrides { max_inflight_bytes: Some(200_000), ..Overrides::default() }).err().unwrap();
+        assert!(err.contains("--max-inflight-bytes"), "{err}");
+    }
+
+    #[test]
+    fn connection_limits_come_from_the_file_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("booboo.conf");
+        std::fs::write(
+            &file,
+            "header_timeout = 3\nidle_timeout = 4\nmax_connections = 9\nmax_inflight_bytes = 2000000\n",
+        )
+        .unwrap();
+        let config =
+            Config::load(Overrides { config_file: Some(file), body_timeout: Some(5), ..Overrides::default() }).unwrap();
+        assert_eq!(config.header_timeout, Duration::from_secs(3));
+        assert_eq!(config.body_timeout, Duration::from_secs(5));
+        assert_eq!(config.idle_timeout, Duration::from_secs(4));
+        assert_eq!(config.max_connections, 9);
+        assert_eq!(config.max_inflight_bytes, 2_000_000);
+        assert!(config.show().contains("max_inflight_bytes = 2000000"));
     }
 
     #[test]

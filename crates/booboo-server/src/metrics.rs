@@ -1,10 +1,11 @@
 //! Counters for `/metrics`, written in Prometheus' text format by hand: the
 //! handful we need does not justify a metrics crate.
 
+use crate::memory_budget::MemoryBudget;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Envelope item types Sentry SDKs send that booboo accepts without storing.
@@ -53,9 +54,16 @@ pub struct Metrics {
     alerts_sent: Mutex<BTreeMap<&'static str, u64>>,
     alerts_failed: Mutex<BTreeMap<&'static str, u64>>,
     alerts_retried: Mutex<BTreeMap<&'static str, u64>>,
+    /// Set by `serve`: the memory budget whose use `/metrics` shows.
+    memory_budget: OnceLock<Arc<MemoryBudget>>,
 }
 
 impl Metrics {
+    /// Shows the budget's use and limit from now on.
+    pub fn watch_memory_budget(&self, budget: Arc<MemoryBudget>) {
+        let _ = self.memory_budget.set(budget);
+    }
+
     pub fn event_accepted(&self) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
     }
@@ -199,6 +207,16 @@ impl Metrics {
         let _ = writeln!(out, "booboo_ingest_queue_depth {queue_depth}");
         let _ = writeln!(out, "# TYPE booboo_ingest_queue_capacity gauge");
         let _ = writeln!(out, "booboo_ingest_queue_capacity {queue_capacity}");
+        if let Some(budget) = self.memory_budget.get() {
+            let _ = writeln!(
+                out,
+                "# HELP booboo_inflight_bytes Bytes of request bodies and queued events held (--max-inflight-bytes)."
+            );
+            let _ = writeln!(out, "# TYPE booboo_inflight_bytes gauge");
+            let _ = writeln!(out, "booboo_inflight_bytes {}", budget.used());
+            let _ = writeln!(out, "# TYPE booboo_inflight_bytes_limit gauge");
+            let _ = writeln!(out, "booboo_inflight_bytes_limit {}", budget.limit());
+        }
         let _ = writeln!(out, "# HELP booboo_batches_total Transactions committed by the writer.");
         let _ = writeln!(out, "# TYPE booboo_batches_total counter");
         let _ = writeln!(out, "booboo_batches_total {}", get(&self.batches));

@@ -5,8 +5,10 @@ use crate::alerts::deliver::{DeliverySettings, DeliveryWorker};
 use crate::app::{app, AppState};
 use crate::cli::open_store;
 use crate::config::{Config, SETUP_LINK_LIFETIME_MS};
+use crate::connections::{self, ConnectionLimits};
 use crate::ingest::writer::Writer;
 use crate::mail::Mailer;
+use crate::memory_budget::MemoryBudget;
 use crate::metrics::Metrics;
 use crate::pruning::Pruning;
 use crate::store::Store;
@@ -61,11 +63,17 @@ pub async fn serve(config: Config) -> Result<(), String> {
         DeliverySettings { retry_first_ms: config.alert_retry_first_ms as i64, ..DeliverySettings::default() },
     );
 
-    // The peer address feeds the sign-in limits.
-    axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+    let limits = ConnectionLimits {
+        header_timeout: config.header_timeout,
+        body_timeout: config.body_timeout,
+        idle_timeout: config.idle_timeout,
+        max_connections: config.max_connections,
+    };
+    let budget = MemoryBudget::new(config.max_inflight_bytes);
+    metrics.watch_memory_budget(budget.clone());
+    // Each request carries its peer address (for the sign-in limits) and its
+    // share of the memory budget.
+    connections::serve(listener, app(state), limits, budget, shutdown_signal()).await;
 
     pruning.stop().await;
     delivery.stop().await;

@@ -13,7 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use booboo_core::timestamp;
 use serde_json::{json, Value};
@@ -27,7 +27,8 @@ pub fn routes() -> Router<AppState> {
         .route("/projects", get(list_projects))
         .route("/projects/{org}/{project}/issues", get(list_issues))
         .route("/projects/{org}/{project}/export", get(export_project))
-        .route("/issues/{id}", get(get_issue).patch(patch_issue))
+        .route("/projects/{org}/{project}", delete(delete_project))
+        .route("/issues/{id}", get(get_issue).patch(patch_issue).delete(delete_issue))
         .route("/issues/{id}/events", get(issue_events))
         .route("/events/{id}", get(get_event))
         .route("/projects/{org}/{project}/alert-rules", get(alerts::list_rules).post(alerts::create_rule))
@@ -207,6 +208,34 @@ async fn patch_issue(
     let issue =
         state.store.set_issue_status(user.viewer(), id, status).await?.ok_or_else(|| AppError::not_found("issue"))?;
     Ok(Json(issue_json(&issue)))
+}
+
+/// Deletes an issue with its events (organisation admins only): 204.
+async fn delete_issue(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    let id = parse_id(&id, "issue")?;
+    if !state.store.delete_issue(user.viewer(), id).await? {
+        return Err(AppError::not_found("issue"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a project with its keys, issues and events (organisation admins
+/// only): 204.
+async fn delete_project(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path((org, slug)): Path<(String, String)>,
+) -> Result<StatusCode, AppError> {
+    let project =
+        state.store.project_for(user.viewer(), &org, &slug).await?.ok_or_else(|| AppError::not_found("project"))?;
+    if !state.store.delete_project(user.viewer(), project.id, crate::clock::now_millis()).await? {
+        return Err(AppError::not_found("project"));
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The project as JSON Lines (see `export.rs`), streamed page by page.

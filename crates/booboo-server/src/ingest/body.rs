@@ -4,14 +4,20 @@
 //! small compressed bomb stops at the limit, never at the end of memory.
 //!
 //! Reading and decompressing are two steps so that a handler can
-//! authenticate in between; [`RawBody::first_line`] decompresses just enough
-//! to read a key that travels inside the body (a Sentry envelope's `dsn`).
+//! authenticate in between; [`BodyReader::first_line`] reads and decompresses
+//! just enough to find a key that travels inside the body (a Sentry
+//! envelope's `dsn`), so an unknown key is refused before the rest is read.
+//! Every byte kept counts against the memory budget (`memory_budget.rs`).
 
 use super::rejection::Rejection;
-use axum::body::{Body, Bytes};
+use crate::config::Config;
+use crate::connections::BodyCut;
+use crate::memory_budget::{MemoryBudget, Reservation};
+use axum::body::Body;
 use axum::http::{header, HeaderMap};
 use http_body_util::BodyExt;
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,12 +31,28 @@ enum Encoding {
 /// A body as it came off the wire, not yet decompressed.
 pub struct RawBody {
     encoding: Encoding,
-    bytes: Bytes,
+    bytes: Vec<u8>,
+    reservation: Arc<Reservation>,
 }
 
-/// Reads the body and decompresses it, `limit` bytes at most either way.
-pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, Rejection> {
-    read_raw(headers, body, limit).await?.decode(limit)
+/// The request's share of the memory budget, from the connection layer; a
+/// request that came without one (the router called directly, in tests) gets
+/// a budget of its own of the configured size.
+pub fn reservation_of(extension: Option<Arc<Reservation>>, config: &Config) -> Arc<Reservation> {
+    extension.unwrap_or_else(|| Reservation::new(MemoryBudget::new(config.max_inflight_bytes)))
+}
+
+/// Reads the body and decompresses it, `limit` bytes at most either way,
+/// refusing it before reading if its declared length does not fit the budget.
+pub async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    reservation: Arc<Reservation>,
+) -> Result<Vec<u8>, Rejection> {
+    let mut reader = BodyReader::open(headers, body, limit, reservation)?;
+    reader.reserve_declared().await?;
+    reader.finish().await?.decode(limit)
 }
 
 fn encoding_of(headers: &HeaderMap) -> Result<Encoding, Rejection> {
@@ -56,31 +78,168 @@ fn encoding_of(headers: &HeaderMap) -> Result<Encoding, Rejection> {
 const DRAIN_BYTES: usize = 32 * 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
-/// Reads the body off the wire (chunked or not) without decompressing it,
-/// refusing it once it passes `limit` bytes.
-pub async fn read_raw(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<RawBody, Rejection> {
-    let encoding = encoding_of(headers)?;
-    let too_large = Rejection::TooLarge { limit, compressed: false };
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if let Some(declared) = declared.filter(|n| *n > limit as u64) {
-        if declared <= DRAIN_BYTES as u64 {
-            drain(body).await;
-        }
-        return Err(too_large);
+/// Compressed bytes read at most while looking for the first line: a
+/// compressed first line of `max` bytes never needs more than this.
+fn first_line_raw_cap(max: usize) -> usize {
+    max * 2 + 8192
+}
+
+/// Reads a body off the wire (chunked or not) a frame at a time, without
+/// decompressing it, refusing it once it passes `limit` bytes. Each frame is
+/// charged to the request's share of the memory budget as it arrives (by the
+/// connection layer), so reading can stop after the first line.
+pub struct BodyReader {
+    encoding: Encoding,
+    body: Body,
+    limit: usize,
+    declared: Option<u64>,
+    bytes: Vec<u8>,
+    ended: bool,
+    reservation: Arc<Reservation>,
+}
+
+impl BodyReader {
+    /// Checks the encoding; reads nothing yet.
+    pub fn open(
+        headers: &HeaderMap,
+        body: Body,
+        limit: usize,
+        reservation: Arc<Reservation>,
+    ) -> Result<BodyReader, Rejection> {
+        let encoding = encoding_of(headers)?;
+        let declared =
+            headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        Ok(BodyReader { encoding, body, limit, declared, bytes: Vec::new(), ended: false, reservation })
     }
-    let mut bytes = Vec::with_capacity(declared.map_or(8192, |n| n as usize));
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| Rejection::UnreadableBody(e.to_string()))?;
-        if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > limit {
-                drain(body).await;
-                return Err(too_large);
+
+    /// Refuses a body declared over the limit, and reserves room for the rest
+    /// of one of declared length, so that a request the budget cannot hold is
+    /// refused before its body is read. A refused body is read and thrown
+    /// away (bounded, in the background when over budget) so that the client
+    /// sees the answer rather than a broken pipe.
+    pub async fn reserve_declared(&mut self) -> Result<(), Rejection> {
+        let Some(declared) = self.declared else {
+            return Ok(());
+        };
+        if declared > self.limit as u64 {
+            self.bytes = Vec::new();
+            if declared <= DRAIN_BYTES as u64 {
+                self.reservation.discard_from_now();
+                drain(std::mem::replace(&mut self.body, Body::empty())).await;
             }
-            bytes.extend_from_slice(&data);
+            return Err(Rejection::TooLarge { limit: self.limit, compressed: false });
+        }
+        let rest = (declared as usize).saturating_sub(self.bytes.len());
+        match self.reservation.reserve_ahead(rest) {
+            Ok(()) => {
+                self.bytes.reserve_exact(rest);
+                Ok(())
+            }
+            Err(over) => {
+                self.reservation.discard_from_now();
+                self.bytes = Vec::new();
+                let body = std::mem::replace(&mut self.body, Body::empty());
+                tokio::spawn(drain(body));
+                Err(Rejection::OverBudget { limit: over.limit })
+            }
         }
     }
-    Ok(RawBody { encoding, bytes: Bytes::from(bytes) })
+
+    /// Reads one more frame; false once the body has ended.
+    async fn read_frame(&mut self) -> Result<bool, Rejection> {
+        if self.ended {
+            return Ok(false);
+        }
+        let Some(frame) = self.body.frame().await else {
+            self.ended = true;
+            return Ok(false);
+        };
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => {
+                let rejection = body_error(e);
+                if matches!(rejection, Rejection::OverBudget { .. }) {
+                    self.bytes = Vec::new();
+                    let body = std::mem::replace(&mut self.body, Body::empty());
+                    tokio::spawn(drain(body));
+                }
+                return Err(rejection);
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            if self.bytes.len() + data.len() > self.limit {
+                self.bytes = Vec::new();
+                self.reservation.discard_from_now();
+                drain(std::mem::replace(&mut self.body, Body::empty())).await;
+                return Err(Rejection::TooLarge { limit: self.limit, compressed: false });
+            }
+            self.bytes.extend_from_slice(&data);
+        }
+        Ok(true)
+    }
+
+    /// The first line of the decompressed body, without its newline, reading
+    /// only as much of the body as it takes; at most `max + 1` bytes when no
+    /// newline comes sooner.
+    pub async fn first_line(&mut self, max: usize) -> Result<Vec<u8>, Rejection> {
+        loop {
+            match self.first_line_so_far(max) {
+                Ok(Some(line)) => return Ok(line),
+                Ok(None) => {}
+                // A compressed prefix may end mid-stream; only a whole body is corrupt.
+                Err(e) if self.ended => return Err(e),
+                Err(_) => {}
+            }
+            if self.bytes.len() > first_line_raw_cap(max) {
+                return Err(Rejection::UnreadableBody(format!(
+                    "no line of at most {max} bytes within the first {} compressed bytes",
+                    first_line_raw_cap(max)
+                )));
+            }
+            if !self.read_frame().await? {
+                // The whole body is in: what there is, is the line.
+                return Ok(self.first_line_so_far(max)?.unwrap_or_default());
+            }
+        }
+    }
+
+    /// The first line if what has been read holds it (or holds more than
+    /// `max` bytes without a newline), else `None`.
+    fn first_line_so_far(&self, max: usize) -> Result<Option<Vec<u8>>, Rejection> {
+        let mut decoder = decoder(self.encoding, &self.bytes);
+        let mut line = Vec::new();
+        let mut chunk = [0u8; 8192];
+        while line.len() <= max {
+            let n = decoder
+                .read(&mut chunk)
+                .map_err(|e| Rejection::UnreadableBody(format!("the compressed body is corrupt: {e}")))?;
+            if n == 0 {
+                return Ok(self.ended.then_some(line));
+            }
+            if let Some(end) = chunk[..n].iter().position(|&b| b == b'\n') {
+                line.extend_from_slice(&chunk[..end]);
+                return Ok(Some(line));
+            }
+            line.extend_from_slice(&chunk[..n]);
+        }
+        Ok(Some(line))
+    }
+
+    /// Reads the rest of the body.
+    pub async fn finish(mut self) -> Result<RawBody, Rejection> {
+        while self.read_frame().await? {}
+        Ok(RawBody { encoding: self.encoding, bytes: self.bytes, reservation: self.reservation })
+    }
+}
+
+/// What the connection layer's cut of a body, or a broken body, means to the client.
+fn body_error(e: axum::Error) -> Rejection {
+    let inner = e.into_inner();
+    match inner.downcast_ref::<BodyCut>() {
+        Some(BodyCut::TooSlow(limit)) => Rejection::BodyTooSlow { seconds: limit.as_secs() },
+        Some(BodyCut::OverBudget(over)) => Rejection::OverBudget { limit: over.limit },
+        None => Rejection::UnreadableBody(inner.to_string()),
+    }
 }
 
 /// Reads and discards up to [`DRAIN_BYTES`] more of a body, for a while.
@@ -98,59 +257,51 @@ async fn drain(mut body: Body) {
 }
 
 impl RawBody {
-    /// The whole body decompressed, `limit` bytes at most.
+    /// The whole body decompressed, `limit` bytes at most; the decompressed
+    /// bytes are charged to the request's share of the budget as they grow.
     pub fn decode(self, limit: usize) -> Result<Vec<u8>, Rejection> {
         if self.encoding == Encoding::Identity {
-            return Ok(self.bytes.to_vec());
+            return Ok(self.bytes);
         }
         let mut out = Vec::new();
-        self.decoder()
-            .take(limit as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| Rejection::UnreadableBody(format!("the compressed body is corrupt: {e}")))?;
-        if out.len() > limit {
-            return Err(Rejection::TooLarge { limit, compressed: true });
-        }
-        Ok(out)
-    }
-
-    /// The first line of the decompressed body, without its newline; at most
-    /// `max + 1` bytes are decompressed when no newline comes sooner.
-    pub fn first_line(&self, max: usize) -> Result<Vec<u8>, Rejection> {
-        let mut decoder = self.decoder();
-        let mut line = Vec::new();
-        let mut chunk = [0u8; 8192];
-        while line.len() <= max {
+        let mut decoder = decoder(self.encoding, &self.bytes).take(limit as u64 + 1);
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
             let n = decoder
                 .read(&mut chunk)
                 .map_err(|e| Rejection::UnreadableBody(format!("the compressed body is corrupt: {e}")))?;
             if n == 0 {
                 break;
             }
-            if let Some(end) = chunk[..n].iter().position(|&b| b == b'\n') {
-                line.extend_from_slice(&chunk[..end]);
-                return Ok(line);
-            }
-            line.extend_from_slice(&chunk[..n]);
+            self.reservation.reserve(n).map_err(|over| Rejection::OverBudget { limit: over.limit })?;
+            out.extend_from_slice(&chunk[..n]);
         }
-        Ok(line)
+        if out.len() > limit {
+            return Err(Rejection::TooLarge { limit, compressed: true });
+        }
+        drop(decoder);
+        // The compressed bytes are gone; the share now covers what is kept.
+        let kept = out.len();
+        let reservation = self.reservation.clone();
+        drop(self);
+        reservation.shrink_to(kept);
+        Ok(out)
     }
+}
 
-    fn decoder(&self) -> Box<dyn Read + '_> {
-        let raw = &self.bytes[..];
-        match self.encoding {
-            Encoding::Identity => Box::new(raw),
-            Encoding::Gzip => Box::new(flate2::read::GzDecoder::new(raw)),
-            // Clients disagree on whether deflate means zlib-wrapped or raw;
-            // a zlib header is two bytes whose value is a multiple of 31.
-            Encoding::Deflate => {
-                if raw.len() > 1 && raw[0] & 0x0f == 8 && u16::from_be_bytes([raw[0], raw[1]]).is_multiple_of(31) {
-                    Box::new(flate2::read::ZlibDecoder::new(raw))
-                } else {
-                    Box::new(flate2::read::DeflateDecoder::new(raw))
-                }
+fn decoder(encoding: Encoding, raw: &[u8]) -> Box<dyn Read + '_> {
+    match encoding {
+        Encoding::Identity => Box::new(raw),
+        Encoding::Gzip => Box::new(flate2::read::GzDecoder::new(raw)),
+        // Clients disagree on whether deflate means zlib-wrapped or raw;
+        // a zlib header is two bytes whose value is a multiple of 31.
+        Encoding::Deflate => {
+            if raw.len() > 1 && raw[0] & 0x0f == 8 && u16::from_be_bytes([raw[0], raw[1]]).is_multiple_of(31) {
+                Box::new(flate2::read::ZlibDecoder::new(raw))
+            } else {
+                Box::new(flate2::read::DeflateDecoder::new(raw))
             }
-            Encoding::Brotli => Box::new(brotli_decompressor::Decompressor::new(raw, 4096)),
         }
+        Encoding::Brotli => Box::new(brotli_decompressor::Decompressor::new(raw, 4096)),
     }
 }

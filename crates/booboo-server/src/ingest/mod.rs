@@ -11,28 +11,41 @@ pub mod writer;
 
 use crate::app::AppState;
 use crate::clock;
+use crate::memory_budget::Reservation;
 use crate::secrets;
 use crate::store::{NewEvent, StoreError, StoreOutcome};
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use booboo_core::booboo_payload::{self, Payload};
 use booboo_core::{timestamp, Event};
 use rejection::Rejection;
+use std::sync::Arc;
 use writer::SubmitError;
 
 pub use body::read_limited;
 
-pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    match accept(&state, &headers, body).await {
+pub async fn receive(
+    State(state): State<AppState>,
+    reservation: Option<Extension<Arc<Reservation>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let reservation = body::reservation_of(reservation.map(|Extension(r)| r), &state.config);
+    match accept(&state, &headers, body, reservation).await {
         Ok(response) => response,
         Err(rejection) => rejection.respond(&state.metrics),
     }
 }
 
-async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, Rejection> {
+async fn accept(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    reservation: Arc<Reservation>,
+) -> Result<Response, Rejection> {
     let token = headers
         .get("x-booboo-dsn")
         .and_then(|v| v.to_str().ok())
@@ -45,9 +58,12 @@ async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
         .await
         .map_err(|_| Rejection::StoreUnavailable)?
         .ok_or(Rejection::UnknownToken)?;
-    let bytes = read_limited(headers, body, state.config.max_body_bytes).await?;
+    let bytes = read_limited(headers, body, state.config.max_body_bytes, reservation.clone()).await?;
     let received = clock::now();
-    match booboo_payload::parse(&bytes, received, &secrets::new_event_id()).map_err(Rejection::Payload)? {
+    let payload = booboo_payload::parse(&bytes, received, &secrets::new_event_id()).map_err(Rejection::Payload)?;
+    keep_for_parsed(&reservation, bytes.len());
+    drop(bytes);
+    match payload {
         Payload::Handshake { sdk } => {
             state
                 .store
@@ -58,7 +74,7 @@ async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
             Ok(Json(serde_json::json!({ "ok": true })).into_response())
         }
         Payload::Event(event) => {
-            let id = store_event(state, target.project_id, *event, received).await?;
+            let id = store_event(state, target.project_id, *event, received, &reservation).await?;
             Ok(Json(serde_json::json!({ "id": id })).into_response())
         }
     }
@@ -74,33 +90,55 @@ fn token_from_header(value: &str) -> &str {
     }
 }
 
+/// An event held in memory is counted as twice its JSON: the text it will be
+/// stored as and the parsed form it was made from. An estimate, on the side
+/// of more.
+fn in_memory_size(json_len: usize) -> usize {
+    json_len.saturating_mul(2)
+}
+
+/// Once the body is parsed and dropped, the request's share shrinks to what
+/// its parsed events hold.
+fn keep_for_parsed(reservation: &Reservation, json_len: usize) {
+    reservation.shrink_to(in_memory_size(json_len));
+}
+
 /// Processes a normalised event (from any wire format) and waits until it is
-/// stored. Returns the event id the client should see.
+/// stored. Returns the event id the client should see. The event carries its
+/// share of the request's reservation into the writer's queue and holds it
+/// until stored.
 pub async fn store_event(
     state: &AppState,
     project_id: i64,
     event: Event,
     received: time::OffsetDateTime,
+    reservation: &Reservation,
 ) -> Result<String, Rejection> {
-    let mut ids = store_events(state, project_id, vec![event], received).await?;
+    let mut ids = store_events(state, project_id, vec![event], received, reservation).await?;
     Ok(ids.pop().unwrap_or_default())
 }
 
 /// Processes the events of one request and waits until all of them are
 /// stored, in one transaction: a request is stored whole or refused whole.
-/// Returns their ids in the order given.
+/// Returns their ids in the order given. The events carry their share of
+/// the request's reservation into the writer's queue and hold it until
+/// stored.
 pub async fn store_events(
     state: &AppState,
     project_id: i64,
     events: Vec<Event>,
     received: time::OffsetDateTime,
+    reservation: &Reservation,
 ) -> Result<Vec<String>, Rejection> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
     let new_events: Vec<NewEvent> = events.into_iter().map(|e| prepare(project_id, e, received)).collect();
     let ids = new_events.iter().map(|e| e.processed.event.event_id.clone()).collect();
-    match state.writer.submit(new_events).await {
+    let json_len = new_events.iter().map(|e| e.payload.len()).sum();
+    let held =
+        reservation.split(in_memory_size(json_len)).map_err(|over| Rejection::OverBudget { limit: over.limit })?;
+    match state.writer.submit_holding(new_events, Some(held)).await {
         Ok(outcomes) => {
             for outcome in outcomes {
                 match outcome {

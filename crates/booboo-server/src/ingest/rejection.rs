@@ -49,6 +49,14 @@ pub enum Rejection {
     DiskFull,
     StoreUnavailable,
     ShuttingDown,
+    /// Request bodies and queued events already fill the memory budget.
+    OverBudget {
+        limit: usize,
+    },
+    /// The body did not arrive whole within the body timeout.
+    BodyTooSlow {
+        seconds: u64,
+    },
 }
 
 impl Rejection {
@@ -68,6 +76,8 @@ impl Rejection {
             Rejection::DiskFull => "disk_full",
             Rejection::StoreUnavailable => "store_unavailable",
             Rejection::ShuttingDown => "shutting_down",
+            Rejection::OverBudget { .. } => "over_memory_budget",
+            Rejection::BodyTooSlow { .. } => "body_timeout",
         }
     }
 
@@ -89,6 +99,8 @@ impl Rejection {
             Rejection::QueueFull | Rejection::DiskFull | Rejection::StoreUnavailable | Rejection::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            Rejection::OverBudget { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::BodyTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -134,6 +146,13 @@ impl Rejection {
                 .to_string(),
             Rejection::StoreUnavailable => "the database is unavailable: retry in a few seconds".to_string(),
             Rejection::ShuttingDown => "the server is shutting down: retry shortly".to_string(),
+            Rejection::OverBudget { limit } => format!(
+                "the server is holding {limit} bytes of other requests and queued events (--max-inflight-bytes): \
+                 retry after a second"
+            ),
+            Rejection::BodyTooSlow { seconds } => format!(
+                "the body did not arrive within {seconds} seconds (--body-timeout): send it faster or in smaller requests"
+            ),
         }
     }
 
@@ -141,7 +160,7 @@ impl Rejection {
     /// about our load rather than its request.
     fn retry_after(&self) -> Option<u32> {
         match self {
-            Rejection::QueueFull => Some(1),
+            Rejection::QueueFull | Rejection::OverBudget { .. } => Some(1),
             Rejection::StoreUnavailable | Rejection::ShuttingDown => Some(5),
             // Space comes back only when someone frees it; a minute keeps
             // every client from hammering a full disk.
@@ -169,7 +188,7 @@ impl Rejection {
     /// once. The reason also goes in `X-Sentry-Error`, which older SDKs log.
     pub fn respond_to_sentry(self, metrics: &Metrics) -> Response {
         let (status, detail) = self.record(metrics);
-        let shed = matches!(self, Rejection::QueueFull);
+        let shed = matches!(self, Rejection::QueueFull | Rejection::OverBudget { .. });
         let status = if shed { StatusCode::TOO_MANY_REQUESTS } else { status };
         let mut response = (status, Json(serde_json::json!({ "detail": detail }))).into_response();
         let headers = response.headers_mut();

@@ -9,15 +9,16 @@
 //! Items booboo does not keep (sessions, transactions, attachments…) are
 //! accepted and counted: Sentry SDKs count any refusal as lost data.
 
-use super::body::{read_limited, read_raw};
+use super::body::{read_limited, reservation_of, BodyReader};
 use super::rejection::Rejection;
 use super::sentry_auth::{key_outside_body, parse_dsn};
-use super::{store_event, store_events};
+use super::{keep_for_parsed, store_event, store_events};
 use crate::app::AppState;
 use crate::clock;
+use crate::memory_budget::Reservation;
 use crate::secrets;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -25,6 +26,8 @@ use axum::{Json, Router};
 use booboo_core::booboo_payload;
 use booboo_core::sentry_envelope::{self, MAX_HEADER_BYTES};
 use booboo_core::sentry_event::{self, Arrival};
+use booboo_core::Event;
+use std::sync::Arc;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 pub fn routes() -> Router<AppState> {
@@ -64,10 +67,12 @@ async fn receive_envelope(
     State(state): State<AppState>,
     Path(project_id): Path<String>,
     RawQuery(query): RawQuery,
+    reservation: Option<Extension<Arc<Reservation>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match accept_envelope(&state, &project_id, query.as_deref(), &headers, body).await {
+    let reservation = reservation_of(reservation.map(|Extension(r)| r), &state.config);
+    match accept_envelope(&state, &project_id, query.as_deref(), &headers, body, reservation).await {
         Ok(response) => response,
         Err(rejection) => rejection.respond_to_sentry(&state.metrics),
     }
@@ -77,10 +82,12 @@ async fn receive_store(
     State(state): State<AppState>,
     Path(project_id): Path<String>,
     RawQuery(query): RawQuery,
+    reservation: Option<Extension<Arc<Reservation>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match accept_store(&state, &project_id, query.as_deref(), &headers, body).await {
+    let reservation = reservation_of(reservation.map(|Extension(r)| r), &state.config);
+    match accept_store(&state, &project_id, query.as_deref(), &headers, body, reservation).await {
         Ok(response) => response,
         Err(rejection) => rejection.respond_to_sentry(&state.metrics),
     }
@@ -131,37 +138,71 @@ async fn accept_envelope(
     query: Option<&str>,
     headers: &HeaderMap,
     body: Body,
+    reservation: Arc<Reservation>,
 ) -> Result<Response, Rejection> {
     let url_project = url_project(raw_project)?;
     let limit = state.config.max_envelope_bytes;
-    let (key, project_id, raw) = match key_outside_body(headers, query)? {
+    let mut reader = BodyReader::open(headers, body, limit, reservation.clone())?;
+    let (key, project_id) = match key_outside_body(headers, query)? {
         Some(key) => {
             let project_id = authorize(state, &key, url_project).await?;
-            (key, project_id, read_raw(headers, body, limit).await?)
+            (key, project_id)
         }
         None => {
-            let raw = read_raw(headers, body, limit).await?;
-            let header =
-                sentry_envelope::read_header(&raw.first_line(MAX_HEADER_BYTES)?).map_err(Rejection::Envelope)?;
+            // Only the first line is read before the key in it is checked:
+            // an unknown key never makes the server hold the rest.
+            let header = sentry_envelope::read_header(&reader.first_line(MAX_HEADER_BYTES).await?)
+                .map_err(Rejection::Envelope)?;
             let dsn = sentry_envelope::dsn_of(&header).ok_or(Rejection::MissingSentryKey)?;
             let key = check_dsn(dsn, url_project, None)?;
             let project_id = authorize(state, &key, url_project).await?;
-            (key, project_id, raw)
+            (key, project_id)
         }
     };
-    let bytes = raw.decode(limit)?;
+    reader.reserve_declared().await?;
+    let bytes = reader.finish().await?.decode(limit)?;
     let received = clock::now();
-    let envelope = sentry_envelope::parse(&bytes).map_err(Rejection::Envelope)?;
+    let (events, ignored, envelope_event_id, events_len) = parse_envelope(state, &bytes, url_project, &key, received)?;
+    // Attachments and the like are not kept: the request's share shrinks to its events.
+    drop(bytes);
+    keep_for_parsed(&reservation, events_len);
+
+    // Every event of the envelope in one transaction; the answer names an
+    // id only when an event was stored under it.
+    let ids = store_events(state, project_id, events, received, &reservation).await?;
+    for item_type in ignored {
+        state.metrics.envelope_item_ignored(&item_type);
+    }
+    let id = match envelope_event_id {
+        Some(header_id) if ids.contains(&header_id) => Some(header_id),
+        _ => ids.into_iter().next(),
+    };
+    Ok(answer(id))
+}
+
+/// Every event of an envelope parsed, the types of the items not kept, the
+/// envelope's event id, and the bytes of event JSON.
+type ParsedEnvelope = (Vec<Event>, Vec<String>, Option<String>, usize);
+
+fn parse_envelope(
+    state: &AppState,
+    bytes: &[u8],
+    url_project: i64,
+    key: &str,
+    received: time::OffsetDateTime,
+) -> Result<ParsedEnvelope, Rejection> {
+    let envelope = sentry_envelope::parse(bytes).map_err(Rejection::Envelope)?;
     if let Some(dsn) = envelope.dsn() {
-        check_dsn(dsn, url_project, Some(&key))?;
+        check_dsn(dsn, url_project, Some(key))?;
     }
 
     let envelope_event_id = envelope.event_id();
     let mut objects = Vec::new();
     let mut ignored = Vec::new();
+    let mut events_len = 0;
     for (index, item) in envelope.items.iter().enumerate() {
         if item.item_type != "event" {
-            ignored.push(item.item_type.as_str());
+            ignored.push(item.item_type.clone());
             continue;
         }
         let limit = state.config.max_body_bytes;
@@ -170,6 +211,7 @@ async fn accept_envelope(
         }
         let obj =
             booboo_payload::parse_object(item.payload).map_err(|error| Rejection::EnvelopeItem { index, error })?;
+        events_len += item.payload.len();
         objects.push((index, obj));
     }
 
@@ -200,18 +242,7 @@ async fn accept_envelope(
         let event = sentry_event::read(obj, arrival).map_err(|error| Rejection::EnvelopeItem { index, error })?;
         events.push(event);
     }
-
-    // Every event of the envelope in one transaction; the answer names an
-    // id only when an event was stored under it.
-    let ids = store_events(state, project_id, events, received).await?;
-    for item_type in ignored {
-        state.metrics.envelope_item_ignored(item_type);
-    }
-    let id = match envelope_event_id {
-        Some(header_id) if ids.contains(&header_id) => Some(header_id),
-        _ => ids.into_iter().next(),
-    };
-    Ok(answer(id))
+    Ok((events, ignored, envelope_event_id, events_len))
 }
 
 async fn accept_store(
@@ -220,13 +251,16 @@ async fn accept_store(
     query: Option<&str>,
     headers: &HeaderMap,
     body: Body,
+    reservation: Arc<Reservation>,
 ) -> Result<Response, Rejection> {
     let url_project = url_project(raw_project)?;
     let key = key_outside_body(headers, query)?.ok_or(Rejection::MissingSentryKey)?;
     let project_id = authorize(state, &key, url_project).await?;
-    let bytes = read_limited(headers, body, state.config.max_body_bytes).await?;
+    let bytes = read_limited(headers, body, state.config.max_body_bytes, reservation.clone()).await?;
     let received = clock::now();
     let obj = booboo_payload::parse_object(&bytes).map_err(Rejection::Payload)?;
+    keep_for_parsed(&reservation, bytes.len());
+    drop(bytes);
     if sentry_event::is_transaction(&obj) {
         state.metrics.envelope_item_ignored("transaction");
         let id = obj.get("event_id").and_then(|v| v.as_str()).and_then(booboo_payload::normalise_event_id);
@@ -235,7 +269,7 @@ async fn accept_store(
     let arrival =
         Arrival { received_at: received, envelope_event_id: None, fallback_event_id: &secrets::new_event_id() };
     let event = sentry_event::read(obj, arrival).map_err(Rejection::Payload)?;
-    let id = store_event(state, project_id, event, received).await?;
+    let id = store_event(state, project_id, event, received, &reservation).await?;
     Ok(answer(Some(id)))
 }
 

@@ -12,6 +12,7 @@
 //! the next batch simply tries again: once space is freed, storing resumes
 //! without a restart.
 
+use crate::memory_budget::Held;
 use crate::metrics::Metrics;
 use crate::store::{NewEvent, Store, StoreError, StoreOutcome};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,9 @@ use tokio::task::JoinHandle;
 struct Job {
     events: Vec<NewEvent>,
     reply: oneshot::Sender<Result<Vec<StoreOutcome>, StoreError>>,
+    /// The events' share of the memory budget, given back once they are
+    /// stored (or refused), even if the client that sent them has gone.
+    held: Option<Held>,
 }
 
 #[derive(Debug)]
@@ -82,8 +86,17 @@ impl Writer {
     /// Queues the events of one request and waits until all of them are
     /// committed; the outcomes are in the order given.
     pub async fn submit(&self, events: Vec<NewEvent>) -> Result<Vec<StoreOutcome>, SubmitError> {
+        self.submit_holding(events, None).await
+    }
+
+    /// The same, the events holding `held` of the memory budget while queued.
+    pub async fn submit_holding(
+        &self,
+        events: Vec<NewEvent>,
+        held: Option<Held>,
+    ) -> Result<Vec<StoreOutcome>, SubmitError> {
         let (reply, answer) = oneshot::channel();
-        self.sender.try_send(Job { events, reply }).map_err(|e| match e {
+        self.sender.try_send(Job { events, reply, held }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SubmitError::QueueFull,
             mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
         })?;
@@ -121,6 +134,8 @@ async fn run(
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
     while receiver.recv_many(&mut jobs, max_batch).await > 0 {
+        // The events' budget shares are given back once the batch is done.
+        let held: Vec<Held> = jobs.iter_mut().filter_map(|j| j.held.take()).collect();
         let sizes: Vec<usize> = jobs.iter().map(|j| j.events.len()).collect();
         let (requests, replies): (Vec<Vec<NewEvent>>, Vec<_>) = jobs.drain(..).map(|j| (j.events, j.reply)).unzip();
         let events: Vec<NewEvent> = requests.into_iter().flatten().collect();
@@ -170,6 +185,7 @@ async fn run(
                 }
             }
         }
+        drop(held);
     }
     tracing::info!("ingest writer drained and stopped");
 }

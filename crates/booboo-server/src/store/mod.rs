@@ -455,6 +455,19 @@ pub trait Store: Send + Sync + 'static {
         -> StoreResult<Option<PageOf<StoredEvent>>>;
     async fn event(&self, viewer: Viewer, event_id: &str) -> StoreResult<Option<StoredEvent>>;
 
+    // --- deletion --------------------------------------------------------------
+
+    /// Deletes an issue with its events and counts. The issue is first
+    /// detached from its fingerprint (later events of it start a new issue),
+    /// then its events go a page per transaction, so ingest keeps flowing
+    /// however many there are. `Ok(false)` when the viewer cannot see it;
+    /// `Forbidden` unless they administer its organisation.
+    async fn delete_issue(&self, viewer: Viewer, issue_id: i64) -> StoreResult<bool>;
+    /// Deletes a project: its keys are revoked first (ingest refuses it from
+    /// then on), then its events and issues go a page per transaction, then
+    /// the project. Same answers as [`Store::delete_issue`].
+    async fn delete_project(&self, viewer: Viewer, project_id: i64, at: i64) -> StoreResult<bool>;
+
     // --- export and backup ---------------------------------------------------
 
     /// The highest issue id and event row id of a project now: an export

@@ -36,6 +36,10 @@ pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error().is_some_and(|d| d.is_unique_violation())
 }
 
+/// Rows deleted per statement (and so per transaction) when a deletion may
+/// be large: short transactions keep the single writer responsive.
+pub(super) const DELETE_PAGE: i64 = 1000;
+
 pub(super) const PROJECT_COLUMNS: &str =
     "p.id, o.slug AS org_slug, p.slug, p.name, p.created_at, p.connected_at, p.connected_sdk, p.last_event_at";
 

@@ -40,6 +40,25 @@ const DIALECT: Dialect = Dialect { placeholder: |n| format!("?{n}"), like: "LIKE
 const VISIBLE_ORG: &str = "(?1 OR p.org_id IN (SELECT org_id FROM memberships WHERE user_id = ?2))";
 
 impl SqliteStore {
+    /// `Forbidden` unless the viewer administers the organisation (or the
+    /// installation).
+    async fn require_org_admin(&self, viewer: Viewer, org_id: i64, doing: &str) -> StoreResult<()> {
+        if viewer.is_admin {
+            return Ok(());
+        }
+        let role: Option<String> = sqlx::query_scalar("SELECT role FROM memberships WHERE org_id = ? AND user_id = ?")
+            .bind(org_id)
+            .bind(viewer.user_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable("looking up a role"))?;
+        if role.as_deref() == Some("admin") {
+            Ok(())
+        } else {
+            Err(StoreError::Forbidden(format!("only an admin of the organisation may {doing}")))
+        }
+    }
+
     /// Fills `environments` and `releases` of a page of issues with two
     /// queries rather than two per issue.
     async fn fill_environments_and_releases(&self, issues: &mut [Issue]) -> StoreResult<()> {
@@ -761,6 +780,86 @@ impl Store for SqliteStore {
         .transpose()
         .map_err(unavailable("reading an event"))
     }
+    async fn delete_issue(&self, viewer: Viewer, issue_id: i64) -> StoreResult<bool> {
+        let org_id: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT p.org_id FROM issues i JOIN projects p ON p.id = i.project_id WHERE {VISIBLE_ORG} AND i.id = ?3"
+        ))
+        .bind(viewer.is_admin)
+        .bind(viewer.user_id)
+        .bind(issue_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("looking up an issue"))?;
+        let Some(org_id) = org_id else { return Ok(false) };
+        self.require_org_admin(viewer, org_id, "delete issues").await?;
+        sqlx::query("UPDATE issues SET fingerprint = ? WHERE id = ?")
+            .bind(format!("deleted:{issue_id}"))
+            .bind(issue_id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("detaching an issue"))?;
+        loop {
+            let deleted =
+                sqlx::query("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE issue_id = ? LIMIT ?)")
+                    .bind(issue_id)
+                    .bind(DELETE_PAGE)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable("deleting an issue's events"))?
+                    .rows_affected();
+            if deleted == 0 {
+                break;
+            }
+        }
+        sqlx::query("DELETE FROM issues WHERE id = ?")
+            .bind(issue_id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("deleting an issue"))?;
+        Ok(true)
+    }
+
+    async fn delete_project(&self, viewer: Viewer, project_id: i64, at: i64) -> StoreResult<bool> {
+        let org_id: Option<i64> =
+            sqlx::query_scalar(&format!("SELECT p.org_id FROM projects p WHERE {VISIBLE_ORG} AND p.id = ?3"))
+                .bind(viewer.is_admin)
+                .bind(viewer.user_id)
+                .bind(project_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable("looking up a project"))?;
+        let Some(org_id) = org_id else { return Ok(false) };
+        self.require_org_admin(viewer, org_id, "delete projects").await?;
+        sqlx::query("UPDATE project_keys SET revoked_at = ? WHERE project_id = ? AND revoked_at IS NULL")
+            .bind(at)
+            .bind(project_id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("revoking a project's keys"))?;
+        for (table, what) in [("events", "deleting a project's events"), ("issues", "deleting a project's issues")] {
+            loop {
+                let deleted = sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE project_id = ? LIMIT ?)"
+                ))
+                .bind(project_id)
+                .bind(DELETE_PAGE)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable(what))?
+                .rows_affected();
+                if deleted == 0 {
+                    break;
+                }
+            }
+        }
+        sqlx::query("DELETE FROM projects WHERE id = ?")
+            .bind(project_id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("deleting a project"))?;
+        Ok(true)
+    }
+
     async fn export_marks(&self, project_id: i64) -> StoreResult<ExportMarks> {
         let (last_issue_id, last_event_row): (Option<i64>, Option<i64>) = sqlx::query_as(
             "SELECT (SELECT MAX(id) FROM issues WHERE project_id = ?1), \

@@ -9,6 +9,7 @@ mod account_mail;
 mod alerts;
 mod auth;
 mod chart;
+mod deletion;
 mod event_view;
 mod form;
 mod issues;
@@ -44,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{org}/{project}", get(issues::list))
         .route("/projects/{org}/{project}/issues/bulk", post(issues::bulk))
         .route("/projects/{org}/{project}/setup", get(projects::setup))
+        .route("/projects/{org}/{project}/delete", get(deletion::confirm_project).post(deletion::delete_project))
         .route("/projects/{org}/{project}/status", get(projects::status))
         .route("/projects/{org}/{project}/keys", post(projects::add_key))
         .route("/projects/{org}/{project}/alerts", get(alerts::show).post(alerts::create))
@@ -53,6 +55,7 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{org}/{project}/keys/{key}/revoke", post(projects::revoke_key))
         .route("/issues/{id}", get(issues::show))
         .route("/issues/{id}/status", post(issues::set_status))
+        .route("/issues/{id}/delete", get(deletion::confirm_issue).post(deletion::delete_issue))
         .route("/issues/{id}/events/{event}", get(issues::show_event))
         .route("/issues/{id}/events/{event}/json", get(issues::event_json))
         .route("/settings", get(settings::show))

@@ -39,6 +39,7 @@ template_files!(
     "email_password_reset.html",
     "email_invitation.txt",
     "email_invitation.html",
+    "confirm_delete.html",
 );
 
 fn configure(env: &mut Environment<'static>) {

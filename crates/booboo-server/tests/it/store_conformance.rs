@@ -64,6 +64,7 @@ store_tests!(
     project_keys_are_listed_added_and_revoked_at_once,
     charts_filters_and_event_navigation_read_what_was_stored,
     an_export_reads_one_cut_in_pages,
+    deleting_an_issue_or_a_project_removes_what_was_stored_for_it,
     text_with_nul_characters_is_stored_and_found,
     alert_rules_are_created_listed_changed_and_deleted_within_access,
     new_issue_and_regression_rules_write_one_delivery_per_channel_with_the_event,
@@ -296,6 +297,39 @@ async fn events_list_newest_first_and_are_found_by_id(store: Arc<dyn Store>) {
     let payload: serde_json::Value = serde_json::from_str(&found.payload).unwrap();
     assert_eq!(payload["exceptions"][0]["stacktrace"][0]["function"], "pay");
     assert!(store.event(ADMIN, "00000000000000000000000000000000").await.unwrap().is_none());
+}
+
+async fn deleting_an_issue_or_a_project_removes_what_was_stored_for_it(store: Arc<dyn Store>) {
+    let hash = "unused";
+    let owner = store.create_user("owner@example.com", hash, false, T0).await.unwrap();
+    let member = store.create_user("member@example.com", hash, false, T0).await.unwrap();
+    let (p, key) =
+        store.create_project_for(owner.viewer(), "acme", "web", &format!("{:032x}", rand_u128()), T0).await.unwrap();
+    store.set_membership("acme", member.id, Role::Member).await.unwrap();
+    let batch: Vec<_> = (0..3).map(|i| new_event(p.id, T0 + i, &body("pay", json!({})))).collect();
+    let StoreOutcome::Stored { issue_id } = store.store_events(&batch).await.unwrap()[0] else { panic!() };
+    let other = store.store_events(&[new_event(p.id, T0, &body("ship", json!({})))]).await.unwrap();
+
+    assert!(matches!(store.delete_issue(member.viewer(), issue_id).await, Err(StoreError::Forbidden(_))));
+    let stranger = Viewer { user_id: member.id + 1000, is_admin: false };
+    assert!(!store.delete_issue(stranger, issue_id).await.unwrap(), "invisible issues are not found");
+    assert!(store.delete_issue(owner.viewer(), issue_id).await.unwrap());
+    assert!(store.issue_detail(ADMIN, issue_id).await.unwrap().is_none());
+    for event in &batch {
+        assert!(store.event(ADMIN, &event.processed.event.event_id).await.unwrap().is_none());
+    }
+    // The same error again starts a new issue with its own count.
+    let again = store.store_events(&[new_event(p.id, T0 + 9, &body("pay", json!({})))]).await.unwrap();
+    let StoreOutcome::Stored { issue_id: new_issue } = again[0] else { panic!() };
+    assert_ne!(new_issue, issue_id);
+    assert_eq!(store.issue_detail(ADMIN, new_issue).await.unwrap().unwrap().issue.count, 1);
+    assert!(matches!(other[0], StoreOutcome::Stored { .. }));
+
+    assert!(matches!(store.delete_project(member.viewer(), p.id, T0).await, Err(StoreError::Forbidden(_))));
+    assert!(store.delete_project(owner.viewer(), p.id, T0).await.unwrap());
+    assert!(store.project_for(ADMIN, "acme", "web").await.unwrap().is_none());
+    assert!(store.ingest_target(&key.token).await.unwrap().is_none());
+    assert!(store.issue_detail(ADMIN, new_issue).await.unwrap().is_none());
 }
 
 async fn an_export_reads_one_cut_in_pages(store: Arc<dyn Store>) {

@@ -833,3 +833,31 @@ async fn admins_add_invite_promote_and_remove_members() {
     let refused = site.post(&mut carl, &format!("{members}/{bob_id}/remove"), &[("csrf", &carl_csrf)]).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn admins_delete_an_issue_and_a_project_after_confirming() {
+    let site = site().await;
+    let [checkout, ..] = site.mine[..] else { panic!() };
+    let (mut bob, bob_csrf) = site.sign_in("bob@example.com").await;
+    let refused = site.post(&mut bob, &format!("/issues/{checkout}/delete"), &[("csrf", &bob_csrf)]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "members do not delete");
+
+    let (mut ann, csrf) = site.sign_in("ann@example.com").await;
+    let confirm = site.get(&mut ann, &format!("/issues/{checkout}/delete")).await;
+    assert!(confirm.body.contains("cannot be undone"), "{}", confirm.body);
+    let answer = site.post(&mut ann, &format!("/issues/{checkout}/delete"), &[("csrf", &csrf)]).await;
+    assert_eq!((answer.status, answer.location()), (StatusCode::SEE_OTHER, "/projects/acme/web"));
+    assert_eq!(site.get(&mut ann, &format!("/issues/{checkout}")).await.status, StatusCode::NOT_FOUND);
+    assert!(site.store.event(ADMIN, &site.my_event).await.unwrap().is_none(), "its events are gone");
+    let theirs = site.theirs;
+    let answer = site.post(&mut ann, &format!("/issues/{theirs}/delete"), &[("csrf", &csrf)]).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "another organisation's issue is not ours to delete");
+
+    let wrong = site.post(&mut ann, "/projects/acme/web/delete", &[("csrf", &csrf), ("confirm", "nope")]).await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(wrong.body.contains("Type the project"), "{}", wrong.body);
+    let answer = site.post(&mut ann, "/projects/acme/web/delete", &[("csrf", &csrf), ("confirm", "web")]).await;
+    assert_eq!((answer.status, answer.location()), (StatusCode::SEE_OTHER, "/projects"));
+    assert!(site.store.project_for(ADMIN, "acme", "web").await.unwrap().is_none());
+    assert!(site.store.ingest_target("0123456789abcdef0123456789abcdef").await.unwrap().is_none());
+}

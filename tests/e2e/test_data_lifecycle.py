@@ -1,4 +1,5 @@
-"""Backup, restore and export through the real binary and its CLI (SQLite):
+"""Backup, restore, export and deletion through the real binary, its API
+and its CLI (SQLite):
 a backup taken during steady ingest restores to an intact database holding
 every event acknowledged before it began; bad paths and a running server are
 refused with one clear line; a project exports as JSON Lines, cut at one
@@ -141,3 +142,39 @@ def test_a_project_exports_as_json_lines_through_the_api_and_the_cli(server, pro
     other = create_project(server)
     r = http("GET", f"{server.url}/api/v1/projects/{other.org}/{other.slug}/export", headers={"Authorization": f"Bearer {project.token}"})
     assert r.status == 404
+
+
+def test_issues_and_projects_are_deleted_through_the_api_and_the_cli(server):
+    project = create_project(server)
+    for _ in range(3):
+        assert server.post_event(project.ingest_token, event(message="to be deleted")).status == 200
+    [issue] = project.wait_for_issues(1)
+    event_id = project.events(issue["id"])[0]["id"]
+    auth = {"Authorization": f"Bearer {project.token}"}
+
+    # A member who is not an admin of the organisation may not.
+    r = http("DELETE", f"{server.url}/api/v1/issues/{issue['id']}", headers=auth)
+    assert r.status == 403 and "admin" in r.json()["detail"], r.body
+    server.run_cli("member", "add", project.org, project.email, "--role", "admin")
+    r = http("DELETE", f"{server.url}/api/v1/issues/{issue['id']}", headers=auth)
+    assert r.status == 204, r.body
+    project.api(f"/issues/{issue['id']}", expect=404)
+    project.api(f"/events/{event_id}", expect=404)
+    assert http("DELETE", f"{server.url}/api/v1/issues/{issue['id']}", headers=auth).status == 404
+    # The same error again is a new issue.
+    assert server.post_event(project.ingest_token, event(message="to be deleted")).status == 200
+    [again] = project.wait_for_issues(1)
+    assert again["count"] == 1, again
+
+    r = http("DELETE", f"{server.url}/api/v1/projects/{project.org}/{project.slug}", headers=auth)
+    assert r.status == 204, r.body
+    assert server.post_event(project.ingest_token, event()).status == 401, "its key stops working"
+    project.api(f"/projects/{project.org}/{project.slug}/issues", expect=404)
+
+    other = create_project(server)
+    one_line_error(server.run_cli("project", "delete", f"{other.org}/{other.slug}", check=False), "--yes")
+    assert server.post_event(other.ingest_token, event()).status == 200, "without --yes nothing changes"
+    out = server.run_cli("project", "delete", f"{other.org}/{other.slug}", "--yes")
+    assert "Deleted" in out.stdout
+    assert server.post_event(other.ingest_token, event()).status == 401
+    one_line_error(server.run_cli("project", "delete", f"{other.org}/{other.slug}", "--yes", check=False), "no project")
