@@ -72,6 +72,7 @@ store_tests!(
     unignoring_an_issue_fires_unignored_rules,
     each_due_delivery_is_claimed_once_and_retried_until_sent,
     alert_emails_go_to_members_who_did_not_opt_out_within_a_cap_with_a_digest,
+    users_rules_count_distinct_users_within_the_window,
 );
 
 async fn project(store: &Arc<dyn Store>, org: &str, slug: &str) -> i64 {
@@ -920,4 +921,18 @@ async fn alert_emails_go_to_members_who_did_not_opt_out_within_a_cap_with_a_dige
     assert!(store.take_alert_email_digests(T0 + hour).await.unwrap().is_empty());
     // A new window starts with the next e-mail.
     assert!(store.reserve_alert_email("ann@example.com", T0 + hour, 2, hour).await.unwrap());
+}
+
+async fn users_rules_count_distinct_users_within_the_window(store: Arc<dyn Store>) {
+    let p = project(&store, "acme", "web").await;
+    store.create_alert_rule(p, &alert_rule(Trigger::Users { count: 2, window_ms: 60_000 }, 1), T0).await.unwrap();
+    let by = |t: i64, user: &str| new_event(p, T0 + t, &body("pay", json!({"context": {"user": {"id": user}}})));
+    // The same user twice is one user; events without a user count for none.
+    store.store_events(&[by(0, "u1"), by(1, "u1"), new_event(p, T0 + 2, &body("pay", json!({})))]).await.unwrap();
+    assert!(store.project_deliveries(p, 50).await.unwrap().is_empty());
+    store.store_events(&[by(3, "u2")]).await.unwrap();
+    store.store_events(&[by(4, "u3")]).await.unwrap();
+    let deliveries = store.project_deliveries(p, 50).await.unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].kind, "issue.users");
 }
