@@ -13,7 +13,9 @@ use std::fmt;
 pub const MIN_WINDOW_MS: i64 = 60_000;
 pub const MAX_WINDOW_MS: i64 = 86_400_000;
 pub const MAX_THROTTLE_MS: i64 = 7 * 86_400_000;
-pub const MAX_COUNT: i64 = 1_000_000;
+/// The writer counts a frequency or users rule's window up to its count on
+/// every event of a matching issue, so the count bounds that work.
+pub const MAX_COUNT: i64 = 10_000;
 pub const MAX_CHANNELS: usize = 10;
 /// What `email` targets name to mean the organisation's members.
 pub const EMAIL_MEMBERS: &str = "members";

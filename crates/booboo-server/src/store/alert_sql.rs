@@ -182,22 +182,26 @@ macro_rules! alert_queries {
                 }
                 let reached = match rule.trigger {
                     Trigger::Frequency { count, window_ms } => {
+                        // Counting stops at the threshold, so a busy issue
+                        // costs at most `count` index entries per event.
                         let n: i64 = sqlx::query_scalar(&q(
-                            "SELECT COUNT(*) FROM events WHERE issue_id = ? AND received_at > ?",
+                            "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE issue_id = ? AND received_at > ? LIMIT ?) w",
                         ))
                         .bind(issue_id)
                         .bind(now - window_ms)
+                        .bind(count)
                         .fetch_one(&mut *conn)
                         .await?;
                         n >= count
                     }
                     Trigger::Users { count, window_ms } => {
                         let n: i64 = sqlx::query_scalar(&q(
-                            "SELECT COUNT(DISTINCT user_key) FROM events \
-                             WHERE issue_id = ? AND received_at > ? AND user_key IS NOT NULL",
+                            "SELECT COUNT(*) FROM (SELECT DISTINCT user_key FROM events \
+                             WHERE issue_id = ? AND received_at > ? AND user_key IS NOT NULL LIMIT ?) w",
                         ))
                         .bind(issue_id)
                         .bind(now - window_ms)
+                        .bind(count)
                         .fetch_one(&mut *conn)
                         .await?;
                         n >= count
