@@ -109,7 +109,7 @@ pub fn build(input: &RuleInput, email_configured: bool) -> Result<NewAlertRule, 
             .count
             .ok_or_else(|| FieldError::new("count", format!("a {kind} rule needs a count (N), such as --count 100")))?;
         if !(1..=MAX_COUNT).contains(&count) {
-            return Err(FieldError::new("count", format!("{count} must be from 1 to {MAX_COUNT}")));
+            return Err(FieldError::new("count", format!("must be a whole number from 1 to {MAX_COUNT}, got {count}")));
         }
         let window = window.ok_or_else(|| {
             FieldError::new("window", format!("a {kind} rule needs a window from 1m to 1d, such as 5m"))

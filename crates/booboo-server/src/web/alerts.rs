@@ -82,8 +82,8 @@ fn input_from(form: &FormData, mut input: RuleInput, with_channel: bool) -> Rule
     input.count = None;
     input.window = None;
     if matches!(input.trigger.as_str(), "frequency" | "users") {
-        // A number that does not parse is kept as one that fails validation.
-        input.count = optional("count").map(|c| c.parse().unwrap_or(0));
+        // Text that is not a number fails validation as out of range (-1).
+        input.count = optional("count").map(|c| c.parse().unwrap_or(-1));
         input.window = optional("window");
     }
     input.environments =
