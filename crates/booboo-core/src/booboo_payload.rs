@@ -1,5 +1,5 @@
 //! Reads a body of the booboo protocol (version 1) into a handshake or an
-//! [`Event`]. See `shared/protocol.md`.
+//! [`Event`]. See `docs/protocol.md`.
 //!
 //! Lenient where leniency loses nothing (missing fields take defaults, odd
 //! level spellings are mapped), strict where a type is wrong (422 naming the
@@ -109,6 +109,8 @@ const KNOWN_FIELDS: &[&str] = &[
     "server_name",
     "logger",
     "handshake",
+    "logentry",
+    "handled",
 ];
 
 fn read_event(
@@ -141,6 +143,14 @@ fn read_event(
         }
     } else {
         stacktrace = top_frames;
+    }
+
+    // Whether the application caught the exception itself (a logged or
+    // explicitly captured one) or it escaped to a hook or a framework.
+    if let Some(handled) = jr::opt_bool(&obj, "handled", "")? {
+        if let Some(first) = exceptions.first_mut() {
+            first.handled = Some(handled);
+        }
     }
 
     let level = match jr::opt_string(&obj, "level", "")? {
@@ -203,7 +213,8 @@ fn read_event(
         breadcrumbs,
         platform: jr::string_or_empty(&obj, "platform", "")?,
         server_name: jr::string_or_empty(&obj, "server_name", "")?,
-        logger: jr::string_or_empty(&obj, "logger", "")?,
+        logger: jr::truncate(jr::string_or_empty(&obj, "logger", "")?, limits::SHORT_TEXT_BYTES),
+        logentry: crate::log_entry::read(&obj)?,
         extra,
     })
 }
@@ -481,5 +492,26 @@ mod tests {
         assert_eq!(e.event_id, "0af7651916cd43dd8448eb211c80319c");
         let err = parse_str(r#"{"message":"x","event_id":"nope"}"#).unwrap_err();
         assert!(err.to_string().contains("event_id"));
+    }
+
+    #[test]
+    fn log_records_and_handled_are_read() {
+        let Payload::Event(e) = parse_str(
+            r#"{"message":"card declined","exception_type":"PaymentError","handled":true,"logger":"shop",
+            "logentry":{"message":"payment for %s failed","params":["order 7"],"formatted":"payment for order 7 failed"}}"#,
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.exceptions[0].handled, Some(true));
+        assert_eq!(e.logger, "shop");
+        let log = e.logentry.unwrap();
+        assert_eq!(
+            (log.template.as_str(), log.formatted.as_str()),
+            ("payment for %s failed", "payment for order 7 failed")
+        );
+        assert!(!e.extra.contains_key("handled") && !e.extra.contains_key("logentry"));
+        let err = parse_str(r#"{"message":"x","handled":"yes"}"#).unwrap_err();
+        assert!(err.to_string().contains("handled"), "{err}");
     }
 }

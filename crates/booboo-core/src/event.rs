@@ -55,6 +55,10 @@ pub struct Event {
     pub server_name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub logger: String,
+    /// The log record an event came from: its template and arguments, as
+    /// both Sentry's `logentry` and the booboo protocol's carry them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logentry: Option<LogEntry>,
     /// Everything the client sent that is not modelled above, kept at the
     /// top level where the client put it.
     #[serde(flatten)]
@@ -85,6 +89,7 @@ pub const FIELD_NAMES: &[&str] = &[
     "platform",
     "server_name",
     "logger",
+    "logentry",
 ];
 
 impl Event {
@@ -191,6 +196,22 @@ pub struct Request {
     /// The request's body as the client sent it (Sentry's `data`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
+}
+
+/// A log record's message before formatting. Grouping uses the template, so
+/// `"timed out after %ss"` is one issue whatever the number.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// The message template (Python's `record.msg`), e.g. `"timed out after %ss"`.
+    /// Named `message` in JSON, as on the wire (Sentry's name).
+    #[serde(rename = "message")]
+    pub template: String,
+    /// The arguments, as the client rendered them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<Value>,
+    /// The formatted message, when the client sent one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub formatted: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -3,8 +3,11 @@
 //! The default fingerprint is the exception type plus the application's frames
 //! of the raised exception, each as a normalised file path, the function and
 //! the trimmed source line. Line numbers and messages stay out, so an issue
-//! survives deploys that move code and messages that carry ids. The rules are
-//! pinned by the fixture files in `tests/fixtures/grouping/`.
+//! survives deploys that move code and messages that carry ids. A log record
+//! without an exception (Sentry's `logentry`, or the booboo protocol's) groups
+//! by its logger and its message template instead: the same `logger.error`
+//! line is one problem whatever its arguments and whichever caller reached it.
+//! The rules are pinned by the fixture files in `tests/fixtures/grouping/`.
 
 use crate::event::{Event, Frame};
 use blake2::digest::consts::U16;
@@ -48,6 +51,15 @@ pub fn group(event: &Event) -> Grouping {
 pub fn default_components(event: &Event) -> Vec<String> {
     let exception_type =
         event.exceptions.first().map(|e| e.exception_type.as_str()).unwrap_or(event.exception_type.as_str());
+    if event.exceptions.is_empty() && exception_type.is_empty() {
+        if let Some(log) = &event.logentry {
+            return vec![
+                "type:".to_string(),
+                format!("logger:{}", event.logger),
+                format!("template:{}", normalise_message(&log.template)),
+            ];
+        }
+    }
     let frames = event.raised_frames();
     let in_app: Vec<&Frame> = frames.iter().filter(|f| f.in_app).collect();
     let chosen: Vec<&Frame> = if in_app.is_empty() { frames.iter().collect() } else { in_app };

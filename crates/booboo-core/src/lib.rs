@@ -9,6 +9,7 @@ pub mod fingerprint;
 pub mod issue_summary;
 pub mod json_reader;
 pub mod limits;
+pub mod log_entry;
 pub mod scrub;
 pub mod sentry_envelope;
 pub mod sentry_event;

@@ -149,6 +149,7 @@ pub fn read(obj: Map<String, Value>, arrival: Arrival<'_>) -> Result<Event, Payl
         platform: short_text(&obj, "platform")?,
         server_name: short_text(&obj, "server_name")?,
         logger: short_text(&obj, "logger")?,
+        logentry: crate::log_entry::read(&obj)?,
         extra,
     })
 }

@@ -250,7 +250,7 @@ impl Config {
         })
     }
 
-    /// The ingestion DSN of a project in URL form (`shared/protocol.md`).
+    /// The ingestion DSN of a project in URL form (`docs/protocol.md`).
     pub fn dsn(&self, token: &str, org: &str, project: &str) -> String {
         let (scheme, host) = self.public_url.split_once("://").unwrap_or(("http", &self.public_url));
         let host = host.split('/').next().unwrap_or(host);

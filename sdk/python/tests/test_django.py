@@ -102,3 +102,41 @@ def test_close_disconnects_the_signal(server):
     from django.core.signals import got_request_exception
 
     assert not any("booboo" in repr(receiver) for receiver in got_request_exception.receivers)
+
+
+class SignedIn:
+    is_authenticated = True
+    pk = 42
+    email = "ada@example.com"
+
+    def get_username(self):
+        return "ada"
+
+
+def test_the_signed_in_user_and_the_request_reach_every_event_of_the_request(server):
+    import logging
+
+    from django.test import RequestFactory
+    from django.core.handlers.base import BaseHandler
+
+    booboo.init(server.dsn)
+    handler = BaseHandler()
+    handler.load_middleware()
+    with capture_events() as events:
+        request = RequestFactory().get("/crash")
+        request.user = SignedIn()
+        handler.get_response(request)
+        logging.getLogger("shop").error("outside any request")
+    crash, outside = events
+    assert crash["context"]["user"] == {"id": "42", "username": "ada", "email": "ada@example.com"}
+    assert crash["request"]["url"] == "http://testserver/crash"
+    # Django's own "Internal Server Error" log of the same crash was not sent again.
+    assert outside["message"] == "outside any request" and "user" not in outside["context"]
+    assert "request" not in outside
+
+    booboo.init(server.dsn, send_user=False)
+    with capture_events() as events:
+        request = RequestFactory().get("/crash")
+        request.user = SignedIn()
+        handler.get_response(request)
+    assert "user" not in events[0]["context"]

@@ -36,8 +36,9 @@ def test_event_has_every_protocol_field_and_nothing_else():
     event = captured(raise_value_error, [1, 2], "hunter2", environment="staging", release="1.2.3")
     assert set(event) == {
         "event_id", "timestamp", "message", "exception_type", "level", "stacktrace",
-        "exceptions", "context", "tags", "environment", "release",
+        "exceptions", "context", "tags", "environment", "release", "handled",
     }
+    assert event["handled"] is True  # captured by the application itself
     assert re.fullmatch(r"[0-9a-f]{32}", event["event_id"])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", event["timestamp"])
     assert event["message"] == "bad items: 2"
@@ -509,4 +510,4 @@ def test_import_loads_only_the_standard_library():
     import subprocess
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[] ['booboo', 'booboo._client', 'booboo._event']"
+    assert out.stdout.strip() == "[] ['booboo', 'booboo._client', 'booboo._event', 'booboo._scope']"

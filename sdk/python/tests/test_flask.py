@@ -154,3 +154,27 @@ def test_after_close_nothing_is_reported(server):
     booboo.init(server.dsn)  # a new client, which must not hear of the old app's crash
     assert booboo.flush(10)
     assert server.events() == []
+
+
+def test_a_user_set_in_one_request_stays_with_that_request(server):
+    app = flask.Flask("scoped")
+
+    @app.before_request
+    def identify():
+        if "X-User" in flask.request.headers:
+            booboo.set_user({"id": flask.request.headers["X-User"]})
+
+    @app.route("/crash")
+    def crash():
+        flask.current_app.logger.info("about to fail")
+        raise RuntimeError("boom")
+
+    booboo.init(server.dsn, app=app)
+    client = app.test_client()
+    with capture_events() as events:
+        client.get("/crash", headers={"X-User": "ada"})
+        client.get("/crash?token=t")  # nobody signed in
+    assert [e.get("context", {}).get("user") for e in events] == [{"id": "ada"}, None]
+    assert [b["category"] for b in events[1]["breadcrumbs"]] == ["request"]
+    assert events[1]["breadcrumbs"][0]["message"] == "GET /crash"
+    assert events[1]["handled"] is False

@@ -29,6 +29,8 @@ pub struct EventView {
     pub platform: String,
     pub contexts: Vec<(String, String)>,
     pub breadcrumbs: Vec<BreadcrumbView>,
+    /// The log record the event came from, when a logging integration sent it.
+    pub log: Option<LogView>,
     pub extra: Vec<(String, String)>,
     pub fingerprint: Option<String>,
 }
@@ -81,6 +83,17 @@ pub struct RequestView {
     pub url: String,
     pub query_string: String,
     pub headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LogView {
+    pub logger: String,
+    pub level: String,
+    /// The formatted message as the application's log shows it.
+    pub message: String,
+    /// The template the issue is grouped by, and its arguments.
+    pub template: String,
+    pub params: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -192,6 +205,23 @@ fn request_view(request: &Request) -> RequestView {
     }
 }
 
+/// The log record behind an event: from `logentry`, or from a bare `logger`
+/// name when a client sent only that.
+fn log_view(event: &Event) -> Option<LogView> {
+    if event.logentry.is_none() && event.logger.is_empty() {
+        return None;
+    }
+    let entry = event.logentry.as_ref();
+    let formatted = entry.map(|e| e.formatted.clone()).filter(|f| !f.is_empty());
+    Some(LogView {
+        logger: event.logger.clone(),
+        level: event.level.as_str().to_string(),
+        message: formatted.unwrap_or_else(|| event.message.clone()),
+        template: entry.map(|e| e.template.clone()).unwrap_or_default(),
+        params: entry.map(|e| e.params.iter().map(text_of).collect()).unwrap_or_default(),
+    })
+}
+
 fn breadcrumb_view(crumb: &Value) -> BreadcrumbView {
     let field = |name: &str| crumb.get(name).map(text_of).unwrap_or_default();
     let timestamp = match crumb.get("timestamp") {
@@ -238,6 +268,7 @@ pub fn view(event_id: &str, event: &Event) -> EventView {
             .map(|(k, v)| (k.clone(), serde_json::to_string_pretty(v).unwrap_or_default()))
             .collect(),
         breadcrumbs: event.breadcrumbs.iter().map(breadcrumb_view).collect(),
+        log: log_view(event),
         extra: event
             .extra
             .iter()

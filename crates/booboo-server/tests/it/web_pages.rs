@@ -156,6 +156,8 @@ fn hostile_event() -> Value {
         "context": {"user": {"email": img, "id": script}},
         "request": {"method": "GET", "url": "javascript:alert(4)", "headers": {"X-Evil": script}, "query_string": img},
         "breadcrumbs": [{"category": script, "message": img, "level": "info", "timestamp": 1767225600}],
+        "logger": script,
+        "logentry": {"message": format!("logged {img}"), "params": [script], "formatted": format!("logged {script}")},
     })
 }
 
@@ -339,6 +341,13 @@ async fn what_an_event_carries_is_escaped() {
         assert!(!page.contains("<img src=x"), "{path}: markup from an event reached the page");
         assert!(page.contains("&lt;script&gt;alert"), "{path}: the text is shown, escaped");
         assert!(!page.contains("href=\"javascript:"), "{path}");
+    }
+    // The log record's logger, message, template and arguments are shown, escaped.
+    let page = site.get(&mut ann, &format!("/issues/{hostile}")).await.body;
+    let record = &page[page.find("Log record").expect("the log record is shown")..];
+    let record = &record[..record.find("</section>").unwrap()];
+    for shown in ["Logger", "Template", "Arguments", "logged &lt;script&gt;alert", "logged &quot;&gt;&lt;img"] {
+        assert!(record.contains(shown), "{shown} missing from the log record: {record}");
     }
 }
 

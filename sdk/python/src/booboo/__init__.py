@@ -10,7 +10,7 @@ the sender and the framework integrations load when ``init()`` needs them.
 
 import sys
 
-from . import _client
+from . import _client, _scope
 
 __version__ = _client.SDK_VERSION
 
@@ -22,6 +22,8 @@ __all__ = [
     "set_user",
     "set_tag",
     "set_context",
+    "add_breadcrumb",
+    "new_scope",
     "flush",
     "close",
     "stats",
@@ -36,8 +38,10 @@ def init(dsn=None, app=None, environment="", **options):
     Flask or FastAPI application. ``environment`` defaults to
     ``BOOBOO_ENVIRONMENT``. Options: ``release`` (default ``BOOBOO_RELEASE``),
     ``endpoint``, ``before_send``, ``ignore_errors``, ``sample_rate``,
-    ``debug`` (default ``BOOBOO_DEBUG``), ``max_queue`` (100) and
-    ``shutdown_timeout`` (2.0 seconds).
+    ``debug`` (default ``BOOBOO_DEBUG``), ``max_queue`` (100),
+    ``shutdown_timeout`` (2.0 seconds), ``max_breadcrumbs`` (100),
+    ``send_user`` (True), ``logging`` (True), ``logging_level`` ("info"),
+    ``event_level`` ("error") and ``http_breadcrumbs`` (True).
 
     Raises TypeError or ValueError, with the reason, for a bad DSN or option.
     Calling it again replaces the previous configuration.
@@ -82,7 +86,7 @@ def capture_message(message, level="info"):
 
 
 def set_user(user):
-    """Attach ``user`` (a dict: id, email, username, ip_address, ...) to every later event; None forgets it."""
+    """Attach ``user`` (a dict: id, email, username, ip_address, ...) to later events of this scope; None forgets it."""
     try:
         client = _client.current()
         if client is not None:
@@ -92,7 +96,7 @@ def set_user(user):
 
 
 def set_tag(key, value):
-    """Attach a string tag to every later event; a value of None removes it."""
+    """Attach a string tag to later events of this scope; a value of None removes it."""
     try:
         client = _client.current()
         if client is not None:
@@ -102,13 +106,37 @@ def set_tag(key, value):
 
 
 def set_context(name, data):
-    """Attach ``data`` (a dict) as ``context[name]`` of every later event; None removes it."""
+    """Attach ``data`` (a dict) as ``context[name]`` of later events of this scope; None removes it."""
     try:
         client = _client.current()
         if client is not None:
             client.set_context(name, data)
     except Exception:
         pass
+
+
+def add_breadcrumb(message=None, category=None, level="info", data=None):
+    """Record a step that leads up to later events of this scope (the newest ``max_breadcrumbs`` are kept).
+
+    ``level`` is "debug", "info", "warning", "error" or "fatal"; ``data`` a
+    dict of details (keys that look secret have their values filtered).
+    """
+    try:
+        client = _client.current()
+        if client is not None:
+            client.add_breadcrumb(message, category, level, data)
+    except Exception:
+        pass
+
+
+def new_scope():
+    """``with booboo.new_scope():`` — user, tags, contexts and breadcrumbs set inside stay inside.
+
+    The scope starts as a copy of the one around it. Frameworks open one per
+    request by themselves; use this for a job in a worker or a script, or for
+    an asyncio task of your own.
+    """
+    return _scope.NewScope()
 
 
 def flush(timeout=None):

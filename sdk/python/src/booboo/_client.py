@@ -1,4 +1,4 @@
-"""The client: options, scope, hooks, and the one place where events are dropped.
+"""The client: options, scopes, hooks, and the one place where events are dropped.
 
 Contract with the host application: after ``init()`` has returned, nothing
 here raises into the application, blocks it on the network, or changes how
@@ -9,7 +9,7 @@ import os
 import sys
 import time
 
-from . import _event
+from . import _event, _scope
 
 SDK_VERSION = "0.17.0"
 
@@ -60,7 +60,9 @@ class Client:
     """
 
     def __init__(self, target, environment, release, before_send, ignore_errors,
-                 sample_rate, debug, max_queue, shutdown_timeout):
+                 sample_rate, debug, max_queue, shutdown_timeout, max_breadcrumbs=100,
+                 send_user=True, logging=True, logging_level=20, event_level=40,
+                 http_breadcrumbs=True):
         import threading
 
         from . import _transport, _worker
@@ -79,9 +81,22 @@ class Client:
             import random
 
             self._random = random.random
-        # The scope is replaced, never changed in place, so a capture can
-        # hold on to the tuple it saw without copying it.
-        self._scope = (None, {}, {})
+        self.max_breadcrumbs = max_breadcrumbs
+        self.send_user = send_user
+        self.logging = logging
+        self.logging_level = logging_level
+        self.event_level = event_level
+        self.http_breadcrumbs = http_breadcrumbs
+        never = float("inf")
+        # The logging integration compares each record's level with these
+        # two numbers and nothing else before it gives up on a record.
+        self.log_event_threshold = event_level if logging and event_level is not None else never
+        self.log_threshold = min(
+            self.log_event_threshold,
+            logging_level if logging and logging_level is not None and max_breadcrumbs else never,
+        )
+        self.scope = _scope.Scope(max_breadcrumbs)
+        """The process-wide scope: used outside any request and any new_scope() block."""
         self._counts_lock = threading.Lock()
         self._sent = 0
         self._dropped = {}
@@ -155,22 +170,21 @@ class Client:
         self._sent = 0
         self._dropped = {}
 
-    # --- scope -----------------------------------------------------------
+    # --- scopes -----------------------------------------------------------
 
     def set_user(self, user):
         if user is not None and not isinstance(user, dict):
             self._warn("set_user", "booboo: set_user() takes a dict or None, not %s; ignored",
                        type(user).__name__)
             return
-        _, tags, contexts = self._scope
-        self._scope = (dict(user) if user else None, tags, contexts)
+        _scope.current(self).user = dict(user) if user else None
 
     def set_tag(self, key, value):
         if not isinstance(key, str) or not key:
             self._warn("set_tag", "booboo: set_tag() needs a non-empty string key; ignored")
             return
-        user, tags, contexts = self._scope
-        tags = dict(tags)
+        scope = _scope.current(self)
+        tags = dict(scope.tags)
         if value is None:
             tags.pop(key, None)
         else:
@@ -180,7 +194,7 @@ class Client:
                 self._warn("set_tag", "booboo: set_tag(%r): str() of the value raised %r; ignored",
                            key, error)
                 return
-        self._scope = (user, tags, contexts)
+        scope.tags = tags
 
     def set_context(self, name, data):
         if not isinstance(name, str) or not name or name in ("sdk", "runtime", "user"):
@@ -194,26 +208,58 @@ class Client:
             self._warn("set_context", "booboo: set_context() takes a dict or None, not %s; ignored",
                        type(data).__name__)
             return
-        user, tags, contexts = self._scope
-        contexts = dict(contexts)
+        scope = _scope.current(self)
+        contexts = dict(scope.contexts)
         if data is None:
             contexts.pop(name, None)
         else:
             contexts[name] = dict(data)
-        self._scope = (user, tags, contexts)
+        scope.contexts = contexts
+
+    def add_breadcrumb(self, message, category, level, data):
+        if level not in _BREADCRUMB_LEVELS:
+            self._warn("breadcrumb_level", "booboo: add_breadcrumb() level must be one of %s, not %r; "
+                       "using 'info'", ", ".join(_BREADCRUMB_LEVELS), level)
+            level = "info"
+        if category is not None and not isinstance(category, str):
+            category = str(category)
+        if data is not None:
+            if not isinstance(data, dict):
+                self._warn("breadcrumb_data", "booboo: add_breadcrumb() data must be a dict or None, "
+                           "not %s; ignored", type(data).__name__)
+                data = None
+            else:
+                data = dict(data)  # later changes by the application do not reach it
+        if not self.max_breadcrumbs:
+            return
+        _scope.current(self).add_breadcrumb(_scope.breadcrumb(message, category, level, data))
 
     # --- capturing (the application's threads) ----------------------------
 
-    def capture_exception(self, exc, request=None):
-        """Capture ``exc``; return the event id, or None if it will not be sent."""
+    def capture_exception(self, exc, request=None, handled=True, user=None, log=None):
+        """Capture ``exc``; return the event id, or None if it will not be sent.
+
+        ``handled`` says whether the application caught it (False from the
+        hooks and frameworks). ``request`` and ``user`` come from a framework
+        integration that knows them better than the scope; a user the
+        application set itself wins. ``log`` holds the fields of the log
+        record that reported it.
+        """
         try:
+            if not _first_report(exc):
+                self._already_reported(exc)
+                return None
             if self.ignore_errors and isinstance(exc, self.ignore_errors):
                 self.drop("ignored_error")
                 return None
             if self._random is not None and self._random() >= self.sample_rate:
                 self.drop("sampled_out")
                 return None
-            pending = _event.snapshot_exception(exc, self._scope, request)
+            scope = self._scope_snapshot(user)
+            pending = _event.snapshot_exception(exc, scope, request if request is not None else scope[4])
+            pending.base["handled"] = handled
+            if log is not None:
+                pending.base.update(log)
         except Exception as error:
             self.drop("internal_error", detail=repr(error))
             return None
@@ -228,16 +274,60 @@ class Client:
             if self._random is not None and self._random() >= self.sample_rate:
                 self.drop("sampled_out")
                 return None
-            pending = _event.snapshot_message(message, level, self._scope)
+            scope = self._scope_snapshot(None)
+            pending = _event.snapshot_message(message, level, scope)
+            if scope[4] is not None:
+                pending.base["request"] = scope[4]
         except Exception as error:
             self.drop("internal_error", detail=repr(error))
             return None
         return self._submit(pending)
 
+    def capture_log_record(self, record):
+        """An event from a log record at ``event_level`` or above (the logging integration)."""
+        try:
+            exc_info = record.exc_info
+            exc = exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) == 3 else None
+            if isinstance(exc, BaseException):
+                if not _not_reported_yet(exc):
+                    # Django's and uvicorn's error logs repeat what an
+                    # integration reported: the event is not built at all.
+                    self._already_reported(exc)
+                    return None
+                return self.capture_exception(exc, handled=True, log=_event.log_fields(record))
+            if self.worker.pending() >= self.max_queue and self._recorder is None:
+                # A storm of error records: give up before walking the stack.
+                self.drop("queue_full")
+                return None
+            if self._random is not None and self._random() >= self.sample_rate:
+                self.drop("sampled_out")
+                return None
+            scope = self._scope_snapshot(None)
+            pending = _event.snapshot_log_message(record, scope)
+            if scope[4] is not None:
+                pending.base["request"] = scope[4]
+        except Exception as error:
+            self.drop("internal_error", detail=repr(error))
+            return None
+        return self._submit(pending)
+
+    def _already_reported(self, exc):
+        # Not a lost event: the crash was captured once already, so it is
+        # not counted among the drops either.
+        if self.debug:
+            _logger().debug("booboo: %s was reported already; not sending it again", type(exc).__name__)
+
+    def _scope_snapshot(self, user):
+        snapshot = _scope.current(self).snapshot(self.send_user)
+        if user is not None and snapshot[0] is None and self.send_user:
+            snapshot = (user,) + snapshot[1:]
+        return snapshot
+
     def _submit(self, pending):
         try:
-            if self._recorder is not None:
-                return self._record(pending)
+            recorder = self._recorder
+            if recorder is not None:
+                return self._record(pending, recorder)
             item = (_PENDING, pending)
             if self.before_send is not None:
                 # The hook gets the finished event and may look at thread-local
@@ -273,7 +363,7 @@ class Client:
             return None
         return result
 
-    def _record(self, pending):
+    def _record(self, pending, recorder):
         """For booboo.testing: the whole pipeline except the network, right here."""
         event = self._complete(pending)
         if self.before_send is not None:
@@ -285,7 +375,7 @@ class Client:
             return None
         import json
 
-        self._recorder.append(json.loads(body))
+        recorder.append(json.loads(body))
         with self._counts_lock:
             self._sent += 1
         return pending.event_id
@@ -336,6 +426,10 @@ class Client:
     def _send_handshake(self, handshake):
         import json
 
+        from . import _hooks
+
+        _hooks.install_deferred(self)
+
         try:
             outcome = self.transport.deliver(json.dumps(handshake).encode(), self.worker.stop)
         except Exception as error:
@@ -359,6 +453,14 @@ class Client:
         try:
             with self._counts_lock:
                 self._dropped[reason] = self._dropped.get(reason, 0) + count
+            if not self.debug:
+                # A storm of drops (error records with the queue full) costs a
+                # count each; the explanation is written only when it is logged.
+                if reason in _DROPS_THAT_ARE_CHOICES:
+                    return
+                last = self._last_warning.get("drop:" + reason)
+                if last is not None and time.monotonic() - last < _WARNING_INTERVAL:
+                    return
             explanation = _DROP_EXPLANATIONS.get(reason, reason) % {
                 "detail": detail or "no detail",
                 "sample_rate": self.sample_rate,
@@ -399,6 +501,45 @@ class Client:
             pass
 
 
+_BREADCRUMB_LEVELS = ("debug", "info", "warning", "error", "fatal")
+
+_REPORTED = "__booboo_reported__"
+_last_reported_without_dict = None
+
+
+def _not_reported_yet(exc):
+    """Whether ``exc`` has not been captured before; looks, changes nothing."""
+    try:
+        attributes = object.__getattribute__(exc, "__dict__")
+    except Exception:
+        return exc is not _last_reported_without_dict
+    return _REPORTED not in attributes
+
+
+def _first_report(exc):
+    """True the first time an exception object is captured, False every later time.
+
+    The mark is an entry in the exception's own ``__dict__`` (not an
+    attribute lookup, so no ``__getattr__`` of the application runs); an
+    exception without one is remembered as the last such one reported.
+    """
+    global _last_reported_without_dict
+    try:
+        attributes = object.__getattribute__(exc, "__dict__")
+    except Exception:
+        if exc is _last_reported_without_dict:
+            return False
+        _last_reported_without_dict = exc
+        return True
+    if _REPORTED in attributes:
+        return False
+    try:
+        attributes[_REPORTED] = True
+    except Exception:
+        pass
+    return True
+
+
 def _enable_debug_logging():
     import logging
 
@@ -414,8 +555,11 @@ def _enable_debug_logging():
 
 _OPTION_NAMES = (
     "release", "endpoint", "before_send", "ignore_errors", "sample_rate",
-    "debug", "max_queue", "shutdown_timeout",
+    "debug", "max_queue", "shutdown_timeout", "max_breadcrumbs", "send_user",
+    "logging", "logging_level", "event_level", "http_breadcrumbs",
 )
+
+_LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50, "fatal": 50}
 
 
 def build(dsn, environment, options):
@@ -475,8 +619,21 @@ def build(dsn, environment, options):
              and 0.0 <= shutdown_timeout < float("inf"),
              "shutdown_timeout must be a number of seconds, 0 or more, not %r" % (shutdown_timeout,))
 
+    max_breadcrumbs = options.get("max_breadcrumbs", 100)
+    _require(isinstance(max_breadcrumbs, int) and not isinstance(max_breadcrumbs, bool) and max_breadcrumbs >= 0,
+             "max_breadcrumbs must be a whole number, 0 or more, not %r" % (max_breadcrumbs,))
+
+    flags = {}
+    for name in ("send_user", "logging", "http_breadcrumbs"):
+        flags[name] = options.get(name, True)
+        _require(isinstance(flags[name], bool), "%s must be True or False, not %r" % (name, flags[name]))
+
     return Client(
         target,
+        max_breadcrumbs=max_breadcrumbs,
+        logging_level=_log_level(options, "logging_level", 20),
+        event_level=_log_level(options, "event_level", 40),
+        **flags,
         environment=environment,
         release=release,
         before_send=before_send,
@@ -486,6 +643,19 @@ def build(dsn, environment, options):
         max_queue=max_queue,
         shutdown_timeout=float(shutdown_timeout),
     )
+
+
+def _log_level(options, name, default):
+    """A logging level given as a number (``logging.INFO``) or a name ("info"); None turns it off."""
+    level = options.get(name, default)
+    if level is None:
+        return None
+    if isinstance(level, str) and level.strip().lower() in _LOG_LEVELS:
+        return _LOG_LEVELS[level.strip().lower()]
+    _require(isinstance(level, int) and not isinstance(level, bool) and level >= 0,
+             "%s must be a logging level such as logging.INFO or \"info\", or None to turn it off, "
+             "not %r" % (name, level))
+    return level
 
 
 def _require(condition, message):

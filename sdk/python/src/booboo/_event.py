@@ -335,14 +335,17 @@ class Pending:
     later.
     """
 
-    __slots__ = ("event_id", "created", "base", "chain", "scope")
+    __slots__ = ("event_id", "created", "base", "chain", "scope", "stack")
 
-    def __init__(self, base, chain, scope):
+    def __init__(self, base, chain, scope, stack=None):
         self.event_id = os.urandom(16).hex()
         self.created = time.time()
         self.base = base
         self.chain = chain
         self.scope = scope
+        """``(user, tags, contexts, breadcrumbs, request)`` as the capture saw them."""
+        self.stack = stack
+        """Frames of a message event that carries the stack it was logged from."""
 
 
 def snapshot_exception(exc, scope, request=None):
@@ -379,6 +382,90 @@ def snapshot_message(message, level, scope):
     if len(text) > MAX_MESSAGE:
         text = text[: MAX_MESSAGE - 3] + "..."
     return Pending({"message": text, "exception_type": "", "level": level}, [], scope)
+
+
+MAX_LOG_PARAMS = 32
+_LEVEL_NAMES = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "fatal"}
+
+
+def level_name(levelno):
+    """The protocol's level for a logging level number."""
+    name = _LEVEL_NAMES.get(levelno)
+    if name is None:
+        name = ("fatal" if levelno >= 50 else "error" if levelno >= 40 else "warning" if levelno >= 30
+                else "info" if levelno >= 20 else "debug")
+    return name
+
+
+def log_fields(record):
+    """The protocol fields that describe a log record: logger, level and ``logentry``.
+
+    Runs on the logging thread, because the arguments may change afterwards.
+    The template is ``record.msg`` as written in the code, so the server can
+    group "timed out after %ss" as one issue whatever the number.
+    """
+    deadline = time.perf_counter() + REPR_TIME_LIMIT
+    msg = record.msg
+    template = msg if type(msg) is str else safe_str(msg, deadline)
+    if len(template) > MAX_MESSAGE:
+        template = template[: MAX_MESSAGE - 3] + "..."
+    try:
+        formatted = record.getMessage()
+        if type(formatted) is not str:
+            formatted = str(formatted)
+    except Exception:
+        formatted = template  # the arguments do not fit the template; logging will say so too
+    if len(formatted) > MAX_MESSAGE:
+        formatted = formatted[: MAX_MESSAGE - 3] + "..."
+    args = record.args
+    params = []
+    if isinstance(args, dict):
+        params.append({str(k): safe_repr(v, deadline) for k, v in list(args.items())[:MAX_LOG_PARAMS]})
+    elif isinstance(args, tuple):
+        params = [safe_repr(arg, deadline) for arg in args[:MAX_LOG_PARAMS]]
+    return {
+        "level": level_name(record.levelno),
+        "logger": record.name if type(record.name) is str else str(record.name),
+        "logentry": {"message": template, "params": params, "formatted": formatted},
+    }
+
+
+_this_package = os.path.dirname(os.path.abspath(__file__))
+
+
+def snapshot_log_message(record, scope):
+    """A message event for a log record without an exception, with the stack it was logged from."""
+    fields = log_fields(record)
+    base = {"message": fields["logentry"]["formatted"], "exception_type": "", "level": fields["level"],
+            "handled": True}
+    base.update(fields)
+    return Pending(base, [], scope, _caller_stack())
+
+
+def _caller_stack():
+    """The frames that led to the log call, oldest first, without logging's and the SDK's own.
+
+    Only names and line numbers: a log message's locals are not read.
+    """
+    import logging
+
+    logging_file = os.path.normcase(logging.__file__)
+    logging_file_stem = os.path.splitext(logging_file)[0]
+    frame = sys._getframe(1)
+    # Skip up to and including the logging machinery that called the hook.
+    while frame is not None:
+        filename = os.path.normcase(frame.f_code.co_filename)
+        if os.path.splitext(filename)[0] == logging_file_stem or filename.startswith(_this_package):
+            frame = frame.f_back
+            continue
+        break
+    frames = []
+    while frame is not None and len(frames) < FRAMES_WITH_LOCALS:
+        code = frame.f_code
+        frames.append((code.co_filename, code.co_name, frame.f_lineno or 0, {}, frame.f_globals))
+        frame = frame.f_back
+    frames.reverse()
+    return frames
 
 
 def _snapshot_frames(tb, seen_frames, budget_end):
@@ -475,7 +562,7 @@ def complete(pending, sdk_version, environment, release):
             {"type": type_name, "value": value, "stacktrace": stack, "chain_type": chain_type}
         )
 
-    user, tags, contexts = pending.scope
+    user, tags, contexts, breadcrumbs, _ = pending.scope
     context = {
         "sdk": {"name": "booboo-sdk", "version": sdk_version},
         "runtime": {"name": "Python", "version": _python_version()},
@@ -489,13 +576,34 @@ def complete(pending, sdk_version, environment, release):
 
     event = {"event_id": pending.event_id, "timestamp": rfc3339(pending.created)}
     event.update(pending.base)
-    event["stacktrace"] = exceptions[0]["stacktrace"] if exceptions else []
+    if exceptions:
+        event["stacktrace"] = exceptions[0]["stacktrace"]
+    elif pending.stack:
+        event["stacktrace"] = [_frame_dict(frame, source_cache, linecache, rendered_locals)
+                               for frame in pending.stack]
+    else:
+        event["stacktrace"] = []
     event["exceptions"] = exceptions
     event["context"] = context
     event["tags"] = all_tags
     event["environment"] = environment
     event["release"] = release
+    if breadcrumbs:
+        event["breadcrumbs"] = [_breadcrumb_dict(crumb) for crumb in breadcrumbs]
     return event
+
+
+def _breadcrumb_dict(crumb):
+    timestamp, kind, category, message, level, data = crumb
+    out = {"timestamp": rfc3339(timestamp), "type": kind, "level": level}
+    if category:
+        out["category"] = category
+    if message is not None:
+        out["message"] = message
+    if data:
+        out["data"] = {key: FILTERED if isinstance(key, str) and is_sensitive(key) else value
+                       for key, value in data.items()}
+    return out
 
 
 def _python_version():
@@ -614,6 +722,28 @@ def request_data(method, url, headers, query_string):
     }
 
 
+def wsgi_request_data(environ):
+    """``request`` for a WSGI environ: the URL without its query, scrubbed headers and query."""
+    scheme = environ.get("wsgi.url_scheme") or "http"
+    host = environ.get("HTTP_HOST")
+    if not host:
+        host = environ.get("SERVER_NAME", "")
+        port = environ.get("SERVER_PORT", "")
+        if port and port != ("443" if scheme == "https" else "80"):
+            host += ":" + port
+    from urllib.parse import quote
+
+    path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/;=,:@")
+    headers = []
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers.append((key[5:].replace("_", "-").title(), value))
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            headers.append((key.replace("_", "-").title(), value))
+    return request_data(environ.get("REQUEST_METHOD", ""), "%s://%s%s" % (scheme, host, path), headers,
+                        environ.get("QUERY_STRING", ""))
+
+
 def scrub_query(query_string):
     """Replace the values of query parameters whose names look secret."""
     if not query_string:
@@ -677,6 +807,17 @@ def _json_fallback(value):
 
 
 _KEEP_NEAR_RAISE = 5
+
+
+def _keep_newest_breadcrumbs(keep):
+    def step(event):
+        crumbs = event.get("breadcrumbs")
+        if isinstance(crumbs, list) and len(crumbs) > keep:
+            del crumbs[: len(crumbs) - keep]
+            return True
+        return False
+
+    return step
 
 
 def _stacks(event):
@@ -760,6 +901,9 @@ _TRIM_STEPS = (
     _drop_locals(0),
     _drop_context_lines(_KEEP_NEAR_RAISE),
     _drop_context_lines(0),
+    _keep_newest_breadcrumbs(50),
+    _keep_newest_breadcrumbs(10),
+    _keep_newest_breadcrumbs(0),
     _drop_middle_frames(200),
     _drop_middle_frames(100),
     _drop_middle_frames(50),

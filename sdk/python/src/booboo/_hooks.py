@@ -14,6 +14,7 @@ from . import _client
 _previous_excepthook = None
 _previous_threading_excepthook = None
 _django_installed = False
+_stdlib_installed = set()
 
 
 def install(app, client):
@@ -21,6 +22,7 @@ def install(app, client):
     if app is not None:
         integration = _integration_for(app)
     _install_interpreter_hooks()
+    _install_stdlib_integrations(client)
     if integration is not None:
         integration.install(app)
     _install_django_if_used()
@@ -39,6 +41,47 @@ def uninstall(client):
 
         django.uninstall()
         _django_installed = False
+    if "logging" in _stdlib_installed:
+        from .integrations import logging
+
+        logging.uninstall()
+    if "http_client" in _stdlib_installed:
+        from .integrations import http_client
+
+        http_client.uninstall()
+    _stdlib_installed.clear()
+
+
+def _install_stdlib_integrations(client, deferred=False):
+    """Wrap logging and http.client: now if the application imported them, else from the sender thread.
+
+    Importing them costs tens of milliseconds (http.client pulls in the
+    email package), which ``init()`` does not make the application wait
+    for: the sender thread imports both anyway as it sends the handshake,
+    and wraps them then.
+    """
+    if _client.current() is not client:
+        return
+    if client.logging and client.log_threshold != float("inf") and "logging" not in _stdlib_installed:
+        if deferred or "logging" in sys.modules:
+            from .integrations import logging
+
+            logging.install()
+            _stdlib_installed.add("logging")
+    if client.http_breadcrumbs and client.max_breadcrumbs and "http_client" not in _stdlib_installed:
+        if deferred or "http.client" in sys.modules:
+            from .integrations import http_client
+
+            http_client.install()
+            _stdlib_installed.add("http_client")
+
+
+def install_deferred(client):
+    """The sender thread's half of install(): what was not imported at init() time."""
+    try:
+        _install_stdlib_integrations(client, deferred=True)
+    except Exception:
+        pass
 
 
 def _install_interpreter_hooks():
@@ -56,7 +99,7 @@ def _excepthook(exc_type, exc_value, exc_tb):
     if isinstance(exc_value, Exception):
         client = _client.current()
         if client is not None:
-            client.capture_exception(exc_value)
+            client.capture_exception(exc_value, handled=False)
     (_previous_excepthook or sys.__excepthook__)(exc_type, exc_value, exc_tb)
 
 
@@ -64,7 +107,7 @@ def _threading_excepthook(args):
     if isinstance(args.exc_value, Exception):
         client = _client.current()
         if client is not None:
-            client.capture_exception(args.exc_value)
+            client.capture_exception(args.exc_value, handled=False)
     (_previous_threading_excepthook or _default_threading_excepthook())(args)
 
 

@@ -143,8 +143,12 @@ class Transport:
 
         target = self.target
         if target.scheme == "https":
-            return http.client.HTTPSConnection(target.host, target.port, timeout=self.timeout)
-        return http.client.HTTPConnection(target.host, target.port, timeout=self.timeout)
+            connection = http.client.HTTPSConnection(target.host, target.port, timeout=self.timeout)
+        else:
+            connection = http.client.HTTPConnection(target.host, target.port, timeout=self.timeout)
+        # The SDK's own sends are not the application's HTTP calls: no breadcrumbs.
+        connection._booboo_own = True
+        return connection
 
     def forget_connection(self):
         connection, self._connection = self._connection, None

@@ -13,6 +13,11 @@
 
 Nothing here sits on the path an exception travels, so the application's
 responses, logs and tracebacks are what they would be without the SDK.
+
+Each request runs in a scope of its own: ``app.wsgi_app`` is wrapped (the
+way Flask documents for WSGI middleware) to open one, so ``set_user`` in a
+view or a ``before_request`` belongs to that request alone, and log records
+and ``capture_message`` carry the request.
 """
 
 import inspect
@@ -20,13 +25,14 @@ import inspect
 from flask import got_request_exception, request
 from werkzeug.exceptions import HTTPException
 
-from .. import _client, _event
+from .. import _client, _event, _scope
 
 
 def install(app):
     if app.extensions.get("booboo"):
         return
     app.extensions["booboo"] = True
+    app.wsgi_app = _ScopePerRequest(app.wsgi_app)
     got_request_exception.connect(_on_unhandled_exception, app, weak=False)
     find_error_handler = getattr(app, "_find_error_handler", None)
     if find_error_handler is not None:
@@ -38,6 +44,32 @@ def install(app):
             return _reporting_server_errors(handler)
 
         app._find_error_handler = find_reporting_error_handler
+
+
+class _ScopePerRequest:
+    """WSGI middleware: the request, and whatever the application sets meanwhile, in a scope of its own."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        client = _client.current()
+        if client is None:
+            return self.wsgi_app(environ, start_response)
+        try:
+            scope = client.scope.fork(client.max_breadcrumbs, with_breadcrumbs=False)
+            scope.request = lambda: _event.wsgi_request_data(environ)
+            if client.max_breadcrumbs:
+                scope.add_breadcrumb(_scope.breadcrumb(
+                    "%s %s" % (environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")),
+                    "request", "info", None, "http"))
+            token = _scope.enter(scope)
+        except Exception:
+            return self.wsgi_app(environ, start_response)
+        try:
+            return self.wsgi_app(environ, start_response)
+        finally:
+            _scope.leave(token)
 
 
 def _reporting_server_errors(handler):
@@ -69,7 +101,7 @@ def _on_unhandled_exception(sender, exception=None, **kwargs):
 def _report(exc):
     client = _client.current()
     if client is not None:
-        client.capture_exception(exc, request=_request_data())
+        client.capture_exception(exc, request=_request_data(), handled=False)
 
 
 def _request_data():
