@@ -355,6 +355,19 @@ macro_rules! alert_queries {
             .await
         }
 
+        /// Whether any delivery is due and unclaimed: a read, so that the
+        /// worker's polling takes no write lock while the outbox is idle.
+        async fn any_due_delivery(conn: &mut $conn, now: i64) -> Result<bool, sqlx::Error> {
+            sqlx::query_scalar(&q(
+                "SELECT EXISTS (SELECT 1 FROM alert_deliveries WHERE status = 'pending' AND next_attempt_at <= ? \
+                 AND (claimed_until IS NULL OR claimed_until < ?))",
+            ))
+            .bind(now)
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await
+        }
+
         /// Claims up to `limit` due deliveries for `node` until `now + lease_ms`.
         /// A claim another node holds is skipped, an expired one taken over.
         async fn claim_due_deliveries(

@@ -1814,6 +1814,11 @@ impl Store for PostgresStore {
     }
 
     async fn claim_deliveries(&self, node: &str, now: i64, lease_ms: i64, limit: i64) -> StoreResult<Vec<DueDelivery>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        if !any_due_delivery(&mut conn, now).await.map_err(unavailable("looking for due alert deliveries"))? {
+            return Ok(Vec::new());
+        }
+        drop(conn);
         let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
         let due = claim_due_deliveries(&mut tx, node, now, lease_ms, limit)
             .await
