@@ -260,3 +260,13 @@ def pg_database_url():
     yield url
     psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{schema}'")
     psql(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server on loopback collecting what it receives
+    (`tests/e2e/smtp_receiver.py`)."""
+    from smtp_receiver import SmtpReceiver
+
+    with SmtpReceiver() as receiver:
+        yield receiver

@@ -82,7 +82,7 @@ async fn run(issues: usize) {
     store.create_session(&secrets::token_hash(&token), admin.id, &session).await.unwrap();
     let metrics = Arc::new(Metrics::default());
     let (writer, _task) = Writer::start(store.clone(), metrics.clone(), 100, 100);
-    let state = AppState { store: store.clone(), writer, metrics, config: Arc::new(config) };
+    let state = AppState { store: store.clone(), writer, metrics, config: Arc::new(config), mailer: None };
     let cookie = format!("booboo_session={token}");
     let busy_issue = 1; // issue ids start at 1; the first issue has twenty events
 

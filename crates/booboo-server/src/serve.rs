@@ -1,11 +1,13 @@
 //! `booboo serve`: open the store, start the writer, listen, and on SIGINT
 //! or SIGTERM stop accepting, finish what was accepted, then exit.
 
+use crate::alerts::deliver::{DeliverySettings, DeliveryWorker};
 use crate::app::{app, AppState};
 use crate::cli::open_store;
 use crate::config::{Config, SETUP_LINK_LIFETIME_MS};
 use crate::connections::{self, ConnectionLimits};
 use crate::ingest::writer::Writer;
+use crate::mail::Mailer;
 use crate::memory_budget::MemoryBudget;
 use crate::metrics::Metrics;
 use crate::pruning::Pruning;
@@ -20,6 +22,8 @@ pub async fn serve(config: Config) -> Result<(), String> {
         Some(db) => Some(crate::backup::lock_database(&db)?),
         None => None,
     };
+    // A bad --smtp-url stops the start here, not at the first e-mail.
+    let mailer = Mailer::from_config(&config)?.map(Arc::new);
     let store = open_store(&config).await?;
     let metrics = Arc::new(Metrics::default());
     let (writer, writer_task) = Writer::start(store.clone(), metrics.clone(), config.queue_capacity, config.max_batch);
@@ -27,13 +31,37 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
-    let state = AppState { store: store.clone(), writer, metrics: metrics.clone(), config: Arc::new(config.clone()) };
+    let state = AppState {
+        store: store.clone(),
+        writer,
+        metrics: metrics.clone(),
+        config: Arc::new(config.clone()),
+        mailer: mailer.clone(),
+    };
     tracing::info!(store = store.backend().as_str(), database = %crate::store::redact_url(&config.database_url), "store ready");
+    match &mailer {
+        Some(mailer) => tracing::info!(smtp = %mailer.describe(), "e-mail enabled"),
+        None => {
+            tracing::info!("e-mail disabled: set --smtp-url and --email-from to send password resets and invitations")
+        }
+    }
     // Tests and scripts read this line to learn the port when binding to :0.
     println!("booboo listening on http://{address}");
 
     announce_setup_link(&*store, &config).await?;
     let pruning = Pruning::start(store.clone(), metrics.clone());
+    let delivery = DeliveryWorker::start(
+        store.clone(),
+        metrics.clone(),
+        config.outbound_allow.clone(),
+        crate::alerts::deliver::EmailSender {
+            mailer: mailer.clone(),
+            store: store.clone(),
+            cap: config.alert_email_cap as i64,
+        },
+        config.public_url.clone(),
+        DeliverySettings { retry_first_ms: config.alert_retry_first_ms as i64, ..DeliverySettings::default() },
+    );
 
     let limits = ConnectionLimits {
         header_timeout: config.header_timeout,
@@ -48,6 +76,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     connections::serve(listener, app(state), limits, budget, shutdown_signal()).await;
 
     pruning.stop().await;
+    delivery.stop().await;
     tracing::info!("no longer accepting; storing what was accepted");
     if tokio::time::timeout(Duration::from_secs(30), writer_task).await.is_err() {
         return Err("the writer did not finish within 30 seconds".into());

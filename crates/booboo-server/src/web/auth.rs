@@ -1,6 +1,7 @@
 //! First run (the setup link), sign-in, sign-out, accepting invitations and
 //! password links.
 
+use super::account_mail;
 use super::form::FormData;
 use super::local_path::same_origin_path;
 use super::page_error::PageError;
@@ -8,7 +9,8 @@ use super::session::{self, ClientAddress, SignedIn};
 use super::templates::page;
 use super::time_text;
 use crate::app::AppState;
-use crate::cli::check_email;
+use crate::cli::{check_email, password_link_url};
+use crate::mail::Mailer;
 use crate::store::{SignInLimits, SignInReservation, StoreError};
 use crate::{clock, secrets};
 use axum::extract::{Path, Query, State};
@@ -16,7 +18,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 /// Password checks per address, and per account before it is slowed, in a
 /// 15-minute window (docs/security.md, "Sign-in and redirects"). There is
@@ -25,6 +27,18 @@ use std::sync::LazyLock;
 const SIGN_IN_LIMITS: SignInLimits =
     SignInLimits { window_ms: 15 * 60_000, checks_per_address: 10, checks_per_account: 5, slowed_interval_ms: 1000 };
 pub const MIN_PASSWORD_CHARS: usize = 8;
+
+/// Password-reset e-mails asked for per address, and per account before it
+/// is slowed, in an hour (docs/security.md, "Accounts and links"): enough
+/// for someone who mistyped, too few to fill an inbox. A slowed account
+/// gets one more e-mail every 20 minutes. The same counters as sign-in,
+/// under keys of their own.
+const RESET_LIMITS: SignInLimits = SignInLimits {
+    window_ms: 3_600_000,
+    checks_per_address: 10,
+    checks_per_account: 3,
+    slowed_interval_ms: 20 * 60_000,
+};
 
 /// Checked against when the email is unknown, so that a wrong email takes
 /// as long to refuse as a wrong password and does not reveal who has an
@@ -140,7 +154,8 @@ pub async fn sign_in_form(
         return Ok(Redirect::to(safe_next(&next)).into_response());
     }
     let (csrf, cookie) = session::anonymous_form_token(&state, &headers)?;
-    let body = page("signin.html", context! { csrf, next, email => "" })?;
+    let can_reset = state.mailer.is_some();
+    let body = page("signin.html", context! { csrf, next, email => "", can_reset })?;
     Ok(with_cookie(body.into_response(), cookie))
 }
 
@@ -154,7 +169,11 @@ pub async fn sign_in(
     let email = form.get("email").to_ascii_lowercase();
     let next = form.get("next");
     let refuse = |status: StatusCode, message: &str| -> Result<Response, PageError> {
-        let body = page("signin.html", context! { csrf => form.get("csrf"), next, email => &email, error => message })?;
+        let can_reset = state.mailer.is_some();
+        let body = page(
+            "signin.html",
+            context! { csrf => form.get("csrf"), next, email => &email, error => message, can_reset },
+        )?;
         Ok((status, body).into_response())
     };
     // The email is hashed into the key: any text can be typed there, and
@@ -270,7 +289,7 @@ pub async fn password_form(
     let user = state.store.password_link(&secrets::token_hash(&token), clock::now_millis()).await?;
     let (csrf, cookie) = session::anonymous_form_token(&state, &headers)?;
     let status = if user.is_some() { StatusCode::OK } else { StatusCode::NOT_FOUND };
-    let body = page("password.html", context! { user, csrf, token })?;
+    let body = page("password.html", context! { user, csrf, token, can_reset => state.mailer.is_some() })?;
     Ok(with_cookie((status, body).into_response(), cookie))
 }
 
@@ -287,7 +306,10 @@ pub async fn use_password_link(
         Err(message) => {
             let user = state.store.password_link(&token_hash, clock::now_millis()).await?;
             let status = if user.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::NOT_FOUND };
-            let body = page("password.html", context! { user, csrf => form.get("csrf"), token, error => message })?;
+            let body = page(
+                "password.html",
+                context! { user, csrf => form.get("csrf"), token, error => message, can_reset => state.mailer.is_some() },
+            )?;
             return Ok((status, body).into_response());
         }
     };
@@ -295,7 +317,10 @@ pub async fn use_password_link(
     let user = match state.store.use_password_link(&token_hash, &password_hash, clock::now_millis()).await {
         Ok(user) => user,
         Err(StoreError::NotFound(_)) => {
-            let body = page("password.html", context! { user => None::<()>, csrf => form.get("csrf"), token })?;
+            let body = page(
+                "password.html",
+                context! { user => None::<()>, csrf => form.get("csrf"), token, can_reset => state.mailer.is_some() },
+            )?;
             return Ok((StatusCode::NOT_FOUND, body).into_response());
         }
         Err(other) => return Err(other.into()),
@@ -303,4 +328,107 @@ pub async fn use_password_link(
     tracing::info!(email = %user.email, "password set through a password link");
     let cookie = session::start(&state, user.id).await?;
     Ok(with_cookie(Redirect::to("/projects").into_response(), Some(cookie)))
+}
+
+// --- forgotten passwords --------------------------------------------------------
+
+/// `GET /forgot-password`: asks for an address; without e-mail configured,
+/// says whom to ask instead.
+pub async fn forgot_password_form(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, PageError> {
+    let enabled = state.mailer.is_some();
+    let (csrf, cookie) = session::anonymous_form_token(&state, &headers)?;
+    let status = if enabled { StatusCode::OK } else { StatusCode::NOT_FOUND };
+    let body = page("forgot_password.html", context! { enabled, csrf, email => "" })?;
+    Ok(with_cookie((status, body).into_response(), cookie))
+}
+
+/// `POST /forgot-password`: the answer is the same whether or not an
+/// account uses the address, and comes before any lookup or e-mail, so
+/// neither its words nor its timing tell who has an account. The e-mail
+/// is sent from a task of its own.
+pub async fn forgot_password(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ClientAddress(address): ClientAddress,
+    form: FormData,
+) -> Result<Response, PageError> {
+    session::check_anonymous_form(&headers, &form)?;
+    let Some(mailer) = state.mailer.clone() else {
+        let body = page("forgot_password.html", context! { enabled => false })?;
+        return Ok((StatusCode::NOT_FOUND, body).into_response());
+    };
+    let email = match check_email(form.get("email")) {
+        Ok(email) => email,
+        Err(_) => {
+            let body = page(
+                "forgot_password.html",
+                context! {
+                    enabled => true, csrf => form.get("csrf"), email => form.get("email"),
+                    error => "Enter an email address such as you@example.com.",
+                },
+            )?;
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response());
+        }
+    };
+    // Counted whether or not an account exists, so the limits say nothing
+    // about that either; the e-mail is hashed into its key, as in sign-in.
+    let account_key = format!("reset-account:{}", secrets::token_hash(&email));
+    let address_key = format!("reset-address:{address}");
+    match state.store.reserve_sign_in(&address_key, &account_key, &RESET_LIMITS, clock::now_millis()).await? {
+        SignInReservation::Granted => {
+            tokio::spawn(send_password_reset(state.clone(), mailer, email.clone()));
+        }
+        SignInReservation::AddressLimited { retry_after_ms } => {
+            tracing::info!(%address, "password-reset request refused: too many from this address");
+            let message = format!(
+                "Too many password-reset requests from your network address. Try again in {}.",
+                time_text::duration_words(retry_after_ms)
+            );
+            let body = page(
+                "forgot_password.html",
+                context! { enabled => true, csrf => form.get("csrf"), email => &email, error => message },
+            )?;
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
+            let seconds = (retry_after_ms.max(1) + 999) / 1000;
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            return Ok(response);
+        }
+        SignInReservation::AccountSlowed { .. } => {
+            // The same answer as a sent e-mail: the owner already has
+            // several links in their inbox, and nobody else learns more.
+            tracing::info!("password-reset e-mail held back: this address was sent several within the hour");
+        }
+    }
+    let body = page(
+        "forgot_password.html",
+        context! { enabled => true, sent => true, email => &email, lifetime_days => state.config.link_lifetime_days },
+    )?;
+    Ok(body.into_response())
+}
+
+/// Creates a one-time password link for the account using `email`, if
+/// any, and e-mails it there. Failures are logged: the person who asked
+/// has their answer already and can ask again.
+async fn send_password_reset(state: AppState, mailer: Arc<Mailer>, email: String) {
+    let sent = async {
+        let Some(user) = state.store.user_by_email(&email).await.map_err(|e| e.to_string())? else {
+            return Ok(false);
+        };
+        let token = secrets::new_session_token();
+        let now = clock::now_millis();
+        state
+            .store
+            .create_password_link(&secrets::token_hash(&token), user.id, now, now + state.config.link_lifetime_ms())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mail = account_mail::password_reset(&state, &user.email, &password_link_url(&state.config, &token))?;
+        mailer.send(mail).await.map_err(|e| e.to_string())?;
+        Ok::<bool, String>(true)
+    }
+    .await;
+    match sent {
+        Ok(true) => tracing::info!(%email, "password-reset e-mail sent"),
+        Ok(false) => tracing::info!("password reset asked for an address without an account; nothing sent"),
+        Err(error) => tracing::warn!(%email, %error, "password-reset e-mail not sent"),
+    }
 }

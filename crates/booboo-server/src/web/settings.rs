@@ -1,19 +1,32 @@
 //! Settings: the user's own password and API tokens, and the members of
 //! each organisation (admins add, remove and change roles).
 
+use super::account_mail;
 use super::auth::{check_new_password, hash_password, verify_password};
 use super::form::FormData;
 use super::page_error::PageError;
 use super::session::SignedIn;
 use super::templates::page;
+use super::time_text::duration_words;
 use crate::app::AppState;
 use crate::cli::check_email;
-use crate::store::{Invitation, Role};
+use crate::mail::MailError;
+use crate::store::{Invitation, Role, SignInLimits, SignInReservation};
 use crate::{clock, secrets};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
+
+/// E-mailed invitations per inviting account (the counters' "address"
+/// slot), and per invited address before it is slowed to one every 20
+/// minutes, in an hour (docs/security.md, "Accounts and links").
+const INVITATION_LIMITS: SignInLimits = SignInLimits {
+    window_ms: 3_600_000,
+    checks_per_address: 20,
+    checks_per_account: 3,
+    slowed_interval_ms: 20 * 60_000,
+};
 
 /// What a settings page shows once beside its usual content.
 #[derive(Default)]
@@ -28,10 +41,18 @@ struct Notice {
 async fn settings_page(state: &AppState, me: &SignedIn, notice: Notice) -> Result<Response, PageError> {
     let tokens = state.store.api_tokens_of(me.user.id).await?;
     let organisations = state.store.organisations_for(me.viewer()).await?;
+    let opted_out = state.store.alert_email_opt_outs(me.user.id).await?;
+    let alert_emails: Vec<_> = state
+        .store
+        .projects_for(me.viewer())
+        .await?
+        .into_iter()
+        .map(|p| context! { id => p.id, org_slug => p.org_slug, slug => p.slug, wanted => !opted_out.contains(&p.id) })
+        .collect();
     let body = page(
         "settings.html",
         context! {
-            me => me.me(), tokens, organisations, nav => "settings",
+            me => me.me(), tokens, organisations, alert_emails, nav => "settings",
             error => notice.error, success => notice.success, new_token => notice.secret,
         },
     )?;
@@ -110,7 +131,7 @@ async fn members_page(state: &AppState, me: &SignedIn, org: &str, notice: Notice
         context! {
             me => me.me(), org, members, is_admin => role == Role::Admin, nav => "settings",
             error => notice.error, success => notice.success, invitation_link => notice.secret,
-            my_id => me.user.id, is_instance_admin => me.user.is_admin,
+            my_id => me.user.id, is_instance_admin => me.user.is_admin, mail_enabled => state.mailer.is_some(),
         },
     )?;
     Ok((notice.status.unwrap_or(StatusCode::OK), body).into_response())
@@ -165,13 +186,39 @@ pub async fn add_member(
     }
     // No account has this email: only an invitation can create one, with a
     // password its owner chooses.
-    let InvitationDelivery::ShowToInstanceAdmin = invitation_delivery(&me) else {
+    let delivery = invitation_delivery(&me, state.mailer.is_some());
+    if let InvitationDelivery::Unavailable = delivery {
         let message = format!(
             "{email} has no booboo account, and only instance administrators create accounts. Ask one to invite \
              {email} from this page or to run `booboo user create --email {email}`; then add them here."
         );
         return members_page(&state, &me, &org, refuse(&message)).await;
-    };
+    }
+    if state.mailer.is_some() {
+        // Anyone may create an organisation and so invite: the limits keep
+        // booboo's mail server from carrying spam.
+        let sender_key = format!("invite-sender:{}", me.user.id);
+        let recipient_key = format!("invite-recipient:{}", secrets::token_hash(&email));
+        let reservation =
+            state.store.reserve_sign_in(&sender_key, &recipient_key, &INVITATION_LIMITS, clock::now_millis()).await?;
+        let wait = match reservation {
+            SignInReservation::Granted => None,
+            SignInReservation::AddressLimited { retry_after_ms } => Some(format!(
+                "You sent many invitations within the hour. Try again in {}.",
+                duration_words(retry_after_ms)
+            )),
+            SignInReservation::AccountSlowed { retry_after_ms } => Some(format!(
+                "{email} was sent several invitations within the hour. Try again in {}.",
+                duration_words(retry_after_ms)
+            )),
+        };
+        if let Some(message) = wait {
+            tracing::info!(%email, inviter = %me.user.email, "invitation e-mail refused: too many within the hour");
+            let notice =
+                Notice { status: Some(StatusCode::TOO_MANY_REQUESTS), error: Some(message), ..Notice::default() };
+            return members_page(&state, &me, &org, notice).await;
+        }
+    }
     let token = secrets::new_session_token();
     let now = clock::now_millis();
     let invitation = Invitation {
@@ -181,35 +228,99 @@ pub async fn add_member(
         expires_at: now + state.config.link_lifetime_ms(),
     };
     state.store.create_invitation(&secrets::token_hash(&token), &invitation, now).await?;
-    let notice = Notice {
-        success: Some(format!(
-            "Give this link to {email} only: whoever opens it chooses the password of the account and joins {org} as {}. \
-             It works once, for {} days.",
-            article(role),
-            state.config.link_lifetime_days
-        )),
-        secret: Some(format!("{}/invitations/{token}", state.config.public_url)),
-        ..Notice::default()
+    let link = format!("{}/invitations/{token}", state.config.public_url);
+    let days = state.config.link_lifetime_days;
+    let sent = match &state.mailer {
+        Some(mailer) => {
+            let mail = account_mail::invitation(&state, &email, &link, &me.user.email, &org, article(role))
+                .map_err(PageError::Internal)?;
+            let sent = mailer.send(mail).await;
+            match &sent {
+                Ok(()) => tracing::info!(%email, %org, "invitation e-mailed"),
+                Err(error) => tracing::warn!(%email, %org, %error, "invitation e-mail not sent"),
+            }
+            Some(sent)
+        }
+        None => None,
+    };
+    let notice = match (delivery, sent) {
+        (InvitationDelivery::Email, Some(Ok(()))) => Notice {
+            success: Some(format!(
+                "An invitation to join {org} as {} is on its way to {email}. Its link works once, for {days} days.",
+                article(role)
+            )),
+            ..Notice::default()
+        },
+        (InvitationDelivery::Email, Some(Err(error))) => Notice {
+            // The link is not shown: only its owner may choose the password.
+            status: Some(mail_failure_status(&error)),
+            error: Some(format!(
+                "The invitation to {email} could not be e-mailed: the mail server did not take it. Try again in a \
+                 while; an instance administrator finds the reason in the server log."
+            )),
+            ..Notice::default()
+        },
+        (_, Some(Ok(()))) => Notice {
+            success: Some(format!(
+                "An invitation to join {org} as {} was e-mailed to {email}. Its link is below as well; give it to \
+                 {email} only: whoever opens it chooses the password of the account. It works once, for {days} days.",
+                article(role)
+            )),
+            secret: Some(link),
+            ..Notice::default()
+        },
+        (_, Some(Err(error))) => Notice {
+            status: Some(mail_failure_status(&error)),
+            error: Some(format!(
+                "The invitation could not be e-mailed ({error}). Give this link to {email} only: whoever opens it \
+                 chooses the password of the account and joins {org} as {}. It works once, for {days} days.",
+                article(role)
+            )),
+            secret: Some(link),
+            ..Notice::default()
+        },
+        (_, None) => Notice {
+            success: Some(format!(
+                "Give this link to {email} only: whoever opens it chooses the password of the account and joins {org} \
+                 as {}. It works once, for {days} days.",
+                article(role)
+            )),
+            secret: Some(link),
+            ..Notice::default()
+        },
     };
     members_page(&state, &me, &org, notice).await
 }
 
-/// How an invitation to someone without an account reaches them. booboo
-/// cannot send e-mail yet, so the link can only be shown on screen, and only
-/// to an instance administrator, who may create accounts anyway: an
-/// organisation admin shown the link could open it, choose the password and
-/// later sign in as that person wherever they are added. E-mail delivery
-/// would be a third case here, open to organisation admins too.
+/// How an invitation to someone without an account reaches them. Without
+/// e-mail the link can only be shown on screen, and only to an instance
+/// administrator, who may create accounts anyway: an organisation admin
+/// shown the link could open it, choose the password and later sign in as
+/// that person wherever they are added. With e-mail the link goes to the
+/// invited address, which organisation admins may then use too; they never
+/// see the link.
 enum InvitationDelivery {
+    /// E-mailed when e-mail is configured, and shown.
     ShowToInstanceAdmin,
+    /// E-mailed only.
+    Email,
     Unavailable,
 }
 
-fn invitation_delivery(me: &SignedIn) -> InvitationDelivery {
-    if me.user.is_admin {
-        InvitationDelivery::ShowToInstanceAdmin
-    } else {
-        InvitationDelivery::Unavailable
+fn invitation_delivery(me: &SignedIn, mail_configured: bool) -> InvitationDelivery {
+    match (me.user.is_admin, mail_configured) {
+        (true, _) => InvitationDelivery::ShowToInstanceAdmin,
+        (false, true) => InvitationDelivery::Email,
+        (false, false) => InvitationDelivery::Unavailable,
+    }
+}
+
+/// A mail server that refused the message for good is a problem with what
+/// was asked (422); one that could not be reached may work later (503).
+fn mail_failure_status(error: &MailError) -> StatusCode {
+    match error {
+        MailError::Permanent(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        MailError::Temporary(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -275,4 +386,35 @@ pub async fn remove_member(
         format!("/settings/orgs/{org}")
     };
     Ok(Redirect::to(&target).into_response())
+}
+
+/// Stops or resumes alert e-mails of one project for the signed-in member
+/// (rules that e-mail "the organisation's members" skip them).
+pub async fn alert_emails(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(project): Path<String>,
+    form: FormData,
+) -> Result<Response, PageError> {
+    me.check_csrf(&form)?;
+    let project_id: i64 = project.parse().map_err(|_| PageError::NotFound("project"))?;
+    let project = state
+        .store
+        .projects_for(me.viewer())
+        .await?
+        .into_iter()
+        .find(|p| p.id == project_id)
+        .ok_or(PageError::NotFound("project"))?;
+    let stop = match form.get("alert_emails") {
+        "stop" => true,
+        "resume" => false,
+        other => return Err(PageError::BadRequest(format!("alert_emails must be stop or resume, got {other:?}"))),
+    };
+    state.store.set_alert_email_opt_out(me.user.id, project.id, stop).await?;
+    let what = if stop { "no longer get" } else { "get again" };
+    let notice = Notice {
+        success: Some(format!("You {what} alert e-mails of {}/{}.", project.org_slug, project.slug)),
+        ..Notice::default()
+    };
+    settings_page(&state, &me, notice).await
 }

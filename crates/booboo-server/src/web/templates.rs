@@ -33,6 +33,12 @@ template_files!(
     "settings.html",
     "members.html",
     "password.html",
+    "alerts.html",
+    "forgot_password.html",
+    "email_password_reset.txt",
+    "email_password_reset.html",
+    "email_invitation.txt",
+    "email_invitation.html",
     "confirm_delete.html",
 );
 
@@ -108,7 +114,7 @@ mod tests {
         let mut files: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".html"))
+            .filter(|n| n.ends_with(".html") || n.ends_with(".txt"))
             .collect();
         files.sort();
         let mut listed: Vec<String> = TEMPLATE_NAMES.iter().map(|s| s.to_string()).collect();

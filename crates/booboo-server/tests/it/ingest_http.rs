@@ -37,7 +37,12 @@ async fn harness(queue_capacity: usize, max_batch: usize) -> Harness {
     store.create_project("acme", "web", &token, T0).await.unwrap();
     let metrics = Arc::new(Metrics::default());
     let (writer, _task) = Writer::start(store.clone(), metrics.clone(), config.queue_capacity, config.max_batch);
-    Harness { state: AppState { store, writer, metrics, config: Arc::new(config) }, token, db_path, _dir: dir }
+    Harness {
+        state: AppState { store, writer, metrics, config: Arc::new(config), mailer: None },
+        token,
+        db_path,
+        _dir: dir,
+    }
 }
 
 async fn post(state: &AppState, token: &str, body: &Value) -> (StatusCode, Option<String>, Value) {

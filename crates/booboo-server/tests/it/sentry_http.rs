@@ -40,7 +40,7 @@ async fn harness_with(overrides: Overrides) -> Harness {
     let metrics = Arc::new(Metrics::default());
     let (writer, _task) = Writer::start(store.clone(), metrics.clone(), config.queue_capacity, config.max_batch);
     Harness {
-        state: AppState { store, writer, metrics, config: Arc::new(config) },
+        state: AppState { store, writer, metrics, config: Arc::new(config), mailer: None },
         key,
         project_id: project.id,
         other_key,

@@ -230,7 +230,7 @@ async fn site_with(public_url: &str) -> Site {
     let metrics = Arc::new(Metrics::default());
     let (writer, _task) = Writer::start(store.clone(), metrics.clone(), config.queue_capacity, config.max_batch);
     Site {
-        state: AppState { store: store.clone(), writer, metrics, config: Arc::new(config) },
+        state: AppState { store: store.clone(), writer, metrics, config: Arc::new(config), mailer: None },
         store,
         mine: vec![ids[0], ids[2], ids[3], ids[5]],
         my_event: batch[0].processed.event.event_id.clone(),
@@ -652,7 +652,7 @@ async fn first_run_goes_through_the_setup_link_once() {
     let metrics = Arc::new(Metrics::default());
     let (writer, _task) = Writer::start(store.clone(), metrics.clone(), 10, 10);
     let site = Site {
-        state: AppState { store: store.clone(), writer, metrics, config: Arc::new(config) },
+        state: AppState { store: store.clone(), writer, metrics, config: Arc::new(config), mailer: None },
         store: store.clone(),
         mine: vec![],
         my_event: String::new(),
@@ -712,7 +712,7 @@ async fn sessions_survive_a_new_router_and_end_on_sign_out() {
     let metrics = Arc::new(Metrics::default());
     let (writer, _task) = Writer::start(site.store.clone(), metrics.clone(), 10, 10);
     let other_node = Site {
-        state: AppState { store: site.store.clone(), writer, metrics, config: site.state.config.clone() },
+        state: AppState { store: site.store.clone(), writer, metrics, config: site.state.config.clone(), mailer: None },
         store: site.store.clone(),
         mine: vec![],
         my_event: String::new(),
