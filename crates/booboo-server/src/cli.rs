@@ -404,7 +404,7 @@ pub fn check_email(email: &str) -> Result<String, String> {
     let email = email.trim().to_ascii_lowercase();
     let valid =
         email.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.') || host == "localhost")
-            && !email.contains(char::is_whitespace);
+            && !email.contains(|c: char| c.is_whitespace() || c.is_control());
     if valid {
         Ok(email)
     } else {

@@ -583,6 +583,9 @@ impl Store for PostgresStore {
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        if email.contains('\0') {
+            return Ok(None);
+        }
         sqlx::query("SELECT id, email, password_hash, is_admin FROM users WHERE email = $1")
             .bind(email)
             .fetch_optional(&self.pool)
@@ -720,6 +723,10 @@ impl Store for PostgresStore {
     }
 
     async fn project_for(&self, viewer: Viewer, org_slug: &str, project_slug: &str) -> StoreResult<Option<Project>> {
+        // PostgreSQL text cannot hold U+0000, and no slug has one: not found.
+        if org_slug.contains('\0') || project_slug.contains('\0') {
+            return Ok(None);
+        }
         sqlx::query(&format!(
             "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organisations o ON o.id = p.org_id \
              WHERE {VISIBLE_ORG} AND o.slug = $3 AND p.slug = $4"
@@ -1318,6 +1325,9 @@ impl Store for PostgresStore {
     }
 
     async fn role_in(&self, viewer: Viewer, org_slug: &str) -> StoreResult<Option<Role>> {
+        if org_slug.contains('\0') {
+            return Ok(None);
+        }
         let role: Option<Option<String>> = sqlx::query_scalar(
             "SELECT CASE WHEN $1 THEN 'admin' ELSE m.role END FROM organisations o \
              LEFT JOIN memberships m ON m.org_id = o.id AND m.user_id = $2 WHERE o.slug = $3",

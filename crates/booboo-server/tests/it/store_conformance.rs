@@ -65,6 +65,7 @@ store_tests!(
     charts_filters_and_event_navigation_read_what_was_stored,
     an_export_reads_one_cut_in_pages,
     deleting_an_issue_or_a_project_removes_what_was_stored_for_it,
+    lookups_by_text_with_nul_find_nothing_rather_than_fail,
     text_with_nul_characters_is_stored_and_found,
     alert_rules_are_created_listed_changed_and_deleted_within_access,
     new_issue_and_regression_rules_write_one_delivery_per_channel_with_the_event,
@@ -298,6 +299,14 @@ async fn events_list_newest_first_and_are_found_by_id(store: Arc<dyn Store>) {
     let payload: serde_json::Value = serde_json::from_str(&found.payload).unwrap();
     assert_eq!(payload["exceptions"][0]["stacktrace"][0]["function"], "pay");
     assert!(store.event(ADMIN, "00000000000000000000000000000000").await.unwrap().is_none());
+}
+
+async fn lookups_by_text_with_nul_find_nothing_rather_than_fail(store: Arc<dyn Store>) {
+    project(&store, "acme", "web").await;
+    assert!(store.project_for(ADMIN, "acme\0", "web").await.unwrap().is_none());
+    assert!(store.project_for(ADMIN, "acme", "w\0eb").await.unwrap().is_none());
+    assert!(store.role_in(ADMIN, "ac\0me").await.unwrap().is_none());
+    assert!(store.user_by_email("a\0@example.com").await.unwrap().is_none());
 }
 
 async fn deleting_an_issue_or_a_project_removes_what_was_stored_for_it(store: Arc<dyn Store>) {
