@@ -26,6 +26,17 @@ pub struct AppState {
     pub mailer: Option<Arc<Mailer>>,
 }
 
+impl AppState {
+    /// What e-mail alert channels send through.
+    pub fn email_sender(&self) -> crate::alerts::deliver::EmailSender {
+        crate::alerts::deliver::EmailSender {
+            mailer: self.mailer.clone(),
+            store: self.store.clone(),
+            cap: self.config.alert_email_cap as i64,
+        }
+    }
+}
+
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", post(ingest::receive))
@@ -64,9 +75,10 @@ async fn health(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(state.writer.depth(), state.writer.capacity()),
-    )
-        .into_response()
+    let mut text = state.metrics.render(state.writer.depth(), state.writer.capacity());
+    match state.store.pending_deliveries().await {
+        Ok(pending) => text.push_str(&state.metrics.render_alerts(&pending)),
+        Err(e) => tracing::warn!("/metrics could not count pending alerts: {e}"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -46,6 +46,15 @@ struct Cli {
     /// Days an invitation or password link works unless used first (default 7).
     #[arg(long, global = true, env = "BOOBOO_LINK_LIFETIME_DAYS", value_name = "DAYS")]
     link_lifetime_days: Option<usize>,
+    /// Comma-separated hosts, IPs or CIDRs alerts may reach although they are loopback, private or link-local.
+    #[arg(long, global = true, env = "BOOBOO_OUTBOUND_ALLOW", value_name = "HOSTS")]
+    outbound_allow: Option<String>,
+    /// Longest wait before a failed alert's first retry, doubling after (default 10000; lower for tests).
+    #[arg(long, global = true, env = "BOOBOO_ALERT_RETRY_FIRST_MS", value_name = "MS")]
+    alert_retry_first_ms: Option<usize>,
+    /// Alert e-mails one address gets per hour; the rest wait for an hourly digest (default 60).
+    #[arg(long, global = true, env = "BOOBOO_ALERT_EMAIL_CAP", value_name = "EMAILS")]
+    alert_email_cap: Option<usize>,
     /// Send e-mail through this server: smtp://user:pass@host:587 (STARTTLS when offered;
     /// add ?starttls=required to demand it) or smtps://host:465 (implicit TLS).
     #[arg(long, global = true, env = "BOOBOO_SMTP_URL", value_name = "URL")]
@@ -88,6 +97,9 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage alert rules: when to tell whom that something broke.
+    #[command(subcommand)]
+    Alert(AlertCommand),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -179,6 +191,71 @@ enum TokenCommand {
     },
 }
 
+#[derive(clap::Args)]
+struct AlertAdd {
+    #[arg(value_name = "ORG/PROJECT")]
+    path: String,
+    /// new-issue, regression, unignored, frequency or users.
+    #[arg(long = "on", value_name = "TRIGGER")]
+    trigger: String,
+    /// For frequency and users rules: how many events (or users) within the window.
+    #[arg(long)]
+    count: Option<i64>,
+    /// For frequency and users rules: 1m to 1d, such as 5m.
+    #[arg(long)]
+    window: Option<String>,
+    /// Only events from this environment (repeat for several).
+    #[arg(long = "environment", value_name = "ENVIRONMENT")]
+    environments: Vec<String>,
+    /// Only events at least this level: debug, info, warning, error, fatal.
+    #[arg(long)]
+    level: Option<String>,
+    /// Only events of this release.
+    #[arg(long)]
+    release: Option<String>,
+    /// Only events with this tag, as key=value.
+    #[arg(long)]
+    tag: Option<String>,
+    /// Quiet time per issue after the rule fired, such as 30m (default: the window, or 0).
+    #[arg(long)]
+    throttle: Option<String>,
+    #[arg(long)]
+    name: Option<String>,
+    /// E-mail this address (needs --smtp-url).
+    #[arg(long = "email", value_name = "ADDR")]
+    emails: Vec<String>,
+    /// E-mail the organisation's members (needs --smtp-url).
+    #[arg(long)]
+    email_members: bool,
+    /// A Slack incoming webhook URL.
+    #[arg(long = "slack", value_name = "URL")]
+    slacks: Vec<String>,
+    /// A Discord webhook URL.
+    #[arg(long = "discord", value_name = "URL")]
+    discords: Vec<String>,
+    /// A generic webhook URL, signed per Standard Webhooks.
+    #[arg(long = "webhook", value_name = "URL")]
+    webhooks: Vec<String>,
+    /// The webhook's whsec_… signing secret (generated and printed when not given).
+    #[arg(long)]
+    secret: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum AlertCommand {
+    /// Add a rule to ORG/PROJECT; prints a generated webhook secret (once), then the rule's id last.
+    Add(Box<AlertAdd>),
+    /// List the rules of ORG/PROJECT, with each channel's last failure.
+    List {
+        #[arg(value_name = "ORG/PROJECT")]
+        path: String,
+    },
+    /// Send a test message to every channel of a rule.
+    Test { id: i64 },
+    /// Delete a rule.
+    Remove { id: i64 },
+}
+
 #[derive(Subcommand)]
 enum EmailCommand {
     /// Send a test e-mail through the configured SMTP server; says why when it fails.
@@ -231,6 +308,9 @@ pub fn run() -> Result<(), String> {
         max_batch: cli.max_batch,
         trusted_proxies: cli.trusted_proxies,
         link_lifetime_days: cli.link_lifetime_days,
+        outbound_allow: cli.outbound_allow,
+        alert_retry_first_ms: cli.alert_retry_first_ms,
+        alert_email_cap: cli.alert_email_cap,
         smtp_url: cli.smtp_url,
         email_from: cli.email_from,
         header_timeout: cli.header_timeout,
@@ -276,6 +356,7 @@ pub fn run() -> Result<(), String> {
                 Ok(())
             }
             Command::Export { path } => export(store, &path).await,
+            Command::Alert(command) => alert(store, &config, command).await,
             Command::Serve | Command::Config(_) | Command::Restore { .. } | Command::Email(_) => {
                 unreachable!("handled above")
             }
@@ -293,7 +374,10 @@ fn validate_arguments(command: &Command) -> Result<(), String> {
         | Command::Member(MemberCommand::Add { email, .. })
         | Command::Token(TokenCommand::Create { email, .. }) => check_email(email).map(|_| ()),
         Command::Project(ProjectCommand::Create { path } | ProjectCommand::Delete { path, .. })
-        | Command::Export { path } => split_project_path(path).map(|_| ()),
+        | Command::Export { path }
+        | Command::Alert(AlertCommand::List { path }) => split_project_path(path).map(|_| ()),
+        Command::Alert(AlertCommand::Add(add)) => split_project_path(&add.path).map(|_| ()),
+        Command::Alert(AlertCommand::Test { .. }) | Command::Alert(AlertCommand::Remove { .. }) => Ok(()),
         Command::Serve | Command::Config(_) | Command::Email(_) | Command::Backup { .. } | Command::Restore { .. } => {
             Ok(())
         }
@@ -320,7 +404,7 @@ pub fn check_email(email: &str) -> Result<String, String> {
     let email = email.trim().to_ascii_lowercase();
     let valid =
         email.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.') || host == "localhost")
-            && !email.contains(char::is_whitespace);
+            && !email.contains(|c: char| c.is_whitespace() || c.is_control());
     if valid {
         Ok(email)
     } else {
@@ -456,6 +540,15 @@ async fn create_project(store: &dyn Store, config: &Config, path: &str) -> Resul
             config.public_url
         );
     }
+    if config.smtp_url.is_some() {
+        crate::alerts::add_default_email_rules(store, project.id, clock::now_millis())
+            .await
+            .map_err(|e| e.to_string())?;
+        println!(
+            "New issues and regressions will be e-mailed to the members of {} (see `booboo alert list`).",
+            project.org_slug
+        );
+    }
     println!("Created project {}/{}.", project.org_slug, project.slug);
     println!("Sentry DSN (for Sentry SDKs): {}", config.sentry_dsn(&key.token, project.id));
     println!("Send errors to it with this DSN:");
@@ -531,4 +624,172 @@ async fn create_token(store: &dyn Store, email: &str, label: &str) -> Result<(),
     println!("API token for {} (shown once; use it as `Authorization: Bearer TOKEN`):", user.email);
     println!("{token}");
     Ok(())
+}
+
+/// The operator at the command line sees every organisation.
+const OPERATOR: crate::store::Viewer = crate::store::Viewer { user_id: 0, is_admin: true };
+
+async fn alert(store: Arc<dyn Store>, config: &Config, command: AlertCommand) -> Result<(), String> {
+    use crate::alerts::rules::{ChannelInput, RuleInput, EMAIL_MEMBERS};
+    match command {
+        AlertCommand::Add(add) => {
+            let AlertAdd {
+                path,
+                trigger,
+                count,
+                window,
+                environments,
+                level,
+                release,
+                tag,
+                throttle,
+                name,
+                emails,
+                email_members,
+                slacks,
+                discords,
+                webhooks,
+                secret,
+            } = *add;
+            let (org, slug) = split_project_path(&path)?;
+            if secret.is_some() && webhooks.is_empty() {
+                return Err("--secret signs a --webhook; give the webhook's URL too".into());
+            }
+            let channel = |kind: &str, target: &String| ChannelInput {
+                kind: kind.into(),
+                target: target.clone(),
+                secret: if kind == "webhook" { secret.clone() } else { None },
+            };
+            let mut channels: Vec<ChannelInput> = Vec::new();
+            channels.extend(emails.iter().map(|t| channel("email", t)));
+            if email_members {
+                channels.push(channel("email", &EMAIL_MEMBERS.to_string()));
+            }
+            channels.extend(slacks.iter().map(|t| channel("slack", t)));
+            channels.extend(discords.iter().map(|t| channel("discord", t)));
+            channels.extend(webhooks.iter().map(|t| channel("webhook", t)));
+            let input =
+                RuleInput { name, trigger, count, window, environments, level, release, tag, throttle, channels };
+            let (rule, generated) =
+                crate::alerts::prepare_rule(&input, &config.outbound_allow, config.smtp_url.is_some())
+                    .await
+                    .map_err(|e| format!("--{}", cli_field(&e)))?;
+            let project = store
+                .project_for(OPERATOR, org, slug)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no project {org}/{slug}"))?;
+            let created =
+                store.create_alert_rule(project.id, &rule, clock::now_millis()).await.map_err(|e| e.to_string())?;
+            for (_, secret) in &generated {
+                println!("Webhook signing secret (shown once; receivers verify signatures with it):");
+                println!("{secret}");
+            }
+            println!("Created alert rule {:?} for {org}/{slug}; its id:", created.name);
+            println!("{}", created.id);
+            Ok(())
+        }
+        AlertCommand::List { path } => {
+            let (org, slug) = split_project_path(&path)?;
+            let project = store
+                .project_for(OPERATOR, org, slug)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no project {org}/{slug}"))?;
+            let rules = store.alert_rules(project.id).await.map_err(|e| e.to_string())?;
+            if rules.is_empty() {
+                println!(
+                    "{org}/{slug} has no alert rules; add one with `booboo alert add {org}/{slug} --on new-issue …`"
+                );
+            }
+            for rule in rules {
+                let value = crate::api::alerts::rule_json(&rule, &[]);
+                println!(
+                    "{}\t{}\t{}\tthrottle {}",
+                    rule.id,
+                    rule.trigger.name(),
+                    rule.name,
+                    value["throttle"].as_str().unwrap_or("")
+                );
+                for channel in &rule.channels {
+                    let failure = match &channel.last_failure {
+                        Some(f) => format!(
+                            "\tlast failure {}: {}",
+                            booboo_core::timestamp::format(booboo_core::timestamp::from_unix_millis(f.at)),
+                            f.detail
+                        ),
+                        None => String::new(),
+                    };
+                    println!("\t{} {}{failure}", channel.kind.as_str(), channel.target);
+                }
+            }
+            Ok(())
+        }
+        AlertCommand::Test { id } => {
+            let rule = store
+                .alert_rule(OPERATOR, id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no alert rule {id}"))?;
+            let project = store
+                .projects_for(OPERATOR)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .find(|p| p.id == rule.project_id)
+                .ok_or_else(|| format!("no alert rule {id}"))?;
+            let email = crate::alerts::deliver::EmailSender {
+                mailer: crate::mail::Mailer::from_config(config)?.map(Arc::new),
+                store: store.clone(),
+                cap: config.alert_email_cap as i64,
+            };
+            let results =
+                crate::alerts::send_test(&*store, &email, &config.outbound_allow, &config.public_url, project, &rule)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            let mut failed = 0;
+            for result in &results {
+                match &result.detail {
+                    None => println!("{} channel {}: delivered", result.kind, result.channel_id),
+                    Some(detail) => {
+                        failed += 1;
+                        println!("{} channel {}: FAILED: {detail}", result.kind, result.channel_id);
+                    }
+                }
+            }
+            if failed > 0 {
+                return Err(format!("{failed} of {} channels did not take the test message", results.len()));
+            }
+            Ok(())
+        }
+        AlertCommand::Remove { id } => {
+            if store.delete_alert_rule(OPERATOR, id).await.map_err(|e| e.to_string())? {
+                println!("Removed alert rule {id}.");
+                Ok(())
+            } else {
+                Err(format!("no alert rule {id}"))
+            }
+        }
+    }
+}
+
+/// A rule field error in the CLI's words: `channels[0].url` is the first
+/// channel flag's value.
+fn cli_field(e: &crate::alerts::rules::FieldError) -> String {
+    let field = match e.field.as_str() {
+        "trigger" => "on".to_string(),
+        "environment" => "environment".to_string(),
+        f if f.starts_with("channels[") => {
+            let part = f.rsplit('.').next().unwrap_or("");
+            match part {
+                "secret" => "secret".into(),
+                "to" => "email".into(),
+                "kind" => "email".into(),
+                _ => "channel URL (--slack, --discord or --webhook)".into(),
+            }
+        }
+        "channels" => "channels".into(),
+        other => other.to_string(),
+    };
+    format!("{field}: {}", e.message)
 }

@@ -24,6 +24,10 @@ pub const DEFAULT_LINK_LIFETIME_DAYS: usize = 7;
 /// A setup link works until the first administrator exists, or for a day
 /// after the start that printed it.
 pub const SETUP_LINK_LIFETIME_MS: i64 = 24 * 3_600_000;
+/// A failed alert is first retried within 10 s; tests shorten this.
+pub const DEFAULT_ALERT_RETRY_FIRST_MS: usize = 10_000;
+/// Alert e-mails to one address per hour before the rest wait for a digest.
+pub const DEFAULT_ALERT_EMAIL_CAP: usize = 60;
 /// A client gets this long, from its first byte, to send a request's headers.
 pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 /// And this long, once the headers are in, to send the whole body.
@@ -54,6 +58,15 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// How long invitation and password links work, unless used first.
     pub link_lifetime_days: usize,
+    /// Hosts and networks alerts may reach although their addresses are
+    /// loopback, private or link-local (`--outbound-allow`).
+    pub outbound_allow: crate::alerts::outbound::OutboundPolicy,
+    /// The text `outbound_allow` was read from, for `config show`.
+    pub outbound_allow_text: String,
+    /// The longest wait before a failed alert's first retry (doubling after).
+    pub alert_retry_first_ms: usize,
+    /// Alert e-mails one address gets per hour; more wait for a digest.
+    pub alert_email_cap: usize,
     /// Where e-mail leaves (`smtp://user:pass@host:587`); no e-mail without
     /// it. Checked by `mail::Mailer::from_config` at start-up.
     pub smtp_url: Option<String>,
@@ -89,6 +102,9 @@ pub struct Overrides {
     pub max_batch: Option<usize>,
     pub trusted_proxies: Option<String>,
     pub link_lifetime_days: Option<usize>,
+    pub outbound_allow: Option<String>,
+    pub alert_retry_first_ms: Option<usize>,
+    pub alert_email_cap: Option<usize>,
     pub smtp_url: Option<String>,
     pub email_from: Option<String>,
     pub header_timeout: Option<u64>,
@@ -159,9 +175,22 @@ impl Config {
                 "--link-lifetime-days: {link_lifetime_days} is outside 1 to 90; a link is a password, keep it short-lived"
             ));
         }
+        let outbound_allow_text = text(overrides.outbound_allow, "outbound_allow").unwrap_or_default();
+        let outbound_allow = crate::alerts::outbound::OutboundPolicy::parse(&outbound_allow_text)?;
+        let alert_retry_first_ms =
+            number(overrides.alert_retry_first_ms, "alert_retry_first_ms", DEFAULT_ALERT_RETRY_FIRST_MS)?;
+        if !(100..=DEFAULT_ALERT_RETRY_FIRST_MS).contains(&alert_retry_first_ms) {
+            return Err(format!(
+                "--alert-retry-first-ms: {alert_retry_first_ms} is outside 100 to {DEFAULT_ALERT_RETRY_FIRST_MS}"
+            ));
+        }
         let non_empty = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
         let smtp_url = non_empty(text(overrides.smtp_url, "smtp_url"));
         let email_from = non_empty(text(overrides.email_from, "email_from"));
+        let alert_email_cap = number(overrides.alert_email_cap, "alert_email_cap", DEFAULT_ALERT_EMAIL_CAP)?;
+        if !(1..=10_000).contains(&alert_email_cap) {
+            return Err(format!("--alert-email-cap: {alert_email_cap} is outside 1 to 10000"));
+        }
         let seconds = |flag: Option<u64>, key: &str, flag_name: &str, default: u64| -> Result<Duration, String> {
             let n = match flag {
                 Some(n) => n,
@@ -196,6 +225,10 @@ impl Config {
             ));
         }
         Ok(Config {
+            alert_email_cap,
+            outbound_allow,
+            outbound_allow_text,
+            alert_retry_first_ms,
             bind,
             data_dir,
             database_url,
@@ -236,7 +269,7 @@ impl Config {
     /// `key = value` lines, secrets redacted, for `booboo config show`.
     pub fn show(&self) -> String {
         format!(
-            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\nheader_timeout = {}\nbody_timeout = {}\nidle_timeout = {}\nmax_connections = {}\nmax_inflight_bytes = {}\nsmtp_url = {}\nemail_from = {}\n",
+            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\noutbound_allow = {}\nalert_retry_first_ms = {}\nalert_email_cap = {}\nsmtp_url = {}\nemail_from = {}\nheader_timeout = {}\nbody_timeout = {}\nidle_timeout = {}\nmax_connections = {}\nmax_inflight_bytes = {}\n",
             self.bind,
             self.data_dir.display(),
             crate::store::redact_url(&self.database_url),
@@ -247,13 +280,16 @@ impl Config {
             self.max_batch,
             self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
             self.link_lifetime_days,
+            self.outbound_allow_text,
+            self.alert_retry_first_ms,
+            self.alert_email_cap,
+            self.smtp_url.as_deref().map(crate::store::redact_url).unwrap_or_default(),
+            self.email_from.as_deref().unwrap_or_default(),
             self.header_timeout.as_secs(),
             self.body_timeout.as_secs(),
             self.idle_timeout.as_secs(),
             self.max_connections,
             self.max_inflight_bytes,
-            self.smtp_url.as_deref().map(crate::store::redact_url).unwrap_or_default(),
-            self.email_from.as_deref().unwrap_or_default(),
         )
     }
 }
@@ -294,6 +330,9 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
             "max_batch",
             "trusted_proxies",
             "link_lifetime_days",
+            "outbound_allow",
+            "alert_retry_first_ms",
+            "alert_email_cap",
             "smtp_url",
             "email_from",
             "header_timeout",

@@ -50,6 +50,10 @@ pub struct Metrics {
     sign_ins_refused: Mutex<BTreeMap<&'static str, u64>>,
     pruned: Mutex<BTreeMap<&'static str, u64>>,
     prune_failures: AtomicU64,
+    /// Alert delivery attempts by outcome and channel kind.
+    alerts_sent: Mutex<BTreeMap<&'static str, u64>>,
+    alerts_failed: Mutex<BTreeMap<&'static str, u64>>,
+    alerts_retried: Mutex<BTreeMap<&'static str, u64>>,
     /// Set by `serve`: the memory budget whose use `/metrics` shows.
     memory_budget: OnceLock<Arc<MemoryBudget>>,
 }
@@ -102,6 +106,56 @@ impl Metrics {
     /// Counts rows the pruning task deleted, by kind.
     pub fn pruned(&self, kind: &'static str, rows: u64) {
         *self.pruned.lock().unwrap_or_else(|p| p.into_inner()).entry(kind).or_default() += rows;
+    }
+
+    /// An alert reached its channel (`kind`: webhook, slack, discord, email).
+    pub fn alert_sent(&self, kind: &'static str) {
+        *self.alerts_sent.lock().unwrap_or_else(|p| p.into_inner()).entry(kind).or_default() += 1;
+    }
+
+    /// An alert was given up after 24 hours of failed attempts.
+    pub fn alert_failed(&self, kind: &'static str) {
+        *self.alerts_failed.lock().unwrap_or_else(|p| p.into_inner()).entry(kind).or_default() += 1;
+    }
+
+    /// An attempt failed and the alert will be tried again.
+    pub fn alert_retried(&self, kind: &'static str) {
+        *self.alerts_retried.lock().unwrap_or_else(|p| p.into_inner()).entry(kind).or_default() += 1;
+    }
+
+    /// The alert lines of `/metrics`; `pending` (by channel kind) is read
+    /// from the outbox, so it is the same on every node.
+    pub fn render_alerts(&self, pending: &[(String, i64)]) -> String {
+        let mut out = String::new();
+        for (name, help, map) in [
+            (
+                "booboo_alert_deliveries_sent_total",
+                "Alerts delivered by this node, by channel kind.",
+                &self.alerts_sent,
+            ),
+            (
+                "booboo_alert_deliveries_failed_total",
+                "Alerts given up after 24 hours of failed attempts, by channel kind.",
+                &self.alerts_failed,
+            ),
+            (
+                "booboo_alert_deliveries_retried_total",
+                "Failed alert attempts that will be retried, by channel kind.",
+                &self.alerts_retried,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (kind, count) in map.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                let _ = writeln!(out, "{name}{{channel=\"{kind}\"}} {count}");
+            }
+        }
+        let _ = writeln!(out, "# HELP booboo_alert_deliveries_pending Alerts waiting in the outbox, by channel kind.");
+        let _ = writeln!(out, "# TYPE booboo_alert_deliveries_pending gauge");
+        for (kind, count) in pending {
+            let _ = writeln!(out, "booboo_alert_deliveries_pending{{channel=\"{kind}\"}} {count}");
+        }
+        out
     }
 
     pub fn prune_failed(&self) {

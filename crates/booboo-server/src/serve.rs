@@ -1,6 +1,7 @@
 //! `booboo serve`: open the store, start the writer, listen, and on SIGINT
 //! or SIGTERM stop accepting, finish what was accepted, then exit.
 
+use crate::alerts::deliver::{DeliverySettings, DeliveryWorker};
 use crate::app::{app, AppState};
 use crate::cli::open_store;
 use crate::config::{Config, SETUP_LINK_LIFETIME_MS};
@@ -49,6 +50,18 @@ pub async fn serve(config: Config) -> Result<(), String> {
 
     announce_setup_link(&*store, &config).await?;
     let pruning = Pruning::start(store.clone(), metrics.clone());
+    let delivery = DeliveryWorker::start(
+        store.clone(),
+        metrics.clone(),
+        config.outbound_allow.clone(),
+        crate::alerts::deliver::EmailSender {
+            mailer: mailer.clone(),
+            store: store.clone(),
+            cap: config.alert_email_cap as i64,
+        },
+        config.public_url.clone(),
+        DeliverySettings { retry_first_ms: config.alert_retry_first_ms as i64, ..DeliverySettings::default() },
+    );
 
     let limits = ConnectionLimits {
         header_timeout: config.header_timeout,
@@ -63,6 +76,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     connections::serve(listener, app(state), limits, budget, shutdown_signal()).await;
 
     pruning.stop().await;
+    delivery.stop().await;
     tracing::info!("no longer accepting; storing what was accepted");
     if tokio::time::timeout(Duration::from_secs(30), writer_task).await.is_err() {
         return Err("the writer did not finish within 30 seconds".into());

@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`. It reads through the store only; it never
 //! calls ingestion.
 
+pub mod alerts;
 mod auth;
 pub mod export;
 
@@ -12,7 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use booboo_core::timestamp;
 use serde_json::{json, Value};
@@ -30,6 +31,10 @@ pub fn routes() -> Router<AppState> {
         .route("/issues/{id}", get(get_issue).patch(patch_issue).delete(delete_issue))
         .route("/issues/{id}/events", get(issue_events))
         .route("/events/{id}", get(get_event))
+        .route("/projects/{org}/{project}/alert-rules", get(alerts::list_rules).post(alerts::create_rule))
+        .route("/projects/{org}/{project}/alert-deliveries", get(alerts::list_deliveries))
+        .route("/alert-rules/{id}", get(alerts::get_rule).patch(alerts::patch_rule).delete(alerts::delete_rule))
+        .route("/alert-rules/{id}/test", post(alerts::test_rule))
         .fallback(|| async { AppError::not_found("API endpoint") })
 }
 

@@ -33,12 +33,14 @@ const SQLITE: &[Migration] = migrations!(
     "0002_dashboard.sql",
     "0003_project_facets.sql",
     "0004_accounts.sql",
+    "0007_alerts.sql",
 );
 const POSTGRES: &[Migration] = migrations!(
     "postgres": "0001_initial.sql",
     "0002_dashboard.sql",
     "0003_project_facets.sql",
     "0004_accounts.sql",
+    "0007_alerts.sql",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {

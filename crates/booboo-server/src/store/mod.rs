@@ -2,6 +2,8 @@
 //! through [`Store`], whose methods are domain verbs; no SQL lives outside
 //! this folder. One implementation per backend, one file each.
 
+pub mod alert_rules;
+mod alert_sql;
 mod migrations;
 pub mod postgres;
 mod rows;
@@ -14,6 +16,10 @@ use serde::Serialize;
 use std::fmt;
 use std::sync::Arc;
 
+pub use alert_rules::{
+    AlertChannel, AlertKind, AlertRule, AttemptResult, ChannelFailure, ChannelKind, DeliveryInfo, DueDelivery,
+    HeldEmail, NewAlertRule, NewChannel, RuleFilters, Trigger,
+};
 pub use migrations::{migration_names, Backend};
 pub use sign_in_limits::{SignInLimits, SignInReservation};
 
@@ -604,6 +610,66 @@ pub trait Store: Send + Sync + 'static {
         issue_id: i64,
         event_id: Option<&str>,
     ) -> StoreResult<Option<EventInIssue>>;
+
+    // --- alerts: rules, channels and the outbox -------------------------------
+
+    /// Stores a validated rule with its channels in one transaction.
+    async fn create_alert_rule(&self, project_id: i64, rule: &NewAlertRule, at: i64) -> StoreResult<AlertRule>;
+    /// A project's rules, oldest first. The caller has checked access.
+    async fn alert_rules(&self, project_id: i64) -> StoreResult<Vec<AlertRule>>;
+    /// A rule the viewer can see.
+    async fn alert_rule(&self, viewer: Viewer, id: i64) -> StoreResult<Option<AlertRule>>;
+    /// Replaces a rule's settings, and its channels when `replace_channels`.
+    async fn update_alert_rule(
+        &self,
+        viewer: Viewer,
+        id: i64,
+        rule: &NewAlertRule,
+        replace_channels: bool,
+    ) -> StoreResult<Option<AlertRule>>;
+    /// Deletes a rule the viewer can see; whether there was one. Its pending
+    /// deliveries are marked failed when next claimed.
+    async fn delete_alert_rule(&self, viewer: Viewer, id: i64) -> StoreResult<bool>;
+    /// Sets (or with `failure` `None`, clears) a channel's last failure.
+    async fn record_channel_result(
+        &self,
+        channel_id: i64,
+        at: i64,
+        status: Option<i64>,
+        failure: Option<&str>,
+    ) -> StoreResult<()>;
+    /// Claims due deliveries for one node until `now + lease_ms`; each due
+    /// delivery is claimed by exactly one node.
+    async fn claim_deliveries(&self, node: &str, now: i64, lease_ms: i64, limit: i64) -> StoreResult<Vec<DueDelivery>>;
+    /// Records how an attempt ended; `false` if this node no longer held the
+    /// claim (another node took it over after the lease ran out).
+    async fn finish_delivery(&self, id: i64, node: &str, now: i64, result: &AttemptResult) -> StoreResult<bool>;
+    /// At start: releases claims left by a previous run of this server, so
+    /// pending deliveries are attempted at once. SQLite only (one server per
+    /// database); on PostgreSQL other nodes may hold live claims, which
+    /// expire with their lease.
+    async fn release_delivery_claims(&self) -> StoreResult<()>;
+    /// A project's deliveries, newest first.
+    async fn project_deliveries(&self, project_id: i64, limit: i64) -> StoreResult<Vec<DeliveryInfo>>;
+    /// The alerts an issue triggered, newest first.
+    async fn issue_deliveries(&self, issue_id: i64, limit: i64) -> StoreResult<Vec<DeliveryInfo>>;
+    /// Pending deliveries by channel kind, for `/metrics`.
+    async fn pending_deliveries(&self) -> StoreResult<Vec<(String, i64)>>;
+
+    // --- alerts by e-mail ---------------------------------------------------
+
+    /// The addresses a project's "members" e-mail goes to: its organisation's
+    /// members, less those who opted out of this project's alerts.
+    async fn alert_email_recipients(&self, project_id: i64) -> StoreResult<Vec<String>>;
+    /// Counts one alert e-mail to `address`; `false` when it is over `cap`
+    /// within the current window (then hold it for the digest).
+    async fn reserve_alert_email(&self, address: &str, now: i64, cap: i64, window_ms: i64) -> StoreResult<bool>;
+    async fn hold_alert_email(&self, address: &str, now: i64, summary: &str, url: &str) -> StoreResult<()>;
+    /// Takes what was held for addresses whose window has ended.
+    async fn take_alert_email_digests(&self, now: i64) -> StoreResult<Vec<HeldEmail>>;
+    async fn set_alert_email_opt_out(&self, user_id: i64, project_id: i64, opted_out: bool) -> StoreResult<()>;
+    /// The projects whose alert e-mails a user opted out of.
+    async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>>;
 }
 
 /// Opens the store a database URL names, creating and migrating it.

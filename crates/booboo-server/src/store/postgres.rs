@@ -16,6 +16,26 @@ pub struct PostgresStore {
 }
 
 row_readers!(PgRow);
+super::alert_sql::alert_queries!(sqlx::PgConnection, PgRow);
+
+/// Numbers the alert queries' `?` placeholders as PostgreSQL's `$1, $2, …`.
+fn q(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Nodes claim deliveries side by side: a row another node is claiming is
+/// skipped rather than waited for, so each delivery goes to one node.
+const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 
 /// The oldest PostgreSQL booboo runs on (identity columns, `ON CONFLICT`).
 const MINIMUM_SERVER_VERSION: i64 = 120000;
@@ -230,9 +250,11 @@ impl PostgresStore {
                 .cmp(&(batch[b].project_id, &batch[b].processed.fingerprint.fingerprint))
         });
         let mut tx = self.pool.begin().await.map_err(batch_failure("starting a batch"))?;
+        let rules = rules_for_batch(&mut tx, batch).await.map_err(batch_failure("reading alert rules"))?;
         let mut outcomes = vec![StoreOutcome::Duplicate; batch.len()];
         for &i in &order {
-            outcomes[i] = store_one(&mut tx, &batch[i]).await.map_err(batch_failure("storing an event"))?;
+            let rules = rules.get(&batch[i].project_id).map(Vec::as_slice).unwrap_or_default();
+            outcomes[i] = store_one(&mut tx, &batch[i], rules).await.map_err(batch_failure("storing an event"))?;
         }
         let mut last_event: Vec<(i64, i64)> = Vec::new();
         for (event, outcome) in batch.iter().zip(&outcomes) {
@@ -354,7 +376,11 @@ async fn insert_project(
 }
 
 /// Stores one event inside the batch's transaction.
-async fn store_one(tx: &mut Transaction<'_, Postgres>, e: &NewEvent) -> Result<StoreOutcome, sqlx::Error> {
+async fn store_one(
+    tx: &mut Transaction<'_, Postgres>,
+    e: &NewEvent,
+    rules: &[AlertRule],
+) -> Result<StoreOutcome, sqlx::Error> {
     let event = &e.processed.event;
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO events (project_id, event_id, received_at, occurred_at, environment, release, level, user_key, payload) \
@@ -375,7 +401,20 @@ async fn store_one(tx: &mut Transaction<'_, Postgres>, e: &NewEvent) -> Result<S
         return Ok(StoreOutcome::Duplicate);
     };
 
-    let issue_id: i64 = sqlx::query_scalar(
+    // Alert rules need to know whether the issue was resolved before this
+    // event: the row is locked from here to the commit (the upsert below
+    // would lock it anyway, in the same order), so no other node changes it
+    // in between.
+    let prior_status: Option<String> = if rules.is_empty() {
+        None
+    } else {
+        sqlx::query_scalar("SELECT status FROM issues WHERE project_id = $1 AND fingerprint = $2 FOR UPDATE")
+            .bind(e.project_id)
+            .bind(&e.processed.fingerprint.fingerprint)
+            .fetch_optional(&mut **tx)
+            .await?
+    };
+    let (issue_id, event_count): (i64, i64) = sqlx::query_as(
         "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, event_count, first_release) \
          VALUES ($1, $2, $3, $4, $5, 'unresolved', $6, $6, 1, NULLIF($7, '')) \
          ON CONFLICT (project_id, fingerprint) DO UPDATE SET \
@@ -385,7 +424,7 @@ async fn store_one(tx: &mut Transaction<'_, Postgres>, e: &NewEvent) -> Result<S
            first_release = COALESCE(issues.first_release, excluded.first_release), \
            is_regression = CASE WHEN issues.status = 'resolved' THEN TRUE ELSE issues.is_regression END, \
            status = CASE WHEN issues.status = 'resolved' THEN 'unresolved' ELSE issues.status END \
-         RETURNING id",
+         RETURNING id, event_count",
     )
     .bind(e.project_id)
     .bind(&e.processed.fingerprint.fingerprint)
@@ -398,6 +437,10 @@ async fn store_one(tx: &mut Transaction<'_, Postgres>, e: &NewEvent) -> Result<S
     .await?;
 
     sqlx::query("UPDATE events SET issue_id = $1 WHERE id = $2").bind(issue_id).bind(row_id).execute(&mut **tx).await?;
+    if !rules.is_empty() {
+        let facts = IssueFacts { created: event_count == 1, regressed: prior_status.as_deref() == Some("resolved") };
+        fire_alert_rules(tx, rules, e, issue_id, &facts).await?;
+    }
 
     if let Some(user_key) = &e.processed.user_key {
         let new_user =
@@ -540,6 +583,9 @@ impl Store for PostgresStore {
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        if email.contains('\0') {
+            return Ok(None);
+        }
         sqlx::query("SELECT id, email, password_hash, is_admin FROM users WHERE email = $1")
             .bind(email)
             .fetch_optional(&self.pool)
@@ -677,6 +723,10 @@ impl Store for PostgresStore {
     }
 
     async fn project_for(&self, viewer: Viewer, org_slug: &str, project_slug: &str) -> StoreResult<Option<Project>> {
+        // PostgreSQL text cannot hold U+0000, and no slug has one: not found.
+        if org_slug.contains('\0') || project_slug.contains('\0') {
+            return Ok(None);
+        }
         sqlx::query(&format!(
             "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organisations o ON o.id = p.org_id \
              WHERE {VISIBLE_ORG} AND o.slug = $3 AND p.slug = $4"
@@ -763,6 +813,12 @@ impl Store for PostgresStore {
     }
 
     async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let prior: Option<String> = sqlx::query_scalar("SELECT status FROM issues WHERE id = $1 FOR UPDATE")
+            .bind(issue_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable("reading an issue's status"))?;
         let row = sqlx::query(&format!(
             "UPDATE issues SET status = $4, is_regression = CASE WHEN $4 = 'ignored' THEN is_regression ELSE FALSE END \
              WHERE id = $3 AND project_id IN (SELECT p.id FROM projects p WHERE {VISIBLE_ORG}) RETURNING {}",
@@ -772,11 +828,17 @@ impl Store for PostgresStore {
         .bind(viewer.user_id)
         .bind(issue_id)
         .bind(status.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable("changing an issue's status"))?;
         let Some(row) = row else { return Ok(None) };
         let mut issues = vec![issue_from_row(&row).map_err(unavailable("reading an issue"))?];
+        if prior.as_deref() == Some("ignored") && status == IssueStatus::Unresolved {
+            fire_unignored(&mut tx, issues[0].project_id, issue_id, crate::clock::now_millis())
+                .await
+                .map_err(unavailable("writing unignored alerts"))?;
+        }
+        tx.commit().await.map_err(unavailable("committing an issue's status"))?;
         self.fill_environments_and_releases(&mut issues).await?;
         Ok(issues.pop())
     }
@@ -1263,6 +1325,9 @@ impl Store for PostgresStore {
     }
 
     async fn role_in(&self, viewer: Viewer, org_slug: &str) -> StoreResult<Option<Role>> {
+        if org_slug.contains('\0') {
+            return Ok(None);
+        }
         let role: Option<Option<String>> = sqlx::query_scalar(
             "SELECT CASE WHEN $1 THEN 'admin' ELSE m.role END FROM organisations o \
              LEFT JOIN memberships m ON m.org_id = o.id AND m.user_id = $2 WHERE o.slug = $3",
@@ -1671,6 +1736,172 @@ impl Store for PostgresStore {
         )
         .await?;
         Ok(Some(EventInIssue { event, older, newer }))
+    }
+
+    async fn create_alert_rule(&self, project_id: i64, rule: &NewAlertRule, at: i64) -> StoreResult<AlertRule> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let id = insert_alert_rule(&mut tx, project_id, rule, at).await.map_err(|e| {
+            if e.as_database_error().is_some_and(|d| d.is_foreign_key_violation()) {
+                StoreError::NotFound("project not found".into())
+            } else {
+                unavailable("creating an alert rule")(e)
+            }
+        })?;
+        let created = load_alert_rules(&mut tx, &format!("r.id = {id}"))
+            .await
+            .map_err(unavailable("reading an alert rule"))?
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("the new alert rule vanished".into()))?;
+        tx.commit().await.map_err(unavailable("committing an alert rule"))?;
+        Ok(created)
+    }
+
+    async fn alert_rules(&self, project_id: i64) -> StoreResult<Vec<AlertRule>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        load_alert_rules(&mut conn, &format!("r.project_id = {project_id}"))
+            .await
+            .map_err(unavailable("reading alert rules"))
+    }
+
+    async fn alert_rule(&self, viewer: Viewer, id: i64) -> StoreResult<Option<AlertRule>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        if !alert_rule_visible(&mut conn, viewer, id).await.map_err(unavailable("checking access to a rule"))? {
+            return Ok(None);
+        }
+        Ok(load_alert_rules(&mut conn, &format!("r.id = {id}"))
+            .await
+            .map_err(unavailable("reading an alert rule"))?
+            .pop())
+    }
+
+    async fn update_alert_rule(
+        &self,
+        viewer: Viewer,
+        id: i64,
+        rule: &NewAlertRule,
+        replace_channels: bool,
+    ) -> StoreResult<Option<AlertRule>> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        if !alert_rule_visible(&mut tx, viewer, id).await.map_err(unavailable("checking access to a rule"))? {
+            return Ok(None);
+        }
+        update_alert_rule_row(&mut tx, id, rule, replace_channels)
+            .await
+            .map_err(unavailable("changing an alert rule"))?;
+        let updated = load_alert_rules(&mut tx, &format!("r.id = {id}"))
+            .await
+            .map_err(unavailable("reading an alert rule"))?
+            .pop();
+        tx.commit().await.map_err(unavailable("committing an alert rule"))?;
+        Ok(updated)
+    }
+
+    async fn delete_alert_rule(&self, viewer: Viewer, id: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        if !alert_rule_visible(&mut tx, viewer, id).await.map_err(unavailable("checking access to a rule"))? {
+            return Ok(false);
+        }
+        sqlx::query(&q("DELETE FROM alert_rules WHERE id = ?"))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable("deleting an alert rule"))?;
+        tx.commit().await.map_err(unavailable("committing a deletion"))?;
+        Ok(true)
+    }
+
+    async fn record_channel_result(
+        &self,
+        channel_id: i64,
+        at: i64,
+        status: Option<i64>,
+        failure: Option<&str>,
+    ) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        record_channel_row(&mut conn, channel_id, at, status, failure)
+            .await
+            .map_err(unavailable("recording a channel's result"))
+    }
+
+    async fn claim_deliveries(&self, node: &str, now: i64, lease_ms: i64, limit: i64) -> StoreResult<Vec<DueDelivery>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        if !any_due_delivery(&mut conn, now).await.map_err(unavailable("looking for due alert deliveries"))? {
+            return Ok(Vec::new());
+        }
+        drop(conn);
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let due = claim_due_deliveries(&mut tx, node, now, lease_ms, limit)
+            .await
+            .map_err(unavailable("claiming alert deliveries"))?;
+        tx.commit().await.map_err(unavailable("committing a claim"))?;
+        Ok(due)
+    }
+
+    async fn finish_delivery(&self, id: i64, node: &str, now: i64, result: &AttemptResult) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let held =
+            finish_delivery_row(&mut tx, id, node, now, result).await.map_err(unavailable("recording a delivery"))?;
+        tx.commit().await.map_err(unavailable("committing a delivery"))?;
+        Ok(held)
+    }
+
+    async fn release_delivery_claims(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn project_deliveries(&self, project_id: i64, limit: i64) -> StoreResult<Vec<DeliveryInfo>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        list_delivery_rows(&mut conn, &format!("d.project_id = {project_id}"), limit)
+            .await
+            .map_err(unavailable("listing alert deliveries"))
+    }
+
+    async fn issue_deliveries(&self, issue_id: i64, limit: i64) -> StoreResult<Vec<DeliveryInfo>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        list_delivery_rows(&mut conn, &format!("d.issue_id = {issue_id}"), limit)
+            .await
+            .map_err(unavailable("listing an issue's alerts"))
+    }
+
+    async fn pending_deliveries(&self) -> StoreResult<Vec<(String, i64)>> {
+        sqlx::query_as(
+            "SELECT channel_kind, COUNT(*) FROM alert_deliveries WHERE status = 'pending' GROUP BY channel_kind ORDER BY channel_kind",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("counting pending deliveries"))
+    }
+
+    async fn alert_email_recipients(&self, project_id: i64) -> StoreResult<Vec<String>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        email_recipient_rows(&mut conn, project_id).await.map_err(unavailable("listing alert e-mail recipients"))
+    }
+
+    async fn reserve_alert_email(&self, address: &str, now: i64, cap: i64, window_ms: i64) -> StoreResult<bool> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        reserve_email_row(&mut conn, address, now, cap, window_ms).await.map_err(unavailable("counting alert e-mails"))
+    }
+
+    async fn hold_alert_email(&self, address: &str, now: i64, summary: &str, url: &str) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        hold_email_row(&mut conn, address, now, summary, url).await.map_err(unavailable("holding an alert e-mail"))
+    }
+
+    async fn take_alert_email_digests(&self, now: i64) -> StoreResult<Vec<HeldEmail>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        take_digest_rows(&mut conn, now).await.map_err(unavailable("taking alert e-mail digests"))
+    }
+
+    async fn set_alert_email_opt_out(&self, user_id: i64, project_id: i64, opted_out: bool) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        set_opt_out_row(&mut conn, user_id, project_id, opted_out)
+            .await
+            .map_err(unavailable("changing an e-mail opt-out"))
+    }
+
+    async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        opt_out_rows(&mut conn, user_id).await.map_err(unavailable("reading e-mail opt-outs"))
     }
 }
 

@@ -23,6 +23,15 @@ pub struct SqliteStore {
 const SPACE_PROBE_BYTES: usize = 1 << 20;
 
 row_readers!(SqliteRow);
+super::alert_sql::alert_queries!(sqlx::SqliteConnection, SqliteRow);
+
+/// The alert queries' placeholders are SQLite's own.
+fn q(sql: &str) -> String {
+    sql.to_string()
+}
+
+/// SQLite has one writer at a time; a claim needs no row locks.
+const SKIP_LOCKED: &str = "";
 
 const DIALECT: Dialect = Dialect { placeholder: |n| format!("?{n}"), like: "LIKE" };
 
@@ -233,7 +242,11 @@ async fn insert_project(
 }
 
 /// Stores one event inside the batch's transaction.
-async fn store_one(tx: &mut Transaction<'_, Sqlite>, e: &NewEvent) -> Result<StoreOutcome, sqlx::Error> {
+async fn store_one(
+    tx: &mut Transaction<'_, Sqlite>,
+    e: &NewEvent,
+    rules: &[AlertRule],
+) -> Result<StoreOutcome, sqlx::Error> {
     let event = &e.processed.event;
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO events (project_id, event_id, received_at, occurred_at, environment, release, level, user_key, payload) \
@@ -254,7 +267,18 @@ async fn store_one(tx: &mut Transaction<'_, Sqlite>, e: &NewEvent) -> Result<Sto
         return Ok(StoreOutcome::Duplicate);
     };
 
-    let issue_id: i64 = sqlx::query_scalar(
+    // Alert rules need to know whether the issue was resolved before this
+    // event; the write lock is held, so nothing changes in between.
+    let prior_status: Option<String> = if rules.is_empty() {
+        None
+    } else {
+        sqlx::query_scalar("SELECT status FROM issues WHERE project_id = ? AND fingerprint = ?")
+            .bind(e.project_id)
+            .bind(&e.processed.fingerprint.fingerprint)
+            .fetch_optional(&mut **tx)
+            .await?
+    };
+    let (issue_id, event_count): (i64, i64) = sqlx::query_as(
         "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, event_count, first_release) \
          VALUES (?1, ?2, ?3, ?4, ?5, 'unresolved', ?6, ?6, 1, NULLIF(?7, '')) \
          ON CONFLICT (project_id, fingerprint) DO UPDATE SET \
@@ -264,7 +288,7 @@ async fn store_one(tx: &mut Transaction<'_, Sqlite>, e: &NewEvent) -> Result<Sto
            first_release = COALESCE(first_release, excluded.first_release), \
            is_regression = CASE WHEN status = 'resolved' THEN 1 ELSE is_regression END, \
            status = CASE WHEN status = 'resolved' THEN 'unresolved' ELSE status END \
-         RETURNING id",
+         RETURNING id, event_count",
     )
     .bind(e.project_id)
     .bind(&e.processed.fingerprint.fingerprint)
@@ -277,6 +301,10 @@ async fn store_one(tx: &mut Transaction<'_, Sqlite>, e: &NewEvent) -> Result<Sto
     .await?;
 
     sqlx::query("UPDATE events SET issue_id = ? WHERE id = ?").bind(issue_id).bind(row_id).execute(&mut **tx).await?;
+    if !rules.is_empty() {
+        let facts = IssueFacts { created: event_count == 1, regressed: prior_status.as_deref() == Some("resolved") };
+        fire_alert_rules(tx, rules, e, issue_id, &facts).await?;
+    }
 
     if let Some(user_key) = &e.processed.user_key {
         let new_user = sqlx::query("INSERT INTO issue_users (issue_id, user_key) VALUES (?, ?) ON CONFLICT DO NOTHING")
@@ -427,9 +455,11 @@ impl Store for SqliteStore {
 
     async fn store_events(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreOutcome>> {
         let mut tx = self.begin_write().await?;
+        let rules = rules_for_batch(&mut tx, batch).await.map_err(unavailable("reading alert rules"))?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for event in batch {
-            outcomes.push(store_one(&mut tx, event).await.map_err(unavailable("storing an event"))?);
+            let rules = rules.get(&event.project_id).map(Vec::as_slice).unwrap_or_default();
+            outcomes.push(store_one(&mut tx, event, rules).await.map_err(unavailable("storing an event"))?);
         }
         tx.commit().await.map_err(unavailable("committing a batch"))?;
         Ok(outcomes)
@@ -680,6 +710,12 @@ impl Store for SqliteStore {
     }
 
     async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>> {
+        let mut tx = self.begin_write().await?;
+        let prior: Option<String> = sqlx::query_scalar("SELECT status FROM issues WHERE id = ?")
+            .bind(issue_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable("reading an issue's status"))?;
         let row = sqlx::query(&format!(
             "UPDATE issues SET status = ?4, is_regression = CASE WHEN ?4 = 'ignored' THEN is_regression ELSE 0 END \
              WHERE id = ?3 AND project_id IN (SELECT p.id FROM projects p WHERE {VISIBLE_ORG}) RETURNING {}",
@@ -689,11 +725,17 @@ impl Store for SqliteStore {
         .bind(viewer.user_id)
         .bind(issue_id)
         .bind(status.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable("changing an issue's status"))?;
         let Some(row) = row else { return Ok(None) };
         let mut issues = vec![issue_from_row(&row).map_err(unavailable("reading an issue"))?];
+        if prior.as_deref() == Some("ignored") && status == IssueStatus::Unresolved {
+            fire_unignored(&mut tx, issues[0].project_id, issue_id, crate::clock::now_millis())
+                .await
+                .map_err(unavailable("writing unignored alerts"))?;
+        }
+        tx.commit().await.map_err(unavailable("committing an issue's status"))?;
         self.fill_environments_and_releases(&mut issues).await?;
         Ok(issues.pop())
     }
@@ -1603,5 +1645,175 @@ impl Store for SqliteStore {
         )
         .await?;
         Ok(Some(EventInIssue { event, older, newer }))
+    }
+
+    async fn create_alert_rule(&self, project_id: i64, rule: &NewAlertRule, at: i64) -> StoreResult<AlertRule> {
+        let mut tx = self.begin_write().await?;
+        let id = insert_alert_rule(&mut tx, project_id, rule, at).await.map_err(|e| {
+            if e.as_database_error().is_some_and(|d| d.is_foreign_key_violation()) {
+                StoreError::NotFound("project not found".into())
+            } else {
+                unavailable("creating an alert rule")(e)
+            }
+        })?;
+        let created = load_alert_rules(&mut tx, &format!("r.id = {id}"))
+            .await
+            .map_err(unavailable("reading an alert rule"))?
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("the new alert rule vanished".into()))?;
+        tx.commit().await.map_err(unavailable("committing an alert rule"))?;
+        Ok(created)
+    }
+
+    async fn alert_rules(&self, project_id: i64) -> StoreResult<Vec<AlertRule>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        load_alert_rules(&mut conn, &format!("r.project_id = {project_id}"))
+            .await
+            .map_err(unavailable("reading alert rules"))
+    }
+
+    async fn alert_rule(&self, viewer: Viewer, id: i64) -> StoreResult<Option<AlertRule>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        if !alert_rule_visible(&mut conn, viewer, id).await.map_err(unavailable("checking access to a rule"))? {
+            return Ok(None);
+        }
+        Ok(load_alert_rules(&mut conn, &format!("r.id = {id}"))
+            .await
+            .map_err(unavailable("reading an alert rule"))?
+            .pop())
+    }
+
+    async fn update_alert_rule(
+        &self,
+        viewer: Viewer,
+        id: i64,
+        rule: &NewAlertRule,
+        replace_channels: bool,
+    ) -> StoreResult<Option<AlertRule>> {
+        let mut tx = self.begin_write().await?;
+        if !alert_rule_visible(&mut tx, viewer, id).await.map_err(unavailable("checking access to a rule"))? {
+            return Ok(None);
+        }
+        update_alert_rule_row(&mut tx, id, rule, replace_channels)
+            .await
+            .map_err(unavailable("changing an alert rule"))?;
+        let updated = load_alert_rules(&mut tx, &format!("r.id = {id}"))
+            .await
+            .map_err(unavailable("reading an alert rule"))?
+            .pop();
+        tx.commit().await.map_err(unavailable("committing an alert rule"))?;
+        Ok(updated)
+    }
+
+    async fn delete_alert_rule(&self, viewer: Viewer, id: i64) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        if !alert_rule_visible(&mut tx, viewer, id).await.map_err(unavailable("checking access to a rule"))? {
+            return Ok(false);
+        }
+        sqlx::query(&q("DELETE FROM alert_rules WHERE id = ?"))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable("deleting an alert rule"))?;
+        tx.commit().await.map_err(unavailable("committing a deletion"))?;
+        Ok(true)
+    }
+
+    async fn record_channel_result(
+        &self,
+        channel_id: i64,
+        at: i64,
+        status: Option<i64>,
+        failure: Option<&str>,
+    ) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        record_channel_row(&mut conn, channel_id, at, status, failure)
+            .await
+            .map_err(unavailable("recording a channel's result"))
+    }
+
+    async fn claim_deliveries(&self, node: &str, now: i64, lease_ms: i64, limit: i64) -> StoreResult<Vec<DueDelivery>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        if !any_due_delivery(&mut conn, now).await.map_err(unavailable("looking for due alert deliveries"))? {
+            return Ok(Vec::new());
+        }
+        drop(conn);
+        let mut tx = self.begin_write().await?;
+        let due = claim_due_deliveries(&mut tx, node, now, lease_ms, limit)
+            .await
+            .map_err(unavailable("claiming alert deliveries"))?;
+        tx.commit().await.map_err(unavailable("committing a claim"))?;
+        Ok(due)
+    }
+
+    async fn finish_delivery(&self, id: i64, node: &str, now: i64, result: &AttemptResult) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let held =
+            finish_delivery_row(&mut tx, id, node, now, result).await.map_err(unavailable("recording a delivery"))?;
+        tx.commit().await.map_err(unavailable("committing a delivery"))?;
+        Ok(held)
+    }
+
+    async fn release_delivery_claims(&self) -> StoreResult<()> {
+        sqlx::query("UPDATE alert_deliveries SET claimed_by = NULL, claimed_until = NULL WHERE status = 'pending'")
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("releasing delivery claims"))?;
+        Ok(())
+    }
+
+    async fn project_deliveries(&self, project_id: i64, limit: i64) -> StoreResult<Vec<DeliveryInfo>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        list_delivery_rows(&mut conn, &format!("d.project_id = {project_id}"), limit)
+            .await
+            .map_err(unavailable("listing alert deliveries"))
+    }
+
+    async fn issue_deliveries(&self, issue_id: i64, limit: i64) -> StoreResult<Vec<DeliveryInfo>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        list_delivery_rows(&mut conn, &format!("d.issue_id = {issue_id}"), limit)
+            .await
+            .map_err(unavailable("listing an issue's alerts"))
+    }
+
+    async fn pending_deliveries(&self) -> StoreResult<Vec<(String, i64)>> {
+        sqlx::query_as(
+            "SELECT channel_kind, COUNT(*) FROM alert_deliveries WHERE status = 'pending' GROUP BY channel_kind ORDER BY channel_kind",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("counting pending deliveries"))
+    }
+
+    async fn alert_email_recipients(&self, project_id: i64) -> StoreResult<Vec<String>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        email_recipient_rows(&mut conn, project_id).await.map_err(unavailable("listing alert e-mail recipients"))
+    }
+
+    async fn reserve_alert_email(&self, address: &str, now: i64, cap: i64, window_ms: i64) -> StoreResult<bool> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        reserve_email_row(&mut conn, address, now, cap, window_ms).await.map_err(unavailable("counting alert e-mails"))
+    }
+
+    async fn hold_alert_email(&self, address: &str, now: i64, summary: &str, url: &str) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        hold_email_row(&mut conn, address, now, summary, url).await.map_err(unavailable("holding an alert e-mail"))
+    }
+
+    async fn take_alert_email_digests(&self, now: i64) -> StoreResult<Vec<HeldEmail>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        take_digest_rows(&mut conn, now).await.map_err(unavailable("taking alert e-mail digests"))
+    }
+
+    async fn set_alert_email_opt_out(&self, user_id: i64, project_id: i64, opted_out: bool) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        set_opt_out_row(&mut conn, user_id, project_id, opted_out)
+            .await
+            .map_err(unavailable("changing an e-mail opt-out"))
+    }
+
+    async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        opt_out_rows(&mut conn, user_id).await.map_err(unavailable("reading e-mail opt-outs"))
     }
 }

@@ -241,10 +241,11 @@ async fn issue_page(state: &AppState, me: &SignedIn, id: i64, event_id: Option<&
             None
         }
     };
+    let alerts = state.store.issue_deliveries(id, 20).await?;
     let body = page(
         "issue.html",
         context! {
-            me => me.me(), project, detail, tags, view, nav => "issues",
+            me => me.me(), project, detail, tags, view, alerts, nav => "issues",
             event => context! {
                 id => event.event.event_id, received_at => event.event.received_at,
                 older => event.older, newer => event.newer,

@@ -6,6 +6,7 @@
 //! failures into pages a person can act on.
 
 mod account_mail;
+mod alerts;
 mod auth;
 mod chart;
 mod deletion;
@@ -47,6 +48,10 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{org}/{project}/delete", get(deletion::confirm_project).post(deletion::delete_project))
         .route("/projects/{org}/{project}/status", get(projects::status))
         .route("/projects/{org}/{project}/keys", post(projects::add_key))
+        .route("/projects/{org}/{project}/alerts", get(alerts::show).post(alerts::create))
+        .route("/projects/{org}/{project}/alerts/{id}/edit", post(alerts::edit))
+        .route("/projects/{org}/{project}/alerts/{id}/test", post(alerts::test))
+        .route("/projects/{org}/{project}/alerts/{id}/delete", post(alerts::delete))
         .route("/projects/{org}/{project}/keys/{key}/revoke", post(projects::revoke_key))
         .route("/issues/{id}", get(issues::show))
         .route("/issues/{id}/status", post(issues::set_status))
@@ -55,6 +60,7 @@ pub fn routes() -> Router<AppState> {
         .route("/issues/{id}/events/{event}/json", get(issues::event_json))
         .route("/settings", get(settings::show))
         .route("/settings/password", post(settings::change_password))
+        .route("/settings/alert-emails/{project}", post(settings::alert_emails))
         .route("/settings/tokens", post(settings::create_token))
         .route("/settings/tokens/{id}/revoke", post(settings::revoke_token))
         .route("/settings/orgs/{org}", get(settings::members))

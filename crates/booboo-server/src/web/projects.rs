@@ -113,6 +113,9 @@ pub async fn create(State(state): State<AppState>, me: SignedIn, form: FormData)
     };
     match created {
         Ok((project, _)) => {
+            if state.mailer.is_some() {
+                crate::alerts::add_default_email_rules(&*state.store, project.id, clock::now_millis()).await?;
+            }
             Ok(Redirect::to(&format!("/projects/{}/{}/setup", project.org_slug, project.slug)).into_response())
         }
         Err(message) => {

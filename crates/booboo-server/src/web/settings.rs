@@ -41,10 +41,18 @@ struct Notice {
 async fn settings_page(state: &AppState, me: &SignedIn, notice: Notice) -> Result<Response, PageError> {
     let tokens = state.store.api_tokens_of(me.user.id).await?;
     let organisations = state.store.organisations_for(me.viewer()).await?;
+    let opted_out = state.store.alert_email_opt_outs(me.user.id).await?;
+    let alert_emails: Vec<_> = state
+        .store
+        .projects_for(me.viewer())
+        .await?
+        .into_iter()
+        .map(|p| context! { id => p.id, org_slug => p.org_slug, slug => p.slug, wanted => !opted_out.contains(&p.id) })
+        .collect();
     let body = page(
         "settings.html",
         context! {
-            me => me.me(), tokens, organisations, nav => "settings",
+            me => me.me(), tokens, organisations, alert_emails, nav => "settings",
             error => notice.error, success => notice.success, new_token => notice.secret,
         },
     )?;
@@ -378,4 +386,35 @@ pub async fn remove_member(
         format!("/settings/orgs/{org}")
     };
     Ok(Redirect::to(&target).into_response())
+}
+
+/// Stops or resumes alert e-mails of one project for the signed-in member
+/// (rules that e-mail "the organisation's members" skip them).
+pub async fn alert_emails(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(project): Path<String>,
+    form: FormData,
+) -> Result<Response, PageError> {
+    me.check_csrf(&form)?;
+    let project_id: i64 = project.parse().map_err(|_| PageError::NotFound("project"))?;
+    let project = state
+        .store
+        .projects_for(me.viewer())
+        .await?
+        .into_iter()
+        .find(|p| p.id == project_id)
+        .ok_or(PageError::NotFound("project"))?;
+    let stop = match form.get("alert_emails") {
+        "stop" => true,
+        "resume" => false,
+        other => return Err(PageError::BadRequest(format!("alert_emails must be stop or resume, got {other:?}"))),
+    };
+    state.store.set_alert_email_opt_out(me.user.id, project.id, stop).await?;
+    let what = if stop { "no longer get" } else { "get again" };
+    let notice = Notice {
+        success: Some(format!("You {what} alert e-mails of {}/{}.", project.org_slug, project.slug)),
+        ..Notice::default()
+    };
+    settings_page(&state, &me, notice).await
 }

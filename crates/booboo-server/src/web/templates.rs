@@ -33,12 +33,13 @@ template_files!(
     "settings.html",
     "members.html",
     "password.html",
-    "confirm_delete.html",
+    "alerts.html",
     "forgot_password.html",
     "email_password_reset.txt",
     "email_password_reset.html",
     "email_invitation.txt",
     "email_invitation.html",
+    "confirm_delete.html",
 );
 
 fn configure(env: &mut Environment<'static>) {

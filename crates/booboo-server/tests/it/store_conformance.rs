@@ -5,8 +5,9 @@
 
 use crate::support::*;
 use booboo_server::store::{
-    Invitation, IssueFilter, IssueSort, IssueStatus, Page, Pruned, Role, Session, SignInLimits, SignInReservation,
-    Store, StoreError, StoreOutcome, Viewer,
+    AlertKind, AttemptResult, ChannelKind, Invitation, IssueFilter, IssueSort, IssueStatus, NewAlertRule, NewChannel,
+    Page, Pruned, Role, RuleFilters, Session, SignInLimits, SignInReservation, Store, StoreError, StoreOutcome,
+    Trigger, Viewer,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -64,7 +65,15 @@ store_tests!(
     charts_filters_and_event_navigation_read_what_was_stored,
     an_export_reads_one_cut_in_pages,
     deleting_an_issue_or_a_project_removes_what_was_stored_for_it,
+    lookups_by_text_with_nul_find_nothing_rather_than_fail,
     text_with_nul_characters_is_stored_and_found,
+    alert_rules_are_created_listed_changed_and_deleted_within_access,
+    new_issue_and_regression_rules_write_one_delivery_per_channel_with_the_event,
+    frequency_rules_fire_once_per_throttle_per_issue_and_honour_filters,
+    unignoring_an_issue_fires_unignored_rules,
+    each_due_delivery_is_claimed_once_and_retried_until_sent,
+    alert_emails_go_to_members_who_did_not_opt_out_within_a_cap_with_a_digest,
+    users_rules_count_distinct_users_within_the_window,
 );
 
 async fn project(store: &Arc<dyn Store>, org: &str, slug: &str) -> i64 {
@@ -290,6 +299,14 @@ async fn events_list_newest_first_and_are_found_by_id(store: Arc<dyn Store>) {
     let payload: serde_json::Value = serde_json::from_str(&found.payload).unwrap();
     assert_eq!(payload["exceptions"][0]["stacktrace"][0]["function"], "pay");
     assert!(store.event(ADMIN, "00000000000000000000000000000000").await.unwrap().is_none());
+}
+
+async fn lookups_by_text_with_nul_find_nothing_rather_than_fail(store: Arc<dyn Store>) {
+    project(&store, "acme", "web").await;
+    assert!(store.project_for(ADMIN, "acme\0", "web").await.unwrap().is_none());
+    assert!(store.project_for(ADMIN, "acme", "w\0eb").await.unwrap().is_none());
+    assert!(store.role_in(ADMIN, "ac\0me").await.unwrap().is_none());
+    assert!(store.user_by_email("a\0@example.com").await.unwrap().is_none());
 }
 
 async fn deleting_an_issue_or_a_project_removes_what_was_stored_for_it(store: Arc<dyn Store>) {
@@ -708,4 +725,223 @@ async fn text_with_nul_characters_is_stored_and_found(store: Arc<dyn Store>) {
     assert_eq!(found.len(), 1);
     assert!(found[0].title.contains("bad byte"), "{}", found[0].title);
     assert_eq!(found[0].releases.len(), 1);
+}
+
+fn alert_rule(trigger: Trigger, channels: usize) -> NewAlertRule {
+    NewAlertRule {
+        name: "rule".into(),
+        trigger,
+        filters: RuleFilters::default(),
+        throttle_ms: trigger.threshold_and_window().1,
+        channels: (0..channels)
+            .map(|i| NewChannel {
+                kind: ChannelKind::Webhook,
+                target: format!("https://example.com/hook/{i}"),
+                secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+            })
+            .collect(),
+    }
+}
+
+async fn alert_rules_are_created_listed_changed_and_deleted_within_access(store: Arc<dyn Store>) {
+    let p = project(&store, "acme", "web").await;
+    let rule = store.create_alert_rule(p, &alert_rule(Trigger::NewIssue, 2), T0).await.unwrap();
+    assert_eq!(rule.channels.len(), 2);
+    assert_eq!(rule.channels[0].secret.as_deref(), Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+    assert_eq!(store.alert_rules(p).await.unwrap().len(), 1);
+    let stranger = store.create_user("x@example.com", "h", false, T0).await.unwrap().viewer();
+    assert!(store.alert_rule(stranger, rule.id).await.unwrap().is_none());
+    assert!(!store.delete_alert_rule(stranger, rule.id).await.unwrap());
+    let mut changed = alert_rule(Trigger::Frequency { count: 5, window_ms: 60_000 }, 1);
+    changed.filters.environments = vec!["production".into()];
+    // The first channel is kept (same kind and target), the second dropped.
+    let updated = store.update_alert_rule(ADMIN, rule.id, &changed, true).await.unwrap().unwrap();
+    assert_eq!(updated.trigger, Trigger::Frequency { count: 5, window_ms: 60_000 });
+    assert_eq!(updated.filters.environments, vec!["production".to_string()]);
+    assert_eq!(updated.channels.iter().map(|c| c.id).collect::<Vec<_>>(), vec![rule.channels[0].id]);
+    store.record_channel_result(rule.channels[0].id, T0, Some(500), Some("answered 500")).await.unwrap();
+    let failed = store.alert_rule(ADMIN, rule.id).await.unwrap().unwrap();
+    assert_eq!(failed.channels[0].last_failure.as_ref().unwrap().status, Some(500));
+    store.record_channel_result(rule.channels[0].id, T0, Some(200), None).await.unwrap();
+    assert!(store.alert_rule(ADMIN, rule.id).await.unwrap().unwrap().channels[0].last_failure.is_none());
+    assert!(store.delete_alert_rule(ADMIN, rule.id).await.unwrap());
+    assert!(store.alert_rules(p).await.unwrap().is_empty());
+}
+
+async fn new_issue_and_regression_rules_write_one_delivery_per_channel_with_the_event(store: Arc<dyn Store>) {
+    let p = project(&store, "acme", "web").await;
+    let quiet = project(&store, "acme", "quiet").await;
+    store.create_alert_rule(p, &alert_rule(Trigger::NewIssue, 2), T0).await.unwrap();
+    store.create_alert_rule(p, &alert_rule(Trigger::Regression, 1), T0).await.unwrap();
+    let first = new_event(p, T0, &body("pay", json!({})));
+    let StoreOutcome::Stored { issue_id } = store.store_events(std::slice::from_ref(&first)).await.unwrap()[0] else {
+        panic!()
+    };
+    store
+        .store_events(&[new_event(p, T0 + 1, &body("pay", json!({}))), new_event(quiet, T0, &body("pay", json!({})))])
+        .await
+        .unwrap();
+    let deliveries = store.project_deliveries(p, 50).await.unwrap();
+    assert_eq!(deliveries.len(), 2, "{deliveries:?}");
+    assert!(deliveries.iter().all(|d| d.kind == "issue.new" && d.issue_id == Some(issue_id) && d.status == "pending"));
+    assert_ne!(deliveries[0].webhook_id, deliveries[1].webhook_id);
+    assert!(store.project_deliveries(quiet, 50).await.unwrap().is_empty());
+    // A manual reopen is no regression; a new event on a resolved issue is.
+    store.set_issue_status(ADMIN, issue_id, IssueStatus::Resolved).await.unwrap();
+    store.set_issue_status(ADMIN, issue_id, IssueStatus::Unresolved).await.unwrap();
+    store.store_events(&[new_event(p, T0 + 2, &body("pay", json!({})))]).await.unwrap();
+    assert_eq!(store.project_deliveries(p, 50).await.unwrap().len(), 2);
+    store.set_issue_status(ADMIN, issue_id, IssueStatus::Resolved).await.unwrap();
+    store.store_events(&[new_event(p, T0 + 3, &body("pay", json!({})))]).await.unwrap();
+    let deliveries = store.issue_deliveries(issue_id, 50).await.unwrap();
+    assert_eq!(deliveries.len(), 3);
+    assert_eq!(deliveries[0].kind, "issue.regression");
+    // The claimed delivery carries the event that triggered it.
+    let due = store.claim_deliveries("n1", T0 + 10, 60_000, 10).await.unwrap();
+    assert_eq!(due.len(), 3);
+    let new = due.iter().find(|d| d.kind == AlertKind::New).unwrap();
+    assert_eq!(new.event.as_ref().unwrap().event_id, first.processed.event.event_id);
+    assert_eq!(new.issue.as_ref().unwrap().id, issue_id);
+    assert_eq!(new.project.slug, "web");
+}
+
+async fn frequency_rules_fire_once_per_throttle_per_issue_and_honour_filters(store: Arc<dyn Store>) {
+    let p = project(&store, "acme", "web").await;
+    let mut rule = alert_rule(Trigger::Frequency { count: 3, window_ms: 60_000 }, 1);
+    rule.filters.environments = vec!["production".into()];
+    store.create_alert_rule(p, &rule, T0).await.unwrap();
+    let at = |t: i64, function: &str, env: &str| new_event(p, T0 + t, &body(function, json!({"environment": env})));
+    // Two events: below the count. Staging events do not count towards firing.
+    store.store_events(&[at(0, "a", "production"), at(1, "a", "production"), at(2, "a", "staging")]).await.unwrap();
+    assert!(store.project_deliveries(p, 50).await.unwrap().is_empty());
+    // The third in production fires; more within the window are throttled.
+    store.store_events(&[at(3, "a", "production")]).await.unwrap();
+    store.store_events(&[at(4, "a", "production"), at(5, "a", "production")]).await.unwrap();
+    assert_eq!(store.project_deliveries(p, 50).await.unwrap().len(), 1);
+    // Another issue's storm is not silenced by the first one's throttle.
+    store.store_events(&[at(6, "b", "production"), at(7, "b", "production"), at(8, "b", "production")]).await.unwrap();
+    assert_eq!(store.project_deliveries(p, 50).await.unwrap().len(), 2);
+    // Events spread beyond the window never reach the count.
+    store.store_events(&[at(200_000, "c", "production"), at(300_000, "c", "production")]).await.unwrap();
+    store.store_events(&[at(400_000, "c", "production")]).await.unwrap();
+    assert_eq!(store.project_deliveries(p, 50).await.unwrap().len(), 2);
+    // After the throttle, issue a fires again once the count is reached again.
+    store
+        .store_events(&[at(70_000, "a", "production"), at(70_001, "a", "production"), at(70_002, "a", "production")])
+        .await
+        .unwrap();
+    let deliveries = store.project_deliveries(p, 50).await.unwrap();
+    assert_eq!(deliveries.len(), 3);
+    assert!(deliveries.iter().all(|d| d.kind == "issue.frequency"));
+}
+
+async fn unignoring_an_issue_fires_unignored_rules(store: Arc<dyn Store>) {
+    let p = project(&store, "acme", "web").await;
+    store.create_alert_rule(p, &alert_rule(Trigger::Unignored, 1), T0).await.unwrap();
+    let StoreOutcome::Stored { issue_id } =
+        store.store_events(&[new_event(p, T0, &body("pay", json!({})))]).await.unwrap()[0]
+    else {
+        panic!()
+    };
+    store.set_issue_status(ADMIN, issue_id, IssueStatus::Resolved).await.unwrap();
+    store.set_issue_status(ADMIN, issue_id, IssueStatus::Unresolved).await.unwrap();
+    assert!(store.project_deliveries(p, 50).await.unwrap().is_empty());
+    store.set_issue_status(ADMIN, issue_id, IssueStatus::Ignored).await.unwrap();
+    store.set_issue_status(ADMIN, issue_id, IssueStatus::Unresolved).await.unwrap();
+    let deliveries = store.project_deliveries(p, 50).await.unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].kind, "issue.unignored");
+}
+
+async fn each_due_delivery_is_claimed_once_and_retried_until_sent(store: Arc<dyn Store>) {
+    let p = project(&store, "acme", "web").await;
+    let rule = store.create_alert_rule(p, &alert_rule(Trigger::NewIssue, 1), T0).await.unwrap();
+    let batch: Vec<_> = (0..6).map(|i| new_event(p, T0, &body(&format!("f{i}"), json!({})))).collect();
+    store.store_events(&batch).await.unwrap();
+    // Two nodes claiming at once share the six deliveries without overlap.
+    let (a, b) = tokio::join!(store.claim_deliveries("a", T0, 60_000, 4), store.claim_deliveries("b", T0, 60_000, 4));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut ids: Vec<i64> = a.iter().chain(&b).map(|d| d.id).collect();
+    assert_eq!(ids.len(), 6, "a: {}, b: {}", a.len(), b.len());
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 6);
+    assert!(store.claim_deliveries("c", T0 + 1, 60_000, 10).await.unwrap().is_empty());
+    let first = a[0].clone();
+    // Only the node holding the claim records the attempt.
+    let retry = AttemptResult::Retry { status: Some(500), detail: "answered 500".into(), next_attempt_at: T0 + 5_000 };
+    assert!(!store.finish_delivery(first.id, "b", T0 + 1, &retry).await.unwrap());
+    assert!(store.finish_delivery(first.id, "a", T0 + 1, &retry).await.unwrap());
+    let channel = &store.alert_rule(ADMIN, rule.id).await.unwrap().unwrap().channels[0];
+    assert_eq!(channel.last_failure.as_ref().unwrap().detail, "answered 500");
+    assert!(store.claim_deliveries("c", T0 + 4_999, 60_000, 10).await.unwrap().is_empty());
+    let again = store.claim_deliveries("c", T0 + 5_000, 60_000, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].attempts, &again[0].webhook_id), (first.id, 1, &first.webhook_id));
+    assert!(store
+        .finish_delivery(first.id, "c", T0 + 5_001, &AttemptResult::Sent { status: Some(200) })
+        .await
+        .unwrap());
+    assert!(store.alert_rule(ADMIN, rule.id).await.unwrap().unwrap().channels[0].last_failure.is_none());
+    // A claim whose lease ran out (its node died mid-send) is taken over.
+    let taken = store.claim_deliveries("d", T0 + 60_001, 60_000, 10).await.unwrap();
+    assert_eq!(taken.len(), 5);
+    let sent = store.project_deliveries(p, 50).await.unwrap().into_iter().find(|d| d.id == first.id).unwrap();
+    assert_eq!((sent.status.as_str(), sent.attempts), ("sent", 2));
+    assert_eq!(store.pending_deliveries().await.unwrap(), vec![("webhook".to_string(), 5)]);
+}
+
+async fn alert_emails_go_to_members_who_did_not_opt_out_within_a_cap_with_a_digest(store: Arc<dyn Store>) {
+    let p = project(&store, "acme", "web").await;
+    let other = project(&store, "acme", "api").await;
+    let ann = store.create_user("ann@example.com", "h", false, T0).await.unwrap();
+    let bob = store.create_user("bob@example.com", "h", false, T0).await.unwrap();
+    store.create_user("eve@example.com", "h", false, T0).await.unwrap();
+    store.set_membership("acme", ann.id, Role::Member).await.unwrap();
+    store.set_membership("acme", bob.id, Role::Admin).await.unwrap();
+    store.set_alert_email_opt_out(bob.id, p, true).await.unwrap();
+    assert_eq!(store.alert_email_recipients(p).await.unwrap(), vec!["ann@example.com".to_string()]);
+    assert_eq!(store.alert_email_recipients(other).await.unwrap().len(), 2);
+    assert_eq!(store.alert_email_opt_outs(bob.id).await.unwrap(), vec![p]);
+    store.set_alert_email_opt_out(bob.id, p, false).await.unwrap();
+    assert_eq!(store.alert_email_recipients(p).await.unwrap().len(), 2);
+
+    // Two an hour: the third is over the cap and held for the digest.
+    let hour = 3_600_000;
+    assert!(store.reserve_alert_email("ann@example.com", T0, 2, hour).await.unwrap());
+    assert!(store.reserve_alert_email("ann@example.com", T0 + 1, 2, hour).await.unwrap());
+    assert!(!store.reserve_alert_email("ann@example.com", T0 + 2, 2, hour).await.unwrap());
+    assert!(store.reserve_alert_email("bob@example.com", T0 + 2, 2, hour).await.unwrap());
+    store
+        .hold_alert_email("ann@example.com", T0 + 2, "New issue in acme/web: boom", "http://x/issues/1")
+        .await
+        .unwrap();
+    store
+        .hold_alert_email("ann@example.com", T0 + 3, "New issue in acme/web: bang", "http://x/issues/2")
+        .await
+        .unwrap();
+    // Nothing is taken before the window ends; then each held alert once.
+    assert!(store.take_alert_email_digests(T0 + hour - 1).await.unwrap().is_empty());
+    let digest = store.take_alert_email_digests(T0 + hour).await.unwrap();
+    assert_eq!(
+        digest.iter().map(|h| h.summary.as_str()).collect::<Vec<_>>(),
+        ["New issue in acme/web: boom", "New issue in acme/web: bang"]
+    );
+    assert!(store.take_alert_email_digests(T0 + hour).await.unwrap().is_empty());
+    // A new window starts with the next e-mail.
+    assert!(store.reserve_alert_email("ann@example.com", T0 + hour, 2, hour).await.unwrap());
+}
+
+async fn users_rules_count_distinct_users_within_the_window(store: Arc<dyn Store>) {
+    let p = project(&store, "acme", "web").await;
+    store.create_alert_rule(p, &alert_rule(Trigger::Users { count: 2, window_ms: 60_000 }, 1), T0).await.unwrap();
+    let by = |t: i64, user: &str| new_event(p, T0 + t, &body("pay", json!({"context": {"user": {"id": user}}})));
+    // The same user twice is one user; events without a user count for none.
+    store.store_events(&[by(0, "u1"), by(1, "u1"), new_event(p, T0 + 2, &body("pay", json!({})))]).await.unwrap();
+    assert!(store.project_deliveries(p, 50).await.unwrap().is_empty());
+    store.store_events(&[by(3, "u2")]).await.unwrap();
+    store.store_events(&[by(4, "u3")]).await.unwrap();
+    let deliveries = store.project_deliveries(p, 50).await.unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].kind, "issue.users");
 }
