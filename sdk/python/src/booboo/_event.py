@@ -340,6 +340,7 @@ class Pending:
     ``base`` holds the protocol fields known at capture time. ``chain`` is a
     list of ``(type_name, value, frames, chain_type)``; each frame is a tuple
     ``(filename, function, lineno, locals, module_globals)``, where
+    ``lineno`` may be ``(code, instruction offset)`` to be looked up later, and
     ``locals`` is ``(kept, texts)`` from ``_locals_of``: values that cannot
     change any more, rendered later, and reprs finished at capture time. The module globals are kept only so that
     source lines of modules loaded from a zip or another loader can be found
@@ -500,10 +501,28 @@ def _snapshot_frames(tb, seen_frames, budget_end):
             local_vars = seen_frames.get(id(frame))
             if local_vars is None:
                 local_vars = seen_frames[id(frame)] = _locals_of(frame, budget_end)
-        frames.append(
-            (code.co_filename, code.co_name, entry.tb_lineno or 0, local_vars, frame.f_globals)
-        )
+        # Where the code object can say later (Python 3.10+), the line number
+        # is worked out on the sender's thread from the instruction offset:
+        # reading tb_lineno makes CPython walk the line table now.
+        lineno = (code, entry.tb_lasti) if _LINES_LATER else entry.tb_lineno or 0
+        frames.append((code.co_filename, code.co_name, lineno, local_vars, frame.f_globals))
     return frames
+
+
+_LINES_LATER = hasattr(_python_function.__code__, "co_lines")
+
+
+def _line_number(code, offset):
+    """The line of the instruction at byte ``offset`` in ``code``, as ``tb_lineno`` gives it (0 if none)."""
+    if offset < 0:
+        return code.co_firstlineno
+    try:
+        for start, end, line in code.co_lines():
+            if start <= offset < end:
+                return line or 0
+    except Exception:
+        pass
+    return 0
 
 
 NO_LOCALS = ({}, None)
@@ -746,6 +765,8 @@ def _default_repr(kind, address):
 
 def _frame_dict(frame, source_cache, linecache, rendered_locals):
     filename, function, lineno, local_vars, module_globals = frame
+    if type(lineno) is tuple:
+        lineno = _line_number(*lineno)
     # A frame shared by several exceptions of a chain has its locals read once.
     rendered = rendered_locals.get(id(local_vars))
     if rendered is None:
