@@ -767,10 +767,15 @@ def _frame_dict(frame, source_cache, linecache, rendered_locals):
     filename, function, lineno, local_vars, module_globals = frame
     if type(lineno) is tuple:
         lineno = _line_number(*lineno)
-    # A frame shared by several exceptions of a chain has its locals read once.
-    rendered = rendered_locals.get(id(local_vars))
-    if rendered is None:
-        rendered = rendered_locals[id(local_vars)] = _rendered(local_vars)
+    # A frame shared by several exceptions of a chain has its locals read
+    # once; frames whose locals were not read each get a dict of their own,
+    # so a before_send that fills one does not fill them all.
+    if local_vars is NO_LOCALS:
+        rendered = {}
+    else:
+        rendered = rendered_locals.get(id(local_vars))
+        if rendered is None:
+            rendered = rendered_locals[id(local_vars)] = _rendered(local_vars)
     lines = source_cache.get(filename)
     if lines is None:
         lines = _source_lines(filename, module_globals, linecache)
