@@ -130,6 +130,25 @@ def test_reprs_match_builtin_repr_when_short():
     )
 
 
+class Plain:
+    pass
+
+
+def test_default_object_reprs_match_builtin_repr():
+    def crash():
+        here, builtin, nested = Plain(), object(), [Plain()]  # noqa: F841
+        raise RuntimeError("x")
+
+    with capture_events() as events:
+        try:
+            crash()
+        except RuntimeError as exc:
+            frame_locals = exc.__traceback__.tb_next.tb_frame.f_locals
+            expected = {name: repr(frame_locals[name]) for name in ("here", "builtin", "nested")}
+            booboo.capture_exception()
+    assert events[0]["stacktrace"][-1]["vars"] == expected
+
+
 class ReprRaises:
     def __repr__(self):
         raise KeyError("no repr for you")

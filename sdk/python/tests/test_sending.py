@@ -213,19 +213,27 @@ def test_locals_show_their_state_at_the_crash_not_when_sent(server):
     server.delay = 0.2  # the sender is still busy when the application moves on
     booboo.init(server.dsn)
 
-    def crash(flat, nested, mapping):
+    class Before:
+        pass
+
+    class After:
+        pass
+
+    def crash(flat, nested, mapping, plain):
         raise RuntimeError("x")
 
-    flat, nested, mapping = [1, 2], [[1], [2]], {"k": "before"}
+    flat, nested, mapping, plain = [1, 2], [[1], [2]], {"k": "before"}, Before()
+    plain_repr = repr(plain)
     try:
-        crash(flat, nested, mapping)
+        crash(flat, nested, mapping, plain)
     except RuntimeError:
         booboo.capture_exception()
     flat.append(3)
     nested[0].append(99)
     mapping["k"] = "after"
+    plain.__class__ = After  # object.__repr__ shows the class: the one it had at the crash
     assert booboo.flush(10)
     (event,) = server.wait_for_events(1)
     assert event["stacktrace"][-1]["vars"] == {
-        "flat": "[1, 2]", "nested": "[[1], [2]]", "mapping": "{'k': 'before'}",
+        "flat": "[1, 2]", "nested": "[[1], [2]]", "mapping": "{'k': 'before'}", "plain": plain_repr,
     }

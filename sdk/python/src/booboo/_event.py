@@ -81,6 +81,8 @@ def is_sensitive(name):
 
 _KEEP, _FILTER, _SKIP = 0, 1, 2
 _local_name_kinds = {}
+_plain_local_names = set()
+"""The names _local_name_kind() found neither secret nor dunder, for checking all locals of a frame at once."""
 
 
 def _local_name_kind(name):
@@ -95,6 +97,8 @@ def _local_name_kind(name):
             kind = _KEEP
         if len(_local_name_kinds) < 4096:
             _local_name_kinds[name] = kind
+            if kind == _KEEP:
+                _plain_local_names.add(name)
     return kind
 
 
@@ -123,6 +127,7 @@ _CONTAINER_REPRS = {
     frozenset: frozenset.__repr__,
 }
 _NESTING_LIMIT = 3
+_OBJECT_REPR = object.__repr__
 
 
 def safe_repr(value, budget_end):
@@ -152,7 +157,8 @@ def _type_name(value):
         return "object"
 
 
-_SCALAR, _TEXT, _CONTAINER, _PYTHON, _NATIVE = range(5)
+_SCALAR, _TEXT, _CONTAINER, _PYTHON, _NATIVE, _DEFAULT = range(6)
+"""The ways of rendering: ``_DEFAULT`` is ``object.__repr__``, which shows only the type and address."""
 _repr_ways = {}
 
 
@@ -175,7 +181,12 @@ def _repr_way(kind):
                     way = (_CONTAINER, base)
                     break
             if way is None:
-                way = (_PYTHON, None) if type(inherited) is _PY_FUNCTION else (_NATIVE, None)
+                if inherited is _OBJECT_REPR:
+                    way = (_DEFAULT, None)
+                elif type(inherited) is _PY_FUNCTION:
+                    way = (_PYTHON, None)
+                else:
+                    way = (_NATIVE, None)
         if len(_repr_ways) < 1024:
             _repr_ways[kind] = way
     return way
@@ -328,9 +339,10 @@ class Pending:
 
     ``base`` holds the protocol fields known at capture time. ``chain`` is a
     list of ``(type_name, value, frames, chain_type)``; each frame is a tuple
-    ``(filename, function, lineno, vars, module_globals)``. In ``vars`` a
-    string is a finished repr and a 1-tuple holds a value that cannot change
-    any more, to be rendered later. The module globals are kept only so that
+    ``(filename, function, lineno, locals, module_globals)``, where
+    ``lineno`` may be ``(code, instruction offset)`` to be looked up later, and
+    ``locals`` is ``(kept, texts)`` from ``_locals_of``: values that cannot
+    change any more, rendered later, and reprs finished at capture time. The module globals are kept only so that
     source lines of modules loaded from a zip or another loader can be found
     later.
     """
@@ -462,7 +474,7 @@ def _caller_stack():
     frames = []
     while frame is not None and len(frames) < FRAMES_WITH_LOCALS:
         code = frame.f_code
-        frames.append((code.co_filename, code.co_name, frame.f_lineno or 0, {}, frame.f_globals))
+        frames.append((code.co_filename, code.co_name, frame.f_lineno or 0, NO_LOCALS, frame.f_globals))
         frame = frame.f_back
     frames.reverse()
     return frames
@@ -482,26 +494,103 @@ def _snapshot_frames(tb, seen_frames, budget_end):
         frame = entry.tb_frame
         code = frame.f_code
         if position < first_with_locals:
-            local_reprs = {}
+            local_vars = NO_LOCALS
         else:
             # One frame can sit in several stacks of a chain; its locals are
-            # the same object each time, so they are rendered once.
-            local_reprs = seen_frames.get(id(frame))
-            if local_reprs is None:
-                local_reprs = _locals_of(frame, budget_end)
-                seen_frames[id(frame)] = local_reprs
-        frames.append(
-            (code.co_filename, code.co_name, entry.tb_lineno or 0, local_reprs, frame.f_globals)
-        )
+            # the same object each time, so they are read once.
+            local_vars = seen_frames.get(id(frame))
+            if local_vars is None:
+                local_vars = seen_frames[id(frame)] = _locals_of(frame, budget_end)
+        # Where the code object can say later (Python 3.10+), the line number
+        # is worked out on the sender's thread from the instruction offset:
+        # reading tb_lineno makes CPython walk the line table now.
+        lineno = (code, entry.tb_lasti) if _LINES_LATER else entry.tb_lineno or 0
+        frames.append((code.co_filename, code.co_name, lineno, local_vars, frame.f_globals))
     return frames
 
 
-def _locals_of(frame, budget_end):
-    reprs = {}
-    kinds = _local_name_kinds
-    ways = _repr_ways
+_LINES_LATER = hasattr(_python_function.__code__, "co_lines")
+
+
+def _line_number(code, offset):
+    """The line of the instruction at byte ``offset`` in ``code``, as ``tb_lineno`` gives it (0 if none)."""
+    if offset < 0:
+        return code.co_firstlineno
     try:
-        for name, value in frame.f_locals.items():
+        for start, end, line in code.co_lines():
+            if start <= offset < end:
+                return line or 0
+    except Exception:
+        pass
+    return 0
+
+
+NO_LOCALS = ({}, None)
+"""The locals of a frame that are not read."""
+
+
+def _locals_of(frame, budget_end):
+    """A frame's locals as they are now, as ``(kept, texts)``.
+
+    ``kept`` maps every name, in the frame's order, to a value that cannot
+    change any more (a number, a string of at most MAX_REPR + 1 characters,
+    a copy of a small container of those), to be rendered on the sender's
+    thread. A name whose value could change once the application goes on
+    maps to None there, and to its repr, finished now, in ``texts`` (None
+    when there is no such name). Secret names are FILTERED; dunder names are
+    left out.
+    """
+    texts = None
+    try:
+        f_locals = frame.f_locals
+        if (
+            type(f_locals) is dict
+            and len(f_locals) <= MAX_LOCALS
+            and f_locals.keys() <= _plain_local_names
+        ):
+            # The usual case: names seen before, none secret or dunder, so
+            # the namespace is copied at once.
+            kept = f_locals.copy()
+        else:
+            kept, texts = _named_locals(f_locals)
+        # Values are replaced in place, so the locals keep their order.
+        for name, value in kept.items():
+            value_type = type(value)
+            if value_type in _SCALARS:
+                continue
+            if value_type is str or value_type is bytes:
+                if len(value) > MAX_REPR:
+                    kept[name] = value[: MAX_REPR + 1]
+                continue
+            way, base = _repr_ways.get(value_type) or _repr_way(value_type)
+            if way == _CONTAINER and value_type is base and _holds_only_atoms(value, base):
+                # Its items cannot change, so a shallow copy renders later
+                # exactly as the container would now. Secret keys of a dict
+                # are filtered when it is rendered.
+                if base is not tuple and base is not frozenset:
+                    kept[name] = value.copy()
+                continue
+            if texts is None:
+                texts = {}
+            texts[name] = _repr_now(value, way, budget_end)
+            kept[name] = None  # the queued event holds no reference to it
+    except Exception:
+        # A module frame's namespace may change size under us while another
+        # thread imports; a capture goes on without its locals.
+        return NO_LOCALS
+    return kept, texts
+
+
+def _named_locals(f_locals):
+    """The slow path of _locals_of: names checked one by one, at most MAX_LOCALS.
+
+    Returns ``(kept, texts)`` with secret names already FILTERED.
+    """
+    kept = {}
+    texts = None
+    kinds = _local_name_kinds
+    try:
+        for name, value in f_locals.items():
             kind = kinds.get(name)
             if kind is None:
                 if type(name) is not str:
@@ -509,37 +598,54 @@ def _locals_of(frame, budget_end):
                 kind = _local_name_kind(name)
             if kind == _SKIP:
                 continue
-            if len(reprs) >= MAX_LOCALS:
+            if len(kept) >= MAX_LOCALS:
                 break
             if kind == _FILTER:
-                reprs[name] = FILTERED
-                continue
-            # The everyday cases are settled here, inline, because this loop
-            # is most of what a capture costs. A value whose state cannot
-            # change afterwards (a number, a string, a small container of
-            # those, copied if it is mutable) is kept as a 1-tuple and
-            # rendered on the sender's thread; anything else is rendered now.
-            value_type = type(value)
-            way, base = ways.get(value_type) or _repr_way(value_type)
-            if way == _SCALAR:
-                reprs[name] = (value,)
-            elif way == _TEXT and value_type is not bytearray:
-                reprs[name] = (value if len(value) <= MAX_REPR else value[: MAX_REPR + 1],)
-            elif way == _CONTAINER and _small_and_flat(value, base):
-                reprs[name] = (value if base is tuple or base is frozenset else base.copy(value),)
-            else:
-                try:
-                    text = repr(value) if way == _NATIVE else safe_repr(value, budget_end)
-                except Exception:
-                    text = safe_repr(value, budget_end)
-                if len(text) > MAX_REPR:
-                    text = text[: MAX_REPR - 3] + "..."
-                reprs[name] = text
+                if texts is None:
+                    texts = {}
+                texts[name] = FILTERED
+                value = None
+            kept[name] = value
     except Exception:
         # A module frame's namespace may change size under us while another
         # thread imports; what was read so far is still worth sending.
         pass
-    return reprs
+    return kept, texts
+
+
+def _repr_now(value, way, budget_end):
+    """The repr of a value that could change later, bounded; or, for an object with
+    ``object.__repr__``, its type and address, which is all that repr shows."""
+    if way == _DEFAULT:
+        return (type(value), id(value))
+    try:
+        text = repr(value) if way == _NATIVE else safe_repr(value, budget_end)
+    except Exception:
+        text = safe_repr(value, budget_end)
+    if len(text) > MAX_REPR:
+        text = text[: MAX_REPR - 3] + "..."
+    return text
+
+
+def _holds_only_atoms(value, kind):
+    """Whether a builtin container has at most _FLAT_LIMIT items, each a number or a short string.
+
+    Then its repr cannot change once it is copied, and costs little.
+    """
+    if len(value) > _FLAT_LIMIT:
+        return False
+    if kind is dict:
+        keys = value.keys()
+        if not keys <= _harmless_names:  # the usual case settles all keys at once
+            for key in keys:
+                if type(key) not in _SCALARS and not (type(key) is str and len(key) <= MAX_REPR):
+                    return False
+        value = value.values()
+    scalars = _SCALARS
+    for item in value:
+        if type(item) not in scalars and not (type(item) is str and len(item) <= MAX_REPR):
+            return False
+    return True
 
 
 # --- the sender's half ------------------------------------------------------
@@ -620,22 +726,56 @@ def rfc3339(seconds):
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + ".%06dZ" % micros
 
 
-def _rendered(local_reprs):
-    """A frame's locals with the values kept for later (1-tuples) turned into reprs."""
+def _rendered(local_vars):
+    """A frame's locals, ``(kept, texts)`` from _locals_of, as the protocol's name-to-repr dict."""
+    kept, texts = local_vars
     rendered = {}
-    for name, value in local_reprs.items():
-        if type(value) is tuple:
-            value = safe_repr(value[0], time.perf_counter() + REPR_TIME_LIMIT)
-        rendered[name] = value
+    for name, value in kept.items():
+        text = texts.get(name) if texts is not None else None
+        if text is None:
+            text = safe_repr(value, time.perf_counter() + REPR_TIME_LIMIT)
+        elif type(text) is tuple:
+            text = _default_repr(*text)
+        rendered[name] = text
     return rendered
 
 
+_type_module = type.__dict__["__module__"].__get__
+_type_qualname = type.__dict__["__qualname__"].__get__
+_type_plain_name = type.__dict__["__name__"].__get__
+
+
+def _default_repr(kind, address):
+    """What ``object.__repr__`` shows for an object of type ``kind`` at ``address``."""
+    try:
+        module = _type_module(kind)
+    except Exception:
+        module = None
+    try:
+        if type(module) is str and module != "builtins":
+            text = "<%s.%s object at %#x>" % (module, _type_qualname(kind), address)
+        else:
+            text = "<%s object at %#x>" % (_type_plain_name(kind), address)
+    except Exception as exc:
+        text = "<object: repr() raised %s>" % _type_name(exc)
+    if len(text) > MAX_REPR:
+        text = text[: MAX_REPR - 3] + "..."
+    return text
+
+
 def _frame_dict(frame, source_cache, linecache, rendered_locals):
-    filename, function, lineno, local_reprs, module_globals = frame
-    # A frame shared by several exceptions of a chain has one locals dict.
-    rendered = rendered_locals.get(id(local_reprs))
-    if rendered is None:
-        rendered = rendered_locals[id(local_reprs)] = _rendered(local_reprs)
+    filename, function, lineno, local_vars, module_globals = frame
+    if type(lineno) is tuple:
+        lineno = _line_number(*lineno)
+    # A frame shared by several exceptions of a chain has its locals read
+    # once; frames whose locals were not read each get a dict of their own,
+    # so a before_send that fills one does not fill them all.
+    if local_vars is NO_LOCALS:
+        rendered = {}
+    else:
+        rendered = rendered_locals.get(id(local_vars))
+        if rendered is None:
+            rendered = rendered_locals[id(local_vars)] = _rendered(local_vars)
     lines = source_cache.get(filename)
     if lines is None:
         lines = _source_lines(filename, module_globals, linecache)
