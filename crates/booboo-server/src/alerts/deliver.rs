@@ -5,6 +5,10 @@
 //! an hour apart) until 24 hours after the alert, then marked failed. Each
 //! delivery is sent with the same `webhook-id` on every attempt.
 //!
+//! The same loop ends timed ignores ("ignore for an hour"): the issue is
+//! unresolved again and its unignored alerts are written in that
+//! transaction, then delivered like any other.
+//!
 //! At least once: the claim is a lease; a node that dies mid-send leaves it
 //! to expire and another node (or this one, restarted) sends again.
 
@@ -180,6 +184,10 @@ pub fn failure_text(result: &Result<Answer, OutboundError>) -> Option<(Option<i6
 /// How often held e-mail alerts are looked at for digests.
 const DIGEST_EVERY: Duration = Duration::from_secs(30);
 
+/// How often timed ignores are looked at: an issue ignored "for an hour"
+/// comes back, and alerts, within this much of its hour.
+const IGNORE_SWEEP_EVERY: Duration = Duration::from_secs(10);
+
 pub struct DeliveryWorker {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -228,8 +236,17 @@ impl Worker {
         }
         let mut attempts = tokio::task::JoinSet::new();
         let mut next_digest = tokio::time::Instant::now();
+        let mut next_ignore_sweep = tokio::time::Instant::now();
         loop {
             while attempts.try_join_next().is_some() {}
+            if tokio::time::Instant::now() >= next_ignore_sweep {
+                next_ignore_sweep = tokio::time::Instant::now() + IGNORE_SWEEP_EVERY;
+                match self.store.end_expired_ignores(clock::now_millis()).await {
+                    Ok(0) => {}
+                    Ok(ended) => tracing::info!(ended, "ignored issues whose time ran out are unresolved again"),
+                    Err(e) => tracing::warn!("could not end timed ignores (tried again shortly): {e}"),
+                }
+            }
             if tokio::time::Instant::now() >= next_digest {
                 next_digest = tokio::time::Instant::now() + DIGEST_EVERY;
                 let email = self.email.clone();

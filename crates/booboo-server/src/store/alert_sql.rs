@@ -226,9 +226,16 @@ macro_rules! alert_queries {
             Ok(())
         }
 
-        /// An ignored issue became unresolved: its project's `unignored`
-        /// rules fire (throttled like any other).
-        async fn fire_unignored(conn: &mut $conn, project_id: i64, issue_id: i64, now: i64) -> Result<(), sqlx::Error> {
+        /// An ignored issue's ignore condition ended: its project's
+        /// `unignored` rules fire (throttled like any other). `event_id` is
+        /// the event that ended it, if an event did.
+        async fn fire_unignored(
+            conn: &mut $conn,
+            project_id: i64,
+            issue_id: i64,
+            event_id: Option<&str>,
+            now: i64,
+        ) -> Result<(), sqlx::Error> {
             let rules = load_alert_rules(conn, &format!("r.project_id = {project_id}")).await?;
             for rule in rules.iter().filter(|r| r.trigger == Trigger::Unignored) {
                 let last: Option<i64> =
@@ -249,9 +256,66 @@ macro_rules! alert_queries {
                 .bind(now)
                 .execute(&mut *conn)
                 .await?;
-                enqueue_alert(conn, &rule, Some(issue_id), None, AlertKind::Unignored, now).await?;
+                enqueue_alert(conn, rule, Some(issue_id), event_id, AlertKind::Unignored, now).await?;
             }
             Ok(())
+        }
+
+        /// After an event of an ignored issue is counted: when the issue's
+        /// event or user count reached its ignore's target, the issue is
+        /// unresolved again and the unignored rules fire, in the event's
+        /// transaction.
+        async fn end_ignore_on_counts(
+            conn: &mut $conn,
+            issue_id: i64,
+            event_id: &str,
+            now: i64,
+        ) -> Result<(), sqlx::Error> {
+            let ended: Option<i64> = sqlx::query_scalar(&q(
+                "UPDATE issues SET status = 'unresolved', ignore_until = NULL, ignore_until_count = NULL, \
+                 ignore_until_users = NULL WHERE id = ? AND status = 'ignored' AND (\
+                   (ignore_until_count IS NOT NULL AND event_count >= ignore_until_count) \
+                   OR (ignore_until_users IS NOT NULL AND user_count >= ignore_until_users)) \
+                 RETURNING project_id",
+            ))
+            .bind(issue_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(project_id) = ended {
+                fire_unignored(conn, project_id, issue_id, Some(event_id), now).await?;
+            }
+            Ok(())
+        }
+
+        /// Whether a timed ignore is due: a read, so that the sweep takes no
+        /// write lock while nothing is due.
+        async fn any_expired_ignore(conn: &mut $conn, now: i64) -> Result<bool, sqlx::Error> {
+            sqlx::query_scalar(&q(
+                "SELECT EXISTS (SELECT 1 FROM issues WHERE ignore_until IS NOT NULL AND ignore_until <= ? \
+                 AND status = 'ignored')",
+            ))
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await
+        }
+
+        /// Ends the timed ignores due at `now` and fires their unignored
+        /// rules. The update re-checks `status = 'ignored'` under the row
+        /// lock, so of two nodes sweeping at once only one flips each issue.
+        async fn end_expired_ignore_rows(conn: &mut $conn, now: i64) -> Result<u64, sqlx::Error> {
+            let rows = sqlx::query(&q(
+                "UPDATE issues SET status = 'unresolved', ignore_until = NULL, ignore_until_count = NULL, \
+                 ignore_until_users = NULL WHERE status = 'ignored' AND ignore_until IS NOT NULL \
+                 AND ignore_until <= ? RETURNING id, project_id",
+            ))
+            .bind(now)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in &rows {
+                let (issue_id, project_id): (i64, i64) = (row.try_get("id")?, row.try_get("project_id")?);
+                fire_unignored(conn, project_id, issue_id, None, now).await?;
+            }
+            Ok(rows.len() as u64)
         }
 
         async fn insert_alert_rule(
