@@ -11,7 +11,7 @@ import pytest
 from conftest import Server, create_project
 from test_accounts import PASSWORD, Browser, csrf_of
 from payloads import frame
-from test_alerts import ALERT_ENV, crash, settled
+from test_alerts import ALERT_ENV, crash, deliveries, settled, wait_until
 
 FROM = "booboo <booboo@example.com>"
 
@@ -73,3 +73,28 @@ def test_email_rules_are_refused_without_smtp_with_how_to_configure_it(tmp_path)
         assert result.returncode != 0 and "--smtp-url" in result.stderr and "--email-from" in result.stderr
     finally:
         server.stop()
+
+
+def test_a_refused_recipient_is_retried_alone_and_the_others_get_one_email(mail_server, smtp):
+    project = create_project(mail_server)
+    picky, patient = "picky@example.com", "patient@example.com"
+    for address in (picky, patient):
+        mail_server.run_cli("user", "create", "--email", address, input=PASSWORD + "\n")
+        mail_server.run_cli("member", "add", project.org, address)
+    smtp.refuse[picky] = "550 5.1.1 no such mailbox (yet)"
+
+    assert mail_server.post_event(project.ingest_token, crash("fan_out")).status == 200
+    # One delivery per recipient: the refused one fails and waits to retry.
+    def refused():
+        items = deliveries(project)
+        failed = [d for d in items if d["attempts"] >= 1 and picky in (d["last_error"] or "")]
+        return items if failed else None
+    items = wait_until(refused, "the refused recipient's failed attempt", mail_server)
+    assert sorted(d["recipient"] for d in items) == sorted([project.email, picky, patient])
+    del smtp.refuse[picky]
+
+    settled_items = settled(project, 3)
+    assert all(d["status"] == "sent" for d in settled_items), settled_items
+    [retried] = [d for d in settled_items if d["recipient"] == picky]
+    assert retried["attempts"] >= 2
+    assert [len(smtp.to(a)) for a in (project.email, patient, picky)] == [1, 1, 1]

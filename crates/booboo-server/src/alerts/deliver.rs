@@ -79,18 +79,29 @@ pub struct EmailSender {
 }
 
 impl EmailSender {
-    /// Sends one alert to a channel's recipients. Over the cap, an alert is
-    /// held for the recipient's digest instead (test messages never are).
-    /// Any failure retries the delivery; a recipient who already got it may
-    /// then get it twice (at least once).
-    async fn send(&self, channel: &AlertChannel, message: &AlertMessage) -> Result<Answer, OutboundError> {
+    /// Sends one alert: to `recipient` alone when the delivery has one (each
+    /// recipient of an alert is its own delivery, retried on its own), else
+    /// to all the channel's recipients (test messages, and deliveries
+    /// written before there was one per recipient). Over the cap, an alert
+    /// is held for the recipient's digest instead (test messages never are);
+    /// the cap counts a delivery on its first attempt only, so its retries
+    /// are not counted again.
+    async fn send(
+        &self,
+        channel: &AlertChannel,
+        message: &AlertMessage,
+        recipient: Option<&str>,
+        first_attempt: bool,
+    ) -> Result<Answer, OutboundError> {
         let mailer = self.mailer.as_ref().ok_or_else(|| {
             OutboundError::Transport(
                 "e-mail is not configured on this server: start it with --smtp-url and --email-from".into(),
             )
         })?;
         let store_error = |e: crate::store::StoreError| OutboundError::Transport(e.to_string());
-        let recipients = if channel.target == EMAIL_MEMBERS {
+        let recipients = if let Some(to) = recipient {
+            vec![to.to_string()]
+        } else if channel.target == EMAIL_MEMBERS {
             self.store.alert_email_recipients(message.project.id).await.map_err(store_error)?
         } else {
             vec![channel.target.clone()]
@@ -100,6 +111,7 @@ impl EmailSender {
         let (mut sent, mut held, mut failures) = (0, 0, Vec::new());
         for to in &recipients {
             if message.kind != AlertKind::Test
+                && first_attempt
                 && !self.store.reserve_alert_email(to, now, self.cap, EMAIL_WINDOW_MS).await.map_err(store_error)?
             {
                 let link = message.issue_url().unwrap_or_else(|| message.project_url());
@@ -147,12 +159,16 @@ impl EmailSender {
 }
 
 /// What goes out for one attempt: the body and headers for the channel.
+/// `recipient` is an e-mail delivery's one address; `first_attempt` says
+/// whether the per-recipient cap counts it.
 pub async fn send(
     outbound: &OutboundPolicy,
     email_sender: &EmailSender,
     channel: &AlertChannel,
     message: &AlertMessage,
     webhook_id: &str,
+    recipient: Option<&str>,
+    first_attempt: bool,
 ) -> Result<Answer, OutboundError> {
     let (body, headers) = match channel.kind {
         ChannelKind::Slack => (serde_json::to_vec(&slack::body(message)), Vec::new()),
@@ -164,7 +180,7 @@ pub async fn send(
                 .map_err(OutboundError::InvalidUrl)?;
             (Ok(body), headers)
         }
-        ChannelKind::Email => return email_sender.send(channel, message).await,
+        ChannelKind::Email => return email_sender.send(channel, message, recipient, first_attempt).await,
     };
     let body = body.map_err(|e| OutboundError::Transport(format!("cannot encode the alert: {e}")))?;
     outbound.post(&channel.target, &headers, body).await
@@ -290,7 +306,16 @@ impl Worker {
             rule: delivery.rule.clone(),
             public_url: self.public_url.clone(),
         };
-        let result = send(&self.outbound, &self.email, &delivery.channel, &message, &delivery.webhook_id).await;
+        let result = send(
+            &self.outbound,
+            &self.email,
+            &delivery.channel,
+            &message,
+            &delivery.webhook_id,
+            delivery.recipient.as_deref(),
+            delivery.attempts == 0,
+        )
+        .await;
         let now = clock::now_millis();
         let outcome = match failure_text(&result) {
             None => {

@@ -15,7 +15,7 @@ macro_rules! alert_queries {
         const CHANNEL_COLUMNS: &str = "c.id, c.rule_id, c.kind, c.target, c.secret, c.last_failure_at, \
              c.last_failure_status, c.last_failure_detail";
         const DELIVERY_COLUMNS: &str = "d.id, d.rule_id, r.name AS rule_name, d.issue_id, i.title AS issue_title, \
-             d.channel_id, d.channel_kind, d.kind, d.webhook_id, d.status, d.attempts, d.created_at, \
+             d.channel_id, d.channel_kind, d.recipient, d.kind, d.webhook_id, d.status, d.attempts, d.created_at, \
              d.next_attempt_at, d.sent_at, d.last_status, d.last_error";
 
         fn channel_from_row(row: &$row) -> Result<AlertChannel, sqlx::Error> {
@@ -63,6 +63,7 @@ macro_rules! alert_queries {
                 issue_title: row.try_get("issue_title")?,
                 channel_id: row.try_get("channel_id")?,
                 channel_kind: row.try_get("channel_kind")?,
+                recipient: row.try_get("recipient")?,
                 kind: row.try_get("kind")?,
                 webhook_id: row.try_get("webhook_id")?,
                 status: row.try_get("status")?,
@@ -120,7 +121,9 @@ macro_rules! alert_queries {
             Ok(by_project)
         }
 
-        /// Writes one delivery per channel of a rule into the outbox.
+        /// Writes one delivery per channel of a rule into the outbox, and
+        /// for e-mail one per recipient (the members as they are now), so
+        /// each recipient is retried, and capped, on its own.
         async fn enqueue_alert(
             conn: &mut $conn,
             rule: &AlertRule,
@@ -130,22 +133,32 @@ macro_rules! alert_queries {
             now: i64,
         ) -> Result<(), sqlx::Error> {
             for channel in &rule.channels {
-                sqlx::query(&q(
-                    "INSERT INTO alert_deliveries (project_id, rule_id, channel_id, channel_kind, issue_id, event_id, \
-                     kind, webhook_id, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                ))
-                .bind(rule.project_id)
-                .bind(rule.id)
-                .bind(channel.id)
-                .bind(channel.kind.as_str())
-                .bind(issue_id)
-                .bind(event_id)
-                .bind(kind.as_str())
-                .bind(new_webhook_id())
-                .bind(now)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
+                let recipients: Vec<Option<String>> = match channel.kind {
+                    ChannelKind::Email if channel.target == EMAIL_MEMBERS => {
+                        email_recipient_rows(conn, rule.project_id).await?.into_iter().map(Some).collect()
+                    }
+                    ChannelKind::Email => vec![Some(channel.target.clone())],
+                    _ => vec![None],
+                };
+                for recipient in recipients {
+                    sqlx::query(&q(
+                        "INSERT INTO alert_deliveries (project_id, rule_id, channel_id, channel_kind, recipient, issue_id, \
+                         event_id, kind, webhook_id, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    ))
+                    .bind(rule.project_id)
+                    .bind(rule.id)
+                    .bind(channel.id)
+                    .bind(channel.kind.as_str())
+                    .bind(recipient)
+                    .bind(issue_id)
+                    .bind(event_id)
+                    .bind(kind.as_str())
+                    .bind(new_webhook_id())
+                    .bind(now)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                }
             }
             Ok(())
         }
@@ -458,7 +471,7 @@ macro_rules! alert_queries {
             for id in ids {
                 let row = sqlx::query(&q(
                     "SELECT d.id, d.webhook_id, d.kind, d.attempts, d.created_at, d.rule_id, d.channel_id, d.project_id, \
-                     d.issue_id, d.event_id FROM alert_deliveries d WHERE d.id = ?",
+                     d.issue_id, d.event_id, d.recipient FROM alert_deliveries d WHERE d.id = ?",
                 ))
                 .bind(id)
                 .fetch_one(&mut *conn)
@@ -529,6 +542,7 @@ macro_rules! alert_queries {
                     created_at: row.try_get("created_at")?,
                     rule,
                     channel,
+                    recipient: row.try_get("recipient")?,
                     project: project_from_row(&project_row)?,
                     issue,
                     event,

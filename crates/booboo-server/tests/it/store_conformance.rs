@@ -74,6 +74,7 @@ store_tests!(
     each_due_delivery_is_claimed_once_and_retried_until_sent,
     alert_emails_go_to_members_who_did_not_opt_out_within_a_cap_with_a_digest,
     users_rules_count_distinct_users_within_the_window,
+    email_alerts_are_one_delivery_per_recipient,
 );
 
 async fn project(store: &Arc<dyn Store>, org: &str, slug: &str) -> i64 {
@@ -993,4 +994,30 @@ async fn users_rules_count_distinct_users_within_the_window(store: Arc<dyn Store
     let deliveries = store.project_deliveries(p, 50).await.unwrap();
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].kind, "issue.users");
+}
+
+async fn email_alerts_are_one_delivery_per_recipient(store: Arc<dyn Store>) {
+    let p = project(&store, "acme", "web").await;
+    for (email, out) in [("ann@example.com", false), ("bob@example.com", false), ("eve@example.com", true)] {
+        let user = store.create_user(email, "h", false, T0).await.unwrap();
+        store.set_membership("acme", user.id, Role::Member).await.unwrap();
+        store.set_alert_email_opt_out(user.id, p, out).await.unwrap();
+    }
+    let mut rule = alert_rule(Trigger::NewIssue, 1);
+    rule.channels = vec![
+        NewChannel { kind: ChannelKind::Email, target: "members".into(), secret: None },
+        NewChannel { kind: ChannelKind::Email, target: "ops@example.com".into(), secret: None },
+        NewChannel { kind: ChannelKind::Slack, target: "https://hooks.slack.com/x".into(), secret: None },
+    ];
+    store.create_alert_rule(p, &rule, T0).await.unwrap();
+    store.store_events(&[new_event(p, T0, &body("pay", json!({})))]).await.unwrap();
+    let mut recipients: Vec<Option<String>> =
+        store.project_deliveries(p, 50).await.unwrap().into_iter().map(|d| d.recipient).collect();
+    recipients.sort();
+    let expected = [None, Some("ann@example.com"), Some("bob@example.com"), Some("ops@example.com")];
+    assert_eq!(recipients, expected.map(|r| r.map(String::from)).to_vec());
+    // Each is claimed with its one recipient.
+    let due = store.claim_deliveries("n1", T0 + 1, 60_000, 10).await.unwrap();
+    assert_eq!(due.iter().filter(|d| d.recipient.is_some()).count(), 3);
+    assert!(due.iter().all(|d| d.recipient.is_some() == (d.channel.kind == ChannelKind::Email)));
 }
