@@ -6,6 +6,8 @@ cap holds back what is over it."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from conftest import Server, create_project
@@ -98,3 +100,36 @@ def test_a_refused_recipient_is_retried_alone_and_the_others_get_one_email(mail_
     [retried] = [d for d in settled_items if d["recipient"] == picky]
     assert retried["attempts"] >= 2
     assert [len(smtp.to(a)) for a in (project.email, patient, picky)] == [1, 1, 1]
+
+
+def test_the_cap_holds_back_what_is_over_it_and_one_digest_lists_it_when_the_period_ends(tmp_path, smtp):
+    # Cap 2 per 10-second period (the documented --alert-email-period,
+    # an hour by default), so the digest comes within the test.
+    env = {**ALERT_ENV, "BOOBOO_SMTP_URL": smtp.url, "BOOBOO_EMAIL_FROM": FROM,
+           "BOOBOO_ALERT_EMAIL_CAP": "2", "BOOBOO_ALERT_EMAIL_PERIOD": "10"}
+    server = Server(tmp_path / "data", extra_env=env).start()
+    try:
+        project = create_project(server)
+        functions = [f"held_{n}" for n in range(5)]
+        for function in functions:
+            assert server.post_event(project.ingest_token, crash(function)).status == 200
+        settled(project, 5)
+        issues = {i["id"]: i for i in project.wait_for_issues(5)}
+        urls = {f"{server.url}/issues/{i}" for i in issues}
+        alerts = smtp.wait_for(project.email, 2)
+        assert all("New issue in" in str(m.message["Subject"]) for m in alerts)
+
+        # The digest, once the period is over: one e-mail listing the three
+        # alerts held back, and nothing more.
+        received = smtp.wait_for(project.email, 3, timeout=40)
+        assert len(received) == 3, [str(m.message["Subject"]) for m in received]
+        digest = received[2]
+        assert str(digest.message["Subject"]) == "[booboo] 3 more alerts held back in the last 10 seconds"
+        text = digest.part("text/plain")
+        assert "at most 2 alert e-mails per 10 seconds" in text
+        lines = text.splitlines()
+        listed = {u for u in urls if any(line.startswith("- ") and line.endswith(" " + u) for line in lines)}
+        mailed = {u for u in urls if any(re.search(re.escape(u) + r"\b", m.part("text/plain")) for m in alerts)}
+        assert len(listed) == 3 and len(mailed) == 2 and listed | mailed == urls, (text, mailed)
+    finally:
+        server.stop()

@@ -66,16 +66,15 @@ impl DeliverySettings {
     }
 }
 
-/// How long the per-recipient e-mail cap counts: an hour.
-pub const EMAIL_WINDOW_MS: i64 = 3_600_000;
-
 /// What e-mail channels need: the mailer (when `--smtp-url` is set), the
-/// store (members, the cap) and the cap per recipient per hour.
+/// store (members, the cap), the cap per recipient and the period it counts
+/// in (`--alert-email-period`), at whose end the digest is sent.
 #[derive(Clone)]
 pub struct EmailSender {
     pub mailer: Option<Arc<Mailer>>,
     pub store: Arc<dyn Store>,
     pub cap: i64,
+    pub period_ms: i64,
 }
 
 impl EmailSender {
@@ -112,7 +111,7 @@ impl EmailSender {
         for to in &recipients {
             if message.kind != AlertKind::Test
                 && first_attempt
-                && !self.store.reserve_alert_email(to, now, self.cap, EMAIL_WINDOW_MS).await.map_err(store_error)?
+                && !self.store.reserve_alert_email(to, now, self.cap, self.period_ms).await.map_err(store_error)?
             {
                 let link = message.issue_url().unwrap_or_else(|| message.project_url());
                 self.store.hold_alert_email(to, now, &message.headline(), &link).await.map_err(store_error)?;
@@ -129,11 +128,11 @@ impl EmailSender {
         if !failures.is_empty() {
             return Err(OutboundError::Transport(failures.join("; ")));
         }
-        Ok(Answer { status: 250, body: format!("e-mailed {sent}, held {held} for the hourly digest") })
+        Ok(Answer { status: 250, body: format!("e-mailed {sent}, held {held} for the digest") })
     }
 
     /// Sends each recipient the digest of what the cap held back once their
-    /// hour is over; what cannot be sent is held again for the next pass.
+    /// period is over; what cannot be sent is held again for the next pass.
     async fn send_digests(&self) {
         let Some(mailer) = &self.mailer else { return };
         let held = match self.store.take_alert_email_digests(clock::now_millis()).await {
@@ -145,7 +144,7 @@ impl EmailSender {
             let end =
                 held[start..].iter().position(|h| h.address != held[start].address).map_or(held.len(), |n| start + n);
             let group: &[HeldEmail] = &held[start..end];
-            let (subject, text, html) = email::digest(group, self.cap);
+            let (subject, text, html) = email::digest(group, self.cap, self.period_ms);
             let to = group[0].address.clone();
             if let Err(e) = mailer.send(OutgoingMail { to: to.clone(), subject, text, html }).await {
                 tracing::warn!("could not send the alert digest to {to}: {e}; keeping it for the next try");
@@ -197,8 +196,11 @@ pub fn failure_text(result: &Result<Answer, OutboundError>) -> Option<(Option<i6
     }
 }
 
-/// How often held e-mail alerts are looked at for digests.
-const DIGEST_EVERY: Duration = Duration::from_secs(30);
+/// How often held e-mail alerts are looked at for digests: every 30 s, or
+/// twice a period when the period is shorter than a minute.
+fn digest_every(period_ms: i64) -> Duration {
+    Duration::from_millis((period_ms / 2).clamp(500, 30_000) as u64)
+}
 
 /// How often timed ignores are looked at: an issue ignored "for an hour"
 /// comes back, and alerts, within this much of its hour.
@@ -264,7 +266,7 @@ impl Worker {
                 }
             }
             if tokio::time::Instant::now() >= next_digest {
-                next_digest = tokio::time::Instant::now() + DIGEST_EVERY;
+                next_digest = tokio::time::Instant::now() + digest_every(self.email.period_ms);
                 let email = self.email.clone();
                 attempts.spawn(async move { email.send_digests().await });
             }
