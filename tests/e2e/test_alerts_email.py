@@ -6,12 +6,14 @@ cap holds back what is over it."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from conftest import Server, create_project
 from test_accounts import PASSWORD, Browser, csrf_of
 from payloads import frame
-from test_alerts import ALERT_ENV, crash, settled
+from test_alerts import ALERT_ENV, crash, deliveries, settled, wait_until
 
 FROM = "booboo <booboo@example.com>"
 
@@ -71,5 +73,64 @@ def test_email_rules_are_refused_without_smtp_with_how_to_configure_it(tmp_path)
         assert project.api(f"/projects/{project.org}/{project.slug}/alert-rules")["items"] == []
         result = server.run_cli("alert", "add", f"{project.org}/{project.slug}", "--on", "new-issue", "--email-members", check=False)
         assert result.returncode != 0 and "--smtp-url" in result.stderr and "--email-from" in result.stderr
+    finally:
+        server.stop()
+
+
+def test_a_refused_recipient_is_retried_alone_and_the_others_get_one_email(mail_server, smtp):
+    project = create_project(mail_server)
+    picky, patient = "picky@example.com", "patient@example.com"
+    for address in (picky, patient):
+        mail_server.run_cli("user", "create", "--email", address, input=PASSWORD + "\n")
+        mail_server.run_cli("member", "add", project.org, address)
+    smtp.refuse[picky] = "550 5.1.1 no such mailbox (yet)"
+
+    assert mail_server.post_event(project.ingest_token, crash("fan_out")).status == 200
+    # One delivery per recipient: the refused one fails and waits to retry.
+    def refused():
+        items = deliveries(project)
+        failed = [d for d in items if d["attempts"] >= 1 and picky in (d["last_error"] or "")]
+        return items if failed else None
+    items = wait_until(refused, "the refused recipient's failed attempt", mail_server)
+    assert sorted(d["recipient"] for d in items) == sorted([project.email, picky, patient])
+    del smtp.refuse[picky]
+
+    settled_items = settled(project, 3)
+    assert all(d["status"] == "sent" for d in settled_items), settled_items
+    [retried] = [d for d in settled_items if d["recipient"] == picky]
+    assert retried["attempts"] >= 2
+    assert [len(smtp.to(a)) for a in (project.email, patient, picky)] == [1, 1, 1]
+
+
+def test_the_cap_holds_back_what_is_over_it_and_one_digest_lists_it_when_the_period_ends(tmp_path, smtp):
+    # Cap 2 per 20-second period (the documented --alert-email-period, an
+    # hour by default), so the digest comes within the test; 20 s leaves the
+    # five alerts ample time to fall in one period on a busy machine.
+    env = {**ALERT_ENV, "BOOBOO_SMTP_URL": smtp.url, "BOOBOO_EMAIL_FROM": FROM,
+           "BOOBOO_ALERT_EMAIL_CAP": "2", "BOOBOO_ALERT_EMAIL_PERIOD": "20"}
+    server = Server(tmp_path / "data", extra_env=env).start()
+    try:
+        project = create_project(server)
+        functions = [f"held_{n}" for n in range(5)]
+        for function in functions:
+            assert server.post_event(project.ingest_token, crash(function)).status == 200
+        settled(project, 5)
+        issues = {i["id"]: i for i in project.wait_for_issues(5)}
+        urls = {f"{server.url}/issues/{i}" for i in issues}
+        alerts = smtp.wait_for(project.email, 2)
+        assert all("New issue in" in str(m.message["Subject"]) for m in alerts)
+
+        # The digest, once the period is over: one e-mail listing the three
+        # alerts held back, and nothing more.
+        received = smtp.wait_for(project.email, 3, timeout=90)
+        assert len(received) == 3, [str(m.message["Subject"]) for m in received]
+        digest = received[2]
+        assert str(digest.message["Subject"]) == "[booboo] 3 more alerts held back in the last 20 seconds"
+        text = digest.part("text/plain")
+        assert "at most 2 alert e-mails per 20 seconds" in text
+        lines = text.splitlines()
+        listed = {u for u in urls if any(line.startswith("- ") and line.endswith(" " + u) for line in lines)}
+        mailed = {u for u in urls if any(re.search(re.escape(u) + r"\b", m.part("text/plain")) for m in alerts)}
+        assert len(listed) == 3 and len(mailed) == 2 and listed | mailed == urls, (text, mailed)
     finally:
         server.stop()

@@ -33,6 +33,7 @@ impl AppState {
             mailer: self.mailer.clone(),
             store: self.store.clone(),
             cap: self.config.alert_email_cap as i64,
+            period_ms: self.config.alert_email_period.as_millis() as i64,
         }
     }
 }

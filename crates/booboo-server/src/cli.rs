@@ -52,9 +52,13 @@ struct Cli {
     /// Longest wait before a failed alert's first retry, doubling after (default 10000; lower for tests).
     #[arg(long, global = true, env = "BOOBOO_ALERT_RETRY_FIRST_MS", value_name = "MS")]
     alert_retry_first_ms: Option<usize>,
-    /// Alert e-mails one address gets per hour; the rest wait for an hourly digest (default 60).
+    /// Alert e-mails one address gets per --alert-email-period; the rest wait for a digest (default 60).
     #[arg(long, global = true, env = "BOOBOO_ALERT_EMAIL_CAP", value_name = "EMAILS")]
     alert_email_cap: Option<usize>,
+    /// Seconds the per-recipient cap counts in; the digest of what it held back is sent when they end
+    /// (default 3600, at most 86400).
+    #[arg(long, global = true, env = "BOOBOO_ALERT_EMAIL_PERIOD", value_name = "SECONDS")]
+    alert_email_period: Option<u64>,
     /// Send e-mail through this server: smtp://user:pass@host:587 (STARTTLS when offered;
     /// add ?starttls=required to demand it) or smtps://host:465 (implicit TLS).
     #[arg(long, global = true, env = "BOOBOO_SMTP_URL", value_name = "URL")]
@@ -311,6 +315,7 @@ pub fn run() -> Result<(), String> {
         outbound_allow: cli.outbound_allow,
         alert_retry_first_ms: cli.alert_retry_first_ms,
         alert_email_cap: cli.alert_email_cap,
+        alert_email_period: cli.alert_email_period,
         smtp_url: cli.smtp_url,
         email_from: cli.email_from,
         header_timeout: cli.header_timeout,
@@ -742,6 +747,7 @@ async fn alert(store: Arc<dyn Store>, config: &Config, command: AlertCommand) ->
                 mailer: crate::mail::Mailer::from_config(config)?.map(Arc::new),
                 store: store.clone(),
                 cap: config.alert_email_cap as i64,
+                period_ms: config.alert_email_period.as_millis() as i64,
             };
             let results =
                 crate::alerts::send_test(&*store, &email, &config.outbound_allow, &config.public_url, project, &rule)

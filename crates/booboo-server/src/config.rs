@@ -26,8 +26,13 @@ pub const DEFAULT_LINK_LIFETIME_DAYS: usize = 7;
 pub const SETUP_LINK_LIFETIME_MS: i64 = 24 * 3_600_000;
 /// A failed alert is first retried within 10 s; tests shorten this.
 pub const DEFAULT_ALERT_RETRY_FIRST_MS: usize = 10_000;
-/// Alert e-mails to one address per hour before the rest wait for a digest.
+/// Alert e-mails to one address per period before the rest wait for a digest.
 pub const DEFAULT_ALERT_EMAIL_CAP: usize = 60;
+/// The period the per-recipient cap counts in; a digest of what it held back
+/// is sent when it ends. An hour.
+pub const DEFAULT_ALERT_EMAIL_PERIOD_SECS: u64 = 3_600;
+/// The longest period: a day.
+pub const MAX_ALERT_EMAIL_PERIOD_SECS: u64 = 86_400;
 /// A client gets this long, from its first byte, to send a request's headers.
 pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 /// And this long, once the headers are in, to send the whole body.
@@ -65,8 +70,11 @@ pub struct Config {
     pub outbound_allow_text: String,
     /// The longest wait before a failed alert's first retry (doubling after).
     pub alert_retry_first_ms: usize,
-    /// Alert e-mails one address gets per hour; more wait for a digest.
+    /// Alert e-mails one address gets per `alert_email_period`; more wait
+    /// for a digest.
     pub alert_email_cap: usize,
+    /// The period the cap counts in, at whose end the digest is sent.
+    pub alert_email_period: Duration,
     /// Where e-mail leaves (`smtp://user:pass@host:587`); no e-mail without
     /// it. Checked by `mail::Mailer::from_config` at start-up.
     pub smtp_url: Option<String>,
@@ -105,6 +113,7 @@ pub struct Overrides {
     pub outbound_allow: Option<String>,
     pub alert_retry_first_ms: Option<usize>,
     pub alert_email_cap: Option<usize>,
+    pub alert_email_period: Option<u64>,
     pub smtp_url: Option<String>,
     pub email_from: Option<String>,
     pub header_timeout: Option<u64>,
@@ -212,6 +221,18 @@ impl Config {
             seconds(overrides.body_timeout, "body_timeout", "--body-timeout", DEFAULT_BODY_TIMEOUT_SECS)?;
         let idle_timeout =
             seconds(overrides.idle_timeout, "idle_timeout", "--idle-timeout", DEFAULT_IDLE_TIMEOUT_SECS)?;
+        let alert_email_period = seconds(
+            overrides.alert_email_period,
+            "alert_email_period",
+            "--alert-email-period",
+            DEFAULT_ALERT_EMAIL_PERIOD_SECS,
+        )?;
+        if alert_email_period.as_secs() > MAX_ALERT_EMAIL_PERIOD_SECS {
+            return Err(format!(
+                "--alert-email-period: {} seconds is longer than a day ({MAX_ALERT_EMAIL_PERIOD_SECS})",
+                alert_email_period.as_secs()
+            ));
+        }
         let max_connections = number(overrides.max_connections, "max_connections", DEFAULT_MAX_CONNECTIONS)?;
         // The semaphore that enforces it counts in u32.
         if max_connections == 0 || max_connections > 1_000_000 {
@@ -226,6 +247,7 @@ impl Config {
         }
         Ok(Config {
             alert_email_cap,
+            alert_email_period,
             outbound_allow,
             outbound_allow_text,
             alert_retry_first_ms,
@@ -269,7 +291,7 @@ impl Config {
     /// `key = value` lines, secrets redacted, for `booboo config show`.
     pub fn show(&self) -> String {
         format!(
-            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\noutbound_allow = {}\nalert_retry_first_ms = {}\nalert_email_cap = {}\nsmtp_url = {}\nemail_from = {}\nheader_timeout = {}\nbody_timeout = {}\nidle_timeout = {}\nmax_connections = {}\nmax_inflight_bytes = {}\n",
+            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\noutbound_allow = {}\nalert_retry_first_ms = {}\nalert_email_cap = {}\nalert_email_period = {}\nsmtp_url = {}\nemail_from = {}\nheader_timeout = {}\nbody_timeout = {}\nidle_timeout = {}\nmax_connections = {}\nmax_inflight_bytes = {}\n",
             self.bind,
             self.data_dir.display(),
             crate::store::redact_url(&self.database_url),
@@ -283,6 +305,7 @@ impl Config {
             self.outbound_allow_text,
             self.alert_retry_first_ms,
             self.alert_email_cap,
+            self.alert_email_period.as_secs(),
             self.smtp_url.as_deref().map(crate::store::redact_url).unwrap_or_default(),
             self.email_from.as_deref().unwrap_or_default(),
             self.header_timeout.as_secs(),
@@ -333,6 +356,7 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
             "outbound_allow",
             "alert_retry_first_ms",
             "alert_email_cap",
+            "alert_email_period",
             "smtp_url",
             "email_from",
             "header_timeout",
@@ -426,6 +450,24 @@ mod tests {
         assert_eq!(config.max_connections, 9);
         assert_eq!(config.max_inflight_bytes, 2_000_000);
         assert!(config.show().contains("max_inflight_bytes = 2000000"));
+    }
+
+    #[test]
+    fn the_alert_email_period_defaults_to_an_hour_comes_from_the_file_and_is_bounded() {
+        let default = Config::load(Overrides::default()).unwrap();
+        assert_eq!(default.alert_email_period, Duration::from_secs(3_600));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("booboo.conf");
+        std::fs::write(&file, "alert_email_period = 600\n").unwrap();
+        let from_file = Config::load(Overrides { config_file: Some(file.clone()), ..Overrides::default() }).unwrap();
+        assert_eq!(from_file.alert_email_period, Duration::from_secs(600));
+        assert!(from_file.show().contains("alert_email_period = 600"));
+        let flag = Overrides { config_file: Some(file), alert_email_period: Some(5), ..Overrides::default() };
+        assert_eq!(Config::load(flag).unwrap().alert_email_period, Duration::from_secs(5));
+        for bad in [0, 86_401] {
+            let err = Config::load(Overrides { alert_email_period: Some(bad), ..Overrides::default() }).err().unwrap();
+            assert!(err.contains("--alert-email-period"), "{err}");
+        }
     }
 
     #[test]

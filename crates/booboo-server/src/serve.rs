@@ -58,6 +58,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
             mailer: mailer.clone(),
             store: store.clone(),
             cap: config.alert_email_cap as i64,
+            period_ms: config.alert_email_period.as_millis() as i64,
         },
         config.public_url.clone(),
         DeliverySettings { retry_first_ms: config.alert_retry_first_ms as i64, ..DeliverySettings::default() },

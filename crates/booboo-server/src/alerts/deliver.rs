@@ -5,6 +5,10 @@
 //! an hour apart) until 24 hours after the alert, then marked failed. Each
 //! delivery is sent with the same `webhook-id` on every attempt.
 //!
+//! The same loop ends timed ignores ("ignore for an hour"): the issue is
+//! unresolved again and its unignored alerts are written in that
+//! transaction, then delivered like any other.
+//!
 //! At least once: the claim is a lease; a node that dies mid-send leaves it
 //! to expire and another node (or this one, restarted) sends again.
 
@@ -62,31 +66,41 @@ impl DeliverySettings {
     }
 }
 
-/// How long the per-recipient e-mail cap counts: an hour.
-pub const EMAIL_WINDOW_MS: i64 = 3_600_000;
-
 /// What e-mail channels need: the mailer (when `--smtp-url` is set), the
-/// store (members, the cap) and the cap per recipient per hour.
+/// store (members, the cap), the cap per recipient and the period it counts
+/// in (`--alert-email-period`), at whose end the digest is sent.
 #[derive(Clone)]
 pub struct EmailSender {
     pub mailer: Option<Arc<Mailer>>,
     pub store: Arc<dyn Store>,
     pub cap: i64,
+    pub period_ms: i64,
 }
 
 impl EmailSender {
-    /// Sends one alert to a channel's recipients. Over the cap, an alert is
-    /// held for the recipient's digest instead (test messages never are).
-    /// Any failure retries the delivery; a recipient who already got it may
-    /// then get it twice (at least once).
-    async fn send(&self, channel: &AlertChannel, message: &AlertMessage) -> Result<Answer, OutboundError> {
+    /// Sends one alert: to `recipient` alone when the delivery has one (each
+    /// recipient of an alert is its own delivery, retried on its own), else
+    /// to all the channel's recipients (test messages, and deliveries
+    /// written before there was one per recipient). Over the cap, an alert
+    /// is held for the recipient's digest instead (test messages never are);
+    /// the cap counts a delivery on its first attempt only, so its retries
+    /// are not counted again.
+    async fn send(
+        &self,
+        channel: &AlertChannel,
+        message: &AlertMessage,
+        recipient: Option<&str>,
+        first_attempt: bool,
+    ) -> Result<Answer, OutboundError> {
         let mailer = self.mailer.as_ref().ok_or_else(|| {
             OutboundError::Transport(
                 "e-mail is not configured on this server: start it with --smtp-url and --email-from".into(),
             )
         })?;
         let store_error = |e: crate::store::StoreError| OutboundError::Transport(e.to_string());
-        let recipients = if channel.target == EMAIL_MEMBERS {
+        let recipients = if let Some(to) = recipient {
+            vec![to.to_string()]
+        } else if channel.target == EMAIL_MEMBERS {
             self.store.alert_email_recipients(message.project.id).await.map_err(store_error)?
         } else {
             vec![channel.target.clone()]
@@ -96,7 +110,8 @@ impl EmailSender {
         let (mut sent, mut held, mut failures) = (0, 0, Vec::new());
         for to in &recipients {
             if message.kind != AlertKind::Test
-                && !self.store.reserve_alert_email(to, now, self.cap, EMAIL_WINDOW_MS).await.map_err(store_error)?
+                && first_attempt
+                && !self.store.reserve_alert_email(to, now, self.cap, self.period_ms).await.map_err(store_error)?
             {
                 let link = message.issue_url().unwrap_or_else(|| message.project_url());
                 self.store.hold_alert_email(to, now, &message.headline(), &link).await.map_err(store_error)?;
@@ -113,11 +128,11 @@ impl EmailSender {
         if !failures.is_empty() {
             return Err(OutboundError::Transport(failures.join("; ")));
         }
-        Ok(Answer { status: 250, body: format!("e-mailed {sent}, held {held} for the hourly digest") })
+        Ok(Answer { status: 250, body: format!("e-mailed {sent}, held {held} for the digest") })
     }
 
     /// Sends each recipient the digest of what the cap held back once their
-    /// hour is over; what cannot be sent is held again for the next pass.
+    /// period is over; what cannot be sent is held again for the next pass.
     async fn send_digests(&self) {
         let Some(mailer) = &self.mailer else { return };
         let held = match self.store.take_alert_email_digests(clock::now_millis()).await {
@@ -129,7 +144,7 @@ impl EmailSender {
             let end =
                 held[start..].iter().position(|h| h.address != held[start].address).map_or(held.len(), |n| start + n);
             let group: &[HeldEmail] = &held[start..end];
-            let (subject, text, html) = email::digest(group, self.cap);
+            let (subject, text, html) = email::digest(group, self.cap, self.period_ms);
             let to = group[0].address.clone();
             if let Err(e) = mailer.send(OutgoingMail { to: to.clone(), subject, text, html }).await {
                 tracing::warn!("could not send the alert digest to {to}: {e}; keeping it for the next try");
@@ -143,12 +158,16 @@ impl EmailSender {
 }
 
 /// What goes out for one attempt: the body and headers for the channel.
+/// `recipient` is an e-mail delivery's one address; `first_attempt` says
+/// whether the per-recipient cap counts it.
 pub async fn send(
     outbound: &OutboundPolicy,
     email_sender: &EmailSender,
     channel: &AlertChannel,
     message: &AlertMessage,
     webhook_id: &str,
+    recipient: Option<&str>,
+    first_attempt: bool,
 ) -> Result<Answer, OutboundError> {
     let (body, headers) = match channel.kind {
         ChannelKind::Slack => (serde_json::to_vec(&slack::body(message)), Vec::new()),
@@ -160,7 +179,7 @@ pub async fn send(
                 .map_err(OutboundError::InvalidUrl)?;
             (Ok(body), headers)
         }
-        ChannelKind::Email => return email_sender.send(channel, message).await,
+        ChannelKind::Email => return email_sender.send(channel, message, recipient, first_attempt).await,
     };
     let body = body.map_err(|e| OutboundError::Transport(format!("cannot encode the alert: {e}")))?;
     outbound.post(&channel.target, &headers, body).await
@@ -177,8 +196,15 @@ pub fn failure_text(result: &Result<Answer, OutboundError>) -> Option<(Option<i6
     }
 }
 
-/// How often held e-mail alerts are looked at for digests.
-const DIGEST_EVERY: Duration = Duration::from_secs(30);
+/// How often held e-mail alerts are looked at for digests: every 30 s, or
+/// twice a period when the period is shorter than a minute.
+fn digest_every(period_ms: i64) -> Duration {
+    Duration::from_millis((period_ms / 2).clamp(500, 30_000) as u64)
+}
+
+/// How often timed ignores are looked at: an issue ignored "for an hour"
+/// comes back, and alerts, within this much of its hour.
+const IGNORE_SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 pub struct DeliveryWorker {
     stop: watch::Sender<bool>,
@@ -228,10 +254,19 @@ impl Worker {
         }
         let mut attempts = tokio::task::JoinSet::new();
         let mut next_digest = tokio::time::Instant::now();
+        let mut next_ignore_sweep = tokio::time::Instant::now();
         loop {
             while attempts.try_join_next().is_some() {}
+            if tokio::time::Instant::now() >= next_ignore_sweep {
+                next_ignore_sweep = tokio::time::Instant::now() + IGNORE_SWEEP_EVERY;
+                match self.store.end_expired_ignores(clock::now_millis()).await {
+                    Ok(0) => {}
+                    Ok(ended) => tracing::info!(ended, "ignored issues whose time ran out are unresolved again"),
+                    Err(e) => tracing::warn!("could not end timed ignores (tried again shortly): {e}"),
+                }
+            }
             if tokio::time::Instant::now() >= next_digest {
-                next_digest = tokio::time::Instant::now() + DIGEST_EVERY;
+                next_digest = tokio::time::Instant::now() + digest_every(self.email.period_ms);
                 let email = self.email.clone();
                 attempts.spawn(async move { email.send_digests().await });
             }
@@ -273,7 +308,16 @@ impl Worker {
             rule: delivery.rule.clone(),
             public_url: self.public_url.clone(),
         };
-        let result = send(&self.outbound, &self.email, &delivery.channel, &message, &delivery.webhook_id).await;
+        let result = send(
+            &self.outbound,
+            &self.email,
+            &delivery.channel,
+            &message,
+            &delivery.webhook_id,
+            delivery.recipient.as_deref(),
+            delivery.attempts == 0,
+        )
+        .await;
         let now = clock::now_millis();
         let outcome = match failure_text(&result) {
             None => {

@@ -85,7 +85,7 @@ pub async fn send_test(
     let mut results = Vec::new();
     for channel in &rule.channels {
         let id = crate::store::alert_rules::new_webhook_id();
-        let answer = deliver::send(policy, email, channel, &message, &id).await;
+        let answer = deliver::send(policy, email, channel, &message, &id, None, true).await;
         let failure = deliver::failure_text(&answer);
         let status = match (&answer, &failure) {
             (Ok(a), _) => Some(a.status as i64),

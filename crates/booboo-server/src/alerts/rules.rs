@@ -17,8 +17,7 @@ pub const MAX_THROTTLE_MS: i64 = 7 * 86_400_000;
 /// every event of a matching issue, so the count bounds that work.
 pub const MAX_COUNT: i64 = 10_000;
 pub const MAX_CHANNELS: usize = 10;
-/// What `email` targets name to mean the organisation's members.
-pub const EMAIL_MEMBERS: &str = "members";
+pub use crate::store::alert_rules::EMAIL_MEMBERS;
 
 /// A refused field, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]

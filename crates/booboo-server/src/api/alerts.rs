@@ -71,6 +71,7 @@ pub fn delivery_json(d: &DeliveryInfo) -> Value {
         "rule": d.rule_id.map(|id| json!({"id": id, "name": d.rule_name})),
         "issue": d.issue_id.map(|id| json!({"id": id, "title": d.issue_title})),
         "channel": {"id": d.channel_id, "kind": d.channel_kind},
+        "recipient": d.recipient,
         "type": d.kind,
         "webhook_id": d.webhook_id,
         "status": d.status,

@@ -7,7 +7,9 @@ pub mod export;
 
 use crate::app::AppState;
 use crate::error::AppError;
-use crate::store::{Issue, IssueDetail, IssueFilter, IssueSort, IssueStatus, Page, PageOf, Project, StoredEvent};
+use crate::store::{
+    IgnoreCondition, Issue, IssueDetail, IssueFilter, IssueSort, IssueStatus, Page, PageOf, Project, StoredEvent,
+};
 use auth::ApiUser;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -109,6 +111,11 @@ pub fn issue_json(i: &Issue) -> Value {
         "environments": i.environments,
         "releases": i.releases,
         "fingerprint": i.fingerprint,
+        "ignore": (i.status == IssueStatus::Ignored).then(|| json!({
+            "until": i.ignore_until.at.map(time_text),
+            "until_count": i.ignore_until.count,
+            "until_users": i.ignore_until.users,
+        })),
     })
 }
 
@@ -205,9 +212,47 @@ async fn patch_issue(
             ))
         }
     };
-    let issue =
-        state.store.set_issue_status(user.viewer(), id, status).await?.ok_or_else(|| AppError::not_found("issue"))?;
+    let ignore = match value.get("ignore") {
+        None | Some(Value::Null) => None,
+        Some(_) if status != IssueStatus::Ignored => {
+            return Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "field `ignore` applies only with \"status\": \"ignored\"",
+            ))
+        }
+        Some(given) => Some(ignore_condition(given)?),
+    };
+    let issue = match ignore {
+        Some(condition) => state.store.ignore_issue(user.viewer(), id, condition, crate::clock::now_millis()).await?,
+        None => state.store.set_issue_status(user.viewer(), id, status).await?,
+    }
+    .ok_or_else(|| AppError::not_found("issue"))?;
     Ok(Json(issue_json(&issue)))
+}
+
+/// Reads `ignore`: `{"minutes": N}`, `{"count": N}` or `{"users": N}`
+/// (nothing more), `{}` for forever.
+fn ignore_condition(value: &Value) -> Result<IgnoreCondition, AppError> {
+    let unprocessable = |message: String| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, message);
+    let Value::Object(fields) = value else {
+        return Err(unprocessable(
+            "field `ignore` must be an object such as {\"minutes\": 60}, {\"count\": 100} or {\"users\": 10}".into(),
+        ));
+    };
+    if let Some(unknown) = fields.keys().find(|k| !["minutes", "count", "users"].contains(&k.as_str())) {
+        return Err(unprocessable(format!("field `ignore.{unknown}` is unknown: use minutes, count or users")));
+    }
+    let number = |name: &str| -> Result<Option<i64>, AppError> {
+        match fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) if n.as_i64().is_some() => Ok(n.as_i64()),
+            Some(other) => Err(unprocessable(format!("field `ignore.{name}` must be a whole number, got {other}"))),
+        }
+    };
+    IgnoreCondition::from_parts(number("minutes")?, number("count")?, number("users")?).map_err(|(field, message)| {
+        let field = if field == "ignore" { "ignore".to_string() } else { format!("ignore.{field}") };
+        unprocessable(format!("field `{field}`: {message}"))
+    })
 }
 
 /// Deletes an issue with its events (organisation admins only): 204.

@@ -178,6 +178,9 @@ pub struct ChannelFailure {
     pub detail: String,
 }
 
+/// What `email` targets name to mean the organisation's members.
+pub const EMAIL_MEMBERS: &str = "members";
+
 /// A channel of a stored rule. Its signing secret is never in `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AlertChannel {
@@ -278,6 +281,8 @@ pub struct DeliveryInfo {
     pub issue_title: Option<String>,
     pub channel_id: Option<i64>,
     pub channel_kind: String,
+    /// The one address an e-mail delivery goes to.
+    pub recipient: Option<String>,
     pub kind: String,
     pub webhook_id: String,
     pub status: String,
@@ -299,6 +304,10 @@ pub struct DueDelivery {
     pub created_at: i64,
     pub rule: Option<AlertRule>,
     pub channel: AlertChannel,
+    /// For e-mail, the one address this delivery goes to (`None`: every
+    /// recipient of the channel, for deliveries written before there was one
+    /// per recipient).
+    pub recipient: Option<String>,
     pub project: super::Project,
     pub issue: Option<super::Issue>,
     pub event: Option<super::StoredEvent>,

@@ -15,7 +15,7 @@ macro_rules! alert_queries {
         const CHANNEL_COLUMNS: &str = "c.id, c.rule_id, c.kind, c.target, c.secret, c.last_failure_at, \
              c.last_failure_status, c.last_failure_detail";
         const DELIVERY_COLUMNS: &str = "d.id, d.rule_id, r.name AS rule_name, d.issue_id, i.title AS issue_title, \
-             d.channel_id, d.channel_kind, d.kind, d.webhook_id, d.status, d.attempts, d.created_at, \
+             d.channel_id, d.channel_kind, d.recipient, d.kind, d.webhook_id, d.status, d.attempts, d.created_at, \
              d.next_attempt_at, d.sent_at, d.last_status, d.last_error";
 
         fn channel_from_row(row: &$row) -> Result<AlertChannel, sqlx::Error> {
@@ -63,6 +63,7 @@ macro_rules! alert_queries {
                 issue_title: row.try_get("issue_title")?,
                 channel_id: row.try_get("channel_id")?,
                 channel_kind: row.try_get("channel_kind")?,
+                recipient: row.try_get("recipient")?,
                 kind: row.try_get("kind")?,
                 webhook_id: row.try_get("webhook_id")?,
                 status: row.try_get("status")?,
@@ -120,7 +121,9 @@ macro_rules! alert_queries {
             Ok(by_project)
         }
 
-        /// Writes one delivery per channel of a rule into the outbox.
+        /// Writes one delivery per channel of a rule into the outbox, and
+        /// for e-mail one per recipient (the members as they are now), so
+        /// each recipient is retried, and capped, on its own.
         async fn enqueue_alert(
             conn: &mut $conn,
             rule: &AlertRule,
@@ -130,22 +133,32 @@ macro_rules! alert_queries {
             now: i64,
         ) -> Result<(), sqlx::Error> {
             for channel in &rule.channels {
-                sqlx::query(&q(
-                    "INSERT INTO alert_deliveries (project_id, rule_id, channel_id, channel_kind, issue_id, event_id, \
-                     kind, webhook_id, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                ))
-                .bind(rule.project_id)
-                .bind(rule.id)
-                .bind(channel.id)
-                .bind(channel.kind.as_str())
-                .bind(issue_id)
-                .bind(event_id)
-                .bind(kind.as_str())
-                .bind(new_webhook_id())
-                .bind(now)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
+                let recipients: Vec<Option<String>> = match channel.kind {
+                    ChannelKind::Email if channel.target == EMAIL_MEMBERS => {
+                        email_recipient_rows(conn, rule.project_id).await?.into_iter().map(Some).collect()
+                    }
+                    ChannelKind::Email => vec![Some(channel.target.clone())],
+                    _ => vec![None],
+                };
+                for recipient in recipients {
+                    sqlx::query(&q(
+                        "INSERT INTO alert_deliveries (project_id, rule_id, channel_id, channel_kind, recipient, issue_id, \
+                         event_id, kind, webhook_id, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    ))
+                    .bind(rule.project_id)
+                    .bind(rule.id)
+                    .bind(channel.id)
+                    .bind(channel.kind.as_str())
+                    .bind(recipient)
+                    .bind(issue_id)
+                    .bind(event_id)
+                    .bind(kind.as_str())
+                    .bind(new_webhook_id())
+                    .bind(now)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                }
             }
             Ok(())
         }
@@ -226,9 +239,16 @@ macro_rules! alert_queries {
             Ok(())
         }
 
-        /// An ignored issue became unresolved: its project's `unignored`
-        /// rules fire (throttled like any other).
-        async fn fire_unignored(conn: &mut $conn, project_id: i64, issue_id: i64, now: i64) -> Result<(), sqlx::Error> {
+        /// An ignored issue's ignore condition ended: its project's
+        /// `unignored` rules fire (throttled like any other). `event_id` is
+        /// the event that ended it, if an event did.
+        async fn fire_unignored(
+            conn: &mut $conn,
+            project_id: i64,
+            issue_id: i64,
+            event_id: Option<&str>,
+            now: i64,
+        ) -> Result<(), sqlx::Error> {
             let rules = load_alert_rules(conn, &format!("r.project_id = {project_id}")).await?;
             for rule in rules.iter().filter(|r| r.trigger == Trigger::Unignored) {
                 let last: Option<i64> =
@@ -249,9 +269,66 @@ macro_rules! alert_queries {
                 .bind(now)
                 .execute(&mut *conn)
                 .await?;
-                enqueue_alert(conn, &rule, Some(issue_id), None, AlertKind::Unignored, now).await?;
+                enqueue_alert(conn, rule, Some(issue_id), event_id, AlertKind::Unignored, now).await?;
             }
             Ok(())
+        }
+
+        /// After an event of an ignored issue is counted: when the issue's
+        /// event or user count reached its ignore's target, the issue is
+        /// unresolved again and the unignored rules fire, in the event's
+        /// transaction.
+        async fn end_ignore_on_counts(
+            conn: &mut $conn,
+            issue_id: i64,
+            event_id: &str,
+            now: i64,
+        ) -> Result<(), sqlx::Error> {
+            let ended: Option<i64> = sqlx::query_scalar(&q(
+                "UPDATE issues SET status = 'unresolved', ignore_until = NULL, ignore_until_count = NULL, \
+                 ignore_until_users = NULL WHERE id = ? AND status = 'ignored' AND (\
+                   (ignore_until_count IS NOT NULL AND event_count >= ignore_until_count) \
+                   OR (ignore_until_users IS NOT NULL AND user_count >= ignore_until_users)) \
+                 RETURNING project_id",
+            ))
+            .bind(issue_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(project_id) = ended {
+                fire_unignored(conn, project_id, issue_id, Some(event_id), now).await?;
+            }
+            Ok(())
+        }
+
+        /// Whether a timed ignore is due: a read, so that the sweep takes no
+        /// write lock while nothing is due.
+        async fn any_expired_ignore(conn: &mut $conn, now: i64) -> Result<bool, sqlx::Error> {
+            sqlx::query_scalar(&q(
+                "SELECT EXISTS (SELECT 1 FROM issues WHERE ignore_until IS NOT NULL AND ignore_until <= ? \
+                 AND status = 'ignored')",
+            ))
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await
+        }
+
+        /// Ends the timed ignores due at `now` and fires their unignored
+        /// rules. The update re-checks `status = 'ignored'` under the row
+        /// lock, so of two nodes sweeping at once only one flips each issue.
+        async fn end_expired_ignore_rows(conn: &mut $conn, now: i64) -> Result<u64, sqlx::Error> {
+            let rows = sqlx::query(&q(
+                "UPDATE issues SET status = 'unresolved', ignore_until = NULL, ignore_until_count = NULL, \
+                 ignore_until_users = NULL WHERE status = 'ignored' AND ignore_until IS NOT NULL \
+                 AND ignore_until <= ? RETURNING id, project_id",
+            ))
+            .bind(now)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in &rows {
+                let (issue_id, project_id): (i64, i64) = (row.try_get("id")?, row.try_get("project_id")?);
+                fire_unignored(conn, project_id, issue_id, None, now).await?;
+            }
+            Ok(rows.len() as u64)
         }
 
         async fn insert_alert_rule(
@@ -394,7 +471,7 @@ macro_rules! alert_queries {
             for id in ids {
                 let row = sqlx::query(&q(
                     "SELECT d.id, d.webhook_id, d.kind, d.attempts, d.created_at, d.rule_id, d.channel_id, d.project_id, \
-                     d.issue_id, d.event_id FROM alert_deliveries d WHERE d.id = ?",
+                     d.issue_id, d.event_id, d.recipient FROM alert_deliveries d WHERE d.id = ?",
                 ))
                 .bind(id)
                 .fetch_one(&mut *conn)
@@ -465,6 +542,7 @@ macro_rules! alert_queries {
                     created_at: row.try_get("created_at")?,
                     rule,
                     channel,
+                    recipient: row.try_get("recipient")?,
                     project: project_from_row(&project_row)?,
                     issue,
                     event,

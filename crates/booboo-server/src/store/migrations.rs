@@ -34,6 +34,7 @@ const SQLITE: &[Migration] = migrations!(
     "0003_project_facets.sql",
     "0004_accounts.sql",
     "0007_alerts.sql",
+    "0009_ignore_conditions.sql",
 );
 const POSTGRES: &[Migration] = migrations!(
     "postgres": "0001_initial.sql",
@@ -41,6 +42,7 @@ const POSTGRES: &[Migration] = migrations!(
     "0003_project_facets.sql",
     "0004_accounts.sql",
     "0007_alerts.sql",
+    "0009_ignore_conditions.sql",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {

@@ -169,6 +169,65 @@ impl IssueStatus {
     }
 }
 
+/// How long an ignored issue stays ignored, as asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoreCondition {
+    /// Until someone changes its status.
+    Forever,
+    /// For this many milliseconds.
+    For { ms: i64 },
+    /// Until this many more events.
+    Events(i64),
+    /// Until this many more distinct users.
+    Users(i64),
+}
+
+/// The longest timed ignore: a year, in minutes.
+pub const MAX_IGNORE_MINUTES: i64 = 525_600;
+/// The most events or users an ignore can wait for.
+pub const MAX_IGNORE_COUNT: i64 = 1_000_000_000;
+
+impl IgnoreCondition {
+    /// The condition asked for by at most one of `minutes`, `count` (more
+    /// events) and `users` (more distinct users); none means forever. The
+    /// error names the field and says what it accepts.
+    pub fn from_parts(
+        minutes: Option<i64>,
+        count: Option<i64>,
+        users: Option<i64>,
+    ) -> Result<IgnoreCondition, (&'static str, String)> {
+        let given = [minutes.is_some(), count.is_some(), users.is_some()].iter().filter(|g| **g).count();
+        if given > 1 {
+            return Err(("ignore", "give one of minutes, count or users, not several".into()));
+        }
+        let check = |field: &'static str, n: i64, max: i64| {
+            if (1..=max).contains(&n) {
+                Ok(n)
+            } else {
+                Err((field, format!("{field} must be a whole number from 1 to {max}, got {n}")))
+            }
+        };
+        Ok(match (minutes, count, users) {
+            (Some(m), _, _) => IgnoreCondition::For { ms: check("minutes", m, MAX_IGNORE_MINUTES)? * 60_000 },
+            (_, Some(n), _) => IgnoreCondition::Events(check("count", n, MAX_IGNORE_COUNT)?),
+            (_, _, Some(n)) => IgnoreCondition::Users(check("users", n, MAX_IGNORE_COUNT)?),
+            _ => IgnoreCondition::Forever,
+        })
+    }
+}
+
+/// When an ignored issue's ignore ends, as stored: absolute targets, so the
+/// writer compares without arithmetic. All `None` while ignored forever.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct IgnoreUntil {
+    /// A time (milliseconds since the epoch).
+    pub at: Option<i64>,
+    /// The event count that ends it.
+    pub count: Option<i64>,
+    /// The distinct-user count that ends it.
+    pub users: Option<i64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Issue {
     pub id: i64,
@@ -184,6 +243,8 @@ pub struct Issue {
     pub last_seen: i64,
     pub first_release: Option<String>,
     pub fingerprint: String,
+    /// When an ignored issue's ignore ends.
+    pub ignore_until: IgnoreUntil,
     /// Names of the environments and releases the issue was seen in.
     pub environments: Vec<String>,
     pub releases: Vec<String>,
@@ -450,6 +511,20 @@ pub trait Store: Send + Sync + 'static {
     /// Changes an issue's status; resolving or reopening clears the
     /// regression mark.
     async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>>;
+    /// Ignores an issue until `condition` ends (counted from `now` and the
+    /// issue's counts at this moment). Setting any status clears the
+    /// condition; ending it by hand fires no alert.
+    async fn ignore_issue(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        condition: IgnoreCondition,
+        now: i64,
+    ) -> StoreResult<Option<Issue>>;
+    /// Ends the timed ignores due at `now`: each issue becomes unresolved and
+    /// its project's unignored rules write their deliveries, in one
+    /// transaction, once even with several nodes. Returns how many ended.
+    async fn end_expired_ignores(&self, now: i64) -> StoreResult<u64>;
     /// Events of an issue, newest first.
     async fn issue_events(&self, viewer: Viewer, issue_id: i64, page: Page)
         -> StoreResult<Option<PageOf<StoredEvent>>>;

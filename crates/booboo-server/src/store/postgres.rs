@@ -115,6 +115,41 @@ impl PostgresStore {
         }
     }
 
+    /// Sets an issue's status; for `ignored`, when its ignore ends (a time,
+    /// or this many more events or users than it has now). Any change
+    /// replaces the previous condition, and fires nothing: a manual reopen
+    /// is not an ignore condition ending.
+    async fn change_issue_status(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        status: IssueStatus,
+        until: Option<i64>,
+        more_events: Option<i64>,
+        more_users: Option<i64>,
+    ) -> StoreResult<Option<Issue>> {
+        let row = sqlx::query(&format!(
+            "UPDATE issues SET status = $4, is_regression = CASE WHEN $4 = 'ignored' THEN is_regression ELSE FALSE END, \
+             ignore_until = $5, ignore_until_count = event_count + $6, ignore_until_users = user_count + $7 \
+             WHERE id = $3 AND project_id IN (SELECT p.id FROM projects p WHERE {VISIBLE_ORG}) RETURNING {}",
+            ISSUE_COLUMNS.replace("i.", "")
+        ))
+        .bind(viewer.is_admin)
+        .bind(viewer.user_id)
+        .bind(issue_id)
+        .bind(status.as_str())
+        .bind(until)
+        .bind(more_events)
+        .bind(more_users)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("changing an issue's status"))?;
+        let Some(row) = row else { return Ok(None) };
+        let mut issues = vec![issue_from_row(&row).map_err(unavailable("reading an issue"))?];
+        self.fill_environments_and_releases(&mut issues).await?;
+        Ok(issues.pop())
+    }
+
     /// Fills `environments` and `releases` of a page of issues with two
     /// queries rather than two per issue.
     async fn fill_environments_and_releases(&self, issues: &mut [Issue]) -> StoreResult<()> {
@@ -414,7 +449,7 @@ async fn store_one(
             .fetch_optional(&mut **tx)
             .await?
     };
-    let (issue_id, event_count): (i64, i64) = sqlx::query_as(
+    let (issue_id, event_count, ignored_until_counts): (i64, i64, bool) = sqlx::query_as(
         "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, event_count, first_release) \
          VALUES ($1, $2, $3, $4, $5, 'unresolved', $6, $6, 1, NULLIF($7, '')) \
          ON CONFLICT (project_id, fingerprint) DO UPDATE SET \
@@ -424,7 +459,7 @@ async fn store_one(
            first_release = COALESCE(issues.first_release, excluded.first_release), \
            is_regression = CASE WHEN issues.status = 'resolved' THEN TRUE ELSE issues.is_regression END, \
            status = CASE WHEN issues.status = 'resolved' THEN 'unresolved' ELSE issues.status END \
-         RETURNING id, event_count",
+         RETURNING id, event_count, (ignore_until_count IS NOT NULL OR ignore_until_users IS NOT NULL)",
     )
     .bind(e.project_id)
     .bind(&e.processed.fingerprint.fingerprint)
@@ -456,6 +491,9 @@ async fn store_one(
                 .execute(&mut **tx)
                 .await?;
         }
+    }
+    if ignored_until_counts {
+        end_ignore_on_counts(tx, issue_id, &event.event_id, e.received_at).await?;
     }
     sqlx::query(
         "INSERT INTO issue_environments (issue_id, environment, event_count) VALUES ($1, $2, 1) \
@@ -813,34 +851,35 @@ impl Store for PostgresStore {
     }
 
     async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>> {
-        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
-        let prior: Option<String> = sqlx::query_scalar("SELECT status FROM issues WHERE id = $1 FOR UPDATE")
-            .bind(issue_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable("reading an issue's status"))?;
-        let row = sqlx::query(&format!(
-            "UPDATE issues SET status = $4, is_regression = CASE WHEN $4 = 'ignored' THEN is_regression ELSE FALSE END \
-             WHERE id = $3 AND project_id IN (SELECT p.id FROM projects p WHERE {VISIBLE_ORG}) RETURNING {}",
-            ISSUE_COLUMNS.replace("i.", "")
-        ))
-        .bind(viewer.is_admin)
-        .bind(viewer.user_id)
-        .bind(issue_id)
-        .bind(status.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable("changing an issue's status"))?;
-        let Some(row) = row else { return Ok(None) };
-        let mut issues = vec![issue_from_row(&row).map_err(unavailable("reading an issue"))?];
-        if prior.as_deref() == Some("ignored") && status == IssueStatus::Unresolved {
-            fire_unignored(&mut tx, issues[0].project_id, issue_id, crate::clock::now_millis())
-                .await
-                .map_err(unavailable("writing unignored alerts"))?;
+        self.change_issue_status(viewer, issue_id, status, None, None, None).await
+    }
+
+    async fn ignore_issue(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        condition: IgnoreCondition,
+        now: i64,
+    ) -> StoreResult<Option<Issue>> {
+        let (at, events, users) = match condition {
+            IgnoreCondition::Forever => (None, None, None),
+            IgnoreCondition::For { ms } => (Some(now.saturating_add(ms)), None, None),
+            IgnoreCondition::Events(n) => (None, Some(n), None),
+            IgnoreCondition::Users(n) => (None, None, Some(n)),
+        };
+        self.change_issue_status(viewer, issue_id, IssueStatus::Ignored, at, events, users).await
+    }
+
+    async fn end_expired_ignores(&self, now: i64) -> StoreResult<u64> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        if !any_expired_ignore(&mut conn, now).await.map_err(unavailable("looking for ignores that ended"))? {
+            return Ok(0);
         }
-        tx.commit().await.map_err(unavailable("committing an issue's status"))?;
-        self.fill_environments_and_releases(&mut issues).await?;
-        Ok(issues.pop())
+        drop(conn);
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let ended = end_expired_ignore_rows(&mut tx, now).await.map_err(unavailable("ending ignores"))?;
+        tx.commit().await.map_err(unavailable("committing ended ignores"))?;
+        Ok(ended)
     }
 
     async fn issue_events(

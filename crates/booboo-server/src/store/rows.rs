@@ -44,7 +44,8 @@ pub(super) const PROJECT_COLUMNS: &str =
     "p.id, o.slug AS org_slug, p.slug, p.name, p.created_at, p.connected_at, p.connected_sdk, p.last_event_at";
 
 pub(super) const ISSUE_COLUMNS: &str = "i.id, i.project_id, i.title, i.culprit, i.level, i.status, i.is_regression, \
-     i.event_count, i.user_count, i.first_seen, i.last_seen, i.first_release, i.fingerprint";
+     i.event_count, i.user_count, i.first_seen, i.last_seen, i.first_release, i.fingerprint, \
+     i.ignore_until, i.ignore_until_count, i.ignore_until_users";
 
 /// What a used, expired or unknown password link answers.
 pub(super) const PASSWORD_LINK_GONE: &str =
@@ -221,6 +222,11 @@ macro_rules! row_readers {
                 last_seen: row.try_get("last_seen")?,
                 first_release: row.try_get("first_release")?,
                 fingerprint: row.try_get("fingerprint")?,
+                ignore_until: IgnoreUntil {
+                    at: row.try_get("ignore_until")?,
+                    count: row.try_get("ignore_until_count")?,
+                    users: row.try_get("ignore_until_users")?,
+                },
                 environments: Vec::new(),
                 releases: Vec::new(),
             })

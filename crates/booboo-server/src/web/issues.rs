@@ -10,7 +10,7 @@ use super::session::SignedIn;
 use super::templates::page;
 use crate::app::AppState;
 use crate::clock;
-use crate::store::{IssueFilter, IssueSort, IssueStatus, Page, Project, Viewer};
+use crate::store::{IgnoreCondition, IssueFilter, IssueSort, IssueStatus, Page, Project, Viewer};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -266,8 +266,32 @@ pub async fn set_status(
     me.check_csrf(&form)?;
     let id = parse_id(&id, "issue")?;
     let status = status_of_action(form.get("status"))?;
-    state.store.set_issue_status(me.viewer(), id, status).await?.ok_or(PageError::NotFound("issue"))?;
+    let changed = match status {
+        IssueStatus::Ignored => {
+            let condition = ignore_condition(form.get("ignore"), form.get("n"))?;
+            state.store.ignore_issue(me.viewer(), id, condition, crate::clock::now_millis()).await?
+        }
+        _ => state.store.set_issue_status(me.viewer(), id, status).await?,
+    };
+    changed.ok_or(PageError::NotFound("issue"))?;
     Ok(Redirect::to(&back_to(&form, format!("/issues/{id}"))).into_response())
+}
+
+/// The issue page's ignore form: `ignore` is `forever` (or empty), a number
+/// of minutes, or `count` / `users` with the number in `n`.
+fn ignore_condition(choice: &str, n: &str) -> Result<IgnoreCondition, PageError> {
+    let number = |text: &str, what: &str| {
+        text.trim()
+            .parse::<i64>()
+            .map_err(|_| PageError::BadRequest(format!("{what} must be a whole number, got {:?}", text.trim())))
+    };
+    let (minutes, count, users) = match choice {
+        "" | "forever" => (None, None, None),
+        "count" => (None, Some(number(n, "the number of more events")?), None),
+        "users" => (None, None, Some(number(n, "the number of more users")?)),
+        minutes => (Some(number(minutes, "how long to ignore, in minutes,")?), None, None),
+    };
+    IgnoreCondition::from_parts(minutes, count, users).map_err(|(_, message)| PageError::BadRequest(message))
 }
 
 /// The stored event as JSON, exactly what the API's `GET /events/{id}` gives.

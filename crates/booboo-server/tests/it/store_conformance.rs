@@ -5,9 +5,9 @@
 
 use crate::support::*;
 use booboo_server::store::{
-    AlertKind, AttemptResult, ChannelKind, Invitation, IssueFilter, IssueSort, IssueStatus, NewAlertRule, NewChannel,
-    Page, Pruned, Role, RuleFilters, Session, SignInLimits, SignInReservation, Store, StoreError, StoreOutcome,
-    Trigger, Viewer,
+    AlertKind, AttemptResult, ChannelKind, IgnoreCondition, IgnoreUntil, Invitation, IssueFilter, IssueSort,
+    IssueStatus, NewAlertRule, NewChannel, Page, Pruned, Role, RuleFilters, Session, SignInLimits, SignInReservation,
+    Store, StoreError, StoreOutcome, Trigger, Viewer,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -70,10 +70,12 @@ store_tests!(
     alert_rules_are_created_listed_changed_and_deleted_within_access,
     new_issue_and_regression_rules_write_one_delivery_per_channel_with_the_event,
     frequency_rules_fire_once_per_throttle_per_issue_and_honour_filters,
-    unignoring_an_issue_fires_unignored_rules,
+    an_ignore_until_more_events_or_users_ends_with_the_event_that_reaches_it,
+    a_timed_ignore_ends_once_at_its_time_and_a_manual_unignore_fires_nothing,
     each_due_delivery_is_claimed_once_and_retried_until_sent,
     alert_emails_go_to_members_who_did_not_opt_out_within_a_cap_with_a_digest,
     users_rules_count_distinct_users_within_the_window,
+    email_alerts_are_one_delivery_per_recipient,
 );
 
 async fn project(store: &Arc<dyn Store>, org: &str, slug: &str) -> i64 {
@@ -835,7 +837,52 @@ async fn frequency_rules_fire_once_per_throttle_per_issue_and_honour_filters(sto
     assert!(deliveries.iter().all(|d| d.kind == "issue.frequency"));
 }
 
-async fn unignoring_an_issue_fires_unignored_rules(store: Arc<dyn Store>) {
+async fn an_ignore_until_more_events_or_users_ends_with_the_event_that_reaches_it(store: Arc<dyn Store>) {
+    let p = project(&store, "acme", "web").await;
+    store.create_alert_rule(p, &alert_rule(Trigger::Unignored, 1), T0).await.unwrap();
+    let event = |t: i64, function: &str, user: &str| {
+        new_event(p, T0 + t, &body(function, json!({"context": {"user": {"id": user}}})))
+    };
+    let StoreOutcome::Stored { issue_id } = store.store_events(&[event(0, "pay", "u1")]).await.unwrap()[0] else {
+        panic!()
+    };
+    // Until 3 more events: the issue has 1, so the 4th ends it.
+    let ignored = store.ignore_issue(ADMIN, issue_id, IgnoreCondition::Events(3), T0).await.unwrap().unwrap();
+    assert_eq!((ignored.status, ignored.ignore_until.count), (IssueStatus::Ignored, Some(4)));
+    store.store_events(&[event(1, "pay", "u1"), event(2, "pay", "u1")]).await.unwrap();
+    let issue = store.issue_detail(ADMIN, issue_id).await.unwrap().unwrap().issue;
+    assert_eq!(issue.status, IssueStatus::Ignored);
+    assert!(store.project_deliveries(p, 50).await.unwrap().is_empty());
+    let third = event(3, "pay", "u1");
+    store.store_events(std::slice::from_ref(&third)).await.unwrap();
+    let issue = store.issue_detail(ADMIN, issue_id).await.unwrap().unwrap().issue;
+    assert_eq!((issue.status, issue.ignore_until), (IssueStatus::Unresolved, IgnoreUntil::default()));
+    let deliveries = store.project_deliveries(p, 50).await.unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!((deliveries[0].kind.as_str(), deliveries[0].issue_id), ("issue.unignored", Some(issue_id)));
+    let due = store.claim_deliveries("n1", T0 + 10, 60_000, 10).await.unwrap();
+    assert_eq!(due[0].event.as_ref().unwrap().event_id, third.processed.event.event_id);
+    // More events after it ended fire nothing more.
+    store.store_events(&[event(4, "pay", "u1")]).await.unwrap();
+    assert_eq!(store.project_deliveries(p, 50).await.unwrap().len(), 1);
+
+    // Until 2 more users: repeat users and events without one do not count.
+    let StoreOutcome::Stored { issue_id: other } = store.store_events(&[event(10, "cart", "a")]).await.unwrap()[0]
+    else {
+        panic!()
+    };
+    store.ignore_issue(ADMIN, other, IgnoreCondition::Users(2), T0).await.unwrap().unwrap();
+    store.store_events(&[event(11, "cart", "a"), event(12, "cart", "b")]).await.unwrap();
+    store.store_events(&[new_event(p, T0 + 13, &body("cart", json!({})))]).await.unwrap();
+    assert_eq!(store.issue_detail(ADMIN, other).await.unwrap().unwrap().issue.status, IssueStatus::Ignored);
+    store.store_events(&[event(14, "cart", "c")]).await.unwrap();
+    assert_eq!(store.issue_detail(ADMIN, other).await.unwrap().unwrap().issue.status, IssueStatus::Unresolved);
+    let unignored = store.issue_deliveries(other, 50).await.unwrap();
+    assert_eq!(unignored.len(), 1);
+    assert_eq!(unignored[0].kind, "issue.unignored");
+}
+
+async fn a_timed_ignore_ends_once_at_its_time_and_a_manual_unignore_fires_nothing(store: Arc<dyn Store>) {
     let p = project(&store, "acme", "web").await;
     store.create_alert_rule(p, &alert_rule(Trigger::Unignored, 1), T0).await.unwrap();
     let StoreOutcome::Stored { issue_id } =
@@ -843,14 +890,26 @@ async fn unignoring_an_issue_fires_unignored_rules(store: Arc<dyn Store>) {
     else {
         panic!()
     };
-    store.set_issue_status(ADMIN, issue_id, IssueStatus::Resolved).await.unwrap();
-    store.set_issue_status(ADMIN, issue_id, IssueStatus::Unresolved).await.unwrap();
-    assert!(store.project_deliveries(p, 50).await.unwrap().is_empty());
+    // Ignored (forever, or for a time) and reopened by hand: no alert, and
+    // the reopen cancels the timed ignore.
     store.set_issue_status(ADMIN, issue_id, IssueStatus::Ignored).await.unwrap();
     store.set_issue_status(ADMIN, issue_id, IssueStatus::Unresolved).await.unwrap();
+    store.ignore_issue(ADMIN, issue_id, IgnoreCondition::For { ms: 60_000 }, T0).await.unwrap().unwrap();
+    store.set_issue_status(ADMIN, issue_id, IssueStatus::Unresolved).await.unwrap();
+    assert_eq!(store.end_expired_ignores(T0 + 120_000).await.unwrap(), 0);
+    assert!(store.project_deliveries(p, 50).await.unwrap().is_empty());
+
+    let ignored = store.ignore_issue(ADMIN, issue_id, IgnoreCondition::For { ms: 60_000 }, T0).await.unwrap().unwrap();
+    assert_eq!(ignored.ignore_until.at, Some(T0 + 60_000));
+    assert_eq!(store.end_expired_ignores(T0 + 59_999).await.unwrap(), 0);
+    // Two nodes sweeping at the same moment: one of them ends it.
+    let (a, b) = tokio::join!(store.end_expired_ignores(T0 + 60_000), store.end_expired_ignores(T0 + 60_000));
+    assert_eq!(a.unwrap() + b.unwrap(), 1);
+    assert_eq!(store.end_expired_ignores(T0 + 60_001).await.unwrap(), 0);
+    assert_eq!(store.issue_detail(ADMIN, issue_id).await.unwrap().unwrap().issue.status, IssueStatus::Unresolved);
     let deliveries = store.project_deliveries(p, 50).await.unwrap();
     assert_eq!(deliveries.len(), 1);
-    assert_eq!(deliveries[0].kind, "issue.unignored");
+    assert_eq!((deliveries[0].kind.as_str(), deliveries[0].issue_id), ("issue.unignored", Some(issue_id)));
 }
 
 async fn each_due_delivery_is_claimed_once_and_retried_until_sent(store: Arc<dyn Store>) {
@@ -944,4 +1003,30 @@ async fn users_rules_count_distinct_users_within_the_window(store: Arc<dyn Store
     let deliveries = store.project_deliveries(p, 50).await.unwrap();
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].kind, "issue.users");
+}
+
+async fn email_alerts_are_one_delivery_per_recipient(store: Arc<dyn Store>) {
+    let p = project(&store, "acme", "web").await;
+    for (email, out) in [("ann@example.com", false), ("bob@example.com", false), ("eve@example.com", true)] {
+        let user = store.create_user(email, "h", false, T0).await.unwrap();
+        store.set_membership("acme", user.id, Role::Member).await.unwrap();
+        store.set_alert_email_opt_out(user.id, p, out).await.unwrap();
+    }
+    let mut rule = alert_rule(Trigger::NewIssue, 1);
+    rule.channels = vec![
+        NewChannel { kind: ChannelKind::Email, target: "members".into(), secret: None },
+        NewChannel { kind: ChannelKind::Email, target: "ops@example.com".into(), secret: None },
+        NewChannel { kind: ChannelKind::Slack, target: "https://hooks.slack.com/x".into(), secret: None },
+    ];
+    store.create_alert_rule(p, &rule, T0).await.unwrap();
+    store.store_events(&[new_event(p, T0, &body("pay", json!({})))]).await.unwrap();
+    let mut recipients: Vec<Option<String>> =
+        store.project_deliveries(p, 50).await.unwrap().into_iter().map(|d| d.recipient).collect();
+    recipients.sort();
+    let expected = [None, Some("ann@example.com"), Some("bob@example.com"), Some("ops@example.com")];
+    assert_eq!(recipients, expected.map(|r| r.map(String::from)).to_vec());
+    // Each is claimed with its one recipient.
+    let due = store.claim_deliveries("n1", T0 + 1, 60_000, 10).await.unwrap();
+    assert_eq!(due.iter().filter(|d| d.recipient.is_some()).count(), 3);
+    assert!(due.iter().all(|d| d.recipient.is_some() == (d.channel.kind == ChannelKind::Email)));
 }

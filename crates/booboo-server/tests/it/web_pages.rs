@@ -870,3 +870,37 @@ async fn admins_delete_an_issue_and_a_project_after_confirming() {
     assert!(site.store.project_for(ADMIN, "acme", "web").await.unwrap().is_none());
     assert!(site.store.ingest_target("0123456789abcdef0123456789abcdef").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn the_issue_page_ignores_for_a_time_or_until_more_events_and_says_until_when() {
+    let site = site().await;
+    let issue = site.mine[0];
+    let (mut ann, csrf) = site.sign_in("ann@example.com").await;
+    let page = site.get(&mut ann, &format!("/issues/{issue}")).await;
+    for choice in ["forever", "for 1 hour", "for 24 hours", "for 7 days", "until N more events", "until N more users"] {
+        assert!(page.body.contains(choice), "{choice}");
+    }
+    let path = format!("/issues/{issue}/status");
+    // Until 3 more events: its count now plus three.
+    let fields = [("csrf", csrf.as_str()), ("status", "ignored"), ("ignore", "count"), ("n", "3")];
+    let answer = site.post(&mut ann, &path, &fields).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let detail = site.store.issue_detail(ADMIN, issue).await.unwrap().unwrap().issue;
+    assert_eq!((detail.status, detail.ignore_until.count), (IssueStatus::Ignored, Some(detail.count + 3)));
+    assert!(site.get(&mut ann, &format!("/issues/{issue}")).await.body.contains("until it has"));
+    let before = clock::now_millis();
+    let fields = [("csrf", csrf.as_str()), ("status", "ignored"), ("ignore", "60"), ("n", "")];
+    assert_eq!(site.post(&mut ann, &path, &fields).await.status, StatusCode::SEE_OTHER);
+    let detail = site.store.issue_detail(ADMIN, issue).await.unwrap().unwrap().issue;
+    let until = detail.ignore_until.at.unwrap();
+    assert!(until >= before + 3_600_000 && detail.ignore_until.count.is_none(), "{:?}", detail.ignore_until);
+    // Bad numbers are refused with what was wrong, and change nothing.
+    for (choice, n, words) in [("count", "", "whole number"), ("users", "0", "from 1 to"), ("-5", "", "from 1 to")] {
+        let fields = [("csrf", csrf.as_str()), ("status", "ignored"), ("ignore", choice), ("n", n)];
+        let answer = site.post(&mut ann, &path, &fields).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{choice} {n}");
+        assert!(answer.body.contains(words), "{choice} {n}: {}", answer.body);
+    }
+    let detail = site.store.issue_detail(ADMIN, issue).await.unwrap().unwrap().issue;
+    assert_eq!(detail.ignore_until.at, Some(until));
+}

@@ -66,15 +66,16 @@ fn footer_text(message: &AlertMessage) -> String {
 
 /// `(subject, text, html)` of the digest of alerts held back for one
 /// recipient by the per-recipient cap.
-pub fn digest(held: &[HeldEmail], cap: i64) -> (String, String, String) {
-    let subject = format!("[booboo] {} more alerts held back in the last hour", held.len());
+pub fn digest(held: &[HeldEmail], cap: i64, period_ms: i64) -> (String, String, String) {
+    let period = period_words(period_ms);
+    let subject = format!("[booboo] {} more alerts held back in the last {period}", held.len());
     let mut text = format!(
-        "booboo sends at most {cap} alert e-mails an hour to one address; these {} alerts came after that:\n\n",
+        "booboo sends at most {cap} alert e-mails per {period} to one address; these {} alerts came after that:\n\n",
         held.len()
     );
     let mut html = format!(
-        "<!doctype html><html><body style=\"font-family: sans-serif\"><p>booboo sends at most {cap} alert e-mails an \
-         hour to one address; these {} alerts came after that:</p><ul>",
+        "<!doctype html><html><body style=\"font-family: sans-serif\"><p>booboo sends at most {cap} alert e-mails per \
+         {period} to one address; these {} alerts came after that:</p><ul>",
         held.len()
     );
     for item in held {
@@ -83,6 +84,22 @@ pub fn digest(held: &[HeldEmail], cap: i64) -> (String, String, String) {
     }
     html.push_str("</ul></body></html>");
     (subject, text, html)
+}
+
+/// The cap's period in words after "per" and "in the last": "hour",
+/// "30 minutes", "5 seconds".
+fn period_words(ms: i64) -> String {
+    let seconds = (ms / 1000).max(1);
+    let (n, unit) = match seconds {
+        s if s % 3600 == 0 => (s / 3600, "hour"),
+        s if s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    if n == 1 {
+        unit.to_string()
+    } else {
+        format!("{n} {unit}s")
+    }
 }
 
 /// HTML's five special characters, for text in elements and attributes.
