@@ -2,33 +2,20 @@
 
 The application's threads only ever append to the queue (or find it full);
 everything slow happens on the worker thread. The queue is a
-``collections.deque``, whose ``append`` is one C call and, unlike a
-``queue.Queue`` or ``SimpleQueue``, wakes no one: waking a waiting thread
-costs the caller a context switch on a busy machine, the largest part of a
-capture's cost. So the worker, once it has drained the queue, looks again
-every few milliseconds for a while (``POLL_SECONDS`` for ``DOZE_SECONDS``),
-and only then sleeps until the next item wakes it. An event therefore
-leaves at most a few milliseconds later than it would otherwise, a burst of
-events wakes the worker at most once, and an idle process has no polling
-thread. Waiting for the queue to drain (``flush``) puts a marker in it,
-wakes the worker and waits until it reaches the marker.
+``queue.SimpleQueue``, whose ``put`` is a few C instructions, so submitting
+costs the application almost nothing. Waiting for the queue to drain
+(``flush``) puts a marker in it and waits until the worker reaches it.
 
 After ``os.fork()`` the child gets a fresh queue and, on its first item, a
 thread of its own: the parent's pending items stay the parent's to send.
 """
 
 import threading
-import time
-from collections import deque
+from queue import Empty, SimpleQueue
 
 QUEUE_FULL = "queue_full"
 CLOSED = "closed"
 NO_THREAD = "no_thread"
-
-POLL_SECONDS = 0.01
-"""How often a worker that just drained its queue looks again."""
-DOZE_SECONDS = 0.5
-"""How long it keeps looking before it sleeps until woken."""
 
 
 class _Stop:
@@ -44,9 +31,7 @@ class Worker:
         self._reset()
 
     def _reset(self):
-        self._items = deque()
-        self._wake = threading.Event()
-        self._sleeping = False
+        self._items = SimpleQueue()
         self._thread = None
         self._start_lock = threading.Lock()
         self._closed = False
@@ -62,15 +47,11 @@ class Worker:
         """Queue ``item``; return None, or the reason it was not queued."""
         if self._closed:
             return CLOSED
-        if len(self._items) >= self.capacity:
+        if self._items.qsize() >= self.capacity:
             return QUEUE_FULL
         if self._thread is None and not self._start():
             return NO_THREAD
-        self._items.append(item)
-        # Read after the append: a worker that decides to sleep sets the flag
-        # first and then looks at the queue, so one of the two sees the other.
-        if self._sleeping:
-            self._wake.set()
+        self._items.put(item)
         return None
 
     def _start(self):
@@ -85,15 +66,14 @@ class Worker:
         return True
 
     def pending(self):
-        return len(self._items)
+        return self._items.qsize()
 
     def flush(self, timeout):
         """Wait until everything submitted so far is processed; False on timeout."""
         if self._thread is None or self._closed:
-            return len(self._items) == 0
+            return self._items.qsize() == 0
         reached = threading.Event()
-        self._items.append(reached)  # the queue is FIFO: reaching it means all before it is done
-        self._wake.set()
+        self._items.put(reached)  # the queue is FIFO: reaching it means all before it is done
         return reached.wait(timeout)
 
     def close(self, timeout):
@@ -104,43 +84,19 @@ class Worker:
         left = []
         while True:
             try:
-                item = self._items.popleft()
-            except IndexError:
+                item = self._items.get_nowait()
+            except Empty:
                 break
-            if isinstance(item, threading.Event):
-                item.set()  # nobody waits for a marker of a closed worker
-            elif not isinstance(item, _Stop):
+            if not isinstance(item, (threading.Event, _Stop)):
                 left.append(item)
         if self._thread is not None:
-            self._items.append(_Stop())
-            self._wake.set()
+            self._items.put(_Stop())
         return left
 
-    def _next(self):
-        """The next item, waiting for one as the module's docstring says."""
-        items, wake = self._items, self._wake
-        drained_at = None
-        while True:
-            try:
-                return items.popleft()
-            except IndexError:
-                pass
-            now = time.monotonic()
-            if drained_at is None:
-                drained_at = now
-            if now - drained_at < DOZE_SECONDS:
-                wake.wait(POLL_SECONDS)
-            else:
-                self._sleeping = True
-                if not items:
-                    wake.wait()
-                self._sleeping = False
-                drained_at = None
-            wake.clear()
-
     def _run(self):
+        items = self._items
         while True:
-            item = self._next()
+            item = items.get()
             if isinstance(item, threading.Event):
                 item.set()
                 continue
