@@ -40,6 +40,24 @@ const DIALECT: Dialect = Dialect { placeholder: |n| format!("?{n}"), like: "LIKE
 const VISIBLE_ORG: &str = "(?1 OR p.org_id IN (SELECT org_id FROM memberships WHERE user_id = ?2))";
 
 impl SqliteStore {
+    /// Runs `sql`, a DELETE of at most `DELETE_PAGE` rows (binds: `owner`,
+    /// then the page size), until it deletes nothing: each page is a
+    /// transaction of its own, so a large deletion never holds the writer long.
+    async fn delete_in_pages(&self, sql: &str, owner: i64, doing: &str) -> StoreResult<()> {
+        loop {
+            let deleted = sqlx::query(sql)
+                .bind(owner)
+                .bind(DELETE_PAGE)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable(doing))?
+                .rows_affected();
+            if deleted == 0 {
+                return Ok(());
+            }
+        }
+    }
+
     /// `Forbidden` unless the viewer administers the organisation (or the
     /// installation).
     async fn require_org_admin(&self, viewer: Viewer, org_id: i64, doing: &str) -> StoreResult<()> {
@@ -837,19 +855,8 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(unavailable("detaching an issue"))?;
-        loop {
-            let deleted =
-                sqlx::query("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE issue_id = ? LIMIT ?)")
-                    .bind(issue_id)
-                    .bind(DELETE_PAGE)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(unavailable("deleting an issue's events"))?
-                    .rows_affected();
-            if deleted == 0 {
-                break;
-            }
-        }
+        let sql = "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE issue_id = ? LIMIT ?)";
+        self.delete_in_pages(sql, issue_id, "deleting an issue's events").await?;
         sqlx::query("DELETE FROM issues WHERE id = ?")
             .bind(issue_id)
             .execute(&self.pool)
@@ -876,20 +883,8 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable("revoking a project's keys"))?;
         for (table, what) in [("events", "deleting a project's events"), ("issues", "deleting a project's issues")] {
-            loop {
-                let deleted = sqlx::query(&format!(
-                    "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE project_id = ? LIMIT ?)"
-                ))
-                .bind(project_id)
-                .bind(DELETE_PAGE)
-                .execute(&self.pool)
-                .await
-                .map_err(unavailable(what))?
-                .rows_affected();
-                if deleted == 0 {
-                    break;
-                }
-            }
+            let sql = format!("DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE project_id = ? LIMIT ?)");
+            self.delete_in_pages(&sql, project_id, what).await?;
         }
         sqlx::query("DELETE FROM projects WHERE id = ?")
             .bind(project_id)
