@@ -2,8 +2,10 @@
 //! command loads the one configuration, opens the store, does one thing.
 
 use crate::config::{Config, Overrides};
+use crate::identifiers::{check_email, check_slug};
 use crate::mail::{Mailer, OutgoingMail};
-use crate::store::{self, Role, Store};
+use crate::serve::open_store;
+use crate::store::{Role, Store};
 use crate::{backup, clock, secrets, serve};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Read;
@@ -397,41 +399,6 @@ fn split_project_path(path: &str) -> Result<(&str, &str), String> {
     Ok((org, project))
 }
 
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
-    if config.database_url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| format!("cannot create the data directory {}: {e}", config.data_dir.display()))?;
-    }
-    store::open(&config.database_url).await.map_err(|e| e.to_string())
-}
-
-pub fn check_email(email: &str) -> Result<String, String> {
-    let email = email.trim().to_ascii_lowercase();
-    let valid =
-        email.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.') || host == "localhost")
-            && !email.contains(|c: char| c.is_whitespace() || c.is_control());
-    if valid {
-        Ok(email)
-    } else {
-        Err(format!("{email:?} is not an email address"))
-    }
-}
-
-/// Slugs appear in URLs and DSNs: lowercase letters, digits, `-` and `_`.
-pub fn check_slug(slug: &str, what: &str) -> Result<(), String> {
-    let ok = !slug.is_empty()
-        && slug.len() <= 50
-        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && slug.as_bytes()[0].is_ascii_alphanumeric();
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} {slug:?} must be 1 to 50 lowercase letters, digits, '-' or '_', starting with a letter or digit"
-        ))
-    }
-}
-
 fn read_password() -> Result<String, String> {
     let password = match std::env::var("BOOBOO_PASSWORD") {
         Ok(p) => p,
@@ -482,7 +449,7 @@ async fn reset_link(store: &dyn Store, config: &Config, email: &str) -> Result<(
         "Give this link to {} only: it lets whoever opens it choose the password. It works once, for {} days.",
         user.email, config.link_lifetime_days
     );
-    println!("{}", password_link_url(config, &token));
+    println!("{}", config.password_link_url(&token));
     Ok(())
 }
 
@@ -503,11 +470,6 @@ async fn send_test_email(config: &Config, to: &str) -> Result<(), String> {
     mailer.send(mail).await.map_err(|e| format!("the test e-mail was not sent: {e}"))?;
     println!("Sent a test e-mail to {to} through {}.", mailer.describe());
     Ok(())
-}
-
-/// Where a password link's token is redeemed.
-pub fn password_link_url(config: &Config, token: &str) -> String {
-    format!("{}/password/{token}", config.public_url)
 }
 
 async fn user_named(store: &dyn Store, email: &str) -> Result<crate::store::User, String> {

@@ -272,6 +272,11 @@ impl Config {
         })
     }
 
+    /// Where a password link's token is redeemed.
+    pub fn password_link_url(&self, token: &str) -> String {
+        format!("{}/password/{token}", self.public_url)
+    }
+
     /// The ingestion DSN of a project in URL form (`docs/protocol.md`).
     pub fn dsn(&self, token: &str, org: &str, project: &str) -> String {
         let (scheme, host) = self.public_url.split_once("://").unwrap_or(("http", &self.public_url));

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod connections;
 pub mod error;
+pub mod identifiers;
 pub mod ingest;
 pub mod mail;
 pub mod memory_budget;

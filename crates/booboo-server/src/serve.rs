@@ -3,7 +3,6 @@
 
 use crate::alerts::deliver::{DeliverySettings, DeliveryWorker};
 use crate::app::{app, AppState};
-use crate::cli::open_store;
 use crate::config::{Config, SETUP_LINK_LIFETIME_MS};
 use crate::connections::{self, ConnectionLimits};
 use crate::ingest::writer::Writer;
@@ -11,7 +10,7 @@ use crate::mail::Mailer;
 use crate::memory_budget::MemoryBudget;
 use crate::metrics::Metrics;
 use crate::pruning::Pruning;
-use crate::store::Store;
+use crate::store::{self, Store};
 use crate::{clock, secrets};
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,6 +83,15 @@ pub async fn serve(config: Config) -> Result<(), String> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the configured store, creating the data directory for SQLite.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
+    if config.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| format!("cannot create the data directory {}: {e}", config.data_dir.display()))?;
+    }
+    store::open(&config.database_url).await.map_err(|e| e.to_string())
 }
 
 /// While no user exists, prints a one-time link that creates the first

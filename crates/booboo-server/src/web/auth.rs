@@ -9,7 +9,7 @@ use super::session::{self, ClientAddress, SignedIn};
 use super::templates::page;
 use super::time_text;
 use crate::app::AppState;
-use crate::cli::{check_email, password_link_url};
+use crate::identifiers::check_email;
 use crate::mail::Mailer;
 use crate::store::{SignInLimits, SignInReservation, StoreError};
 use crate::{clock, secrets};
@@ -421,7 +421,7 @@ async fn send_password_reset(state: AppState, mailer: Arc<Mailer>, email: String
             .create_password_link(&secrets::token_hash(&token), user.id, now, now + state.config.link_lifetime_ms())
             .await
             .map_err(|e| e.to_string())?;
-        let mail = account_mail::password_reset(&state, &user.email, &password_link_url(&state.config, &token))?;
+        let mail = account_mail::password_reset(&state, &user.email, &state.config.password_link_url(&token))?;
         mailer.send(mail).await.map_err(|e| e.to_string())?;
         Ok::<bool, String>(true)
     }

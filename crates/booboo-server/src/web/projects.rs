@@ -7,7 +7,7 @@ use super::session::SignedIn;
 use super::templates::page;
 use super::time_text;
 use crate::app::AppState;
-use crate::cli::check_slug;
+use crate::identifiers::check_slug;
 use crate::store::{Project, Role};
 use crate::{clock, secrets};
 use axum::extract::{Path, State};

@@ -9,7 +9,7 @@ use super::session::SignedIn;
 use super::templates::page;
 use super::time_text::duration_words;
 use crate::app::AppState;
-use crate::cli::check_email;
+use crate::identifiers::check_email;
 use crate::mail::MailError;
 use crate::store::{Invitation, Role, SignInLimits, SignInReservation};
 use crate::{clock, secrets};
