@@ -35,6 +35,7 @@ const SQLITE: &[Migration] = migrations!(
     "0004_accounts.sql",
     "0007_alerts.sql",
     "0009_ignore_conditions.sql",
+    "0010_limits_and_ownership.sql",
 );
 const POSTGRES: &[Migration] = migrations!(
     "postgres": "0001_initial.sql",
@@ -43,6 +44,7 @@ const POSTGRES: &[Migration] = migrations!(
     "0004_accounts.sql",
     "0007_alerts.sql",
     "0009_ignore_conditions.sql",
+    "0010_limits_and_ownership.sql",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {
