@@ -83,6 +83,25 @@ struct Cli {
     /// Bytes of request bodies and queued events held at once; past it ingestion answers "retry later" (default 256 MiB).
     #[arg(long, global = true, env = "BOOBOO_MAX_INFLIGHT_BYTES", value_name = "BYTES")]
     max_inflight_bytes: Option<usize>,
+    /// Stored events a project keeps when it sets no limit of its own (default 100000).
+    #[arg(long, global = true, env = "BOOBOO_DEFAULT_MAX_EVENTS", value_name = "N")]
+    default_max_events: Option<String>,
+    /// Days events are kept when the project sets no limit of its own (default 90).
+    #[arg(long, global = true, env = "BOOBOO_DEFAULT_RETENTION_DAYS", value_name = "DAYS")]
+    default_retention_days: Option<String>,
+    /// A budget for the database on disk, such as 20GB or 500MiB (default off).
+    #[arg(long, global = true, env = "BOOBOO_MAX_DISK_BYTES", value_name = "SIZE")]
+    max_disk_bytes: Option<String>,
+    /// Days after which events keep only exception, stack trace and tags (default off).
+    #[arg(long, global = true, env = "BOOBOO_FULL_PAYLOAD_DAYS", value_name = "DAYS")]
+    full_payload_days: Option<String>,
+    /// Free disk below which ingestion sheds load, such as 1GiB; 0 turns it off (default 1GiB).
+    #[arg(long, global = true, env = "BOOBOO_MIN_FREE_DISK", value_name = "SIZE")]
+    min_free_disk: Option<String>,
+    /// Events stored per period for all projects together, such as 5000/hour (default off). Given
+    /// before the command (`booboo --rate-limit 5000/hour serve`): after it, `project set` has its own.
+    #[arg(long, env = "BOOBOO_RATE_LIMIT", value_name = "RATE")]
+    rate_limit: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -325,6 +344,12 @@ pub fn run() -> Result<(), String> {
         idle_timeout: cli.idle_timeout,
         max_connections: cli.max_connections,
         max_inflight_bytes: cli.max_inflight_bytes,
+        default_max_events: cli.default_max_events,
+        default_retention_days: cli.default_retention_days,
+        max_disk_bytes: cli.max_disk_bytes,
+        full_payload_days: cli.full_payload_days,
+        min_free_disk: cli.min_free_disk,
+        rate_limit: cli.rate_limit,
     })?;
     if let Command::Config(ConfigCommand::Show) = cli.command {
         print!("{}", config.show());
