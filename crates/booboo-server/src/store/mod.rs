@@ -4,6 +4,7 @@
 
 pub mod alert_rules;
 mod alert_sql;
+mod key_sql;
 mod merge_sql;
 mod migrations;
 pub mod postgres;
@@ -801,6 +802,14 @@ pub trait Store: Send + Sync + 'static {
     async fn merge_issues(&self, viewer: Viewer, merge: &IssueMerge, at: i64) -> StoreResult<bool>;
     /// The issue that an issue merged away now lives on as, for links to it.
     async fn merged_issue_target(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<i64>>;
+
+    // --- deleting project keys (store/key_sql.rs) --------------------------------
+
+    /// Deletes a key, live or revoked: its token is refused from then on and
+    /// it leaves the project's list. Whether the viewer could see the project
+    /// and the key was one of its keys. The caller checks the viewer
+    /// administers the organisation, as for [`Store::revoke_project_key`].
+    async fn delete_project_key(&self, viewer: Viewer, project_id: i64, key_id: i64) -> StoreResult<bool>;
 }
 
 /// Opens the store a database URL names, creating and migrating it.

@@ -17,6 +17,7 @@ pub struct PostgresStore {
 
 row_readers!(PgRow);
 super::alert_sql::alert_queries!(sqlx::PgConnection, PgRow);
+super::key_sql::key_queries!(sqlx::PgConnection);
 // A merge locks the issues it reads until it commits.
 super::merge_sql::merge_queries!(sqlx::PgConnection, " FOR UPDATE");
 
@@ -1984,6 +1985,14 @@ impl Store for PostgresStore {
     async fn merged_issue_target(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<i64>> {
         let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
         merged_issue_target(&mut conn, viewer, issue_id).await.map_err(unavailable("looking up a merged issue"))
+    }
+
+    async fn delete_project_key(&self, viewer: Viewer, project_id: i64, key_id: i64) -> StoreResult<bool> {
+        if !self.project_visible(viewer, project_id).await? {
+            return Ok(false);
+        }
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        delete_key_row(&mut conn, project_id, key_id).await.map_err(unavailable("deleting a project key"))
     }
 }
 

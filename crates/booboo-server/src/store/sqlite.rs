@@ -24,6 +24,7 @@ const SPACE_PROBE_BYTES: usize = 1 << 20;
 
 row_readers!(SqliteRow);
 super::alert_sql::alert_queries!(sqlx::SqliteConnection, SqliteRow);
+super::key_sql::key_queries!(sqlx::SqliteConnection);
 // One writer at a time: a merge needs no row locks.
 super::merge_sql::merge_queries!(sqlx::SqliteConnection, "");
 
@@ -1887,5 +1888,13 @@ impl Store for SqliteStore {
     async fn merged_issue_target(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<i64>> {
         let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
         merged_issue_target(&mut conn, viewer, issue_id).await.map_err(unavailable("looking up a merged issue"))
+    }
+
+    async fn delete_project_key(&self, viewer: Viewer, project_id: i64, key_id: i64) -> StoreResult<bool> {
+        if !self.project_visible(viewer, project_id).await? {
+            return Ok(false);
+        }
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        delete_key_row(&mut conn, project_id, key_id).await.map_err(unavailable("deleting a project key"))
     }
 }
