@@ -462,7 +462,7 @@ async fn store_one(
     // would lock it anyway, in the same order), so no other node changes it
     // in between.
     // A fingerprint merged into another issue is counted on that issue.
-    let mut fingerprint = merged_fingerprint(&mut **tx, e.project_id, &e.processed.fingerprint.fingerprint)
+    let mut fingerprint = merged_fingerprint(tx, e.project_id, &e.processed.fingerprint.fingerprint)
         .await?
         .unwrap_or_else(|| e.processed.fingerprint.fingerprint.clone());
     let (prior_status, (issue_id, event_count, ignored_until_counts)) = loop {
@@ -497,7 +497,7 @@ async fn store_one(
         .fetch_one(&mut **tx)
         .await?;
         if row.1 == 1 {
-            if let Some(target) = merged_meanwhile(&mut **tx, e.project_id, &fingerprint, row.0).await? {
+            if let Some(target) = merged_meanwhile(tx, e.project_id, &fingerprint, row.0).await? {
                 fingerprint = target;
                 continue;
             }

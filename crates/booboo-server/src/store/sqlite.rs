@@ -326,7 +326,7 @@ async fn store_one(
     // Alert rules need to know whether the issue was resolved before this
     // event; the write lock is held, so nothing changes in between.
     // A fingerprint merged into another issue is counted on that issue.
-    let mut fingerprint = merged_fingerprint(&mut **tx, e.project_id, &e.processed.fingerprint.fingerprint)
+    let mut fingerprint = merged_fingerprint(tx, e.project_id, &e.processed.fingerprint.fingerprint)
         .await?
         .unwrap_or_else(|| e.processed.fingerprint.fingerprint.clone());
     let (prior_status, (issue_id, event_count, ignored_until_counts)) = loop {
@@ -361,7 +361,7 @@ async fn store_one(
         .fetch_one(&mut **tx)
         .await?;
         if row.1 == 1 {
-            if let Some(target) = merged_meanwhile(&mut **tx, e.project_id, &fingerprint, row.0).await? {
+            if let Some(target) = merged_meanwhile(tx, e.project_id, &fingerprint, row.0).await? {
                 fingerprint = target;
                 continue;
             }
