@@ -150,7 +150,7 @@ impl PostgresStore {
     ) -> StoreResult<Option<Issue>> {
         let row = sqlx::query(&format!(
             "UPDATE issues SET status = $4, is_regression = CASE WHEN $4 = 'ignored' THEN is_regression ELSE FALSE END, \
-             ignore_until = $5, ignore_until_count = event_count + $6, ignore_until_users = user_count + $7 \
+             ignore_until = $5, ignore_until_count = event_count + $6, ignore_until_users = user_count + $7, \
              resolved_kind = $8, resolved_release = $9, resolved_semver = $10 \
              WHERE id = $3 AND project_id IN (SELECT p.id FROM projects p WHERE {VISIBLE_ORG}) RETURNING {}",
             ISSUE_COLUMNS.replace("i.", "")
