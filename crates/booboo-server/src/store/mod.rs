@@ -246,6 +246,23 @@ pub enum Resolution {
     InRelease(String),
 }
 
+impl Resolution {
+    /// Reads `now`, `next_release`, `current_release` or the name of a
+    /// release, which need not have been seen yet (a fix ships in a future
+    /// release) but must be a name a client could send.
+    pub fn parse(text: &str) -> Result<Resolution, String> {
+        Ok(match text {
+            "now" => Resolution::Now,
+            "next_release" => Resolution::NextRelease,
+            "current_release" => Resolution::CurrentRelease,
+            release => {
+                booboo_core::release_order::check_release_name(release)?;
+                Resolution::InRelease(release.to_string())
+            }
+        })
+    }
+}
+
 /// Which kind of release-bound resolution an issue has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
