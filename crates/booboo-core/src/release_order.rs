@@ -275,10 +275,8 @@ mod tests {
 
     #[test]
     fn latest_is_the_highest_version_or_the_last_seen() {
-        let releases = [
-            SeenRelease { name: "1.10.0", first_seen: Some(1) },
-            SeenRelease { name: "1.9.0", first_seen: Some(2) },
-        ];
+        let releases =
+            [SeenRelease { name: "1.10.0", first_seen: Some(1) }, SeenRelease { name: "1.9.0", first_seen: Some(2) }];
         assert_eq!(latest(ReleaseOrdering::Semver, &releases).unwrap().name, "1.10.0");
         assert_eq!(latest(ReleaseOrdering::FirstSeen, &releases).unwrap().name, "1.9.0");
         assert_eq!(latest(ReleaseOrdering::Semver, &[]), None);

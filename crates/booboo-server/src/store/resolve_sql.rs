@@ -9,7 +9,10 @@ use booboo_core::release_order::{self, ReleaseBound, ReleaseOrdering, SeenReleas
 
 /// What to store for `resolution`, given the project's releases with when
 /// it first saw each. `None`: resolved now, nothing release-bound.
-pub(super) fn resolved_in(resolution: &Resolution, releases: &[(String, i64)]) -> Result<Option<ResolvedIn>, StoreError> {
+pub(super) fn resolved_in(
+    resolution: &Resolution,
+    releases: &[(String, i64)],
+) -> Result<Option<ResolvedIn>, StoreError> {
     let names = releases.iter().map(|(r, _)| r.as_str());
     let (kind, release, ordering) = match resolution {
         Resolution::Now => return Ok(None),
@@ -98,10 +101,8 @@ macro_rules! resolve_queries {
             if !booboo_core::release_order::regresses(&bound, ordering, event_release, first_seen) {
                 return Ok(false);
             }
-            sqlx::query(&q(
-                "UPDATE issues SET status = 'unresolved', is_regression = ?, resolved_kind = NULL, \
-                 resolved_release = NULL, resolved_semver = ? WHERE id = ?",
-            ))
+            sqlx::query(&q("UPDATE issues SET status = 'unresolved', is_regression = ?, resolved_kind = NULL, \
+                 resolved_release = NULL, resolved_semver = ? WHERE id = ?"))
             .bind(true)
             .bind(false)
             .bind(issue_id)
@@ -125,7 +126,10 @@ mod tests {
     fn next_and_current_release_are_the_projects_latest() {
         let known = releases(&[("1.10.0", 1), ("1.9.0", 2)]);
         let next = resolved_in(&Resolution::NextRelease, &known).unwrap().unwrap();
-        assert_eq!((next.kind, next.release.as_deref(), next.semver), (ResolvedInKind::NextRelease, Some("1.10.0"), true));
+        assert_eq!(
+            (next.kind, next.release.as_deref(), next.semver),
+            (ResolvedInKind::NextRelease, Some("1.10.0"), true)
+        );
         let current = resolved_in(&Resolution::CurrentRelease, &known).unwrap().unwrap();
         assert_eq!((current.kind, current.release.as_deref()), (ResolvedInKind::CurrentRelease, Some("1.10.0")));
         let mixed = releases(&[("1.10.0", 1), ("deadbeef", 2)]);

@@ -228,7 +228,11 @@ macro_rules! row_readers {
                     count: row.try_get("ignore_until_count")?,
                     users: row.try_get("ignore_until_users")?,
                 },
-                resolved_in: match row.try_get::<Option<String>, _>("resolved_kind")?.as_deref().and_then(ResolvedInKind::parse) {
+                resolved_in: match row
+                    .try_get::<Option<String>, _>("resolved_kind")?
+                    .as_deref()
+                    .and_then(ResolvedInKind::parse)
+                {
                     Some(kind) if status == "resolved" => Some(ResolvedIn {
                         kind,
                         release: row.try_get("resolved_release")?,

@@ -373,7 +373,9 @@ async fn store_one(
 
     sqlx::query("UPDATE events SET issue_id = ? WHERE id = ?").bind(issue_id).bind(row_id).execute(&mut **tx).await?;
     let release_bound = match resolved_kind.as_deref().and_then(ResolvedInKind::parse) {
-        Some(kind) if status == "resolved" => Some(ResolvedIn { kind, release: resolved_release, semver: resolved_semver }),
+        Some(kind) if status == "resolved" => {
+            Some(ResolvedIn { kind, release: resolved_release, semver: resolved_semver })
+        }
         _ => None,
     };
     let regressed_by_release = match &release_bound {
@@ -382,8 +384,7 @@ async fn store_one(
     };
     if !rules.is_empty() {
         // Regressed: reopened by this event, plainly or by its release.
-        let regressed =
-            regressed_by_release || (prior_status.as_deref() == Some("resolved") && status != "resolved");
+        let regressed = regressed_by_release || (prior_status.as_deref() == Some("resolved") && status != "resolved");
         let facts = IssueFacts { created: event_count == 1, regressed };
         fire_alert_rules(tx, rules, e, issue_id, &facts).await?;
     }

@@ -5,9 +5,7 @@
 
 use super::{alert_rule, project};
 use crate::support::*;
-use booboo_server::store::{
-    IssueStatus, Resolution, ResolvedInKind, Store, StoreError, StoreOutcome, Trigger,
-};
+use booboo_server::store::{IssueStatus, Resolution, ResolvedInKind, Store, StoreError, StoreOutcome, Trigger};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -22,7 +20,8 @@ store_tests!(
 /// Stores one event of the `pay` issue from `release` ("" for none) and
 /// returns the issue's status and regression mark.
 async fn event_from(store: &Arc<dyn Store>, p: i64, at: i64, release: &str) -> (i64, IssueStatus, bool) {
-    let outcome = store.store_events(&[new_event(p, T0 + at, &body("pay", json!({"release": release})))]).await.unwrap();
+    let outcome =
+        store.store_events(&[new_event(p, T0 + at, &body("pay", json!({"release": release})))]).await.unwrap();
     let StoreOutcome::Stored { issue_id } = outcome[0] else { panic!("not stored: {outcome:?}") };
     let issue = store.issue_detail(ADMIN, issue_id).await.unwrap().unwrap().issue;
     (issue_id, issue.status, issue.is_regression)
