@@ -143,9 +143,7 @@ impl PostgresStore {
         viewer: Viewer,
         issue_id: i64,
         status: IssueStatus,
-        until: Option<i64>,
-        more_events: Option<i64>,
-        more_users: Option<i64>,
+        (until, more_events, more_users): (Option<i64>, Option<i64>, Option<i64>),
         resolved: Option<&ResolvedIn>,
     ) -> StoreResult<Option<Issue>> {
         let row = sqlx::query(&format!(
@@ -515,9 +513,7 @@ async fn store_one(
         _ => None,
     };
     let regressed_by_release = match &release_bound {
-        Some(resolved) => {
-            regress_by_release(&mut **tx, e.project_id, issue_id, resolved, &pg_text(&event.release)).await?
-        }
+        Some(resolved) => regress_by_release(tx, e.project_id, issue_id, resolved, &pg_text(&event.release)).await?,
         None => false,
     };
     if !rules.is_empty() {
@@ -901,7 +897,7 @@ impl Store for PostgresStore {
     }
 
     async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>> {
-        self.change_issue_status(viewer, issue_id, status, None, None, None, None).await
+        self.change_issue_status(viewer, issue_id, status, (None, None, None), None).await
     }
 
     async fn ignore_issue(
@@ -917,7 +913,7 @@ impl Store for PostgresStore {
             IgnoreCondition::Events(n) => (None, Some(n), None),
             IgnoreCondition::Users(n) => (None, None, Some(n)),
         };
-        self.change_issue_status(viewer, issue_id, IssueStatus::Ignored, at, events, users, None).await
+        self.change_issue_status(viewer, issue_id, IssueStatus::Ignored, (at, events, users), None).await
     }
 
     async fn resolve_issue(
@@ -945,7 +941,7 @@ impl Store for PostgresStore {
         let resolved = super::resolve_sql::resolved_in(resolution, &releases)?;
         // An activity entry recording `resolved` belongs here, beside the
         // one write of a resolution.
-        self.change_issue_status(viewer, issue_id, IssueStatus::Resolved, None, None, None, resolved.as_ref()).await
+        self.change_issue_status(viewer, issue_id, IssueStatus::Resolved, (None, None, None), resolved.as_ref()).await
     }
 
     async fn end_expired_ignores(&self, now: i64) -> StoreResult<u64> {
