@@ -247,6 +247,8 @@ async fn patch_issue(
             state.store.ignore_issue(user.viewer(), id, condition, crate::clock::now_millis()).await?
         }
         (_, Some(resolution)) => state.store.resolve_issue(user.viewer(), id, &resolution).await?,
+        // Every resolve goes through the one method that records resolutions.
+        _ if status == IssueStatus::Resolved => state.store.resolve_issue(user.viewer(), id, &Resolution::Now).await?,
         _ => state.store.set_issue_status(user.viewer(), id, status).await?,
     }
     .ok_or_else(|| AppError::not_found("issue"))?;

@@ -586,7 +586,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<PageOf<Issue>>;
     async fn issue_detail(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<IssueDetail>>;
     /// Changes an issue's status; resolving or reopening clears the
-    /// regression mark.
+    /// regression mark, and any change forgets a release resolution (see
+    /// [`Store::resolve_issue`], which the API and dashboard use to resolve).
     async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>>;
     /// Ignores an issue until `condition` ends (counted from `now` and the
     /// issue's counts at this moment). Setting any status clears the
