@@ -10,6 +10,7 @@ pub mod issue_summary;
 pub mod json_reader;
 pub mod limits;
 pub mod log_entry;
+pub mod release_order;
 pub mod scrub;
 pub mod sentry_envelope;
 pub mod sentry_event;

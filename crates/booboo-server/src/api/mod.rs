@@ -4,13 +4,14 @@
 pub mod alerts;
 mod auth;
 pub mod export;
-mod project_settings;mod keys;
+mod keys;
+mod project_settings;
 
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::store::{
     IgnoreCondition, Issue, IssueDetail, IssueFilter, IssueMerge, IssueSort, IssueStatus, Page, PageOf, Project,
-    StoredEvent,
+    Resolution, StoredEvent,
 };
 use auth::ApiUser;
 use axum::body::{Body, Bytes};
@@ -125,6 +126,7 @@ pub fn issue_json(i: &Issue) -> Value {
             "until_count": i.ignore_until.count,
             "until_users": i.ignore_until.users,
         })),
+        "resolved_in": i.resolved_in.as_ref().map(|r| json!({"kind": r.kind, "release": r.release})),
     })
 }
 
@@ -231,9 +233,32 @@ async fn patch_issue(
         }
         Some(given) => Some(ignore_condition(given)?),
     };
-    let issue = match ignore {
-        Some(condition) => state.store.ignore_issue(user.viewer(), id, condition, crate::clock::now_millis()).await?,
-        None => state.store.set_issue_status(user.viewer(), id, status).await?,
+    let resolution = match value.get("resolved_in") {
+        None | Some(Value::Null) => None,
+        Some(_) if status != IssueStatus::Resolved => {
+            return Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "field `resolved_in` applies only with \"status\": \"resolved\"",
+            ))
+        }
+        Some(Value::String(text)) => Some(Resolution::parse(text).map_err(|message| {
+            AppError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("field `resolved_in`: {message}"))
+        })?),
+        Some(other) => {
+            return Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("field `resolved_in` must be \"next_release\", \"current_release\" or a release such as \"1.4.0\", got {other}"),
+            ))
+        }
+    };
+    let issue = match (ignore, resolution) {
+        (Some(condition), _) => {
+            state.store.ignore_issue(user.viewer(), id, condition, crate::clock::now_millis()).await?
+        }
+        (_, Some(resolution)) => state.store.resolve_issue(user.viewer(), id, &resolution).await?,
+        // Every resolve goes through the one method that records resolutions.
+        _ if status == IssueStatus::Resolved => state.store.resolve_issue(user.viewer(), id, &Resolution::Now).await?,
+        _ => state.store.set_issue_status(user.viewer(), id, status).await?,
     }
     .ok_or_else(|| AppError::not_found("issue"))?;
     Ok(Json(issue_json(&issue)))

@@ -36,7 +36,7 @@ const SQLITE: &[Migration] = migrations!(
     "0007_alerts.sql",
     "0009_ignore_conditions.sql",
     "0010_limits_and_ownership.sql",
-    "0013_issue_merges.sql",
+    "0013_issue_merges.sql",    "0015_resolve_in_release.sql",
 );
 const POSTGRES: &[Migration] = migrations!(
     "postgres": "0001_initial.sql",
@@ -46,7 +46,7 @@ const POSTGRES: &[Migration] = migrations!(
     "0007_alerts.sql",
     "0009_ignore_conditions.sql",
     "0010_limits_and_ownership.sql",
-    "0013_issue_merges.sql",
+    "0013_issue_merges.sql",    "0015_resolve_in_release.sql",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {

@@ -10,6 +10,7 @@ mod migrations;
 pub mod postgres;
 pub mod project_limits;
 mod project_limits_sql;
+mod resolve_sql;
 mod rows;
 mod sign_in_limits;
 pub mod sqlite;
@@ -237,6 +238,79 @@ pub struct IgnoreUntil {
     pub users: Option<i64>,
 }
 
+/// How to resolve an issue, as asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Resolved now: its next event, from any release, is a regression.
+    Now,
+    /// Fixed in the release after the project's latest one (by the release
+    /// order of `booboo_core::release_order`) at this moment: events from
+    /// that release or older are not regressions.
+    NextRelease,
+    /// Fixed in the project's latest release at this moment: events from it
+    /// or a later one are regressions. `Conflict` while the project has none.
+    CurrentRelease,
+    /// Fixed in this release, seen or not yet: events from it or a later one
+    /// are regressions, older ones are not.
+    InRelease(String),
+}
+
+impl Resolution {
+    /// Reads `now`, `next_release`, `current_release` or the name of a
+    /// release, which need not have been seen yet (a fix ships in a future
+    /// release) but must be a name a client could send.
+    pub fn parse(text: &str) -> Result<Resolution, String> {
+        Ok(match text {
+            "now" => Resolution::Now,
+            "next_release" => Resolution::NextRelease,
+            "current_release" => Resolution::CurrentRelease,
+            release => {
+                booboo_core::release_order::check_release_name(release)?;
+                Resolution::InRelease(release.to_string())
+            }
+        })
+    }
+}
+
+/// Which kind of release-bound resolution an issue has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolvedInKind {
+    NextRelease,
+    CurrentRelease,
+    Release,
+}
+
+impl ResolvedInKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResolvedInKind::NextRelease => "next_release",
+            ResolvedInKind::CurrentRelease => "current_release",
+            ResolvedInKind::Release => "release",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ResolvedInKind> {
+        [ResolvedInKind::NextRelease, ResolvedInKind::CurrentRelease, ResolvedInKind::Release]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+/// A resolved issue's release-bound resolution, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResolvedIn {
+    pub kind: ResolvedInKind,
+    /// For `next_release`, the latest release when it was resolved (events
+    /// from later ones regress; `None` when the project had none, so any
+    /// event with a release does); otherwise the release it was fixed in.
+    pub release: Option<String>,
+    /// Whether releases are compared as semantic versions (decided when it
+    /// was resolved: all the project's releases parsed as such), else by
+    /// when the project first saw them.
+    pub semver: bool,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Issue {
     pub id: i64,
@@ -254,6 +328,9 @@ pub struct Issue {
     pub fingerprint: String,
     /// When an ignored issue's ignore ends.
     pub ignore_until: IgnoreUntil,
+    /// The release a resolved issue was resolved in, if it was resolved
+    /// with respect to releases.
+    pub resolved_in: Option<ResolvedIn>,
     /// Names of the environments and releases the issue was seen in.
     pub environments: Vec<String>,
     pub releases: Vec<String>,
@@ -558,7 +635,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<PageOf<Issue>>;
     async fn issue_detail(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<IssueDetail>>;
     /// Changes an issue's status; resolving or reopening clears the
-    /// regression mark.
+    /// regression mark, and any change forgets a release resolution (see
+    /// [`Store::resolve_issue`], which the API and dashboard use to resolve).
     async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>>;
     /// Ignores an issue until `condition` ends (counted from `now` and the
     /// issue's counts at this moment). Setting any status clears the
@@ -570,6 +648,12 @@ pub trait Store: Send + Sync + 'static {
         condition: IgnoreCondition,
         now: i64,
     ) -> StoreResult<Option<Issue>>;
+    /// Resolves an issue, now or with respect to releases (see
+    /// [`Resolution`]); the one place a resolution is written, so whatever
+    /// else must record it (an activity entry) goes here. `Conflict` for
+    /// the current release of a project without releases.
+    async fn resolve_issue(&self, viewer: Viewer, issue_id: i64, resolution: &Resolution)
+        -> StoreResult<Option<Issue>>;
     /// Ends the timed ignores due at `now`: each issue becomes unresolved and
     /// its project's unignored rules write their deliveries, in one
     /// transaction, once even with several nodes. Returns how many ended.

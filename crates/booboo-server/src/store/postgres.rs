@@ -20,6 +20,7 @@ super::alert_sql::alert_queries!(sqlx::PgConnection, PgRow);
 super::key_sql::key_queries!(sqlx::PgConnection);
 // A merge locks the issues it reads until it commits.
 super::merge_sql::merge_queries!(sqlx::PgConnection, " FOR UPDATE");
+super::resolve_sql::resolve_queries!(sqlx::PgConnection);
 
 /// Numbers the alert queries' `?` placeholders as PostgreSQL's `$1, $2, …`.
 fn q(sql: &str) -> String {
@@ -145,13 +146,13 @@ impl PostgresStore {
         viewer: Viewer,
         issue_id: i64,
         status: IssueStatus,
-        until: Option<i64>,
-        more_events: Option<i64>,
-        more_users: Option<i64>,
+        (until, more_events, more_users): (Option<i64>, Option<i64>, Option<i64>),
+        resolved: Option<&ResolvedIn>,
     ) -> StoreResult<Option<Issue>> {
         let row = sqlx::query(&format!(
             "UPDATE issues SET status = $4, is_regression = CASE WHEN $4 = 'ignored' THEN is_regression ELSE FALSE END, \
-             ignore_until = $5, ignore_until_count = event_count + $6, ignore_until_users = user_count + $7 \
+             ignore_until = $5, ignore_until_count = event_count + $6, ignore_until_users = user_count + $7, \
+             resolved_kind = $8, resolved_release = $9, resolved_semver = $10 \
              WHERE id = $3 AND project_id IN (SELECT p.id FROM projects p WHERE {VISIBLE_ORG}) RETURNING {}",
             ISSUE_COLUMNS.replace("i.", "")
         ))
@@ -162,6 +163,9 @@ impl PostgresStore {
         .bind(until)
         .bind(more_events)
         .bind(more_users)
+        .bind(resolved.map(|r| r.kind.as_str()))
+        .bind(resolved.and_then(|r| r.release.as_deref()))
+        .bind(resolved.is_some_and(|r| r.semver))
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable("changing an issue's status"))?;
@@ -465,7 +469,12 @@ async fn store_one(
     let mut fingerprint = merged_fingerprint(tx, e.project_id, &e.processed.fingerprint.fingerprint)
         .await?
         .unwrap_or_else(|| e.processed.fingerprint.fingerprint.clone());
-    let (prior_status, (issue_id, event_count, ignored_until_counts)) = loop {
+    // A resolution bound to releases is left for the rule below to judge;
+    // any other resolved issue is unresolved again by its next event.
+    let (
+        prior_status,
+        (issue_id, event_count, ignored_until_counts, status, resolved_kind, resolved_release, resolved_semver),
+    ) = loop {
         let prior_status: Option<String> = if rules.is_empty() {
             None
         } else {
@@ -475,7 +484,8 @@ async fn store_one(
                 .fetch_optional(&mut **tx)
                 .await?
         };
-        let row: (i64, i64, bool) = sqlx::query_as(
+        #[allow(clippy::type_complexity)]
+        let row: (i64, i64, bool, String, Option<String>, Option<String>, bool) = sqlx::query_as(
             "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, event_count, first_release) \
              VALUES ($1, $2, $3, $4, $5, 'unresolved', $6, $6, 1, NULLIF($7, '')) \
              ON CONFLICT (project_id, fingerprint) DO UPDATE SET \
@@ -483,9 +493,10 @@ async fn store_one(
                first_seen = LEAST(issues.first_seen, excluded.first_seen), last_seen = GREATEST(issues.last_seen, excluded.last_seen), \
                event_count = issues.event_count + 1, \
                first_release = COALESCE(issues.first_release, excluded.first_release), \
-               is_regression = CASE WHEN issues.status = 'resolved' THEN TRUE ELSE issues.is_regression END, \
-               status = CASE WHEN issues.status = 'resolved' THEN 'unresolved' ELSE issues.status END \
-             RETURNING id, event_count, (ignore_until_count IS NOT NULL OR ignore_until_users IS NOT NULL)",
+               is_regression = CASE WHEN issues.status = 'resolved' AND issues.resolved_kind IS NULL THEN TRUE ELSE issues.is_regression END, \
+               status = CASE WHEN issues.status = 'resolved' AND issues.resolved_kind IS NULL THEN 'unresolved' ELSE issues.status END \
+             RETURNING id, event_count, (ignore_until_count IS NOT NULL OR ignore_until_users IS NOT NULL), \
+               status, resolved_kind, resolved_release, resolved_semver",
         )
         .bind(e.project_id)
         .bind(&fingerprint)
@@ -494,7 +505,7 @@ async fn store_one(
         .bind(event.level.as_str())
         .bind(e.received_at)
         .bind(pg_text(&event.release))
-        .fetch_one(&mut **tx)
+    .fetch_one(&mut **tx)
         .await?;
         if row.1 == 1 {
             if let Some(target) = merged_meanwhile(tx, e.project_id, &fingerprint, row.0).await? {
@@ -506,8 +517,20 @@ async fn store_one(
     };
 
     sqlx::query("UPDATE events SET issue_id = $1 WHERE id = $2").bind(issue_id).bind(row_id).execute(&mut **tx).await?;
+    let release_bound = match resolved_kind.as_deref().and_then(ResolvedInKind::parse) {
+        Some(kind) if status == "resolved" => {
+            Some(ResolvedIn { kind, release: resolved_release, semver: resolved_semver })
+        }
+        _ => None,
+    };
+    let regressed_by_release = match &release_bound {
+        Some(resolved) => regress_by_release(tx, e.project_id, issue_id, resolved, &pg_text(&event.release)).await?,
+        None => false,
+    };
     if !rules.is_empty() {
-        let facts = IssueFacts { created: event_count == 1, regressed: prior_status.as_deref() == Some("resolved") };
+        // Regressed: reopened by this event, plainly or by its release.
+        let regressed = regressed_by_release || (prior_status.as_deref() == Some("resolved") && status != "resolved");
+        let facts = IssueFacts { created: event_count == 1, regressed };
         fire_alert_rules(tx, rules, e, issue_id, &facts).await?;
     }
 
@@ -885,7 +908,7 @@ impl Store for PostgresStore {
     }
 
     async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>> {
-        self.change_issue_status(viewer, issue_id, status, None, None, None).await
+        self.change_issue_status(viewer, issue_id, status, (None, None, None), None).await
     }
 
     async fn ignore_issue(
@@ -901,7 +924,35 @@ impl Store for PostgresStore {
             IgnoreCondition::Events(n) => (None, Some(n), None),
             IgnoreCondition::Users(n) => (None, None, Some(n)),
         };
-        self.change_issue_status(viewer, issue_id, IssueStatus::Ignored, at, events, users).await
+        self.change_issue_status(viewer, issue_id, IssueStatus::Ignored, (at, events, users), None).await
+    }
+
+    async fn resolve_issue(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        resolution: &Resolution,
+    ) -> StoreResult<Option<Issue>> {
+        let project_id: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT i.project_id FROM issues i JOIN projects p ON p.id = i.project_id WHERE {VISIBLE_ORG} AND i.id = $3"
+        ))
+        .bind(viewer.is_admin)
+        .bind(viewer.user_id)
+        .bind(issue_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("finding an issue to resolve"))?;
+        let Some(project_id) = project_id else { return Ok(None) };
+        let releases = if *resolution == Resolution::Now {
+            Vec::new()
+        } else {
+            let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+            project_releases_seen(&mut conn, project_id).await.map_err(unavailable("reading a project's releases"))?
+        };
+        let resolved = super::resolve_sql::resolved_in(resolution, &releases)?;
+        // An activity entry recording `resolved` belongs here, beside the
+        // one write of a resolution.
+        self.change_issue_status(viewer, issue_id, IssueStatus::Resolved, (None, None, None), resolved.as_ref()).await
     }
 
     async fn end_expired_ignores(&self, now: i64) -> StoreResult<u64> {

@@ -10,7 +10,7 @@ use super::session::SignedIn;
 use super::templates::page;
 use crate::app::AppState;
 use crate::clock;
-use crate::store::{IgnoreCondition, IssueFilter, IssueSort, IssueStatus, Page, Project, Viewer};
+use crate::store::{IgnoreCondition, Issue, IssueFilter, IssueSort, IssueStatus, Page, Project, Resolution, Viewer};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -161,6 +161,57 @@ fn status_of_action(action: &str) -> Result<IssueStatus, PageError> {
     }
 }
 
+/// What a status form asks for, on the issue page or, once confirmed, for
+/// several issues at once.
+enum StatusChange {
+    Resolve(Resolution),
+    Ignore(IgnoreCondition),
+    Reopen,
+}
+
+impl StatusChange {
+    /// Reads the change from `field` (`resolve`, `ignore`, `reopen`) and
+    /// its choices: `resolved_in` with `release`, or `ignore` with `n`.
+    fn from_form(form: &FormData, field: &str) -> Result<StatusChange, PageError> {
+        Ok(match status_of_action(form.get(field))? {
+            IssueStatus::Resolved => StatusChange::Resolve(resolution(form.get("resolved_in"), form.get("release"))?),
+            IssueStatus::Ignored => StatusChange::Ignore(ignore_condition(form.get("ignore"), form.get("n"))?),
+            IssueStatus::Unresolved => StatusChange::Reopen,
+        })
+    }
+
+    async fn apply(&self, state: &AppState, viewer: Viewer, id: i64) -> Result<Option<Issue>, PageError> {
+        Ok(match self {
+            StatusChange::Resolve(resolution) => state.store.resolve_issue(viewer, id, resolution).await?,
+            StatusChange::Ignore(condition) => {
+                state.store.ignore_issue(viewer, id, *condition, crate::clock::now_millis()).await?
+            }
+            StatusChange::Reopen => state.store.set_issue_status(viewer, id, IssueStatus::Unresolved).await?,
+        })
+    }
+}
+
+/// The resolve form: `resolved_in` is `now` (or empty), `next_release`,
+/// `current_release`, or `release` with the release typed in `release`.
+fn resolution(choice: &str, release: &str) -> Result<Resolution, PageError> {
+    match choice {
+        "" | "now" => Ok(Resolution::Now),
+        "next_release" => Ok(Resolution::NextRelease),
+        "current_release" => Ok(Resolution::CurrentRelease),
+        "release" if release.is_empty() => {
+            Err(PageError::BadRequest("type the release the fix is in, such as 1.4.0".into()))
+        }
+        "release" => booboo_core::release_order::check_release_name(release)
+            .map(|()| Resolution::InRelease(release.to_string()))
+            .map_err(PageError::BadRequest),
+        other => Err(PageError::BadRequest(format!(
+            "unknown choice {other:?}: resolve now, in the next release, in the current release or in a release"
+        ))),
+    }
+}
+
+/// The issue list's bulk actions: the first post shows the chosen issues
+/// and the same choices as the issue page; the confirmed post applies them.
 pub async fn bulk(
     State(state): State<AppState>,
     me: SignedIn,
@@ -176,7 +227,8 @@ pub async fn bulk(
         let query = serde_urlencoded::to_string(&query).map_err(|e| PageError::Internal(e.to_string()))?;
         return Ok(Redirect::to(&format!("/projects/{org}/{slug}/merge?{query}")).into_response());
     }
-    let status = status_of_action(form.get("action"))?;
+    let action = form.get("action");
+    status_of_action(action)?;
     let ids = form
         .all("issue")
         .map(|id| id.parse::<i64>().map_err(|_| PageError::BadRequest(format!("{id:?} is not an issue id"))))
@@ -184,13 +236,32 @@ pub async fn bulk(
     if ids.is_empty() {
         return Err(PageError::BadRequest("tick at least one issue, then choose what to do with them".into()));
     }
-    for id in ids {
-        let changed = state.store.set_issue_status(me.viewer(), id, status).await?;
-        if changed.is_none_or(|issue| issue.project_id != project.id) {
-            return Err(PageError::NotFound("issue"));
+    // Every issue must be one of this project's before any is changed.
+    let mut issues = Vec::with_capacity(ids.len());
+    for id in &ids {
+        match state.store.issue_detail(me.viewer(), *id).await? {
+            Some(detail) if detail.issue.project_id == project.id => issues.push(detail.issue),
+            _ => return Err(PageError::NotFound("issue")),
         }
     }
-    Ok(Redirect::to(&back_to(&form, format!("/projects/{org}/{slug}"))).into_response())
+    let back = back_to(&form, format!("/projects/{org}/{slug}"));
+    if form.get("confirm") != "yes" {
+        let verb = match status_of_action(action)? {
+            IssueStatus::Resolved => "Resolve",
+            IssueStatus::Ignored => "Ignore",
+            IssueStatus::Unresolved => "Reopen",
+        };
+        let action = verb.to_lowercase();
+        let releases = state.store.project_facets(me.viewer(), project.id).await?.releases;
+        let body =
+            page("confirm_bulk.html", context! { me => me.me(), project, issues, verb, action, releases, back })?;
+        return Ok(body.into_response());
+    }
+    let change = StatusChange::from_form(&form, "action")?;
+    for id in ids {
+        change.apply(&state, me.viewer(), id).await?.ok_or(PageError::NotFound("issue"))?;
+    }
+    Ok(Redirect::to(&back).into_response())
 }
 
 async fn project_by_id(state: &AppState, viewer: Viewer, id: i64) -> Result<Project, PageError> {
@@ -280,14 +351,7 @@ pub async fn set_status(
 ) -> Result<Response, PageError> {
     me.check_csrf(&form)?;
     let id = parse_id(&id, "issue")?;
-    let status = status_of_action(form.get("status"))?;
-    let changed = match status {
-        IssueStatus::Ignored => {
-            let condition = ignore_condition(form.get("ignore"), form.get("n"))?;
-            state.store.ignore_issue(me.viewer(), id, condition, crate::clock::now_millis()).await?
-        }
-        _ => state.store.set_issue_status(me.viewer(), id, status).await?,
-    };
+    let changed = StatusChange::from_form(&form, "status")?.apply(&state, me.viewer(), id).await?;
     changed.ok_or(PageError::NotFound("issue"))?;
     Ok(Redirect::to(&back_to(&form, format!("/issues/{id}"))).into_response())
 }

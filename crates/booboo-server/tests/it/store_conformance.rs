@@ -40,7 +40,8 @@ macro_rules! store_tests {
 }
 
 // Test files that use `store_tests!` too (declared after the macro).
-mod issue_merges;
+mod issue_merges; // Resolving in a release, with the macro above.
+mod resolve;
 
 store_tests!(
     ingest_tokens_find_their_project_only_while_live,

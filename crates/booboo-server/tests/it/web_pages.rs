@@ -576,6 +576,26 @@ async fn bulk_actions_resolve_several_issues_and_a_new_event_reopens_one() {
             ],
         )
         .await;
+    // First a confirmation, listing the issues with the issue page's choices.
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert!(answer.body.contains("Resolve 2 issues?") && answer.body.contains("cannot check out"), "{}", answer.body);
+    assert!(answer.body.contains(r#"value="next_release""#) && answer.body.contains(r#"name="confirm" value="yes""#));
+    assert_eq!(site.store.issue_detail(ADMIN, ship).await.unwrap().unwrap().issue.status, IssueStatus::Unresolved);
+    let answer = site
+        .post(
+            &mut ann,
+            "/projects/acme/web/issues/bulk",
+            &[
+                ("csrf", &csrf),
+                ("action", "resolve"),
+                ("resolved_in", "now"),
+                ("confirm", "yes"),
+                ("issue", &checkout.to_string()),
+                ("issue", &ship.to_string()),
+                ("back", back),
+            ],
+        )
+        .await;
     assert_eq!((answer.status, answer.location()), (StatusCode::SEE_OTHER, back));
     let list = site.get(&mut ann, "/projects/acme/web").await.body;
     assert!(!list.contains("cannot check out") && !list.contains("ship in views.py"));
@@ -593,6 +613,48 @@ async fn bulk_actions_resolve_several_issues_and_a_new_event_reopens_one() {
         .unwrap();
     let page = site.get(&mut ann_api, &format!("/issues/{ship}")).await.body;
     assert!(page.contains("regression") && page.contains(">unresolved<"), "{page}");
+}
+
+#[tokio::test]
+async fn issues_are_resolved_in_a_release_from_the_issue_page_and_in_bulk() {
+    let site = site().await;
+    let (mut ann, csrf) = site.sign_in("ann@example.com").await;
+    let [checkout, ship, ..] = site.mine[..] else { panic!() };
+    let page = site.get(&mut ann, &format!("/issues/{checkout}")).await.body;
+    for choice in ["now", "next_release", "current_release", "release"] {
+        assert!(page.contains(&format!(r#"<option value="{choice}">"#)), "{choice}: {page}");
+    }
+    let path = format!("/issues/{checkout}/status");
+    let fields = [("csrf", csrf.as_str()), ("status", "resolved"), ("resolved_in", "release"), ("release", "1.4.0")];
+    assert_eq!(site.post(&mut ann, &path, &fields).await.status, StatusCode::SEE_OTHER);
+    let page = site.get(&mut ann, &format!("/issues/{checkout}")).await.body;
+    assert!(page.contains("Resolved in 1.4.0"), "{page}");
+    let missing = [("csrf", csrf.as_str()), ("status", "resolved"), ("resolved_in", "release"), ("release", "")];
+    let answer = site.post(&mut ann, &path, &missing).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.text().contains("type the release the fix is in"), "{}", answer.body);
+
+    // In bulk, once confirmed: the next release, after the latest one seen.
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("action", "resolve"),
+        ("resolved_in", "next_release"),
+        ("confirm", "yes"),
+        ("issue", &ship.to_string()),
+    ];
+    let answer = site.post(&mut ann, "/projects/acme/web/issues/bulk", &fields).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let issue = site.store.issue_detail(ADMIN, ship).await.unwrap().unwrap().issue;
+    let resolved_in = issue.resolved_in.expect("resolved in a release");
+    let page = site.get(&mut ann, &format!("/issues/{ship}")).await.body;
+    // The seeded latest release is hostile markup: shown escaped.
+    assert_eq!(resolved_in.release.as_deref(), Some("<script>alert('x')</script>"));
+    assert!(page.contains("Resolved in the next release (after &lt;script&gt;"), "{page}");
+    assert!(!page.contains("(after <script>"));
+    // Ignoring in bulk offers the ignore conditions.
+    let fields = [("csrf", csrf.as_str()), ("action", "ignore"), ("issue", &ship.to_string())];
+    let answer = site.post(&mut ann, "/projects/acme/web/issues/bulk", &fields).await;
+    assert!(answer.body.contains("Ignore 1 issue?") && answer.body.contains(r#"value="users""#), "{}", answer.body);
 }
 
 #[tokio::test]
