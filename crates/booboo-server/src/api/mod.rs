@@ -4,6 +4,7 @@
 pub mod alerts;
 mod auth;
 pub mod export;
+mod ownership;
 
 use crate::app::AppState;
 use crate::error::AppError;
@@ -32,6 +33,8 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{org}/{project}", delete(delete_project))
         .route("/issues/{id}", get(get_issue).patch(patch_issue).delete(delete_issue))
         .route("/issues/{id}/events", get(issue_events))
+        .route("/issues/{id}/comments", get(ownership::list_comments).post(ownership::add_comment))
+        .route("/issues/{id}/activity", get(ownership::list_activity))
         .route("/events/{id}", get(get_event))
         .route("/projects/{org}/{project}/alert-rules", get(alerts::list_rules).post(alerts::create_rule))
         .route("/projects/{org}/{project}/alert-deliveries", get(alerts::list_deliveries))
@@ -43,11 +46,11 @@ pub fn routes() -> Router<AppState> {
 type Params = Query<HashMap<String, String>>;
 type ApiResult = Result<Json<Value>, AppError>;
 
-fn time_text(ms: i64) -> String {
+pub(crate) fn time_text(ms: i64) -> String {
     timestamp::format(timestamp::from_unix_millis(ms))
 }
 
-fn page_from(params: &HashMap<String, String>) -> Result<Page, AppError> {
+pub(crate) fn page_from(params: &HashMap<String, String>) -> Result<Page, AppError> {
     let limit = match params.get("limit") {
         None => DEFAULT_LIMIT,
         Some(text) => text
@@ -70,14 +73,14 @@ fn page_from(params: &HashMap<String, String>) -> Result<Page, AppError> {
     Ok(Page { offset, limit })
 }
 
-fn list_json<T>(page: PageOf<T>, render: impl Fn(&T) -> Value) -> Value {
+pub(crate) fn list_json<T>(page: PageOf<T>, render: impl Fn(&T) -> Value) -> Value {
     json!({
         "items": page.items.iter().map(render).collect::<Vec<_>>(),
         "next_cursor": page.next_offset.map(|o| o.to_string()),
     })
 }
 
-fn parse_id(text: &str, what: &str) -> Result<i64, AppError> {
+pub(crate) fn parse_id(text: &str, what: &str) -> Result<i64, AppError> {
     text.parse().map_err(|_| AppError::not_found(what))
 }
 
@@ -111,6 +114,7 @@ pub fn issue_json(i: &Issue) -> Value {
         "environments": i.environments,
         "releases": i.releases,
         "fingerprint": i.fingerprint,
+        "assignee": i.assignee,
         "ignore": (i.status == IssueStatus::Ignored).then(|| json!({
             "until": i.ignore_until.at.map(time_text),
             "until_count": i.ignore_until.count,
@@ -198,6 +202,7 @@ async fn patch_issue(
     let id = parse_id(&id, "issue")?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| AppError::bad_request(format!("body must be JSON such as {{\"status\": \"resolved\"}}: {e}")))?;
+    let assignee = value.get("assignee").map(ownership::assignee_from).transpose()?;
     let status = match value.get("status") {
         Some(Value::String(s)) => IssueStatus::parse(s).ok_or_else(|| {
             AppError::new(
@@ -205,10 +210,16 @@ async fn patch_issue(
                 format!("status must be unresolved, resolved or ignored, got {s:?}"),
             )
         })?,
+        None if assignee.is_some() => {
+            // Only the assignee changes.
+            let assignee = assignee.unwrap_or_default();
+            return Ok(Json(issue_json(&ownership::assign(&state, &user, id, assignee.as_deref()).await?)));
+        }
         _ => {
             return Err(AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "field `status` is required: one of unresolved, resolved, ignored",
+                "field `status` (one of unresolved, resolved, ignored) or `assignee` (a member's e-mail or null) \
+                 is required",
             ))
         }
     };
@@ -222,6 +233,9 @@ async fn patch_issue(
         }
         Some(given) => Some(ignore_condition(given)?),
     };
+    if let Some(assignee) = &assignee {
+        ownership::assign(&state, &user, id, assignee.as_deref()).await?;
+    }
     let issue = match ignore {
         Some(condition) => state.store.ignore_issue(user.viewer(), id, condition, crate::clock::now_millis()).await?,
         None => state.store.set_issue_status(user.viewer(), id, status).await?,

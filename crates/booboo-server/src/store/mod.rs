@@ -2,6 +2,8 @@
 //! through [`Store`], whose methods are domain verbs; no SQL lives outside
 //! this folder. One implementation per backend, one file each.
 
+pub mod activity;
+mod activity_sql;
 pub mod alert_rules;
 mod alert_sql;
 mod migrations;
@@ -16,6 +18,7 @@ use serde::Serialize;
 use std::fmt;
 use std::sync::Arc;
 
+pub use activity::{Activity, ActivityKind, Assignment, PendingInvitation};
 pub use alert_rules::{
     AlertChannel, AlertKind, AlertRule, AttemptResult, ChannelFailure, ChannelKind, DeliveryInfo, DueDelivery,
     HeldEmail, NewAlertRule, NewChannel, RuleFilters, Trigger,
@@ -245,6 +248,8 @@ pub struct Issue {
     pub fingerprint: String,
     /// When an ignored issue's ignore ends.
     pub ignore_until: IgnoreUntil,
+    /// The e-mail of the member the issue is assigned to.
+    pub assignee: Option<String>,
     /// Names of the environments and releases the issue was seen in.
     pub environments: Vec<String>,
     pub releases: Vec<String>,
@@ -745,6 +750,60 @@ pub trait Store: Send + Sync + 'static {
     async fn set_alert_email_opt_out(&self, user_id: i64, project_id: i64, opted_out: bool) -> StoreResult<()>;
     /// The projects whose alert e-mails a user opted out of.
     async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>>;
+
+    // --- ownership and history: assignee, comments, activity, invitations -----
+    // (Status changes, regressions, ended ignores and sent alerts record their
+    // activity inside the transactions of the verbs above.)
+
+    /// Assigns an issue the viewer can see to a member of its organisation,
+    /// by e-mail, or unassigns it (`None`), recording the change in its
+    /// activity in the same transaction.
+    async fn assign_issue(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        assignee: Option<&str>,
+        at: i64,
+    ) -> StoreResult<Assignment>;
+    /// Adds the viewer's comment to an issue's activity; `None` when the
+    /// viewer cannot see the issue. The caller has checked the text
+    /// ([`activity::comment_problem`]).
+    async fn add_issue_comment(&self, viewer: Viewer, issue_id: i64, text: &str, at: i64)
+        -> StoreResult<Option<Activity>>;
+    /// An issue's activity, newest first, only entries of `kind` when given;
+    /// `None` when the viewer cannot see the issue.
+    async fn issue_activity(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        kind: Option<ActivityKind>,
+        page: Page,
+    ) -> StoreResult<Option<PageOf<Activity>>>;
+    /// Records one entry of an issue's activity on its own, for changes made
+    /// outside the verbs above (e.g. a merge); `actor` `None` is booboo.
+    /// Changes made inside a store transaction call `insert_activity` from
+    /// `activity_sql.rs` on that transaction instead.
+    async fn record_issue_activity(
+        &self,
+        issue_id: i64,
+        actor: Option<i64>,
+        kind: ActivityKind,
+        detail: &serde_json::Value,
+        at: i64,
+    ) -> StoreResult<()>;
+    /// An organisation's invitations not yet used nor expired at `now`,
+    /// newest first: `None` if the viewer cannot see the organisation,
+    /// `Forbidden` unless they administer it.
+    async fn pending_invitations(
+        &self,
+        viewer: Viewer,
+        org_slug: &str,
+        now: i64,
+    ) -> StoreResult<Option<Vec<PendingInvitation>>>;
+    /// Revokes an organisation's unused invitations to one address (their
+    /// links stop working); whether there was any. `Forbidden` unless the
+    /// viewer administers the organisation.
+    async fn revoke_invitation(&self, viewer: Viewer, org_slug: &str, email: &str) -> StoreResult<bool>;
 }
 
 /// Opens the store a database URL names, creating and migrating it.

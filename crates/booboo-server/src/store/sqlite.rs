@@ -24,6 +24,7 @@ const SPACE_PROBE_BYTES: usize = 1 << 20;
 
 row_readers!(SqliteRow);
 super::alert_sql::alert_queries!(sqlx::SqliteConnection, SqliteRow);
+super::activity_sql::activity_queries!(sqlx::SqliteConnection, SqliteRow);
 
 /// The alert queries' placeholders are SQLite's own.
 fn q(sql: &str) -> String {
@@ -89,7 +90,15 @@ impl SqliteStore {
         until: Option<i64>,
         more_events: Option<i64>,
         more_users: Option<i64>,
+        at: i64,
+        ignore: Option<serde_json::Value>,
     ) -> StoreResult<Option<Issue>> {
+        let mut tx = self.begin_write().await?;
+        let prior: Option<String> = sqlx::query_scalar("SELECT status FROM issues WHERE id = ?1")
+            .bind(issue_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable("reading an issue's status"))?;
         let row = sqlx::query(&format!(
             "UPDATE issues SET status = ?4, is_regression = CASE WHEN ?4 = 'ignored' THEN is_regression ELSE 0 END, \
              ignore_until = ?5, ignore_until_count = event_count + ?6, ignore_until_users = user_count + ?7 \
@@ -103,11 +112,20 @@ impl SqliteStore {
         .bind(until)
         .bind(more_events)
         .bind(more_users)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable("changing an issue's status"))?;
         let Some(row) = row else { return Ok(None) };
         let mut issues = vec![issue_from_row(&row).map_err(unavailable("reading an issue"))?];
+        // Setting the status it has is no change, unless a new ignore
+        // condition replaces the old one.
+        if prior.as_deref() != Some(status.as_str()) || ignore.is_some() {
+            let detail = activity::status_detail(status, None, ignore);
+            insert_activity(&mut tx, issue_id, Some(viewer.user_id), ActivityKind::Status, &detail, at)
+                .await
+                .map_err(unavailable("recording a status change"))?;
+        }
+        tx.commit().await.map_err(unavailable("committing a status change"))?;
         self.fill_environments_and_releases(&mut issues).await?;
         Ok(issues.pop())
     }
@@ -320,17 +338,14 @@ async fn store_one(
         return Ok(StoreOutcome::Duplicate);
     };
 
-    // Alert rules need to know whether the issue was resolved before this
-    // event; the write lock is held, so nothing changes in between.
-    let prior_status: Option<String> = if rules.is_empty() {
-        None
-    } else {
+    // Alert rules and the activity (a regression) need to know whether the
+    // issue was resolved before this event; the write lock is held, so nothing changes in between.
+    let prior_status: Option<String> =
         sqlx::query_scalar("SELECT status FROM issues WHERE project_id = ? AND fingerprint = ?")
             .bind(e.project_id)
             .bind(&e.processed.fingerprint.fingerprint)
             .fetch_optional(&mut **tx)
-            .await?
-    };
+            .await?;
     let (issue_id, event_count, ignored_until_counts): (i64, i64, bool) = sqlx::query_as(
         "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, event_count, first_release) \
          VALUES (?1, ?2, ?3, ?4, ?5, 'unresolved', ?6, ?6, 1, NULLIF(?7, '')) \
@@ -354,6 +369,11 @@ async fn store_one(
     .await?;
 
     sqlx::query("UPDATE events SET issue_id = ? WHERE id = ?").bind(issue_id).bind(row_id).execute(&mut **tx).await?;
+    if prior_status.as_deref() == Some("resolved") {
+        let release = Some(event.release.as_str()).filter(|r| !r.is_empty());
+        let detail = serde_json::json!({ "event_id": event.event_id, "release": release });
+        insert_activity(tx, issue_id, None, ActivityKind::Regression, &detail, e.received_at).await?;
+    }
     if !rules.is_empty() {
         let facts = IssueFacts { created: event_count == 1, regressed: prior_status.as_deref() == Some("resolved") };
         fire_alert_rules(tx, rules, e, issue_id, &facts).await?;
@@ -766,7 +786,9 @@ impl Store for SqliteStore {
     }
 
     async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>> {
-        self.change_issue_status(viewer, issue_id, status, None, None, None).await
+        // The store is given times, but this verb predates that; the entry
+        // it records is stamped by the server's one clock.
+        self.change_issue_status(viewer, issue_id, status, None, None, None, crate::clock::now_millis(), None).await
     }
 
     async fn ignore_issue(
@@ -782,7 +804,13 @@ impl Store for SqliteStore {
             IgnoreCondition::Events(n) => (None, Some(n), None),
             IgnoreCondition::Users(n) => (None, None, Some(n)),
         };
-        self.change_issue_status(viewer, issue_id, IssueStatus::Ignored, at, events, users).await
+        let detail = match condition {
+            IgnoreCondition::Forever => serde_json::json!({}),
+            IgnoreCondition::For { .. } => serde_json::json!({ "until": at }),
+            IgnoreCondition::Events(n) => serde_json::json!({ "count": n }),
+            IgnoreCondition::Users(n) => serde_json::json!({ "users": n }),
+        };
+        self.change_issue_status(viewer, issue_id, IssueStatus::Ignored, at, events, users, now, Some(detail)).await
     }
 
     async fn end_expired_ignores(&self, now: i64) -> StoreResult<u64> {
@@ -1849,5 +1877,98 @@ impl Store for SqliteStore {
     async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>> {
         let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
         opt_out_rows(&mut conn, user_id).await.map_err(unavailable("reading e-mail opt-outs"))
+    }
+
+    // --- ownership and history ------------------------------------------------
+
+    async fn assign_issue(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        assignee: Option<&str>,
+        at: i64,
+    ) -> StoreResult<Assignment> {
+        let mut tx = self.begin_write().await?;
+        let outcome =
+            assign_issue_row(&mut tx, viewer, issue_id, assignee, at).await.map_err(unavailable("assigning an issue"))?;
+        tx.commit().await.map_err(unavailable("committing an assignment"))?;
+        match outcome {
+            Assignment::Done(issue) => {
+                let mut issues = vec![issue];
+                self.fill_environments_and_releases(&mut issues).await?;
+                Ok(issues.pop().map(Assignment::Done).unwrap_or(Assignment::IssueNotFound))
+            }
+            other => Ok(other),
+        }
+    }
+
+    async fn add_issue_comment(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        text: &str,
+        at: i64,
+    ) -> StoreResult<Option<Activity>> {
+        let mut tx = self.begin_write().await?;
+        let comment =
+            add_comment_row(&mut tx, viewer, issue_id, text, at).await.map_err(unavailable("adding a comment"))?;
+        tx.commit().await.map_err(unavailable("committing a comment"))?;
+        Ok(comment)
+    }
+
+    async fn issue_activity(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        kind: Option<ActivityKind>,
+        page: Page,
+    ) -> StoreResult<Option<PageOf<Activity>>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        if visible_issue_org(&mut conn, viewer, issue_id).await.map_err(unavailable("looking up an issue"))?.is_none() {
+            return Ok(None);
+        }
+        activity_page(&mut conn, issue_id, kind, page).await.map(Some).map_err(unavailable("reading an issue's activity"))
+    }
+
+    async fn record_issue_activity(
+        &self,
+        issue_id: i64,
+        actor: Option<i64>,
+        kind: ActivityKind,
+        detail: &serde_json::Value,
+        at: i64,
+    ) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        insert_activity(&mut conn, issue_id, actor, kind, detail, at)
+            .await
+            .map_err(unavailable("recording an issue's activity"))?;
+        Ok(())
+    }
+
+    async fn pending_invitations(
+        &self,
+        viewer: Viewer,
+        org_slug: &str,
+        now: i64,
+    ) -> StoreResult<Option<Vec<PendingInvitation>>> {
+        match self.role_in(viewer, org_slug).await? {
+            None => return Ok(None),
+            Some(Role::Member) => {
+                return Err(StoreError::Forbidden("only an admin of the organisation may see its invitations".into()))
+            }
+            Some(Role::Admin) => {}
+        }
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        pending_invitation_rows(&mut conn, org_slug, now).await.map(Some).map_err(unavailable("listing invitations"))
+    }
+
+    async fn revoke_invitation(&self, viewer: Viewer, org_slug: &str, email: &str) -> StoreResult<bool> {
+        if self.role_in(viewer, org_slug).await? != Some(Role::Admin) {
+            return Err(StoreError::Forbidden("only an admin of the organisation may revoke its invitations".into()));
+        }
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        let revoked =
+            revoke_invitation_rows(&mut conn, org_slug, email).await.map_err(unavailable("revoking an invitation"))?;
+        Ok(revoked > 0)
     }
 }
