@@ -6,16 +6,13 @@ use super::{list_json, page_from, parse_id, time_text, ApiResult, Params};
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::identifiers::check_email;
-use crate::store::activity::comment_problem;
+use crate::store::activity::{comment_problem, BOOBOO_ACTOR};
 use crate::store::{Activity, ActivityKind, Assignment, Issue, User};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
-
-/// What the activity list says for a change booboo made itself.
-pub const BOOBOO_ACTOR: &str = "booboo";
 
 pub fn activity_json(a: &Activity) -> Value {
     json!({

@@ -6,6 +6,9 @@ use super::{Issue, IssueStatus, Role};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+/// Who the activity list names for a change booboo made itself.
+pub const BOOBOO_ACTOR: &str = "booboo";
+
 /// The longest comment, in characters.
 pub const MAX_COMMENT_CHARS: usize = 10_000;
 

@@ -14,6 +14,7 @@ mod event_view;
 mod form;
 mod issues;
 mod local_path;
+mod ownership;
 mod page_error;
 mod projects;
 mod session;
@@ -55,6 +56,8 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{org}/{project}/keys/{key}/revoke", post(projects::revoke_key))
         .route("/issues/{id}", get(issues::show))
         .route("/issues/{id}/status", post(issues::set_status))
+        .route("/issues/{id}/assign", post(ownership::assign))
+        .route("/issues/{id}/comments", post(ownership::comment))
         .route("/issues/{id}/delete", get(deletion::confirm_issue).post(deletion::delete_issue))
         .route("/issues/{id}/events/{event}", get(issues::show_event))
         .route("/issues/{id}/events/{event}/json", get(issues::event_json))
@@ -67,6 +70,7 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/orgs/{org}/members", post(settings::add_member))
         .route("/settings/orgs/{org}/members/{user}/role", post(settings::change_role))
         .route("/settings/orgs/{org}/members/{user}/remove", post(settings::remove_member))
+        .route("/settings/orgs/{org}/invitations/revoke", post(settings::revoke_invitation))
         .route("/static/{*file}", get(static_files::serve))
         .fallback(|| async { PageError::NotFound("page") })
         .layer(axum::middleware::from_fn(security_headers))
