@@ -5,9 +5,12 @@
 //! - `ingest_http`: the router over real HTTP semantics and a real SQLite.
 //! - `sentry_http`: Sentry's envelope and store endpoints, the same way.
 //! - `web_pages`: every dashboard page through the router on a seeded SQLite.
+//! - `ownership_http`: assignees, comments, activity and pending invitations
+//!   through the API and the dashboard.
 
 mod architecture;
 mod ingest_http;
+mod ownership_http;
 mod sentry_http;
 mod store_conformance;
 mod support;
