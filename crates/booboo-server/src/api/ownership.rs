@@ -33,9 +33,7 @@ pub(super) fn assignee_from(value: &Value) -> Result<Option<String>, AppError> {
         Value::String(text) => check_email(text)
             .map(Some)
             .map_err(|e| AppError::bad_request(format!("field `assignee`: {e}; give a member's e-mail or null"))),
-        other => Err(AppError::bad_request(format!(
-            "field `assignee` must be a member's e-mail or null, got {other}"
-        ))),
+        other => Err(AppError::bad_request(format!("field `assignee` must be a member's e-mail or null, got {other}"))),
     }
 }
 
@@ -43,7 +41,7 @@ pub(super) fn assignee_from(value: &Value) -> Result<Option<String>, AppError> {
 /// the issue's organisation.
 pub(super) async fn assign(state: &AppState, user: &User, id: i64, email: Option<&str>) -> Result<Issue, AppError> {
     match state.store.assign_issue(user.viewer(), id, email, crate::clock::now_millis()).await? {
-        Assignment::Done(issue) => Ok(issue),
+        Assignment::Done(issue) => Ok(*issue),
         Assignment::IssueNotFound => Err(AppError::not_found("issue")),
         Assignment::NotAMember => Err(AppError::bad_request(format!(
             "{} is not a member of this issue's organisation: add them to it first, or pick a member",
@@ -60,8 +58,9 @@ pub async fn add_comment(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     let id = parse_id(&id, "issue")?;
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| AppError::bad_request(format!("body must be JSON such as {{\"text\": \"Looking into it\"}}: {e}")))?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        AppError::bad_request(format!("body must be JSON such as {{\"text\": \"Looking into it\"}}: {e}"))
+    })?;
     let text = match value.get("text") {
         Some(Value::String(text)) => text,
         Some(other) => return Err(AppError::bad_request(format!("field `text` must be a string, got {other}"))),

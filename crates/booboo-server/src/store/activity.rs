@@ -2,7 +2,7 @@
 //! happened (`ActivityKind`), who did it, when, and the details of each
 //! kind. The queries are in `activity_sql.rs`; both backends expand them.
 
-use super::{Issue, IssueStatus, Role};
+use super::{IgnoreCondition, Issue, IssueStatus, Role};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -87,11 +87,22 @@ pub fn status_detail(status: IssueStatus, release: Option<&str>, ignore: Option<
     detail
 }
 
+/// The `ignore` of a status change's detail: `until` (milliseconds),
+/// `count` or `users` more, or nothing for forever.
+pub fn ignore_detail(condition: IgnoreCondition, now: i64) -> Value {
+    match condition {
+        IgnoreCondition::Forever => json!({}),
+        IgnoreCondition::For { .. } => json!({ "until": condition.targets(now).0 }),
+        IgnoreCondition::Events(n) => json!({ "count": n }),
+        IgnoreCondition::Users(n) => json!({ "users": n }),
+    }
+}
+
 /// What assigning an issue came to.
 #[derive(Debug, Clone)]
 pub enum Assignment {
     /// The issue as it is now (assigned, or unassigned for `None`).
-    Done(Issue),
+    Done(Box<Issue>),
     /// The viewer cannot see the issue, or it does not exist.
     IssueNotFound,
     /// The address is not a member of the issue's organisation.

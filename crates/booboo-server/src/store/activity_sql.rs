@@ -163,7 +163,7 @@ macro_rules! activity_queries {
                 .bind(issue_id)
                 .fetch_one(&mut *conn)
                 .await?;
-            Ok(Assignment::Done(issue_from_row(&row)?))
+            Ok(Assignment::Done(Box::new(issue_from_row(&row)?)))
         }
 
         /// Invitations of an organisation not yet used nor expired, newest

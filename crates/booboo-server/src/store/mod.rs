@@ -219,6 +219,19 @@ impl IgnoreCondition {
     }
 }
 
+impl IgnoreCondition {
+    /// What the store keeps for this condition set at `now`: the time it
+    /// ends, and how many more events or users end it.
+    pub fn targets(self, now: i64) -> (Option<i64>, Option<i64>, Option<i64>) {
+        match self {
+            IgnoreCondition::Forever => (None, None, None),
+            IgnoreCondition::For { ms } => (Some(now.saturating_add(ms)), None, None),
+            IgnoreCondition::Events(n) => (None, Some(n), None),
+            IgnoreCondition::Users(n) => (None, None, Some(n)),
+        }
+    }
+}
+
 /// When an ignored issue's ignore ends, as stored: absolute targets, so the
 /// writer compares without arithmetic. All `None` while ignored forever.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -768,8 +781,13 @@ pub trait Store: Send + Sync + 'static {
     /// Adds the viewer's comment to an issue's activity; `None` when the
     /// viewer cannot see the issue. The caller has checked the text
     /// ([`activity::comment_problem`]).
-    async fn add_issue_comment(&self, viewer: Viewer, issue_id: i64, text: &str, at: i64)
-        -> StoreResult<Option<Activity>>;
+    async fn add_issue_comment(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        text: &str,
+        at: i64,
+    ) -> StoreResult<Option<Activity>>;
     /// An issue's activity, newest first, only entries of `kind` when given;
     /// `None` when the viewer cannot see the issue.
     async fn issue_activity(

@@ -87,12 +87,10 @@ impl SqliteStore {
         viewer: Viewer,
         issue_id: i64,
         status: IssueStatus,
-        until: Option<i64>,
-        more_events: Option<i64>,
-        more_users: Option<i64>,
+        ignore: Option<IgnoreCondition>,
         at: i64,
-        ignore: Option<serde_json::Value>,
     ) -> StoreResult<Option<Issue>> {
+        let (until, more_events, more_users) = ignore.map(|c| c.targets(at)).unwrap_or_default();
         let mut tx = self.begin_write().await?;
         let prior: Option<String> = sqlx::query_scalar("SELECT status FROM issues WHERE id = ?1")
             .bind(issue_id)
@@ -120,7 +118,7 @@ impl SqliteStore {
         // Setting the status it has is no change, unless a new ignore
         // condition replaces the old one.
         if prior.as_deref() != Some(status.as_str()) || ignore.is_some() {
-            let detail = activity::status_detail(status, None, ignore);
+            let detail = activity::status_detail(status, None, ignore.map(|c| activity::ignore_detail(c, at)));
             insert_activity(&mut tx, issue_id, Some(viewer.user_id), ActivityKind::Status, &detail, at)
                 .await
                 .map_err(unavailable("recording a status change"))?;
@@ -788,7 +786,7 @@ impl Store for SqliteStore {
     async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>> {
         // The store is given times, but this verb predates that; the entry
         // it records is stamped by the server's one clock.
-        self.change_issue_status(viewer, issue_id, status, None, None, None, crate::clock::now_millis(), None).await
+        self.change_issue_status(viewer, issue_id, status, None, crate::clock::now_millis()).await
     }
 
     async fn ignore_issue(
@@ -798,19 +796,7 @@ impl Store for SqliteStore {
         condition: IgnoreCondition,
         now: i64,
     ) -> StoreResult<Option<Issue>> {
-        let (at, events, users) = match condition {
-            IgnoreCondition::Forever => (None, None, None),
-            IgnoreCondition::For { ms } => (Some(now.saturating_add(ms)), None, None),
-            IgnoreCondition::Events(n) => (None, Some(n), None),
-            IgnoreCondition::Users(n) => (None, None, Some(n)),
-        };
-        let detail = match condition {
-            IgnoreCondition::Forever => serde_json::json!({}),
-            IgnoreCondition::For { .. } => serde_json::json!({ "until": at }),
-            IgnoreCondition::Events(n) => serde_json::json!({ "count": n }),
-            IgnoreCondition::Users(n) => serde_json::json!({ "users": n }),
-        };
-        self.change_issue_status(viewer, issue_id, IssueStatus::Ignored, at, events, users, now, Some(detail)).await
+        self.change_issue_status(viewer, issue_id, IssueStatus::Ignored, Some(condition), now).await
     }
 
     async fn end_expired_ignores(&self, now: i64) -> StoreResult<u64> {
@@ -1889,14 +1875,15 @@ impl Store for SqliteStore {
         at: i64,
     ) -> StoreResult<Assignment> {
         let mut tx = self.begin_write().await?;
-        let outcome =
-            assign_issue_row(&mut tx, viewer, issue_id, assignee, at).await.map_err(unavailable("assigning an issue"))?;
+        let outcome = assign_issue_row(&mut tx, viewer, issue_id, assignee, at)
+            .await
+            .map_err(unavailable("assigning an issue"))?;
         tx.commit().await.map_err(unavailable("committing an assignment"))?;
         match outcome {
             Assignment::Done(issue) => {
-                let mut issues = vec![issue];
+                let mut issues = vec![*issue];
                 self.fill_environments_and_releases(&mut issues).await?;
-                Ok(issues.pop().map(Assignment::Done).unwrap_or(Assignment::IssueNotFound))
+                Ok(issues.pop().map(|i| Assignment::Done(Box::new(i))).unwrap_or(Assignment::IssueNotFound))
             }
             other => Ok(other),
         }
@@ -1927,7 +1914,10 @@ impl Store for SqliteStore {
         if visible_issue_org(&mut conn, viewer, issue_id).await.map_err(unavailable("looking up an issue"))?.is_none() {
             return Ok(None);
         }
-        activity_page(&mut conn, issue_id, kind, page).await.map(Some).map_err(unavailable("reading an issue's activity"))
+        activity_page(&mut conn, issue_id, kind, page)
+            .await
+            .map(Some)
+            .map_err(unavailable("reading an issue's activity"))
     }
 
     async fn record_issue_activity(

@@ -141,7 +141,11 @@ pub async fn comment(
     if let Some(problem) = comment_problem(text) {
         return Err(PageError::BadRequest(format!("The comment was not added: {problem}.")));
     }
-    state.store.add_issue_comment(me.viewer(), id, text, clock::now_millis()).await?.ok_or(PageError::NotFound("issue"))?;
+    state
+        .store
+        .add_issue_comment(me.viewer(), id, text, clock::now_millis())
+        .await?
+        .ok_or(PageError::NotFound("issue"))?;
     Ok(Redirect::to(&format!("/issues/{id}#activity")).into_response())
 }
 
@@ -156,15 +160,23 @@ mod tests {
 
     #[test]
     fn entries_read_as_sentences() {
-        let line = activity_line(&entry(ActivityKind::Status, Some("ann@x.io"), json!({"status": "resolved", "release": "1.4.0"})));
+        let line = activity_line(&entry(
+            ActivityKind::Status,
+            Some("ann@x.io"),
+            json!({"status": "resolved", "release": "1.4.0"}),
+        ));
         assert_eq!((line.actor.as_str(), line.text.as_str()), ("ann@x.io", "resolved the issue in release 1.4.0"));
         let line = activity_line(&entry(ActivityKind::Regression, None, json!({"event_id": "ab", "release": null})));
-        assert_eq!((line.actor.as_str(), line.text.as_str()), ("booboo", "marked a regression: it happened again (event ab)"));
+        assert_eq!(
+            (line.actor.as_str(), line.text.as_str()),
+            ("booboo", "marked a regression: it happened again (event ab)")
+        );
         let line = activity_line(&entry(ActivityKind::Assignment, Some("a@x.io"), json!({"assignee": null})));
         assert_eq!(line.text, "unassigned the issue");
         let line = activity_line(&entry(ActivityKind::Comment, Some("a@x.io"), json!({"text": "<b>hi</b>"})));
         assert_eq!(line.comment.as_deref(), Some("<b>hi</b>"));
-        let line = activity_line(&entry(ActivityKind::Status, None, json!({"status": "ignored", "ignore": {"count": 5}})));
+        let line =
+            activity_line(&entry(ActivityKind::Status, None, json!({"status": "ignored", "ignore": {"count": 5}})));
         assert_eq!(line.text, "ignored the issue until 5 more events");
     }
 }

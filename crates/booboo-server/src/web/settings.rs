@@ -128,7 +128,9 @@ async fn members_page(state: &AppState, me: &SignedIn, org: &str, notice: Notice
     let members = state.store.members_of(me.viewer(), org).await?.ok_or(PageError::NotFound("organisation"))?;
     // Pending invitations are for admins, who can revoke them.
     let invitations = match role {
-        Role::Admin => state.store.pending_invitations(me.viewer(), org, clock::now_millis()).await?.unwrap_or_default(),
+        Role::Admin => {
+            state.store.pending_invitations(me.viewer(), org, clock::now_millis()).await?.unwrap_or_default()
+        }
         Role::Member => Vec::new(),
     };
     let body = page(
@@ -405,7 +407,10 @@ pub async fn revoke_invitation(
     require_admin(&state, &me, &org).await?;
     let email = check_email(form.get("email")).map_err(PageError::BadRequest)?;
     let notice = if state.store.revoke_invitation(me.viewer(), &org, &email).await? {
-        Notice { success: Some(format!("The invitation to {email} is revoked: its link no longer works.")), ..Notice::default() }
+        Notice {
+            success: Some(format!("The invitation to {email} is revoked: its link no longer works.")),
+            ..Notice::default()
+        }
     } else {
         Notice {
             status: Some(StatusCode::NOT_FOUND),

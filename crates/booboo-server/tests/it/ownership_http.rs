@@ -71,7 +71,10 @@ async fn site() -> (Site, Person, Person, Person) {
     let eve = person(&store, "eve@example.com", Some(("other", Role::Admin))).await;
     let now = clock::now_millis();
     let outcomes = store
-        .store_events(&[new_event(web.id, now, &body("pay", json!({}))), new_event(api.id, now, &body("pay", json!({})))])
+        .store_events(&[
+            new_event(web.id, now, &body("pay", json!({}))),
+            new_event(api.id, now, &body("pay", json!({}))),
+        ])
         .await
         .unwrap();
     let [StoreOutcome::Stored { issue_id: issue }, StoreOutcome::Stored { issue_id: theirs }] = outcomes[..] else {
@@ -87,8 +90,7 @@ impl Site {
     async fn send(&self, request: Request<Body>) -> Answer {
         let response = app(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
-        let location =
-            response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let body = String::from_utf8_lossy(&response.into_body().collect().await.unwrap().to_bytes()).into_owned();
         Answer { status, location, body }
     }
@@ -130,7 +132,10 @@ async fn the_api_assigns_issues_to_members_and_names_a_wrong_address() {
 
     let answer = site.api(&ann, "PATCH", &path, Some(json!({"assignee": "Bob@Example.com"}))).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-    assert_eq!((answer.json()["assignee"].clone(), answer.json()["status"].clone()), (json!("bob@example.com"), json!("unresolved")));
+    assert_eq!(
+        (answer.json()["assignee"].clone(), answer.json()["status"].clone()),
+        (json!("bob@example.com"), json!("unresolved"))
+    );
     assert_eq!(site.api(&ann, "GET", &path, None).await.json()["assignee"], "bob@example.com");
     let listed = site.api(&ann, "GET", "/projects/acme/web/issues", None).await.json();
     assert_eq!(listed["items"][0]["assignee"], "bob@example.com");
@@ -147,14 +152,19 @@ async fn the_api_assigns_issues_to_members_and_names_a_wrong_address() {
         assert!(detail.contains(named), "{body}: {detail}");
     }
     // A refused assignee changes nothing else either: not even the status.
-    let answer = site.api(&ann, "PATCH", &path, Some(json!({"assignee": "eve@example.com", "status": "resolved"}))).await;
+    let answer =
+        site.api(&ann, "PATCH", &path, Some(json!({"assignee": "eve@example.com", "status": "resolved"}))).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     let issue = site.api(&ann, "GET", &path, None).await.json();
     assert_eq!((issue["status"].clone(), issue["assignee"].clone()), (json!("unresolved"), json!("bob@example.com")));
 
     // Both at once, then unassigning.
-    let answer = site.api(&ann, "PATCH", &path, Some(json!({"assignee": "ann@example.com", "status": "resolved"}))).await;
-    assert_eq!((answer.json()["assignee"].clone(), answer.json()["status"].clone()), (json!("ann@example.com"), json!("resolved")));
+    let answer =
+        site.api(&ann, "PATCH", &path, Some(json!({"assignee": "ann@example.com", "status": "resolved"}))).await;
+    assert_eq!(
+        (answer.json()["assignee"].clone(), answer.json()["status"].clone()),
+        (json!("ann@example.com"), json!("resolved"))
+    );
     let answer = site.api(&ann, "PATCH", &path, Some(json!({"assignee": null}))).await;
     assert_eq!(answer.json()["assignee"], Value::Null);
     let answer = site.api(&ann, "PATCH", &path, Some(json!({}))).await;
@@ -236,13 +246,17 @@ async fn the_issue_page_assigns_comments_and_shows_the_history_escaped() {
     let path = format!("/issues/{}", site.issue);
     let page = site.page(&bob, &path).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    assert!(page.body.contains("<option value=\"ann@example.com\">ann@example.com</option>"), "the picker lists members");
+    assert!(
+        page.body.contains("<option value=\"ann@example.com\">ann@example.com</option>"),
+        "the picker lists members"
+    );
     assert!(page.body.contains("Nothing yet"));
 
     // Forms need the session's CSRF token.
     let forged = site.form(&bob, &format!("{path}/comments"), &[("csrf", "forged"), ("text", "hi")]).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
-    let answer = site.form(&bob, &format!("{path}/comments"), &[("text", "<script>alert(1)</script>\nsecond line")]).await;
+    let answer =
+        site.form(&bob, &format!("{path}/comments"), &[("text", "<script>alert(1)</script>\nsecond line")]).await;
     assert_eq!((answer.status, answer.location.as_str()), (StatusCode::SEE_OTHER, format!("{path}#activity").as_str()));
     let empty = site.form(&bob, &format!("{path}/comments"), &[("text", "  ")]).await;
     assert_eq!(empty.status, StatusCode::BAD_REQUEST);
@@ -276,9 +290,11 @@ async fn the_issue_list_assigns_in_bulk_within_the_project() {
     let (site, ann, _bob, _eve) = site().await;
     let bulk = "/projects/acme/web/issues/bulk";
     let issue = site.issue.to_string();
-    let answer = site.form(&ann, bulk, &[("action", "assign"), ("assignee", "bob@example.com"), ("issue", &issue)]).await;
+    let answer =
+        site.form(&ann, bulk, &[("action", "assign"), ("assignee", "bob@example.com"), ("issue", &issue)]).await;
     assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
-    let detail = site.store.issue_detail(store::Viewer { user_id: 0, is_admin: true }, site.issue).await.unwrap().unwrap();
+    let detail =
+        site.store.issue_detail(store::Viewer { user_id: 0, is_admin: true }, site.issue).await.unwrap().unwrap();
     assert_eq!(detail.issue.assignee.as_deref(), Some("bob@example.com"));
     let list = site.page(&ann, "/projects/acme/web").await;
     assert!(list.body.contains("title=\"Assigned to bob@example.com\""), "{}", list.body);
@@ -291,8 +307,12 @@ async fn the_issue_list_assigns_in_bulk_within_the_project() {
 async fn admins_see_pending_invitations_and_revoke_them() {
     let (site, ann, bob, _eve) = site().await;
     let now = clock::now_millis();
-    let invitation =
-        Invitation { org_slug: "acme".into(), email: "new@example.com".into(), role: Role::Member, expires_at: now + 86_400_000 };
+    let invitation = Invitation {
+        org_slug: "acme".into(),
+        email: "new@example.com".into(),
+        role: Role::Member,
+        expires_at: now + 86_400_000,
+    };
     site.store.create_invitation("hash-new", &invitation, now).await.unwrap();
     let page = site.page(&ann, "/settings/orgs/acme").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);

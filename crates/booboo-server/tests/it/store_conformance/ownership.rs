@@ -3,7 +3,7 @@
 
 use crate::support::*;
 use booboo_server::store::{
-    ActivityKind, AlertKind, AttemptResult, Assignment, ChannelKind, IgnoreCondition, Invitation, IssueFilter,
+    ActivityKind, AlertKind, Assignment, AttemptResult, ChannelKind, IgnoreCondition, Invitation, IssueFilter,
     IssueStatus, NewAlertRule, NewChannel, Page, Role, RuleFilters, Store, StoreError, StoreOutcome, Trigger,
 };
 use serde_json::json;
@@ -24,7 +24,8 @@ async fn project(store: &Arc<dyn Store>, org: &str, slug: &str) -> i64 {
 }
 
 async fn one_issue(store: &Arc<dyn Store>, p: i64, at: i64) -> i64 {
-    let StoreOutcome::Stored { issue_id } = store.store_events(&[new_event(p, at, &body("pay", json!({})))]).await.unwrap()[0]
+    let StoreOutcome::Stored { issue_id } =
+        store.store_events(&[new_event(p, at, &body("pay", json!({})))]).await.unwrap()[0]
     else {
         panic!("not stored")
     };
@@ -44,7 +45,8 @@ async fn an_issue_is_assigned_to_members_of_its_organisation_only(store: Arc<dyn
     store.set_membership("other", bob.id, Role::Member).await.unwrap();
     let issue_id = one_issue(&store, p, T0).await;
 
-    let Assignment::Done(issue) = store.assign_issue(ann.viewer(), issue_id, Some("ann@example.com"), T0 + 1).await.unwrap()
+    let Assignment::Done(issue) =
+        store.assign_issue(ann.viewer(), issue_id, Some("ann@example.com"), T0 + 1).await.unwrap()
     else {
         panic!("not assigned")
     };
@@ -99,7 +101,8 @@ async fn every_change_to_an_issue_is_in_its_activity_newest_first(store: Arc<dyn
     assert!(kinds(&store, issue_id).await.is_empty(), "a new issue has no history yet");
 
     store.assign_issue(ann.viewer(), issue_id, Some("ann@example.com"), T0 + 1).await.unwrap();
-    let comment = store.add_issue_comment(ann.viewer(), issue_id, "Looking <b>into</b> it", T0 + 2).await.unwrap().unwrap();
+    let comment =
+        store.add_issue_comment(ann.viewer(), issue_id, "Looking <b>into</b> it", T0 + 2).await.unwrap().unwrap();
     assert_eq!(
         (comment.kind, comment.actor.as_deref(), comment.detail.clone()),
         (ActivityKind::Comment, Some("ann@example.com"), json!({"text": "Looking <b>into</b> it"}))
@@ -154,7 +157,11 @@ async fn ended_ignores_sent_alerts_and_merges_are_in_the_activity(store: Arc<dyn
         trigger: Trigger::NewIssue,
         filters: RuleFilters::default(),
         throttle_ms: 0,
-        channels: vec![NewChannel { kind: ChannelKind::Slack, target: "https://hooks.slack.com/services/x".into(), secret: None }],
+        channels: vec![NewChannel {
+            kind: ChannelKind::Slack,
+            target: "https://hooks.slack.com/services/x".into(),
+            secret: None,
+        }],
     };
     store.create_alert_rule(p, &rule, T0).await.unwrap();
     let issue_id = one_issue(&store, p, T0).await;
@@ -169,7 +176,10 @@ async fn ended_ignores_sent_alerts_and_merges_are_in_the_activity(store: Arc<dyn
     store.finish_delivery(due[0].id, "n1", T0 + 3, &AttemptResult::Sent { status: Some(200) }).await.unwrap();
     let sent = store.issue_activity(ADMIN, issue_id, None, ALL).await.unwrap().unwrap().items;
     assert_eq!((sent[0].kind, sent[0].actor.as_deref(), sent[0].created_at), (ActivityKind::AlertSent, None, T0 + 3));
-    assert_eq!(sent[0].detail, json!({"alert": "issue.new", "channel": "slack", "recipient": null, "rule": "new issues"}));
+    assert_eq!(
+        sent[0].detail,
+        json!({"alert": "issue.new", "channel": "slack", "recipient": null, "rule": "new issues"})
+    );
 
     // An ignore that ends with an event, and one that ends with time.
     store.ignore_issue(ADMIN, issue_id, IgnoreCondition::Events(1), T0 + 4).await.unwrap();
@@ -214,7 +224,10 @@ async fn pending_invitations_are_listed_for_admins_and_revoked(store: Arc<dyn St
     assert_eq!(listed, vec![("new@example.com", Role::Member, T0 + 2, T0 + 1000)], "not used, expired or elsewhere");
     assert!(matches!(store.pending_invitations(bob.viewer(), "acme", T0).await, Err(StoreError::Forbidden(_))));
     assert!(store.pending_invitations(bob.viewer(), "other", T0).await.unwrap().is_none());
-    assert!(matches!(store.revoke_invitation(bob.viewer(), "acme", "new@example.com").await, Err(StoreError::Forbidden(_))));
+    assert!(matches!(
+        store.revoke_invitation(bob.viewer(), "acme", "new@example.com").await,
+        Err(StoreError::Forbidden(_))
+    ));
 
     assert!(store.revoke_invitation(ann.viewer(), "acme", "new@example.com").await.unwrap());
     assert!(store.invitation("t-new", T0 + 10).await.unwrap().is_none(), "its link no longer works");
