@@ -59,8 +59,12 @@ def wait_until(check, what: str, server: Server, timeout: float = 30):
         time.sleep(0.1)
 
 
-def test_every_change_to_an_issue_is_in_its_activity_across_a_restart(tmp_path, receiver):
-    server = Server(tmp_path / "data", extra_env={"BOOBOO_OUTBOUND_ALLOW": "127.0.0.1"}).start()
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_every_change_to_an_issue_is_in_its_activity_across_a_restart(tmp_path, receiver, backend, request):
+    env = {"BOOBOO_OUTBOUND_ALLOW": "127.0.0.1"}
+    if backend == "postgres":
+        env["BOOBOO_DATABASE_URL"] = request.getfixturevalue("pg_database_url")
+    server = Server(tmp_path / "data", extra_env=env).start()
     try:
         project = create_project(server)
         # A second member to assign to, with a token of her own.
