@@ -46,11 +46,11 @@ pub fn routes() -> Router<AppState> {
 type Params = Query<HashMap<String, String>>;
 type ApiResult = Result<Json<Value>, AppError>;
 
-pub(crate) fn time_text(ms: i64) -> String {
+fn time_text(ms: i64) -> String {
     timestamp::format(timestamp::from_unix_millis(ms))
 }
 
-pub(crate) fn page_from(params: &HashMap<String, String>) -> Result<Page, AppError> {
+fn page_from(params: &HashMap<String, String>) -> Result<Page, AppError> {
     let limit = match params.get("limit") {
         None => DEFAULT_LIMIT,
         Some(text) => text
@@ -73,14 +73,14 @@ pub(crate) fn page_from(params: &HashMap<String, String>) -> Result<Page, AppErr
     Ok(Page { offset, limit })
 }
 
-pub(crate) fn list_json<T>(page: PageOf<T>, render: impl Fn(&T) -> Value) -> Value {
+fn list_json<T>(page: PageOf<T>, render: impl Fn(&T) -> Value) -> Value {
     json!({
         "items": page.items.iter().map(render).collect::<Vec<_>>(),
         "next_cursor": page.next_offset.map(|o| o.to_string()),
     })
 }
 
-pub(crate) fn parse_id(text: &str, what: &str) -> Result<i64, AppError> {
+fn parse_id(text: &str, what: &str) -> Result<i64, AppError> {
     text.parse().map_err(|_| AppError::not_found(what))
 }
 
@@ -203,6 +203,10 @@ async fn patch_issue(
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| AppError::bad_request(format!("body must be JSON such as {{\"status\": \"resolved\"}}: {e}")))?;
     let assignee = value.get("assignee").map(ownership::assignee_from).transpose()?;
+    if let (Some(assignee), None) = (&assignee, value.get("status")) {
+        // Only the assignee changes.
+        return Ok(Json(issue_json(&ownership::assign(&state, &user, id, assignee.as_deref()).await?)));
+    }
     let status = match value.get("status") {
         Some(Value::String(s)) => IssueStatus::parse(s).ok_or_else(|| {
             AppError::new(
@@ -210,11 +214,6 @@ async fn patch_issue(
                 format!("status must be unresolved, resolved or ignored, got {s:?}"),
             )
         })?,
-        None if assignee.is_some() => {
-            // Only the assignee changes.
-            let assignee = assignee.unwrap_or_default();
-            return Ok(Json(issue_json(&ownership::assign(&state, &user, id, assignee.as_deref()).await?)));
-        }
         _ => {
             return Err(AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
