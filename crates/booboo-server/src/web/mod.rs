@@ -17,6 +17,7 @@ mod local_path;
 mod ownership;
 mod page_error;
 mod projects;
+mod sdk_download;
 mod session;
 mod settings;
 mod static_files;
@@ -72,6 +73,7 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/orgs/{org}/members/{user}/remove", post(settings::remove_member))
         .route("/settings/orgs/{org}/invitations/revoke", post(settings::revoke_invitation))
         .route("/static/{*file}", get(static_files::serve))
+        .route("/sdk/python/{file}", get(sdk_download::serve))
         .fallback(|| async { PageError::NotFound("page") })
         .layer(axum::middleware::from_fn(security_headers))
 }

@@ -4,6 +4,7 @@
 //!   against PostgreSQL when BOOBOO_TEST_DATABASE_URL names one.
 //! - `ingest_http`: the router over real HTTP semantics and a real SQLite.
 //! - `sentry_http`: Sentry's envelope and store endpoints, the same way.
+//! - `project_settings_http`: a project's limits through the API.
 //! - `web_pages`: every dashboard page through the router on a seeded SQLite.
 //! - `ownership_http`: assignees, comments, activity and pending invitations
 //!   through the API and the dashboard.
@@ -11,6 +12,7 @@
 mod architecture;
 mod ingest_http;
 mod ownership_http;
+mod project_settings_http;
 mod sentry_http;
 mod store_conformance;
 mod support;
