@@ -5,6 +5,7 @@ pub mod alerts;
 mod auth;
 pub mod export;
 mod keys;
+mod ownership;
 mod project_settings;
 
 use crate::app::AppState;
@@ -42,6 +43,8 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{org}/{project}/keys", get(keys::list).post(keys::add))
         .route("/projects/{org}/{project}/keys/{key}", delete(keys::delete))
         .route("/projects/{org}/{project}/keys/{key}/revoke", post(keys::revoke))
+        .route("/issues/{id}/comments", get(ownership::list_comments).post(ownership::add_comment))
+        .route("/issues/{id}/activity", get(ownership::list_activity))
         .route("/events/{id}", get(get_event))
         .route("/projects/{org}/{project}/alert-rules", get(alerts::list_rules).post(alerts::create_rule))
         .route("/projects/{org}/{project}/alert-deliveries", get(alerts::list_deliveries))
@@ -121,6 +124,7 @@ pub fn issue_json(i: &Issue) -> Value {
         "environments": i.environments,
         "releases": i.releases,
         "fingerprint": i.fingerprint,
+        "assignee": i.assignee,
         "ignore": (i.status == IssueStatus::Ignored).then(|| json!({
             "until": i.ignore_until.at.map(time_text),
             "until_count": i.ignore_until.count,
@@ -209,6 +213,11 @@ async fn patch_issue(
     let id = parse_id(&id, "issue")?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| AppError::bad_request(format!("body must be JSON such as {{\"status\": \"resolved\"}}: {e}")))?;
+    let assignee = value.get("assignee").map(ownership::assignee_from).transpose()?;
+    if let (Some(assignee), None) = (&assignee, value.get("status")) {
+        // Only the assignee changes.
+        return Ok(Json(issue_json(&ownership::assign(&state, &user, id, assignee.as_deref()).await?)));
+    }
     let status = match value.get("status") {
         Some(Value::String(s)) => IssueStatus::parse(s).ok_or_else(|| {
             AppError::new(
@@ -219,7 +228,8 @@ async fn patch_issue(
         _ => {
             return Err(AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "field `status` is required: one of unresolved, resolved, ignored",
+                "field `status` (one of unresolved, resolved, ignored) or `assignee` (a member's e-mail or null) \
+                 is required",
             ))
         }
     };
@@ -251,6 +261,9 @@ async fn patch_issue(
             ))
         }
     };
+    if let Some(assignee) = &assignee {
+        ownership::assign(&state, &user, id, assignee.as_deref()).await?;
+    }
     let issue = match (ignore, resolution) {
         (Some(condition), _) => {
             state.store.ignore_issue(user.viewer(), id, condition, crate::clock::now_millis()).await?

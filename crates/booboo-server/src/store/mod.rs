@@ -2,6 +2,8 @@
 //! through [`Store`], whose methods are domain verbs; no SQL lives outside
 //! this folder. One implementation per backend, one file each.
 
+pub mod activity;
+mod activity_sql;
 pub mod alert_rules;
 mod alert_sql;
 mod key_sql;
@@ -21,6 +23,7 @@ use serde::Serialize;
 use std::fmt;
 use std::sync::Arc;
 
+pub use activity::{Activity, ActivityKind, Assignment, PendingInvitation};
 pub use alert_rules::{
     AlertChannel, AlertKind, AlertRule, AttemptResult, ChannelFailure, ChannelKind, DeliveryInfo, DueDelivery,
     HeldEmail, NewAlertRule, NewChannel, RuleFilters, Trigger,
@@ -226,6 +229,19 @@ impl IgnoreCondition {
     }
 }
 
+impl IgnoreCondition {
+    /// What the store keeps for this condition set at `now`: the time it
+    /// ends, and how many more events or users end it.
+    pub fn targets(self, now: i64) -> (Option<i64>, Option<i64>, Option<i64>) {
+        match self {
+            IgnoreCondition::Forever => (None, None, None),
+            IgnoreCondition::For { ms } => (Some(now.saturating_add(ms)), None, None),
+            IgnoreCondition::Events(n) => (None, Some(n), None),
+            IgnoreCondition::Users(n) => (None, None, Some(n)),
+        }
+    }
+}
+
 /// When an ignored issue's ignore ends, as stored: absolute targets, so the
 /// writer compares without arithmetic. All `None` while ignored forever.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -331,6 +347,8 @@ pub struct Issue {
     /// The release a resolved issue was resolved in, if it was resolved
     /// with respect to releases.
     pub resolved_in: Option<ResolvedIn>,
+    /// The e-mail of the member the issue is assigned to.
+    pub assignee: Option<String>,
     /// Names of the environments and releases the issue was seen in.
     pub environments: Vec<String>,
     pub releases: Vec<String>,
@@ -915,6 +933,65 @@ pub trait Store: Send + Sync + 'static {
     /// and the key was one of its keys. The caller checks the viewer
     /// administers the organisation, as for [`Store::revoke_project_key`].
     async fn delete_project_key(&self, viewer: Viewer, project_id: i64, key_id: i64) -> StoreResult<bool>;
+
+    // --- ownership and history: assignee, comments, activity, invitations -----
+    // (Status changes, regressions, ended ignores and sent alerts record their
+    // activity inside the transactions of the verbs above.)
+
+    /// Assigns an issue the viewer can see to a member of its organisation,
+    /// by e-mail, or unassigns it (`None`), recording the change in its
+    /// activity in the same transaction.
+    async fn assign_issue(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        assignee: Option<&str>,
+        at: i64,
+    ) -> StoreResult<Assignment>;
+    /// Adds the viewer's comment to an issue's activity; `None` when the
+    /// viewer cannot see the issue. The caller has checked the text
+    /// ([`activity::comment_problem`]).
+    async fn add_issue_comment(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        text: &str,
+        at: i64,
+    ) -> StoreResult<Option<Activity>>;
+    /// An issue's activity, newest first, only entries of `kind` when given;
+    /// `None` when the viewer cannot see the issue.
+    async fn issue_activity(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        kind: Option<ActivityKind>,
+        page: Page,
+    ) -> StoreResult<Option<PageOf<Activity>>>;
+    /// Records one entry of an issue's activity on its own, for changes made
+    /// outside the verbs above (e.g. a merge); `actor` `None` is booboo.
+    /// Changes made inside a store transaction call `insert_activity` from
+    /// `activity_sql.rs` on that transaction instead.
+    async fn record_issue_activity(
+        &self,
+        issue_id: i64,
+        actor: Option<i64>,
+        kind: ActivityKind,
+        detail: &serde_json::Value,
+        at: i64,
+    ) -> StoreResult<()>;
+    /// An organisation's invitations not yet used nor expired at `now`,
+    /// newest first: `None` if the viewer cannot see the organisation,
+    /// `Forbidden` unless they administer it.
+    async fn pending_invitations(
+        &self,
+        viewer: Viewer,
+        org_slug: &str,
+        now: i64,
+    ) -> StoreResult<Option<Vec<PendingInvitation>>>;
+    /// Revokes an organisation's unused invitations to one address (their
+    /// links stop working); whether there was any. `Forbidden` unless the
+    /// viewer administers the organisation.
+    async fn revoke_invitation(&self, viewer: Viewer, org_slug: &str, email: &str) -> StoreResult<bool>;
 }
 
 /// Opens the store a database URL names, creating and migrating it.

@@ -47,7 +47,8 @@ pub(super) const PROJECT_COLUMNS: &str =
 pub(super) const ISSUE_COLUMNS: &str = "i.id, i.project_id, i.title, i.culprit, i.level, i.status, i.is_regression, \
      i.event_count, i.user_count, i.first_seen, i.last_seen, i.first_release, i.fingerprint, \
      i.ignore_until, i.ignore_until_count, i.ignore_until_users, \
-     i.resolved_kind, i.resolved_release, i.resolved_semver";
+     i.resolved_kind, i.resolved_release, i.resolved_semver,
+     (SELECT u.email FROM users u WHERE u.id = i.assignee_id) AS assignee";
 
 /// What a used, expired or unknown password link answers.
 pub(super) const PASSWORD_LINK_GONE: &str =
@@ -252,6 +253,7 @@ macro_rules! row_readers {
                     }),
                     _ => None,
                 },
+                assignee: row.try_get("assignee")?,
                 environments: Vec::new(),
                 releases: Vec::new(),
             })

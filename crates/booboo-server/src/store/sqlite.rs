@@ -28,6 +28,7 @@ super::key_sql::key_queries!(sqlx::SqliteConnection);
 // One writer at a time: a merge needs no row locks.
 super::merge_sql::merge_queries!(sqlx::SqliteConnection, "");
 super::resolve_sql::resolve_queries!(sqlx::SqliteConnection);
+super::activity_sql::activity_queries!(sqlx::SqliteConnection, SqliteRow);
 
 /// The alert queries' placeholders are SQLite's own.
 fn q(sql: &str) -> String {
@@ -90,9 +91,17 @@ impl SqliteStore {
         viewer: Viewer,
         issue_id: i64,
         status: IssueStatus,
-        (until, more_events, more_users): (Option<i64>, Option<i64>, Option<i64>),
+        ignore: Option<IgnoreCondition>,
         resolved: Option<&ResolvedIn>,
+        at: i64,
     ) -> StoreResult<Option<Issue>> {
+        let (until, more_events, more_users) = ignore.map(|c| c.targets(at)).unwrap_or_default();
+        let mut tx = self.begin_write().await?;
+        let prior: Option<String> = sqlx::query_scalar("SELECT status FROM issues WHERE id = ?1")
+            .bind(issue_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable("reading an issue's status"))?;
         let row = sqlx::query(&format!(
             "UPDATE issues SET status = ?4, is_regression = CASE WHEN ?4 = 'ignored' THEN is_regression ELSE 0 END, \
              ignore_until = ?5, ignore_until_count = event_count + ?6, ignore_until_users = user_count + ?7, \
@@ -110,11 +119,27 @@ impl SqliteStore {
         .bind(resolved.map(|r| r.kind.as_str()))
         .bind(resolved.and_then(|r| r.release.as_deref()))
         .bind(resolved.is_some_and(|r| r.semver))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable("changing an issue's status"))?;
         let Some(row) = row else { return Ok(None) };
         let mut issues = vec![issue_from_row(&row).map_err(unavailable("reading an issue"))?];
+        // Setting the status it has is no change, unless a new ignore
+        // condition replaces the old one.
+        if prior.as_deref() != Some(status.as_str()) || ignore.is_some() || resolved.is_some() {
+            let mut detail = activity::status_detail(
+                status,
+                resolved.and_then(|r| r.release.as_deref()),
+                ignore.map(|c| activity::ignore_detail(c, at)),
+            );
+            if let Some(resolved) = resolved {
+                detail["resolved_in"] = serde_json::json!(resolved.kind.as_str());
+            }
+            insert_activity(&mut tx, issue_id, Some(viewer.user_id), ActivityKind::Status, &detail, at)
+                .await
+                .map_err(unavailable("recording a status change"))?;
+        }
+        tx.commit().await.map_err(unavailable("committing a status change"))?;
         self.fill_environments_and_releases(&mut issues).await?;
         Ok(issues.pop())
     }
@@ -339,15 +364,12 @@ async fn store_one(
         prior_status,
         (issue_id, event_count, ignored_until_counts, status, resolved_kind, resolved_release, resolved_semver),
     ) = loop {
-        let prior_status: Option<String> = if rules.is_empty() {
-            None
-        } else {
+        let prior_status: Option<String> =
             sqlx::query_scalar("SELECT status FROM issues WHERE project_id = ? AND fingerprint = ?")
                 .bind(e.project_id)
                 .bind(&fingerprint)
                 .fetch_optional(&mut **tx)
-                .await?
-        };
+                .await?;
         #[allow(clippy::type_complexity)]
         let row: (i64, i64, bool, String, Option<String>, Option<String>, bool) = sqlx::query_as(
             "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, event_count, first_release) \
@@ -391,9 +413,14 @@ async fn store_one(
         Some(resolved) => regress_by_release(tx, e.project_id, issue_id, resolved, &event.release).await?,
         None => false,
     };
+    // Regressed: reopened by this event, plainly or by its release.
+    let regressed = regressed_by_release || (prior_status.as_deref() == Some("resolved") && status != "resolved");
+    if regressed {
+        let release = Some(event.release.as_str()).filter(|r| !r.is_empty());
+        let detail = serde_json::json!({ "event_id": event.event_id, "release": release });
+        insert_activity(tx, issue_id, None, ActivityKind::Regression, &detail, e.received_at).await?;
+    }
     if !rules.is_empty() {
-        // Regressed: reopened by this event, plainly or by its release.
-        let regressed = regressed_by_release || (prior_status.as_deref() == Some("resolved") && status != "resolved");
         let facts = IssueFacts { created: event_count == 1, regressed };
         fire_alert_rules(tx, rules, e, issue_id, &facts).await?;
     }
@@ -805,7 +832,9 @@ impl Store for SqliteStore {
     }
 
     async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>> {
-        self.change_issue_status(viewer, issue_id, status, (None, None, None), None).await
+        // The store is given times, but this verb predates that; the entry
+        // it records is stamped by the server's one clock.
+        self.change_issue_status(viewer, issue_id, status, None, None, crate::clock::now_millis()).await
     }
 
     async fn ignore_issue(
@@ -815,13 +844,7 @@ impl Store for SqliteStore {
         condition: IgnoreCondition,
         now: i64,
     ) -> StoreResult<Option<Issue>> {
-        let (at, events, users) = match condition {
-            IgnoreCondition::Forever => (None, None, None),
-            IgnoreCondition::For { ms } => (Some(now.saturating_add(ms)), None, None),
-            IgnoreCondition::Events(n) => (None, Some(n), None),
-            IgnoreCondition::Users(n) => (None, None, Some(n)),
-        };
-        self.change_issue_status(viewer, issue_id, IssueStatus::Ignored, (at, events, users), None).await
+        self.change_issue_status(viewer, issue_id, IssueStatus::Ignored, Some(condition), None, now).await
     }
 
     async fn resolve_issue(
@@ -847,9 +870,16 @@ impl Store for SqliteStore {
             project_releases_seen(&mut conn, project_id).await.map_err(unavailable("reading a project's releases"))?
         };
         let resolved = super::resolve_sql::resolved_in(resolution, &releases)?;
-        // An activity entry recording `resolved` belongs here, beside the
-        // one write of a resolution.
-        self.change_issue_status(viewer, issue_id, IssueStatus::Resolved, (None, None, None), resolved.as_ref()).await
+        // The activity entry is written with the resolution (change_issue_status).
+        self.change_issue_status(
+            viewer,
+            issue_id,
+            IssueStatus::Resolved,
+            None,
+            resolved.as_ref(),
+            crate::clock::now_millis(),
+        )
+        .await
     }
 
     async fn end_expired_ignores(&self, now: i64) -> StoreResult<u64> {
@@ -1998,5 +2028,102 @@ impl Store for SqliteStore {
         }
         let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
         delete_key_row(&mut conn, project_id, key_id).await.map_err(unavailable("deleting a project key"))
+    }
+
+    // --- ownership and history ------------------------------------------------
+
+    async fn assign_issue(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        assignee: Option<&str>,
+        at: i64,
+    ) -> StoreResult<Assignment> {
+        let mut tx = self.begin_write().await?;
+        let outcome = assign_issue_row(&mut tx, viewer, issue_id, assignee, at)
+            .await
+            .map_err(unavailable("assigning an issue"))?;
+        tx.commit().await.map_err(unavailable("committing an assignment"))?;
+        match outcome {
+            Assignment::Done(issue) => {
+                let mut issues = vec![*issue];
+                self.fill_environments_and_releases(&mut issues).await?;
+                Ok(issues.pop().map(|i| Assignment::Done(Box::new(i))).unwrap_or(Assignment::IssueNotFound))
+            }
+            other => Ok(other),
+        }
+    }
+
+    async fn add_issue_comment(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        text: &str,
+        at: i64,
+    ) -> StoreResult<Option<Activity>> {
+        let mut tx = self.begin_write().await?;
+        let comment =
+            add_comment_row(&mut tx, viewer, issue_id, text, at).await.map_err(unavailable("adding a comment"))?;
+        tx.commit().await.map_err(unavailable("committing a comment"))?;
+        Ok(comment)
+    }
+
+    async fn issue_activity(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        kind: Option<ActivityKind>,
+        page: Page,
+    ) -> StoreResult<Option<PageOf<Activity>>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        if visible_issue_org(&mut conn, viewer, issue_id).await.map_err(unavailable("looking up an issue"))?.is_none() {
+            return Ok(None);
+        }
+        activity_page(&mut conn, issue_id, kind, page)
+            .await
+            .map(Some)
+            .map_err(unavailable("reading an issue's activity"))
+    }
+
+    async fn record_issue_activity(
+        &self,
+        issue_id: i64,
+        actor: Option<i64>,
+        kind: ActivityKind,
+        detail: &serde_json::Value,
+        at: i64,
+    ) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        insert_activity(&mut conn, issue_id, actor, kind, detail, at)
+            .await
+            .map_err(unavailable("recording an issue's activity"))?;
+        Ok(())
+    }
+
+    async fn pending_invitations(
+        &self,
+        viewer: Viewer,
+        org_slug: &str,
+        now: i64,
+    ) -> StoreResult<Option<Vec<PendingInvitation>>> {
+        match self.role_in(viewer, org_slug).await? {
+            None => return Ok(None),
+            Some(Role::Member) => {
+                return Err(StoreError::Forbidden("only an admin of the organisation may see its invitations".into()))
+            }
+            Some(Role::Admin) => {}
+        }
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        pending_invitation_rows(&mut conn, org_slug, now).await.map(Some).map_err(unavailable("listing invitations"))
+    }
+
+    async fn revoke_invitation(&self, viewer: Viewer, org_slug: &str, email: &str) -> StoreResult<bool> {
+        if self.role_in(viewer, org_slug).await? != Some(Role::Admin) {
+            return Err(StoreError::Forbidden("only an admin of the organisation may revoke its invitations".into()));
+        }
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        let revoked =
+            revoke_invitation_rows(&mut conn, org_slug, email).await.map_err(unavailable("revoking an invitation"))?;
+        Ok(revoked > 0)
     }
 }

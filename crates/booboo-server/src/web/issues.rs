@@ -5,6 +5,7 @@ use super::chart::{self, HOUR_MS};
 use super::event_view;
 use super::form::FormData;
 use super::local_path::same_origin_path;
+use super::ownership;
 use super::page_error::PageError;
 use super::session::SignedIn;
 use super::templates::page;
@@ -20,6 +21,9 @@ use serde::Serialize;
 use std::collections::HashMap;
 
 pub const PAGE_SIZE: i64 = 25;
+/// The newest activity entries the issue page shows; the API pages through
+/// all of them.
+const ACTIVITY_SHOWN: i64 = 100;
 const LEVELS: &[&str] = &["fatal", "error", "warning", "info", "debug"];
 const SORTS: &[(&str, &str)] =
     &[("last_seen", "Last seen"), ("first_seen", "First seen"), ("events", "Events"), ("users", "Users")];
@@ -135,13 +139,14 @@ pub async fn list(
     let previous = (q.page > 1).then(|| q.url_for_page(&base, q.page - 1));
     let next = issues.next_offset.map(|_| q.url_for_page(&base, q.page + 1));
     let this_url = q.url_for_page(&base, q.page);
+    let members = state.store.members_of(viewer, &org).await?.unwrap_or_default();
     let filtered = !(q.environment.is_empty() && q.release.is_empty() && q.level.is_empty() && q.query.is_empty());
     let body = page(
         "issues.html",
         context! {
             me => me.me(), project, rows, facets_environments => facets.environments,
             facets_releases => facets.releases, q, levels => LEVELS, sorts => SORTS, previous, next,
-            this_url, filtered, nav => "issues", first_row => window.offset + 1,
+            this_url, filtered, nav => "issues", first_row => window.offset + 1, members,
         },
     )?;
     Ok(body.into_response())
@@ -228,7 +233,10 @@ pub async fn bulk(
         return Ok(Redirect::to(&format!("/projects/{org}/{slug}/merge?{query}")).into_response());
     }
     let action = form.get("action");
-    status_of_action(action)?;
+    let assigning = action == "assign";
+    if !assigning {
+        status_of_action(action)?;
+    }
     let ids = form
         .all("issue")
         .map(|id| id.parse::<i64>().map_err(|_| PageError::BadRequest(format!("{id:?} is not an issue id"))))
@@ -245,6 +253,13 @@ pub async fn bulk(
         }
     }
     let back = back_to(&form, format!("/projects/{org}/{slug}"));
+    if assigning {
+        // Assigning changes nothing that cannot be changed back: no confirmation.
+        for id in ids {
+            ownership::assign_one(&state, me.viewer(), id, form.get("assignee")).await?;
+        }
+        return Ok(Redirect::to(&back).into_response());
+    }
     if form.get("confirm") != "yes" {
         let verb = match status_of_action(action)? {
             IssueStatus::Resolved => "Resolve",
@@ -328,10 +343,20 @@ async fn issue_page(state: &AppState, me: &SignedIn, id: i64, event_id: Option<&
         }
     };
     let alerts = state.store.issue_deliveries(id, 20).await?;
+    // Ownership and history: who may be assigned, and what happened.
+    let members = state.store.members_of(viewer, &project.org_slug).await?.unwrap_or_default();
+    let activity = state
+        .store
+        .issue_activity(viewer, id, None, Page { offset: 0, limit: ACTIVITY_SHOWN })
+        .await?
+        .ok_or(PageError::NotFound("issue"))?;
+    let activity_more = activity.next_offset.is_some();
+    let activity: Vec<_> = activity.items.iter().map(ownership::activity_line).collect();
     let body = page(
         "issue.html",
         context! {
             me => me.me(), project, detail, tags, view, alerts, nav => "issues",
+            members, activity, activity_more, max_comment => crate::store::activity::MAX_COMMENT_CHARS,
             event => context! {
                 id => event.event.event_id, received_at => event.event.received_at,
                 older => event.older, newer => event.newer,

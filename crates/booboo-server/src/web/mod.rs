@@ -15,6 +15,7 @@ mod form;
 mod issues;
 mod local_path;
 mod merge;
+mod ownership;
 mod page_error;
 mod projects;
 mod sdk_download;
@@ -59,6 +60,8 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{org}/{project}/merge", get(merge::confirm).post(merge::merge))
         .route("/issues/{id}", get(issues::show))
         .route("/issues/{id}/status", post(issues::set_status))
+        .route("/issues/{id}/assign", post(ownership::assign))
+        .route("/issues/{id}/comments", post(ownership::comment))
         .route("/issues/{id}/delete", get(deletion::confirm_issue).post(deletion::delete_issue))
         .route("/issues/{id}/events/{event}", get(issues::show_event))
         .route("/issues/{id}/events/{event}/json", get(issues::event_json))
@@ -71,6 +74,7 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/orgs/{org}/members", post(settings::add_member))
         .route("/settings/orgs/{org}/members/{user}/role", post(settings::change_role))
         .route("/settings/orgs/{org}/members/{user}/remove", post(settings::remove_member))
+        .route("/settings/orgs/{org}/invitations/revoke", post(settings::revoke_invitation))
         .route("/static/{*file}", get(static_files::serve))
         .route("/sdk/python/{file}", get(sdk_download::serve))
         .fallback(|| async { PageError::NotFound("page") })

@@ -40,8 +40,11 @@ macro_rules! store_tests {
 }
 
 // Test files that use `store_tests!` too (declared after the macro).
-mod issue_merges; // Resolving in a release, with the macro above.
+mod issue_merges;
+// Resolving in a release, with the macro above.
 mod resolve;
+// Ownership and history (assignees, comments, activity, invitations).
+mod ownership;
 
 store_tests!(
     ingest_tokens_find_their_project_only_while_live,
