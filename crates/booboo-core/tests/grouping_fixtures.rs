@@ -11,6 +11,7 @@
 //! and say in the commit why each moved.
 
 use booboo_core::booboo_payload::{self, Payload};
+use booboo_core::sentry_envelope;
 use booboo_core::sentry_event::{self, Arrival};
 use booboo_core::ProcessedEvent;
 use std::collections::BTreeMap;
@@ -32,9 +33,12 @@ fn cases(file: &Path) -> Vec<Case> {
         let group = case["group"].as_str().unwrap().to_string();
         let now = time::OffsetDateTime::UNIX_EPOCH;
         let id = "00000000000000000000000000000000";
-        // A case is a booboo protocol body (`event`) or a Sentry event
-        // payload (`sentry_event`); both go through the same grouping.
-        let event = if let Some(sentry) = case.get("sentry_event") {
+        // A case is a booboo protocol body (`event`), a Sentry event
+        // payload (`sentry_event`) or a captured envelope (`envelope`, a path
+        // under `tests/fixtures/`); all go through the same grouping.
+        let event = if let Some(envelope) = case.get("envelope") {
+            envelope_event(envelope.as_str().unwrap())
+        } else if let Some(sentry) = case.get("sentry_event") {
             let arrival = Arrival { received_at: now, envelope_event_id: None, fallback_event_id: id };
             sentry_event::parse(&serde_json::to_vec(sentry).unwrap(), arrival)
                 .unwrap_or_else(|e| panic!("{}: {name}: {e}", file.display()))
@@ -49,6 +53,21 @@ fn cases(file: &Path) -> Vec<Case> {
         out.push(Case { file: file.to_path_buf(), name, group, fixture: case.clone(), processed });
     }
     out
+}
+
+/// The event item of a captured envelope, read the way the server reads it.
+fn envelope_event(relative: &str) -> booboo_core::Event {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(relative);
+    let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let envelope = sentry_envelope::parse(&body).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let item = envelope.items.iter().find(|i| i.item_type == "event").expect("an event item");
+    let envelope_event_id = envelope.event_id();
+    let arrival = Arrival {
+        received_at: time::OffsetDateTime::UNIX_EPOCH,
+        envelope_event_id: envelope_event_id.as_deref(),
+        fallback_event_id: "00000000000000000000000000000000",
+    };
+    sentry_event::parse(item.payload, arrival).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn fixture_files() -> Vec<PathBuf> {
@@ -74,6 +93,9 @@ fn grouping_fixtures_hold() {
             }
             if let Some(expected) = fixture.get("title") {
                 assert_eq!(&processed.title, expected, "{}: {name}", file.display());
+            }
+            if std::env::var_os("BOOBOO_SHOW_GROUPING").is_some() {
+                println!("{name}: {} | {} | {:?}", processed.title, processed.culprit, processed.fingerprint.components);
             }
             let fp = processed.fingerprint.fingerprint.clone();
             match by_group.get(&group) {
