@@ -91,12 +91,18 @@ fn javascript(frames: &mut [Frame]) {
     }
 }
 
-/// Python: installed packages (`site-packages`, `dist-packages`) and the
-/// standard library (`…/lib/pythonX.Y/…`).
+/// Python: the standard library (`…/lib/pythonX.Y/…`) and the SDKs' own
+/// packages. Other installed packages (`site-packages`) are left as the SDK
+/// said: sentry-sdk and ours already mark them out of the app, and one marked
+/// in-app was put there by the user's `in_app_include`, which a server-side
+/// rule must not undo (it would regroup that installation's issues).
 fn python(frames: &mut [Frame]) {
+    const SDK_PACKAGES: &[&str] = &["sentry_sdk/", "raven/", "booboo/"];
     for frame in frames {
         let path = frame.filename.replace('\\', "/");
-        if path.contains("/site-packages/") || path.contains("/dist-packages/") || is_python_stdlib(&path) {
+        let package = ["/site-packages/", "/dist-packages/"].iter().find_map(|m| path.find(m).map(|i| &path[i + m.len()..]));
+        let is_sdk = package.is_some_and(|p| SDK_PACKAGES.iter().any(|sdk| p.starts_with(sdk)));
+        if is_sdk || (package.is_none() && is_python_stdlib(&path)) {
             frame.in_app = false;
         }
     }
@@ -161,14 +167,16 @@ mod tests {
     }
 
     #[test]
-    fn python_drops_packages_and_the_standard_library() {
+    fn python_drops_the_sdk_and_the_standard_library() {
         let frames = vec![
-            frame("a", "/venv/lib/python3.12/site-packages/flask/app.py"),
+            frame("a", "/venv/lib/python3.12/site-packages/sentry_sdk/hub.py"),
             frame("b", "/usr/lib/python3.12/json/decoder.py"),
             frame("c", "/srv/lib/pythonic/app.py"),
             frame("d", "/srv/shop/app.py"),
+            // In-app only by the user's `in_app_include`: kept.
+            frame("e", "/venv/lib/python3.12/site-packages/shop_core/models.py"),
         ];
-        assert_eq!(in_app_after("python", frames), [false, false, true, true]);
+        assert_eq!(in_app_after("python", frames), [false, false, true, true, true]);
     }
 
     #[test]
