@@ -100,7 +100,8 @@ fn python(frames: &mut [Frame]) {
     const SDK_PACKAGES: &[&str] = &["sentry_sdk/", "raven/", "booboo/"];
     for frame in frames {
         let path = frame.filename.replace('\\', "/");
-        let package = ["/site-packages/", "/dist-packages/"].iter().find_map(|m| path.find(m).map(|i| &path[i + m.len()..]));
+        let package =
+            ["/site-packages/", "/dist-packages/"].iter().find_map(|m| path.find(m).map(|i| &path[i + m.len()..]));
         let is_sdk = package.is_some_and(|p| SDK_PACKAGES.iter().any(|sdk| p.starts_with(sdk)));
         if is_sdk || (package.is_none() && is_python_stdlib(&path)) {
             frame.in_app = false;
@@ -142,13 +143,19 @@ mod tests {
             frame("_start", ""),
             frame("__libc_start_main_impl", "./csu/../csu/libc-start.c"),
             frame("main", ""),
-            frame("<&dyn core::ops::function::Fn<()> as core::ops::FnOnce<()>>::call_once", "/rustc/abc/library/core/src/ops/function.rs"),
+            frame(
+                "<&dyn core::ops::function::Fn<()> as core::ops::FnOnce<()>>::call_once",
+                "/rustc/abc/library/core/src/ops/function.rs",
+            ),
             frame("shop::main", "/srv/shop/src/main.rs"),
             frame("__rust_try", ""),
             frame("shop::average", "/srv/shop/src/main.rs"),
             frame("core::panicking::panic_fmt", "/rustc/abc/library/core/src/panicking.rs"),
             frame("shop::hook", "/srv/shop/src/main.rs"),
-            frame("<sentry_panic::PanicIntegration as sentry_core::Integration>::setup", "/root/.cargo/registry/src/x/sentry-panic/src/lib.rs"),
+            frame(
+                "<sentry_panic::PanicIntegration as sentry_core::Integration>::setup",
+                "/root/.cargo/registry/src/x/sentry-panic/src/lib.rs",
+            ),
             frame("sentry_panic::panic_handler", "/home/a/.cargo/git/checkouts/sentry/src/lib.rs"),
         ];
         let flags = in_app_after("native", frames);

@@ -95,7 +95,10 @@ fn grouping_fixtures_hold() {
                 assert_eq!(&processed.title, expected, "{}: {name}", file.display());
             }
             if std::env::var_os("BOOBOO_SHOW_GROUPING").is_some() {
-                println!("{name}: {} | {} | {:?}", processed.title, processed.culprit, processed.fingerprint.components);
+                println!(
+                    "{name}: {} | {} | {:?}",
+                    processed.title, processed.culprit, processed.fingerprint.components
+                );
             }
             let fp = processed.fingerprint.fingerprint.clone();
             match by_group.get(&group) {
@@ -130,7 +133,8 @@ fn pinned_fingerprints_do_not_move() {
     }
     let pinned: BTreeMap<String, String> =
         serde_json::from_str(&std::fs::read_to_string(&pinned_path).unwrap()).unwrap();
-    let moved: Vec<&String> = pinned.iter().filter(|(k, v)| now.get(*k).is_some_and(|n| n != *v)).map(|(k, _)| k).collect();
+    let moved: Vec<&String> =
+        pinned.iter().filter(|(k, v)| now.get(*k).is_some_and(|n| n != *v)).map(|(k, _)| k).collect();
     assert!(moved.is_empty(), "fingerprints moved (this regroups existing issues): {moved:#?}");
     let unpinned: Vec<&String> = now.keys().filter(|k| !pinned.contains_key(*k)).collect();
     assert!(unpinned.is_empty(), "cases without a pinned fingerprint: {unpinned:#?}");

@@ -242,12 +242,8 @@ fn captured_rust_sdk_0_49() {
 
     // The SDK marks its own panic handler in-app; the built-in rules do not.
     let processed = booboo_core::process(panic.clone());
-    let in_app: Vec<&str> = processed.event.exceptions[0]
-        .stacktrace
-        .iter()
-        .filter(|f| f.in_app)
-        .map(|f| f.function.as_str())
-        .collect();
+    let in_app: Vec<&str> =
+        processed.event.exceptions[0].stacktrace.iter().filter(|f| f.in_app).map(|f| f.function.as_str()).collect();
     assert_eq!(in_app, ["rustsdk::main", "rustsdk::main::{{closure}}", "rustsdk::average"]);
     assert_eq!(processed.culprit, "rustsdk::average in main.rs");
 
