@@ -5,11 +5,13 @@
 //! - `ingest_http`: the router over real HTTP semantics and a real SQLite.
 //! - `sentry_http`: Sentry's envelope and store endpoints, the same way.
 //! - `project_settings_http`: a project's limits through the API.
+//! - `sdk_capture_http`: envelopes captured from real Sentry SDKs, and the issues they make.
 //! - `web_pages`: every dashboard page through the router on a seeded SQLite.
 
 mod architecture;
 mod ingest_http;
 mod project_settings_http;
+mod sdk_capture_http;
 mod sentry_http;
 mod store_conformance;
 mod support;
