@@ -7,6 +7,7 @@
 //! - `project_settings_http`: a project's limits through the API.
 //! - `resolve_api`: resolving in a release and ignoring through the API,
 //!   on both backends.
+//! - `sdk_capture_http`: envelopes captured from real Sentry SDKs, and the issues they make.
 //! - `web_pages`: every dashboard page through the router on a seeded SQLite.
 //! - `ownership_http`: assignees, comments, activity and pending invitations
 //!   through the API and the dashboard.
@@ -16,6 +17,7 @@ mod ingest_http;
 mod ownership_http;
 mod project_settings_http;
 mod resolve_api;
+mod sdk_capture_http;
 mod sentry_http;
 mod store_conformance;
 mod support;
