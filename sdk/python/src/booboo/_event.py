@@ -601,7 +601,12 @@ def _locals_of(frame, budget_end):
                         continue
             if texts is None:
                 texts = {}
-            texts[name] = _repr_now(value, budget_end)
+            way = _repr_ways.get(type(value))
+            if way is not None and way[0] == _DEFAULT:
+                # object.__repr__ shows only the type and address; formatted later.
+                texts[name] = (type(value), id(value))
+            else:
+                texts[name] = _repr_now(value, budget_end)
             kept[name] = None  # the queued event holds no reference to it
     except Exception:
         # A module frame's namespace may change size under us while another
