@@ -339,10 +339,10 @@ class Pending:
 
     ``base`` holds the protocol fields known at capture time. ``chain`` is a
     list of ``(type_name, value, frames, chain_type)``; each frame is a tuple
-    ``(code, lineno, locals, module_globals)``: the code object, which cannot
-    change and gives the file and function names later; the line number, or
-    the instruction offset ``(offset,)`` to look it up in the code later;
-    and ``locals``, ``(kept, texts)`` from ``_locals_of``: values that
+    ``(code, offset, lineno, locals, module_globals)``: the code object, which
+    cannot change and gives the file and function names later; the line
+    number, or None and the instruction offset to look it up in the code
+    later; and ``locals``, ``(kept, texts)`` from ``_locals_of``: values that
     cannot change any more, rendered later, and reprs finished at capture
     time. The module globals are kept only so that source lines of modules
     loaded from a zip or another loader can be found later.
@@ -475,7 +475,7 @@ def _caller_stack():
         break
     frames = []
     while frame is not None and len(frames) < FRAMES_WITH_LOCALS:
-        frames.append((frame.f_code, frame.f_lineno or 0, NO_LOCALS, frame.f_globals))
+        frames.append((frame.f_code, -1, frame.f_lineno or 0, NO_LOCALS, frame.f_globals))
         frame = frame.f_back
     frames.reverse()
     return frames
@@ -510,8 +510,10 @@ def _snapshot_frames(tb, seen_frames, budget_end):
         # Where the code object can say later (Python 3.10+), the line number
         # is worked out on the sender's thread from the instruction offset:
         # reading tb_lineno makes CPython walk the line table now.
-        append((frame.f_code, (entry.tb_lasti,) if _LINES_LATER else entry.tb_lineno or 0,
-                local_vars, frame.f_globals))
+        if _LINES_LATER:
+            append((frame.f_code, entry.tb_lasti, None, local_vars, frame.f_globals))
+        else:
+            append((frame.f_code, -1, entry.tb_lineno or 0, local_vars, frame.f_globals))
     return frames
 
 
@@ -786,10 +788,10 @@ def _default_repr(kind, address):
 
 
 def _frame_dict(frame, source_cache, linecache, rendered_locals):
-    code, lineno, local_vars, module_globals = frame
+    code, offset, lineno, local_vars, module_globals = frame
     filename, function = code.co_filename, code.co_name
-    if type(lineno) is tuple:
-        lineno = _line_number(code, lineno[0])
+    if lineno is None:
+        lineno = _line_number(code, offset)
     # A frame shared by several exceptions of a chain has its locals read
     # once; frames whose locals were not read each get a dict of their own,
     # so a before_send that fills one does not fill them all.
