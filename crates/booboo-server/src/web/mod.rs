@@ -17,6 +17,7 @@ mod local_path;
 mod merge;
 mod ownership;
 mod page_error;
+mod project_settings;
 mod projects;
 mod sdk_download;
 mod session;
@@ -49,6 +50,7 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{org}/{project}/issues/bulk", post(issues::bulk))
         .route("/projects/{org}/{project}/setup", get(projects::setup))
         .route("/projects/{org}/{project}/delete", get(deletion::confirm_project).post(deletion::delete_project))
+        .route("/projects/{org}/{project}/settings", get(project_settings::show).post(project_settings::save))
         .route("/projects/{org}/{project}/status", get(projects::status))
         .route("/projects/{org}/{project}/keys", post(projects::add_key))
         .route("/projects/{org}/{project}/alerts", get(alerts::show).post(alerts::create))
