@@ -40,6 +40,8 @@ pub struct Metrics {
     duplicates: AtomicU64,
     handshakes: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
+    /// Events counted on their issue but whose payload was not stored, by reason.
+    not_stored: Mutex<BTreeMap<&'static str, u64>>,
     ignored_items: Mutex<BTreeMap<&'static str, u64>>,
     batches: AtomicU64,
     batched_events: AtomicU64,
@@ -79,6 +81,16 @@ impl Metrics {
     /// Counts one rejected request under its reason.
     pub fn rejected(&self, reason: &'static str) {
         *self.rejected.lock().unwrap_or_else(|p| p.into_inner()).entry(reason).or_default() += 1;
+    }
+
+    /// Counts one event counted on its issue without its payload (over a
+    /// quota: `rate_limit` or `spike_guard`).
+    pub fn event_not_stored(&self, reason: &'static str) {
+        *self.not_stored.lock().unwrap_or_else(|p| p.into_inner()).entry(reason).or_default() += 1;
+    }
+
+    pub fn not_stored_count(&self, reason: &str) -> u64 {
+        self.not_stored.lock().unwrap_or_else(|p| p.into_inner()).get(reason).copied().unwrap_or(0)
     }
 
     pub fn rejected_count(&self, reason: &str) -> u64 {
@@ -193,6 +205,15 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE booboo_events_rejected_total counter");
         for (reason, count) in self.rejected.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = writeln!(out, "booboo_events_rejected_total{{reason=\"{reason}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP booboo_events_not_stored_total Events counted on their issue but whose payload was not stored \
+             (over a quota), by reason."
+        );
+        let _ = writeln!(out, "# TYPE booboo_events_not_stored_total counter");
+        for (reason, count) in self.not_stored.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "booboo_events_not_stored_total{{reason=\"{reason}\"}} {count}");
         }
         let _ = writeln!(
             out,

@@ -144,6 +144,7 @@ pub async fn store_events(
                 match outcome {
                     StoreOutcome::Stored { .. } => state.metrics.event_accepted(),
                     StoreOutcome::Duplicate => state.metrics.duplicate_accepted(),
+                    StoreOutcome::NotStored { reason, .. } => state.metrics.event_not_stored(reason.as_str()),
                 }
             }
         }

@@ -6,6 +6,9 @@ pub mod alert_rules;
 mod alert_sql;
 mod migrations;
 pub mod postgres;
+pub mod quota;
+pub use quota::NotStoredReason;
+mod quota_sql;
 mod rows;
 mod sign_in_limits;
 pub mod sqlite;
@@ -248,6 +251,24 @@ pub struct Issue {
     /// Names of the environments and releases the issue was seen in.
     pub environments: Vec<String>,
     pub releases: Vec<String>,
+    /// Events counted in `count` whose payload is not kept, by reason.
+    pub not_stored: NotStoredCounts,
+}
+
+impl Issue {
+    /// The payloads kept: every counted event less those not stored.
+    pub fn stored(&self) -> i64 {
+        (self.count - self.not_stored.rate_limit - self.not_stored.retention).max(0)
+    }
+}
+
+/// An issue's counted events whose payload was not kept, by reason.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct NotStoredCounts {
+    /// Over the project's rate limit or spike guard: never stored.
+    pub rate_limit: i64,
+    /// Removed later by retention.
+    pub retention: i64,
 }
 
 /// Counts of one value (an environment, a release, a tag value) on an issue.
@@ -442,6 +463,22 @@ pub enum StoreOutcome {
     },
     /// An event with this `(project, event_id)` was already stored.
     Duplicate,
+    /// Counted on its issue like a stored event, but over the project's
+    /// quota: its payload was not stored.
+    NotStored {
+        issue_id: i64,
+        reason: NotStoredReason,
+    },
+}
+
+impl StoreOutcome {
+    /// The issue the event was counted on; `None` for a duplicate.
+    pub fn issue_id(&self) -> Option<i64> {
+        match self {
+            StoreOutcome::Stored { issue_id } | StoreOutcome::NotStored { issue_id, .. } => Some(*issue_id),
+            StoreOutcome::Duplicate => None,
+        }
+    }
 }
 
 #[async_trait]
@@ -745,6 +782,22 @@ pub trait Store: Send + Sync + 'static {
     async fn set_alert_email_opt_out(&self, user_id: i64, project_id: i64, opted_out: bool) -> StoreResult<()>;
     /// The projects whose alert e-mails a user opted out of.
     async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>>;
+
+    // --- quotas that keep counting (issue #12) ---------------------------
+
+    /// Sets the installation-wide rate limit, which every project without a
+    /// rate limit of its own is held to (`None`: off). Applies from the next
+    /// batch; set once at start-up from the config.
+    fn set_installation_rate_limit(&self, limit: Option<quota::RateLimit>);
+
+    /// Sets a project's own rate limit (`None`: the installation's) and
+    /// spike guard. [`StoreError::NotFound`] for an unknown project.
+    async fn set_project_quota(
+        &self,
+        project_id: i64,
+        rate_limit: Option<quota::RateLimit>,
+        spike_guard: bool,
+    ) -> StoreResult<()>;
 }
 
 /// Opens the store a database URL names, creating and migrating it.

@@ -13,9 +13,11 @@ use std::time::Duration;
 
 pub struct PostgresStore {
     pool: PgPool,
+    installation_quota: quota::InstallationQuota,
 }
 
 row_readers!(PgRow);
+super::quota_sql::quota_queries!(sqlx::PgConnection);
 super::alert_sql::alert_queries!(sqlx::PgConnection, PgRow);
 
 /// Numbers the alert queries' `?` placeholders as PostgreSQL's `$1, $2, …`.
@@ -246,7 +248,7 @@ impl PostgresStore {
                 version % 10000
             )));
         }
-        let store = PostgresStore { pool };
+        let store = PostgresStore { pool, installation_quota: Default::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -304,14 +306,21 @@ impl PostgresStore {
         });
         let mut tx = self.pool.begin().await.map_err(batch_failure("starting a batch"))?;
         let rules = rules_for_batch(&mut tx, batch).await.map_err(batch_failure("reading alert rules"))?;
+        // Quota windows are locked before any issue row, in project order.
+        let mut quotas = quotas_for_batch(&mut tx, batch, self.installation_quota.get())
+            .await
+            .map_err(batch_failure("reading the projects' quotas"))?;
         let mut outcomes = vec![StoreOutcome::Duplicate; batch.len()];
         for &i in &order {
             let rules = rules.get(&batch[i].project_id).map(Vec::as_slice).unwrap_or_default();
-            outcomes[i] = store_one(&mut tx, &batch[i], rules).await.map_err(batch_failure("storing an event"))?;
+            let quota = quotas.get_mut(&batch[i].project_id);
+            outcomes[i] =
+                store_one(&mut tx, &batch[i], rules, quota).await.map_err(batch_failure("storing an event"))?;
         }
+        save_quotas(&mut tx, &quotas).await.map_err(batch_failure("saving the projects' quotas"))?;
         let mut last_event: Vec<(i64, i64)> = Vec::new();
         for (event, outcome) in batch.iter().zip(&outcomes) {
-            if matches!(outcome, StoreOutcome::Stored { .. }) {
+            if outcome.issue_id().is_some() {
                 match last_event.iter_mut().find(|(p, _)| *p == event.project_id) {
                     Some((_, at)) => *at = (*at).max(event.received_at),
                     None => last_event.push((event.project_id, event.received_at)),
@@ -342,7 +351,7 @@ async fn record_facets(
     batch: &[NewEvent],
     outcomes: &[StoreOutcome],
 ) -> Result<(), sqlx::Error> {
-    let stored = || batch.iter().zip(outcomes).filter(|(_, o)| matches!(o, StoreOutcome::Stored { .. }));
+    let stored = || batch.iter().zip(outcomes).filter(|(_, o)| o.issue_id().is_some());
     let mut environments: Vec<(i64, &str)> =
         stored().map(|(e, _)| (e.project_id, e.processed.event.environment.as_str())).collect();
     environments.sort_unstable();
@@ -433,9 +442,22 @@ async fn store_one(
     tx: &mut Transaction<'_, Postgres>,
     e: &NewEvent,
     rules: &[AlertRule],
+    mut quota: Option<&mut ProjectQuota>,
 ) -> Result<StoreOutcome, sqlx::Error> {
     let event = &e.processed.event;
-    let inserted: Option<i64> = sqlx::query_scalar(
+    // Over its quota an event is counted like any other; only its payload
+    // (the events row) is not stored.
+    let not_stored = match quota.as_mut().map(|q| q.charge(e.received_at)) {
+        Some(Err(reason)) => Some(reason),
+        _ => None,
+    };
+    if not_stored.is_some() && event_already_stored(tx, e.project_id, &event.event_id).await? {
+        return Ok(StoreOutcome::Duplicate);
+    }
+    let inserted: Option<i64> = if not_stored.is_some() {
+        None
+    } else {
+        sqlx::query_scalar(
         "INSERT INTO events (project_id, event_id, received_at, occurred_at, environment, release, level, user_key, payload) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
     )
@@ -449,10 +471,14 @@ async fn store_one(
     .bind(e.processed.user_key.as_deref().map(pg_text))
     .bind(&e.payload)
     .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row_id) = inserted else {
-        return Ok(StoreOutcome::Duplicate);
+    .await?
     };
+    if inserted.is_none() && not_stored.is_none() {
+        if let Some(quota) = quota {
+            quota.refund();
+        }
+        return Ok(StoreOutcome::Duplicate);
+    }
 
     // Alert rules need to know whether the issue was resolved before this
     // event: the row is locked from here to the commit (the upsert below
@@ -489,7 +515,16 @@ async fn store_one(
     .fetch_one(&mut **tx)
     .await?;
 
-    sqlx::query("UPDATE events SET issue_id = $1 WHERE id = $2").bind(issue_id).bind(row_id).execute(&mut **tx).await?;
+    match inserted {
+        Some(row_id) => {
+            sqlx::query("UPDATE events SET issue_id = $1 WHERE id = $2")
+                .bind(issue_id)
+                .bind(row_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        None => count_not_stored(tx, issue_id).await?,
+    }
     if !rules.is_empty() {
         let facts = IssueFacts { created: event_count == 1, regressed: prior_status.as_deref() == Some("resolved") };
         fire_alert_rules(tx, rules, e, issue_id, &facts).await?;
@@ -552,7 +587,10 @@ async fn store_one(
     .bind(e.received_at.div_euclid(3_600_000))
     .execute(&mut **tx)
     .await?;
-    Ok(StoreOutcome::Stored { issue_id })
+    Ok(match not_stored {
+        None => StoreOutcome::Stored { issue_id },
+        Some(reason) => StoreOutcome::NotStored { issue_id, reason },
+    })
 }
 
 #[async_trait]
@@ -1937,6 +1975,35 @@ impl Store for PostgresStore {
     async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>> {
         let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
         opt_out_rows(&mut conn, user_id).await.map_err(unavailable("reading e-mail opt-outs"))
+    }
+
+    // --- quotas that keep counting (issue #12) ---------------------------
+
+    fn set_installation_rate_limit(&self, limit: Option<quota::RateLimit>) {
+        self.installation_quota.set(limit);
+    }
+
+    async fn set_project_quota(
+        &self,
+        project_id: i64,
+        rate_limit: Option<quota::RateLimit>,
+        spike_guard: bool,
+    ) -> StoreResult<()> {
+        let changed = sqlx::query(
+            "UPDATE projects SET rate_limit_count = $1, rate_limit_seconds = $2, spike_guard = $3 WHERE id = $4",
+        )
+        .bind(rate_limit.map(|l| l.count))
+        .bind(rate_limit.map(|l| l.seconds))
+        .bind(spike_guard)
+        .bind(project_id)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("setting a project's quota"))?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("project {project_id}")));
+        }
+        Ok(())
     }
 }
 

@@ -17,12 +17,14 @@ pub struct SqliteStore {
     /// A file beside the database that `check_writable` writes and removes;
     /// `None` for an in-memory database.
     space_probe: Option<PathBuf>,
+    installation_quota: quota::InstallationQuota,
 }
 
 /// Bytes `check_writable` must be able to write beside the database.
 const SPACE_PROBE_BYTES: usize = 1 << 20;
 
 row_readers!(SqliteRow);
+super::quota_sql::quota_queries!(sqlx::SqliteConnection);
 super::alert_sql::alert_queries!(sqlx::SqliteConnection, SqliteRow);
 
 /// The alert queries' placeholders are SQLite's own.
@@ -177,7 +179,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot open SQLite database {url:?}: {e}")))?;
-        let store = SqliteStore { pool, space_probe };
+        let store = SqliteStore { pool, space_probe, installation_quota: Default::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -299,9 +301,22 @@ async fn store_one(
     tx: &mut Transaction<'_, Sqlite>,
     e: &NewEvent,
     rules: &[AlertRule],
+    mut quota: Option<&mut ProjectQuota>,
 ) -> Result<StoreOutcome, sqlx::Error> {
     let event = &e.processed.event;
-    let inserted: Option<i64> = sqlx::query_scalar(
+    // Over its quota an event is counted like any other; only its payload
+    // (the events row) is not stored.
+    let not_stored = match quota.as_mut().map(|q| q.charge(e.received_at)) {
+        Some(Err(reason)) => Some(reason),
+        _ => None,
+    };
+    if not_stored.is_some() && event_already_stored(tx, e.project_id, &event.event_id).await? {
+        return Ok(StoreOutcome::Duplicate);
+    }
+    let inserted: Option<i64> = if not_stored.is_some() {
+        None
+    } else {
+        sqlx::query_scalar(
         "INSERT INTO events (project_id, event_id, received_at, occurred_at, environment, release, level, user_key, payload) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
     )
@@ -315,10 +330,14 @@ async fn store_one(
     .bind(&e.processed.user_key)
     .bind(&e.payload)
     .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row_id) = inserted else {
-        return Ok(StoreOutcome::Duplicate);
+    .await?
     };
+    if inserted.is_none() && not_stored.is_none() {
+        if let Some(quota) = quota {
+            quota.refund();
+        }
+        return Ok(StoreOutcome::Duplicate);
+    }
 
     // Alert rules need to know whether the issue was resolved before this
     // event; the write lock is held, so nothing changes in between.
@@ -353,7 +372,16 @@ async fn store_one(
     .fetch_one(&mut **tx)
     .await?;
 
-    sqlx::query("UPDATE events SET issue_id = ? WHERE id = ?").bind(issue_id).bind(row_id).execute(&mut **tx).await?;
+    match inserted {
+        Some(row_id) => {
+            sqlx::query("UPDATE events SET issue_id = ? WHERE id = ?")
+                .bind(issue_id)
+                .bind(row_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        None => count_not_stored(tx, issue_id).await?,
+    }
     if !rules.is_empty() {
         let facts = IssueFacts { created: event_count == 1, regressed: prior_status.as_deref() == Some("resolved") };
         fire_alert_rules(tx, rules, e, issue_id, &facts).await?;
@@ -436,7 +464,10 @@ async fn store_one(
         .bind(e.project_id)
         .execute(&mut **tx)
         .await?;
-    Ok(StoreOutcome::Stored { issue_id })
+    Ok(match not_stored {
+        None => StoreOutcome::Stored { issue_id },
+        Some(reason) => StoreOutcome::NotStored { issue_id, reason },
+    })
 }
 
 /// Reads a sign-in counter, creating it if new, inside the caller's
@@ -512,11 +543,16 @@ impl Store for SqliteStore {
     async fn store_events(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreOutcome>> {
         let mut tx = self.begin_write().await?;
         let rules = rules_for_batch(&mut tx, batch).await.map_err(unavailable("reading alert rules"))?;
+        let mut quotas = quotas_for_batch(&mut tx, batch, self.installation_quota.get())
+            .await
+            .map_err(unavailable("reading the projects' quotas"))?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for event in batch {
             let rules = rules.get(&event.project_id).map(Vec::as_slice).unwrap_or_default();
-            outcomes.push(store_one(&mut tx, event, rules).await.map_err(unavailable("storing an event"))?);
+            let quota = quotas.get_mut(&event.project_id);
+            outcomes.push(store_one(&mut tx, event, rules, quota).await.map_err(unavailable("storing an event"))?);
         }
+        save_quotas(&mut tx, &quotas).await.map_err(unavailable("saving the projects' quotas"))?;
         tx.commit().await.map_err(unavailable("committing a batch"))?;
         Ok(outcomes)
     }
@@ -1849,5 +1885,34 @@ impl Store for SqliteStore {
     async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>> {
         let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
         opt_out_rows(&mut conn, user_id).await.map_err(unavailable("reading e-mail opt-outs"))
+    }
+
+    // --- quotas that keep counting (issue #12) ---------------------------
+
+    fn set_installation_rate_limit(&self, limit: Option<quota::RateLimit>) {
+        self.installation_quota.set(limit);
+    }
+
+    async fn set_project_quota(
+        &self,
+        project_id: i64,
+        rate_limit: Option<quota::RateLimit>,
+        spike_guard: bool,
+    ) -> StoreResult<()> {
+        let changed = sqlx::query(
+            "UPDATE projects SET rate_limit_count = ?, rate_limit_seconds = ?, spike_guard = ? WHERE id = ?",
+        )
+        .bind(rate_limit.map(|l| l.count))
+        .bind(rate_limit.map(|l| l.seconds))
+        .bind(spike_guard)
+        .bind(project_id)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("setting a project's quota"))?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("project {project_id}")));
+        }
+        Ok(())
     }
 }

@@ -3,6 +3,7 @@
 //! skip with a note when BOOBOO_TEST_DATABASE_URL is unset and fail when it
 //! is set but unusable.
 
+use crate::quota_store::*;
 use crate::support::*;
 use booboo_server::store::{
     AlertKind, AttemptResult, ChannelKind, IgnoreCondition, IgnoreUntil, Invitation, IssueFilter, IssueSort,
@@ -76,6 +77,10 @@ store_tests!(
     alert_emails_go_to_members_who_did_not_opt_out_within_a_cap_with_a_digest,
     users_rules_count_distinct_users_within_the_window,
     email_alerts_are_one_delivery_per_recipient,
+    // Quotas that keep counting: `quota_store.rs`.
+    a_rate_limited_project_keeps_exact_counts_while_storing_only_its_quota,
+    the_installation_rate_limit_holds_projects_without_their_own,
+    the_spike_guard_caps_an_hour_at_its_floor_without_history,
 );
 
 async fn project(store: &Arc<dyn Store>, org: &str, slug: &str) -> i64 {
