@@ -1,6 +1,7 @@
 //! Counters for `/metrics`, written in Prometheus' text format by hand: the
 //! handful we need does not justify a metrics crate.
 
+use crate::load_shedding::LoadShedding;
 use crate::memory_budget::MemoryBudget;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -58,12 +59,20 @@ pub struct Metrics {
     alerts_retried: Mutex<BTreeMap<&'static str, u64>>,
     /// Set by `serve`: the memory budget whose use `/metrics` shows.
     memory_budget: OnceLock<Arc<MemoryBudget>>,
+    /// Episodes of refusing events because the server must shed load.
+    shedding: LoadShedding,
 }
 
 impl Metrics {
     /// Shows the budget's use and limit from now on.
     pub fn watch_memory_budget(&self, budget: Arc<MemoryBudget>) {
         let _ = self.memory_budget.set(budget);
+    }
+
+    /// Whether, why and since when the server is shedding load; every
+    /// refusal is noted here by `Rejection::respond`.
+    pub fn shedding(&self) -> &LoadShedding {
+        &self.shedding
     }
 
     pub fn event_accepted(&self) {

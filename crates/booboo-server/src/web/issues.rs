@@ -142,6 +142,7 @@ pub async fn list(
             me => me.me(), project, rows, facets_environments => facets.environments,
             facets_releases => facets.releases, q, levels => LEVELS, sorts => SORTS, previous, next,
             this_url, filtered, nav => "issues", first_row => window.offset + 1,
+            shedding => state.metrics.shedding().current(now),
         },
     )?;
     Ok(body.into_response())
