@@ -904,3 +904,30 @@ async fn the_issue_page_ignores_for_a_time_or_until_more_events_and_says_until_w
     let detail = site.store.issue_detail(ADMIN, issue).await.unwrap().unwrap().issue;
     assert_eq!(detail.ignore_until.at, Some(until));
 }
+
+#[tokio::test]
+async fn pages_say_what_was_counted_but_not_stored_and_when_the_server_sheds_load() {
+    let site = site().await;
+    let project_id = site.store.issue_detail(ADMIN, site.mine[0]).await.unwrap().unwrap().issue.project_id;
+    let quota = booboo_server::store::quota::RateLimit { count: 0, seconds: 3600 };
+    site.store.set_project_quota(project_id, Some(quota), false).await.unwrap();
+    let now = clock::now_millis();
+    let over: Vec<_> = (0..2).map(|i| new_event(project_id, now + i, &body("checkout", json!({})))).collect();
+    let outcomes = site.store.store_events(&over).await.unwrap();
+    assert!(outcomes.iter().all(|o| matches!(o, StoreOutcome::NotStored { .. })), "{outcomes:?}");
+    let issue = outcomes[0].issue_id().unwrap();
+    let (mut ann, _) = site.sign_in("ann@example.com").await;
+    for path in [format!("/issues/{issue}"), "/projects/acme/web".to_string()] {
+        let page = site.get(&mut ann, &path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert!(page.body.contains("2 events counted but not stored (rate limit)"), "{path}: {}", page.body);
+        assert!(!page.body.contains("Refusing new events"), "{path}");
+    }
+    // Free disk below the minimum: both lists carry a banner with the reason.
+    site.state.metrics.shedding().watch_free_disk(&std::env::temp_dir(), u64::MAX);
+    for path in ["/projects", "/projects/acme/web"] {
+        let page = site.get(&mut ann, path).await;
+        assert!(page.body.contains("Refusing new events since"), "{path}: {}", page.body);
+        assert!(page.body.contains("free disk space is below --min-free-disk"), "{path}");
+    }
+}
