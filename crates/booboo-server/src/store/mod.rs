@@ -785,13 +785,12 @@ pub trait Store: Send + Sync + 'static {
 
     // --- quotas that keep counting (issue #12) ---------------------------
 
-    /// Sets the installation-wide rate limit, which every project without a
-    /// rate limit of its own is held to (`None`: off). Applies from the next
+    /// Sets the installation-wide rate limit, on all projects together
+    /// (`None`: off), besides each project's own. Applies from the next
     /// batch; set once at start-up from the config.
     fn set_installation_rate_limit(&self, limit: Option<quota::RateLimit>);
 
-    /// Sets a project's own rate limit (`None`: the installation's) and
-    /// spike guard. [`StoreError::NotFound`] for an unknown project.
+    /// Sets a project's own rate limit (`None`: none) and spike guard. [`StoreError::NotFound`] for an unknown project.
     async fn set_project_quota(
         &self,
         project_id: i64,

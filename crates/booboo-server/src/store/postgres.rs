@@ -313,9 +313,8 @@ impl PostgresStore {
         let mut outcomes = vec![StoreOutcome::Duplicate; batch.len()];
         for &i in &order {
             let rules = rules.get(&batch[i].project_id).map(Vec::as_slice).unwrap_or_default();
-            let quota = quotas.get_mut(&batch[i].project_id);
             outcomes[i] =
-                store_one(&mut tx, &batch[i], rules, quota).await.map_err(batch_failure("storing an event"))?;
+                store_one(&mut tx, &batch[i], rules, &mut quotas).await.map_err(batch_failure("storing an event"))?;
         }
         save_quotas(&mut tx, &quotas).await.map_err(batch_failure("saving the projects' quotas"))?;
         let mut last_event: Vec<(i64, i64)> = Vec::new();
@@ -442,15 +441,12 @@ async fn store_one(
     tx: &mut Transaction<'_, Postgres>,
     e: &NewEvent,
     rules: &[AlertRule],
-    mut quota: Option<&mut ProjectQuota>,
+    quotas: &mut BatchQuotas,
 ) -> Result<StoreOutcome, sqlx::Error> {
     let event = &e.processed.event;
     // Over its quota an event is counted like any other; only its payload
     // (the events row) is not stored.
-    let not_stored = match quota.as_mut().map(|q| q.charge(e.received_at)) {
-        Some(Err(reason)) => Some(reason),
-        _ => None,
-    };
+    let not_stored = quotas.charge(e.project_id, e.received_at).err();
     if not_stored.is_some() && event_already_stored(tx, e.project_id, &event.event_id).await? {
         return Ok(StoreOutcome::Duplicate);
     }
@@ -474,9 +470,7 @@ async fn store_one(
     .await?
     };
     if inserted.is_none() && not_stored.is_none() {
-        if let Some(quota) = quota {
-            quota.refund();
-        }
+        quotas.refund(e.project_id);
         return Ok(StoreOutcome::Duplicate);
     }
 

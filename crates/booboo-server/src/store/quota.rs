@@ -6,14 +6,15 @@
 //! (the `quota_windows` rows, read and locked in the batch's transaction by
 //! `quota_sql.rs`, so every node shares one count). Two quotas exist:
 //!
-//! - the rate limit: at most `count` payloads per `seconds`, the project's
-//!   own or else the installation's;
+//! - rate limits: at most `count` payloads per `seconds`, the project's own
+//!   and the installation's (all projects together), each a window of its own;
 //! - the spike guard (when on): at most [`SPIKE_MULTIPLE`] times the
 //!   project's average hourly events of the last [`SPIKE_HISTORY_HOURS`]
 //!   hours (the current hour excluded), never below [`SPIKE_FLOOR_PER_HOUR`].
 //!
 //! No clock and no I/O here: times are the events' receive times, passed in.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// The spike guard caps an hour at this multiple of the recent average.
@@ -156,8 +157,50 @@ impl ProjectQuota {
     }
 }
 
-/// The installation-wide rate limit, for projects without one of their
-/// own; set once at start-up, read by every batch.
+/// Every quota a batch is held to: the installation's (all projects
+/// together) and each project's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchQuotas {
+    pub installation: Option<(RateLimit, Window)>,
+    /// Only projects with a rate limit or spike guard of their own.
+    pub projects: BTreeMap<i64, ProjectQuota>,
+}
+
+impl BatchQuotas {
+    /// Whether an event of `project_id` received at `at` may store its
+    /// payload, and if so charges it to every window it counts in; a
+    /// refusal charges none. The installation's limit is checked first.
+    pub fn charge(&mut self, project_id: i64, at: i64) -> Result<(), NotStoredReason> {
+        if let Some((limit, window)) = &mut self.installation {
+            window.roll(at, limit.window_ms());
+            window.cap = limit.count;
+            if window.full() {
+                return Err(NotStoredReason::RateLimit);
+            }
+        }
+        if let Some(project) = self.projects.get_mut(&project_id) {
+            project.charge(at)?;
+        }
+        if let Some((_, window)) = &mut self.installation {
+            window.stored += 1;
+        }
+        Ok(())
+    }
+
+    /// Gives back a charge for an event that was not stored after all (a
+    /// duplicate found on insert).
+    pub fn refund(&mut self, project_id: i64) {
+        if let Some((_, window)) = &mut self.installation {
+            window.stored = (window.stored - 1).max(0);
+        }
+        if let Some(project) = self.projects.get_mut(&project_id) {
+            project.refund();
+        }
+    }
+}
+
+/// The installation-wide rate limit, on all projects together; set once
+/// at start-up, read by every batch.
 #[derive(Debug, Default)]
 pub struct InstallationQuota {
     count: AtomicI64,
@@ -247,6 +290,25 @@ mod tests {
         assert_eq!(quota.charge(60_000), Err(NotStoredReason::SpikeGuard));
         assert_eq!(quota.rate.unwrap().1.stored, 0);
         assert_eq!(quota.spike.unwrap().stored, 1);
+    }
+
+    #[test]
+    fn the_installation_limit_counts_all_projects_together_and_each_project_its_own() {
+        let mut quotas = BatchQuotas {
+            installation: Some((RateLimit { count: 3, seconds: 60 }, Window { started_at: 0, stored: 0, cap: 3 })),
+            projects: BTreeMap::from([(1, rate(1, 60, 0, 0))]),
+        };
+        assert_eq!(quotas.charge(1, 10), Ok(()));
+        assert_eq!(quotas.charge(1, 11), Err(NotStoredReason::RateLimit), "project 1's own limit");
+        assert_eq!(quotas.charge(2, 12), Ok(()));
+        assert_eq!(quotas.charge(3, 13), Ok(()));
+        assert_eq!(quotas.charge(2, 14), Err(NotStoredReason::RateLimit), "the installation's limit");
+        assert_eq!(quotas.installation.unwrap().1.stored, 3);
+        quotas.refund(1);
+        assert_eq!((quotas.installation.unwrap().1.stored, quotas.projects[&1].rate.unwrap().1.stored), (2, 0));
+        assert_eq!(quotas.charge(4, 60_000), Ok(()), "a new minute");
+        let mut none = BatchQuotas::default();
+        assert_eq!(none.charge(7, 0), Ok(()));
     }
 
     #[test]

@@ -9,29 +9,42 @@
 
 macro_rules! quota_queries {
     ($conn:ty) => {
-        use super::quota::{self as quota, ProjectQuota, RateLimit};
+        use super::quota::{self as quota, BatchQuotas, ProjectQuota, RateLimit};
 
         const RATE_LIMIT_KIND: &str = "rate_limit";
         const SPIKE_GUARD_KIND: &str = "spike_guard";
 
-        /// Reads and locks the quota windows of the batch's projects that
-        /// have a quota (their own rate limit, else `installation`, and the
-        /// spike guard when on). Projects without one are not in the map and
-        /// cost one read of their row.
+        /// Reads and locks the quota windows a batch is held to: the
+        /// installation's (`installation`, all projects together) first, then
+        /// those of the batch's projects with a rate limit or spike guard of
+        /// their own, in project order. Projects without one cost one read of
+        /// their row.
         async fn quotas_for_batch(
             conn: &mut $conn,
             batch: &[NewEvent],
             installation: Option<RateLimit>,
-        ) -> Result<std::collections::BTreeMap<i64, ProjectQuota>, sqlx::Error> {
+        ) -> Result<BatchQuotas, sqlx::Error> {
             // The earliest receive time per project places its windows.
             let mut first_at: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
             for e in batch {
                 let at = first_at.entry(e.project_id).or_insert(e.received_at);
                 *at = (*at).min(e.received_at);
             }
-            let mut quotas = std::collections::BTreeMap::new();
-            if first_at.is_empty() {
+            let mut quotas = BatchQuotas::default();
+            let Some(&batch_at) = first_at.values().min() else {
                 return Ok(quotas);
+            };
+            if let Some(limit) = installation {
+                let (started_at, stored): (i64, i64) = sqlx::query_as(&q(
+                    "INSERT INTO installation_quota_windows (kind, window_start, stored, cap) VALUES (?, ?, 0, ?) \
+                     ON CONFLICT (kind) DO UPDATE SET kind = excluded.kind RETURNING window_start, stored",
+                ))
+                .bind(RATE_LIMIT_KIND)
+                .bind(batch_at)
+                .bind(limit.count)
+                .fetch_one(&mut *conn)
+                .await?;
+                quotas.installation = Some((limit, quota::Window { started_at, stored, cap: limit.count }));
             }
             let list = first_at.keys().map(i64::to_string).collect::<Vec<_>>().join(",");
             let rows: Vec<(i64, Option<i64>, Option<i64>, bool)> = sqlx::query_as(&format!(
@@ -40,7 +53,7 @@ macro_rules! quota_queries {
             .fetch_all(&mut *conn)
             .await?;
             for (project_id, count, seconds, spike_guard) in rows {
-                let rate = RateLimit::from_columns(count, seconds).or(installation);
+                let rate = RateLimit::from_columns(count, seconds);
                 if rate.is_none() && !spike_guard {
                     continue;
                 }
@@ -73,7 +86,7 @@ macro_rules! quota_queries {
                 } else {
                     None
                 };
-                quotas.insert(project_id, ProjectQuota { rate, spike });
+                quotas.projects.insert(project_id, ProjectQuota { rate, spike });
             }
             Ok(quotas)
         }
@@ -102,12 +115,20 @@ macro_rules! quota_queries {
             Ok(quota::Window { started_at, stored, cap })
         }
 
-        /// Writes the windows back, in project order, before the commit.
-        async fn save_quotas(
-            conn: &mut $conn,
-            quotas: &std::collections::BTreeMap<i64, ProjectQuota>,
-        ) -> Result<(), sqlx::Error> {
-            for (project_id, quota) in quotas {
+        /// Writes the windows back, in the order they were locked, before the commit.
+        async fn save_quotas(conn: &mut $conn, quotas: &BatchQuotas) -> Result<(), sqlx::Error> {
+            if let Some((_, window)) = quotas.installation {
+                sqlx::query(&q(
+                    "UPDATE installation_quota_windows SET window_start = ?, stored = ?, cap = ? WHERE kind = ?",
+                ))
+                .bind(window.started_at)
+                .bind(window.stored)
+                .bind(window.cap)
+                .bind(RATE_LIMIT_KIND)
+                .execute(&mut *conn)
+                .await?;
+            }
+            for (project_id, quota) in &quotas.projects {
                 let windows = [
                     quota.rate.map(|(_, w)| (RATE_LIMIT_KIND, w)),
                     quota.spike.map(|w| (SPIKE_GUARD_KIND, w)),

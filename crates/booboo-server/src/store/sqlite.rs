@@ -301,15 +301,12 @@ async fn store_one(
     tx: &mut Transaction<'_, Sqlite>,
     e: &NewEvent,
     rules: &[AlertRule],
-    mut quota: Option<&mut ProjectQuota>,
+    quotas: &mut BatchQuotas,
 ) -> Result<StoreOutcome, sqlx::Error> {
     let event = &e.processed.event;
     // Over its quota an event is counted like any other; only its payload
     // (the events row) is not stored.
-    let not_stored = match quota.as_mut().map(|q| q.charge(e.received_at)) {
-        Some(Err(reason)) => Some(reason),
-        _ => None,
-    };
+    let not_stored = quotas.charge(e.project_id, e.received_at).err();
     if not_stored.is_some() && event_already_stored(tx, e.project_id, &event.event_id).await? {
         return Ok(StoreOutcome::Duplicate);
     }
@@ -333,9 +330,7 @@ async fn store_one(
     .await?
     };
     if inserted.is_none() && not_stored.is_none() {
-        if let Some(quota) = quota {
-            quota.refund();
-        }
+        quotas.refund(e.project_id);
         return Ok(StoreOutcome::Duplicate);
     }
 
@@ -549,8 +544,8 @@ impl Store for SqliteStore {
         let mut outcomes = Vec::with_capacity(batch.len());
         for event in batch {
             let rules = rules.get(&event.project_id).map(Vec::as_slice).unwrap_or_default();
-            let quota = quotas.get_mut(&event.project_id);
-            outcomes.push(store_one(&mut tx, event, rules, quota).await.map_err(unavailable("storing an event"))?);
+            outcomes
+                .push(store_one(&mut tx, event, rules, &mut quotas).await.map_err(unavailable("storing an event"))?);
         }
         save_quotas(&mut tx, &quotas).await.map_err(unavailable("saving the projects' quotas"))?;
         tx.commit().await.map_err(unavailable("committing a batch"))?;

@@ -101,15 +101,15 @@ pub async fn a_rate_limited_project_keeps_exact_counts_while_storing_only_its_qu
     assert!(outcomes.iter().all(|o| matches!(o, StoreOutcome::Stored { .. })));
 }
 
-pub async fn the_installation_rate_limit_holds_projects_without_their_own(store: Arc<dyn Store>) {
+pub async fn the_installation_rate_limit_counts_all_projects_together(store: Arc<dyn Store>) {
     let own = project(&store, "acme", "own").await;
     let plain = project(&store, "acme", "plain").await;
-    store.set_project_quota(own, Some(RateLimit { count: 3, seconds: 60 }), false).await.unwrap();
-    store.set_installation_rate_limit(Some(RateLimit { count: 1, seconds: 60 }));
+    store.set_project_quota(own, Some(RateLimit { count: 1, seconds: 60 }), false).await.unwrap();
+    store.set_installation_rate_limit(Some(RateLimit { count: 4, seconds: 60 }));
     let batch: Vec<_> =
         (0..4).flat_map(|i| [user_event(own, T0 + i, "pay", 0), user_event(plain, T0 + i, "pay", 0)]).collect();
-    let outcomes = store.store_events(&batch).await.unwrap();
-    store.set_installation_rate_limit(None);
+    let mut outcomes = store.store_events(&batch[..4]).await.unwrap();
+    outcomes.extend(store.store_events(&batch[4..]).await.unwrap());
     let stored = |p: i64| {
         batch
             .iter()
@@ -117,8 +117,20 @@ pub async fn the_installation_rate_limit_holds_projects_without_their_own(store:
             .filter(|(e, o)| e.project_id == p && matches!(o, StoreOutcome::Stored { .. }))
             .count()
     };
-    assert_eq!((stored(own), stored(plain)), (3, 1), "{outcomes:?}");
-    // Off again: the next event of the plain project is stored.
+    // The project's own limit holds it to one; the installation's lets four
+    // through in all, so the other project gets the remaining three.
+    assert_eq!((stored(own), stored(plain)), (1, 3), "{outcomes:?}");
+    let counted: i64 = store
+        .list_issues(ADMIN, plain, &IssueFilter::default(), Page { offset: 0, limit: 10 })
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|i| i.count)
+        .sum();
+    assert_eq!(counted, 4);
+    // Off again: the next event is stored.
+    store.set_installation_rate_limit(None);
     let later = store.store_events(&[user_event(plain, T0 + 10, "pay", 0)]).await.unwrap();
     assert!(matches!(later[0], StoreOutcome::Stored { .. }));
     // An unknown project is an error, not a silent no-op.

@@ -79,7 +79,7 @@ store_tests!(
     email_alerts_are_one_delivery_per_recipient,
     // Quotas that keep counting: `quota_store.rs`.
     a_rate_limited_project_keeps_exact_counts_while_storing_only_its_quota,
-    the_installation_rate_limit_holds_projects_without_their_own,
+    the_installation_rate_limit_counts_all_projects_together,
     the_spike_guard_caps_an_hour_at_its_floor_without_history,
 );
 
