@@ -6,6 +6,8 @@ pub mod alert_rules;
 mod alert_sql;
 mod migrations;
 pub mod postgres;
+pub mod project_limits;
+mod project_limits_sql;
 pub mod quota;
 pub use quota::NotStoredReason;
 mod quota_sql;
@@ -24,6 +26,7 @@ pub use alert_rules::{
     HeldEmail, NewAlertRule, NewChannel, RuleFilters, Trigger,
 };
 pub use migrations::{migration_names, Backend};
+pub use project_limits::{EffectiveLimits, LimitChange, LimitDefaults, ProjectLimits, ProjectLimitsPatch, RateLimit};
 pub use sign_in_limits::{SignInLimits, SignInReservation};
 
 /// A failure of the storage layer, with what was being done.
@@ -120,6 +123,10 @@ pub struct Project {
     pub connected_at: Option<i64>,
     pub connected_sdk: Option<String>,
     pub last_event_at: Option<i64>,
+    /// Its own limits (not the effective ones: those need the installation's
+    /// defaults); serialised flat, as `max_events`, `retention_days`, …
+    #[serde(flatten)]
+    pub limits: ProjectLimits,
 }
 
 /// A project's ingestion key: the token inside its DSN.
@@ -783,20 +790,27 @@ pub trait Store: Send + Sync + 'static {
     /// The projects whose alert e-mails a user opted out of.
     async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>>;
 
+    // --- Project limits (settings; the retention and quota engines read them) ---
+
+    /// Every project's own limits (not the effective ones), by project id;
+    /// cheap enough for an engine to call on every tick, so none caches them.
+    async fn project_limits_all(&self) -> StoreResult<Vec<(i64, ProjectLimits)>>;
+    /// Changes a project's limits (an organisation admin only) and returns
+    /// them as they now are; `None` when the viewer cannot see the project.
+    /// Fields the patch leaves are kept, even against a concurrent change.
+    async fn set_project_limits(
+        &self,
+        viewer: Viewer,
+        project_id: i64,
+        patch: &ProjectLimitsPatch,
+    ) -> StoreResult<Option<ProjectLimits>>;
+
     // --- quotas that keep counting (issue #12) ---------------------------
 
     /// Sets the installation-wide rate limit, on all projects together
     /// (`None`: off), besides each project's own. Applies from the next
     /// batch; set once at start-up from the config.
-    fn set_installation_rate_limit(&self, limit: Option<quota::RateLimit>);
-
-    /// Sets a project's own rate limit (`None`: none) and spike guard. [`StoreError::NotFound`] for an unknown project.
-    async fn set_project_quota(
-        &self,
-        project_id: i64,
-        rate_limit: Option<quota::RateLimit>,
-        spike_guard: bool,
-    ) -> StoreResult<()>;
+    fn set_installation_rate_limit(&self, limit: Option<RateLimit>);
 }
 
 /// Opens the store a database URL names, creating and migrating it.

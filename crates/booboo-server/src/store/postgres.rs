@@ -1971,33 +1971,62 @@ impl Store for PostgresStore {
         opt_out_rows(&mut conn, user_id).await.map_err(unavailable("reading e-mail opt-outs"))
     }
 
-    // --- quotas that keep counting (issue #12) ---------------------------
+    // --- Project limits ---
 
-    fn set_installation_rate_limit(&self, limit: Option<quota::RateLimit>) {
-        self.installation_quota.set(limit);
+    async fn project_limits_all(&self) -> StoreResult<Vec<(i64, ProjectLimits)>> {
+        let rows = sqlx::query(&q(super::project_limits_sql::ALL_LIMITS))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable("reading project limits"))?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("id")?, limits_from_row(row)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(unavailable("reading project limits"))
     }
 
-    async fn set_project_quota(
+    async fn set_project_limits(
         &self,
+        viewer: Viewer,
         project_id: i64,
-        rate_limit: Option<quota::RateLimit>,
-        spike_guard: bool,
-    ) -> StoreResult<()> {
-        let changed = sqlx::query(
-            "UPDATE projects SET rate_limit_count = $1, rate_limit_seconds = $2, spike_guard = $3 WHERE id = $4",
-        )
-        .bind(rate_limit.map(|l| l.count))
-        .bind(rate_limit.map(|l| l.seconds))
-        .bind(spike_guard)
-        .bind(project_id)
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable("setting a project's quota"))?
-        .rows_affected();
-        if changed == 0 {
-            return Err(StoreError::NotFound(format!("project {project_id}")));
+        patch: &ProjectLimitsPatch,
+    ) -> StoreResult<Option<ProjectLimits>> {
+        if let Err((field, message)) = patch.check() {
+            return Err(StoreError::Conflict(format!("{field}: {message}")));
         }
-        Ok(())
+        let org_id: Option<i64> =
+            sqlx::query_scalar(&format!("SELECT p.org_id FROM projects p WHERE {VISIBLE_ORG} AND p.id = $3"))
+                .bind(viewer.is_admin)
+                .bind(viewer.user_id)
+                .bind(project_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable("looking up a project"))?;
+        let Some(org_id) = org_id else { return Ok(None) };
+        self.require_org_admin(viewer, org_id, "change a project's limits").await?;
+        let b = super::project_limits_sql::LimitBinds::of(patch);
+        let row = sqlx::query(&q(super::project_limits_sql::SET_LIMITS))
+            .bind(b.keep_max_events)
+            .bind(b.max_events)
+            .bind(b.keep_retention_days)
+            .bind(b.retention_days)
+            .bind(b.keep_rate_limit)
+            .bind(b.rate_limit_count)
+            .bind(b.keep_rate_limit)
+            .bind(b.rate_limit_seconds)
+            .bind(b.keep_spike_guard)
+            .bind(b.spike_guard)
+            .bind(project_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable("changing a project's limits"))?;
+        // Deleted between the look-up and the change: as good as unseen.
+        row.map(|row| limits_from_row(&row)).transpose().map_err(unavailable("reading project limits"))
+    }
+
+    // --- quotas that keep counting (issue #12) ---------------------------
+
+    fn set_installation_rate_limit(&self, limit: Option<RateLimit>) {
+        self.installation_quota.set(limit);
     }
 }
 

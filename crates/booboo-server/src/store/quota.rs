@@ -27,25 +27,19 @@ pub const SPIKE_HISTORY_HOURS: i64 = 24;
 
 pub const HOUR_MS: i64 = 3_600_000;
 
-/// At most `count` payloads stored per `seconds`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    pub count: i64,
-    pub seconds: i64,
+pub use super::project_limits::RateLimit;
+
+/// A rate limit from its two stored columns; `None` unless the count is
+/// not negative and the period positive.
+pub fn rate_limit_from_columns(count: Option<i64>, seconds: Option<i64>) -> Option<RateLimit> {
+    match (count, seconds) {
+        (Some(count), Some(seconds)) if count >= 0 && seconds > 0 => Some(RateLimit { count, seconds }),
+        _ => None,
+    }
 }
 
-impl RateLimit {
-    /// A limit from its two stored columns; `None` unless both are positive.
-    pub fn from_columns(count: Option<i64>, seconds: Option<i64>) -> Option<RateLimit> {
-        match (count, seconds) {
-            (Some(count), Some(seconds)) if count >= 0 && seconds > 0 => Some(RateLimit { count, seconds }),
-            _ => None,
-        }
-    }
-
-    fn window_ms(self) -> i64 {
-        self.seconds.saturating_mul(1000)
-    }
+fn window_ms(limit: RateLimit) -> i64 {
+    limit.seconds.saturating_mul(1000)
 }
 
 /// Why an event's payload was not stored although it was counted.
@@ -123,7 +117,7 @@ impl ProjectQuota {
     /// [`ProjectQuota::refund`] undoes a charge that turned out a duplicate.
     pub fn charge(&mut self, at: i64) -> Result<(), NotStoredReason> {
         if let Some((limit, window)) = &mut self.rate {
-            window.roll(at, limit.window_ms());
+            window.roll(at, window_ms(*limit));
             window.cap = limit.count;
             if window.full() {
                 return Err(NotStoredReason::RateLimit);
@@ -172,7 +166,7 @@ impl BatchQuotas {
     /// refusal charges none. The installation's limit is checked first.
     pub fn charge(&mut self, project_id: i64, at: i64) -> Result<(), NotStoredReason> {
         if let Some((limit, window)) = &mut self.installation {
-            window.roll(at, limit.window_ms());
+            window.roll(at, window_ms(*limit));
             window.cap = limit.count;
             if window.full() {
                 return Err(NotStoredReason::RateLimit);
@@ -215,7 +209,7 @@ impl InstallationQuota {
     }
 
     pub fn get(&self) -> Option<RateLimit> {
-        RateLimit::from_columns(Some(self.count.load(Ordering::Acquire)), Some(self.seconds.load(Ordering::Acquire)))
+        rate_limit_from_columns(Some(self.count.load(Ordering::Acquire)), Some(self.seconds.load(Ordering::Acquire)))
     }
 }
 
@@ -313,11 +307,11 @@ mod tests {
 
     #[test]
     fn limits_need_both_columns_positive() {
-        assert_eq!(RateLimit::from_columns(Some(100), Some(60)), Some(RateLimit { count: 100, seconds: 60 }));
-        assert_eq!(RateLimit::from_columns(Some(100), None), None);
-        assert_eq!(RateLimit::from_columns(None, Some(60)), None);
-        assert_eq!(RateLimit::from_columns(Some(-1), Some(60)), None);
-        assert_eq!(RateLimit::from_columns(Some(5), Some(0)), None);
+        assert_eq!(rate_limit_from_columns(Some(100), Some(60)), Some(RateLimit { count: 100, seconds: 60 }));
+        assert_eq!(rate_limit_from_columns(Some(100), None), None);
+        assert_eq!(rate_limit_from_columns(None, Some(60)), None);
+        assert_eq!(rate_limit_from_columns(Some(-1), Some(60)), None);
+        assert_eq!(rate_limit_from_columns(Some(5), Some(0)), None);
         let installation = InstallationQuota::default();
         assert_eq!(installation.get(), None);
         installation.set(Some(RateLimit { count: 5, seconds: 3600 }));

@@ -53,7 +53,7 @@ macro_rules! quota_queries {
             .fetch_all(&mut *conn)
             .await?;
             for (project_id, count, seconds, spike_guard) in rows {
-                let rate = RateLimit::from_columns(count, seconds);
+                let rate = quota::rate_limit_from_columns(count, seconds);
                 if rate.is_none() && !spike_guard {
                     continue;
                 }

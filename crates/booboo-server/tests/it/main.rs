@@ -4,12 +4,14 @@
 //!   against PostgreSQL when BOOBOO_TEST_DATABASE_URL names one.
 //! - `ingest_http`: the router over real HTTP semantics and a real SQLite.
 //! - `sentry_http`: Sentry's envelope and store endpoints, the same way.
+//! - `project_settings_http`: a project's limits through the API.
 //! - `quota_http`: quotas and load shedding through the router.
 //! - `quota_store`: quotas that keep counting, run per backend by `store_conformance`.
 //! - `web_pages`: every dashboard page through the router on a seeded SQLite.
 
 mod architecture;
 mod ingest_http;
+mod project_settings_http;
 mod quota_http;
 mod quota_store;
 mod sentry_http;

@@ -11,7 +11,7 @@ use booboo_server::app::{app, AppState};
 use booboo_server::config::{Config, Overrides};
 use booboo_server::ingest::writer::Writer;
 use booboo_server::metrics::Metrics;
-use booboo_server::store::quota::RateLimit;
+use booboo_server::store::RateLimit;
 use booboo_server::{secrets, store};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -85,7 +85,8 @@ fn api_get(h: &Harness, path: &str) -> Request<Body> {
 #[tokio::test]
 async fn a_rate_limited_project_answers_200_keeps_counting_and_says_what_it_kept() {
     let h = harness().await;
-    h.state.store.set_project_quota(h.project_id, Some(RateLimit { count: 2, seconds: 3600 }), false).await.unwrap();
+    crate::quota_store::set_quota(&h.state.store, h.project_id, Some(RateLimit { count: 2, seconds: 3600 }), false)
+        .await;
     for i in 0..5 {
         let answer = send(&h.state, post_event(&h, "pay", &format!("u{i}"))).await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);

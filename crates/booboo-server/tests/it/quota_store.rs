@@ -3,15 +3,25 @@
 //! counted on its issue; only its payload is not stored.
 
 use crate::support::*;
-use booboo_server::store::quota::{RateLimit, SPIKE_FLOOR_PER_HOUR};
+use booboo_server::store::quota::SPIKE_FLOOR_PER_HOUR;
 use booboo_server::store::{
-    IssueFilter, IssueStatus, NewAlertRule, NewChannel, NotStoredReason, Page, RuleFilters, Store, StoreOutcome,
-    Trigger,
+    IssueFilter, IssueStatus, LimitChange, NewAlertRule, NewChannel, NotStoredReason, Page, ProjectLimitsPatch,
+    RateLimit, RuleFilters, Store, StoreOutcome, Trigger,
 };
 use serde_json::json;
 use std::sync::Arc;
 
 const HOUR: i64 = 3_600_000;
+
+/// Sets a project's rate limit and spike guard as an administrator would.
+pub async fn set_quota(store: &Arc<dyn Store>, project_id: i64, rate_limit: Option<RateLimit>, spike_guard: bool) {
+    let patch = ProjectLimitsPatch {
+        rate_limit: rate_limit.map_or(LimitChange::Reset, LimitChange::Set),
+        spike_guard: Some(spike_guard),
+        ..ProjectLimitsPatch::default()
+    };
+    store.set_project_limits(ADMIN, project_id, &patch).await.unwrap().expect("the project exists");
+}
 
 async fn project(store: &Arc<dyn Store>, org: &str, slug: &str) -> i64 {
     let token = format!("{:032x}", rand_u128());
@@ -41,7 +51,7 @@ fn regression_rule() -> NewAlertRule {
 pub async fn a_rate_limited_project_keeps_exact_counts_while_storing_only_its_quota(store: Arc<dyn Store>) {
     let p = project(&store, "acme", "web").await;
     let free = project(&store, "acme", "free").await;
-    store.set_project_quota(p, Some(RateLimit { count: 3, seconds: 3600 }), false).await.unwrap();
+    set_quota(&store, p, Some(RateLimit { count: 3, seconds: 3600 }), false).await;
     store.create_alert_rule(p, &regression_rule(), T0).await.unwrap();
 
     // Ten events in one hour, in two batches: three stored, seven counted.
@@ -104,7 +114,7 @@ pub async fn a_rate_limited_project_keeps_exact_counts_while_storing_only_its_qu
 pub async fn the_installation_rate_limit_counts_all_projects_together(store: Arc<dyn Store>) {
     let own = project(&store, "acme", "own").await;
     let plain = project(&store, "acme", "plain").await;
-    store.set_project_quota(own, Some(RateLimit { count: 1, seconds: 60 }), false).await.unwrap();
+    set_quota(&store, own, Some(RateLimit { count: 1, seconds: 60 }), false).await;
     store.set_installation_rate_limit(Some(RateLimit { count: 4, seconds: 60 }));
     let batch: Vec<_> =
         (0..4).flat_map(|i| [user_event(own, T0 + i, "pay", 0), user_event(plain, T0 + i, "pay", 0)]).collect();
@@ -133,13 +143,11 @@ pub async fn the_installation_rate_limit_counts_all_projects_together(store: Arc
     store.set_installation_rate_limit(None);
     let later = store.store_events(&[user_event(plain, T0 + 10, "pay", 0)]).await.unwrap();
     assert!(matches!(later[0], StoreOutcome::Stored { .. }));
-    // An unknown project is an error, not a silent no-op.
-    assert!(store.set_project_quota(-1, None, true).await.is_err());
 }
 
 pub async fn the_spike_guard_caps_an_hour_at_its_floor_without_history(store: Arc<dyn Store>) {
     let p = project(&store, "acme", "web").await;
-    store.set_project_quota(p, None, true).await.unwrap();
+    set_quota(&store, p, None, true).await;
     let floor = SPIKE_FLOOR_PER_HOUR as usize;
     let burst: Vec<_> = (0..floor + 5).map(|i| user_event(p, T0 + 2 * HOUR + i as i64, "pay", i % 7)).collect();
     let mut outcomes = Vec::new();
