@@ -4,19 +4,21 @@
 pub mod alerts;
 mod auth;
 pub mod export;
+mod keys;
 mod project_settings;
 
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::store::{
-    IgnoreCondition, Issue, IssueDetail, IssueFilter, IssueSort, IssueStatus, Page, PageOf, Project, StoredEvent,
+    IgnoreCondition, Issue, IssueDetail, IssueFilter, IssueMerge, IssueSort, IssueStatus, Page, PageOf, Project,
+    StoredEvent,
 };
 use auth::ApiUser;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use booboo_core::timestamp;
 use serde_json::{json, Value};
@@ -36,6 +38,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/issues/{id}", get(get_issue).patch(patch_issue).delete(delete_issue))
         .route("/issues/{id}/events", get(issue_events))
+        .route("/issues/{id}/merge", post(merge_issues))
+        .route("/projects/{org}/{project}/keys", get(keys::list).post(keys::add))
+        .route("/projects/{org}/{project}/keys/{key}", delete(keys::delete))
+        .route("/projects/{org}/{project}/keys/{key}/revoke", post(keys::revoke))
         .route("/events/{id}", get(get_event))
         .route("/projects/{org}/{project}/alert-rules", get(alerts::list_rules).post(alerts::create_rule))
         .route("/projects/{org}/{project}/alert-deliveries", get(alerts::list_deliveries))
@@ -272,6 +278,38 @@ async fn delete_issue(
         return Err(AppError::not_found("issue"));
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Merges issues into this one: `{"from": [ids]}`, issues of the same
+/// project. Later events of the merged issues' fingerprints count here.
+/// 200 with the merged issue.
+async fn merge_issues(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let target = parse_id(&id, "issue")?;
+    let unprocessable = |message: String| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, message);
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| AppError::bad_request(format!("body must be JSON such as {{\"from\": [12, 13]}}: {e}")))?;
+    let from = match value.get("from") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                item.as_i64().ok_or_else(|| unprocessable(format!("field `from` must hold issue ids, got {item}")))
+            })
+            .collect::<Result<Vec<i64>, AppError>>()?,
+        _ => {
+            return Err(unprocessable("field `from` is required: the ids of the issues to merge into this one".into()))
+        }
+    };
+    let merge = IssueMerge::new(target, &from).map_err(|m| unprocessable(format!("field `from`: {m}")))?;
+    if !state.store.merge_issues(user.viewer(), &merge, crate::clock::now_millis()).await? {
+        return Err(AppError::not_found("issue"));
+    }
+    let detail = state.store.issue_detail(user.viewer(), target).await?.ok_or_else(|| AppError::not_found("issue"))?;
+    Ok(Json(issue_detail_json(&detail)))
 }
 
 /// Deletes a project with its keys, issues and events (organisation admins

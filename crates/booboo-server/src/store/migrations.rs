@@ -37,6 +37,7 @@ const SQLITE: &[Migration] = migrations!(
     "0009_ignore_conditions.sql",
     "0010_limits_and_ownership.sql",
     "0012_quota_windows.sql",
+    "0013_issue_merges.sql",
 );
 const POSTGRES: &[Migration] = migrations!(
     "postgres": "0001_initial.sql",
@@ -47,6 +48,7 @@ const POSTGRES: &[Migration] = migrations!(
     "0009_ignore_conditions.sql",
     "0010_limits_and_ownership.sql",
     "0012_quota_windows.sql",
+    "0013_issue_merges.sql",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {

@@ -4,6 +4,8 @@
 
 pub mod alert_rules;
 mod alert_sql;
+mod key_sql;
+mod merge_sql;
 mod migrations;
 pub mod postgres;
 pub mod project_limits;
@@ -488,6 +490,46 @@ impl StoreOutcome {
     }
 }
 
+/// The most issues one merge takes in: a page of the issue list and more.
+pub const MAX_MERGE_SOURCES: usize = 100;
+
+/// A merge as asked for: the issue kept and the issues merged into it,
+/// checked (some, not too many, the kept one not among them, no repeats).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueMerge {
+    target: i64,
+    sources: Vec<i64>,
+}
+
+impl IssueMerge {
+    /// The error says what is wrong with the request, for a person to fix.
+    pub fn new(target: i64, sources: &[i64]) -> Result<IssueMerge, String> {
+        let mut sorted = sources.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.is_empty() {
+            return Err("name at least one issue to merge into the target".into());
+        }
+        if sorted.len() > MAX_MERGE_SOURCES {
+            return Err(format!("at most {MAX_MERGE_SOURCES} issues can be merged at once, got {}", sorted.len()));
+        }
+        if sorted.contains(&target) {
+            return Err(format!("issue {target} is the target; it cannot also be merged into itself"));
+        }
+        Ok(IssueMerge { target, sources: sorted })
+    }
+
+    /// The issue that is kept.
+    pub fn target(&self) -> i64 {
+        self.target
+    }
+
+    /// The issues merged into it, in id order.
+    pub fn sources(&self) -> &[i64] {
+        &self.sources
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which backend this is, for logs and `/metrics`.
@@ -804,6 +846,28 @@ pub trait Store: Send + Sync + 'static {
         project_id: i64,
         patch: &ProjectLimitsPatch,
     ) -> StoreResult<Option<ProjectLimits>>;
+    // --- merging issues (store/merge_sql.rs) -------------------------------------
+
+    /// Merges issues of one project into the target, in one transaction:
+    /// counts, users, first and last seen, environments, releases, tags,
+    /// hourly history, events and alert history move to the target, the
+    /// merged issues are deleted, and their fingerprints (and those merged
+    /// into them before) lead to the target from then on, so later events of
+    /// any of them are counted there. Any viewer who can see the issues may
+    /// merge them. `Ok(false)` when the viewer cannot see the target;
+    /// `NotFound` for a merged issue they cannot see, `Conflict` for one of
+    /// another project. (A "merged" activity entry belongs in this method.)
+    async fn merge_issues(&self, viewer: Viewer, merge: &IssueMerge, at: i64) -> StoreResult<bool>;
+    /// The issue that an issue merged away now lives on as, for links to it.
+    async fn merged_issue_target(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<i64>>;
+
+    // --- deleting project keys (store/key_sql.rs) --------------------------------
+
+    /// Deletes a key, live or revoked: its token is refused from then on and
+    /// it leaves the project's list. Whether the viewer could see the project
+    /// and the key was one of its keys. The caller checks the viewer
+    /// administers the organisation, as for [`Store::revoke_project_key`].
+    async fn delete_project_key(&self, viewer: Viewer, project_id: i64, key_id: i64) -> StoreResult<bool>;
 
     // --- quotas that keep counting (issue #12) ---------------------------
 

@@ -19,6 +19,9 @@ pub struct PostgresStore {
 row_readers!(PgRow);
 super::quota_sql::quota_queries!(sqlx::PgConnection);
 super::alert_sql::alert_queries!(sqlx::PgConnection, PgRow);
+super::key_sql::key_queries!(sqlx::PgConnection);
+// A merge locks the issues it reads until it commits.
+super::merge_sql::merge_queries!(sqlx::PgConnection, " FOR UPDATE");
 
 /// Numbers the alert queries' `?` placeholders as PostgreSQL's `$1, $2, …`.
 fn q(sql: &str) -> String {
@@ -478,36 +481,49 @@ async fn store_one(
     // event: the row is locked from here to the commit (the upsert below
     // would lock it anyway, in the same order), so no other node changes it
     // in between.
-    let prior_status: Option<String> = if rules.is_empty() {
-        None
-    } else {
-        sqlx::query_scalar("SELECT status FROM issues WHERE project_id = $1 AND fingerprint = $2 FOR UPDATE")
-            .bind(e.project_id)
-            .bind(&e.processed.fingerprint.fingerprint)
-            .fetch_optional(&mut **tx)
-            .await?
+    // A fingerprint merged into another issue is counted on that issue.
+    let mut fingerprint = merged_fingerprint(tx, e.project_id, &e.processed.fingerprint.fingerprint)
+        .await?
+        .unwrap_or_else(|| e.processed.fingerprint.fingerprint.clone());
+    let (prior_status, (issue_id, event_count, ignored_until_counts)) = loop {
+        let prior_status: Option<String> = if rules.is_empty() {
+            None
+        } else {
+            sqlx::query_scalar("SELECT status FROM issues WHERE project_id = $1 AND fingerprint = $2 FOR UPDATE")
+                .bind(e.project_id)
+                .bind(&fingerprint)
+                .fetch_optional(&mut **tx)
+                .await?
+        };
+        let row: (i64, i64, bool) = sqlx::query_as(
+            "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, event_count, first_release) \
+             VALUES ($1, $2, $3, $4, $5, 'unresolved', $6, $6, 1, NULLIF($7, '')) \
+             ON CONFLICT (project_id, fingerprint) DO UPDATE SET \
+               title = excluded.title, culprit = excluded.culprit, level = excluded.level, \
+               first_seen = LEAST(issues.first_seen, excluded.first_seen), last_seen = GREATEST(issues.last_seen, excluded.last_seen), \
+               event_count = issues.event_count + 1, \
+               first_release = COALESCE(issues.first_release, excluded.first_release), \
+               is_regression = CASE WHEN issues.status = 'resolved' THEN TRUE ELSE issues.is_regression END, \
+               status = CASE WHEN issues.status = 'resolved' THEN 'unresolved' ELSE issues.status END \
+             RETURNING id, event_count, (ignore_until_count IS NOT NULL OR ignore_until_users IS NOT NULL)",
+        )
+        .bind(e.project_id)
+        .bind(&fingerprint)
+        .bind(pg_text(&e.processed.title))
+        .bind(pg_text(&e.processed.culprit))
+        .bind(event.level.as_str())
+        .bind(e.received_at)
+        .bind(pg_text(&event.release))
+        .fetch_one(&mut **tx)
+        .await?;
+        if row.1 == 1 {
+            if let Some(target) = merged_meanwhile(tx, e.project_id, &fingerprint, row.0).await? {
+                fingerprint = target;
+                continue;
+            }
+        }
+        break (prior_status, row);
     };
-    let (issue_id, event_count, ignored_until_counts): (i64, i64, bool) = sqlx::query_as(
-        "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, event_count, first_release) \
-         VALUES ($1, $2, $3, $4, $5, 'unresolved', $6, $6, 1, NULLIF($7, '')) \
-         ON CONFLICT (project_id, fingerprint) DO UPDATE SET \
-           title = excluded.title, culprit = excluded.culprit, level = excluded.level, \
-           first_seen = LEAST(issues.first_seen, excluded.first_seen), last_seen = GREATEST(issues.last_seen, excluded.last_seen), \
-           event_count = issues.event_count + 1, \
-           first_release = COALESCE(issues.first_release, excluded.first_release), \
-           is_regression = CASE WHEN issues.status = 'resolved' THEN TRUE ELSE issues.is_regression END, \
-           status = CASE WHEN issues.status = 'resolved' THEN 'unresolved' ELSE issues.status END \
-         RETURNING id, event_count, (ignore_until_count IS NOT NULL OR ignore_until_users IS NOT NULL)",
-    )
-    .bind(e.project_id)
-    .bind(&e.processed.fingerprint.fingerprint)
-    .bind(pg_text(&e.processed.title))
-    .bind(pg_text(&e.processed.culprit))
-    .bind(event.level.as_str())
-    .bind(e.received_at)
-    .bind(pg_text(&event.release))
-    .fetch_one(&mut **tx)
-    .await?;
 
     match inserted {
         Some(row_id) => {
@@ -984,6 +1000,13 @@ impl Store for PostgresStore {
         .map_err(unavailable("looking up an issue"))?;
         let Some(org_id) = org_id else { return Ok(false) };
         self.require_org_admin(viewer, org_id, "delete issues").await?;
+        // Fingerprints merged into it go first, so their later events start
+        // issues of their own rather than land in the one being deleted.
+        sqlx::query("DELETE FROM issue_aliases WHERE issue_id = $1")
+            .bind(issue_id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("detaching an issue's merged fingerprints"))?;
         sqlx::query("UPDATE issues SET fingerprint = $1 WHERE id = $2")
             .bind(format!("deleted:{issue_id}"))
             .bind(issue_id)
@@ -2021,6 +2044,38 @@ impl Store for PostgresStore {
             .map_err(unavailable("changing a project's limits"))?;
         // Deleted between the look-up and the change: as good as unseen.
         row.map(|row| limits_from_row(&row)).transpose().map_err(unavailable("reading project limits"))
+    }
+    // --- merging issues (store/merge_sql.rs) ---------------------------------
+
+    async fn merge_issues(&self, viewer: Viewer, merge: &IssueMerge, at: i64) -> StoreResult<bool> {
+        // A merge that loses a deadlock to a batch of another node (whose
+        // events were reordered by earlier merges) runs again, like a batch.
+        let mut attempt = 1;
+        loop {
+            let mut tx = self.pool.begin().await.map_err(unavailable("starting a merge"))?;
+            let result = match merge_issue_rows(&mut tx, viewer, merge, at).await {
+                Ok(MergeOutcome::Merged) => tx.commit().await.map(|()| MergeOutcome::Merged),
+                other => other,
+            };
+            match result {
+                Err(e) if attempt < BATCH_ATTEMPTS && is_lost_race(&e) => attempt += 1,
+                Err(e) => return Err(unavailable("merging issues")(e)),
+                Ok(outcome) => return outcome.answer(merge.target()),
+            }
+        }
+    }
+
+    async fn merged_issue_target(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<i64>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        merged_issue_target(&mut conn, viewer, issue_id).await.map_err(unavailable("looking up a merged issue"))
+    }
+
+    async fn delete_project_key(&self, viewer: Viewer, project_id: i64, key_id: i64) -> StoreResult<bool> {
+        if !self.project_visible(viewer, project_id).await? {
+            return Ok(false);
+        }
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        delete_key_row(&mut conn, project_id, key_id).await.map_err(unavailable("deleting a project key"))
     }
 
     // --- quotas that keep counting (issue #12) ---------------------------

@@ -26,6 +26,9 @@ const SPACE_PROBE_BYTES: usize = 1 << 20;
 row_readers!(SqliteRow);
 super::quota_sql::quota_queries!(sqlx::SqliteConnection);
 super::alert_sql::alert_queries!(sqlx::SqliteConnection, SqliteRow);
+super::key_sql::key_queries!(sqlx::SqliteConnection);
+// One writer at a time: a merge needs no row locks.
+super::merge_sql::merge_queries!(sqlx::SqliteConnection, "");
 
 /// The alert queries' placeholders are SQLite's own.
 fn q(sql: &str) -> String {
@@ -336,36 +339,49 @@ async fn store_one(
 
     // Alert rules need to know whether the issue was resolved before this
     // event; the write lock is held, so nothing changes in between.
-    let prior_status: Option<String> = if rules.is_empty() {
-        None
-    } else {
-        sqlx::query_scalar("SELECT status FROM issues WHERE project_id = ? AND fingerprint = ?")
-            .bind(e.project_id)
-            .bind(&e.processed.fingerprint.fingerprint)
-            .fetch_optional(&mut **tx)
-            .await?
+    // A fingerprint merged into another issue is counted on that issue.
+    let mut fingerprint = merged_fingerprint(tx, e.project_id, &e.processed.fingerprint.fingerprint)
+        .await?
+        .unwrap_or_else(|| e.processed.fingerprint.fingerprint.clone());
+    let (prior_status, (issue_id, event_count, ignored_until_counts)) = loop {
+        let prior_status: Option<String> = if rules.is_empty() {
+            None
+        } else {
+            sqlx::query_scalar("SELECT status FROM issues WHERE project_id = ? AND fingerprint = ?")
+                .bind(e.project_id)
+                .bind(&fingerprint)
+                .fetch_optional(&mut **tx)
+                .await?
+        };
+        let row: (i64, i64, bool) = sqlx::query_as(
+            "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, event_count, first_release) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'unresolved', ?6, ?6, 1, NULLIF(?7, '')) \
+             ON CONFLICT (project_id, fingerprint) DO UPDATE SET \
+               title = excluded.title, culprit = excluded.culprit, level = excluded.level, \
+               first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen), \
+               event_count = event_count + 1, \
+               first_release = COALESCE(first_release, excluded.first_release), \
+               is_regression = CASE WHEN status = 'resolved' THEN 1 ELSE is_regression END, \
+               status = CASE WHEN status = 'resolved' THEN 'unresolved' ELSE status END \
+             RETURNING id, event_count, (ignore_until_count IS NOT NULL OR ignore_until_users IS NOT NULL)",
+        )
+        .bind(e.project_id)
+        .bind(&fingerprint)
+        .bind(&e.processed.title)
+        .bind(&e.processed.culprit)
+        .bind(event.level.as_str())
+        .bind(e.received_at)
+        .bind(&event.release)
+        .fetch_one(&mut **tx)
+        .await?;
+        if row.1 == 1 {
+            if let Some(target) = merged_meanwhile(tx, e.project_id, &fingerprint, row.0).await? {
+                fingerprint = target;
+                continue;
+            }
+        }
+        break (prior_status, row);
     };
-    let (issue_id, event_count, ignored_until_counts): (i64, i64, bool) = sqlx::query_as(
-        "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, event_count, first_release) \
-         VALUES (?1, ?2, ?3, ?4, ?5, 'unresolved', ?6, ?6, 1, NULLIF(?7, '')) \
-         ON CONFLICT (project_id, fingerprint) DO UPDATE SET \
-           title = excluded.title, culprit = excluded.culprit, level = excluded.level, \
-           first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen), \
-           event_count = event_count + 1, \
-           first_release = COALESCE(first_release, excluded.first_release), \
-           is_regression = CASE WHEN status = 'resolved' THEN 1 ELSE is_regression END, \
-           status = CASE WHEN status = 'resolved' THEN 'unresolved' ELSE status END \
-         RETURNING id, event_count, (ignore_until_count IS NOT NULL OR ignore_until_users IS NOT NULL)",
-    )
-    .bind(e.project_id)
-    .bind(&e.processed.fingerprint.fingerprint)
-    .bind(&e.processed.title)
-    .bind(&e.processed.culprit)
-    .bind(event.level.as_str())
-    .bind(e.received_at)
-    .bind(&event.release)
-    .fetch_one(&mut **tx)
-    .await?;
 
     match inserted {
         Some(row_id) => {
@@ -880,6 +896,13 @@ impl Store for SqliteStore {
         .map_err(unavailable("looking up an issue"))?;
         let Some(org_id) = org_id else { return Ok(false) };
         self.require_org_admin(viewer, org_id, "delete issues").await?;
+        // Fingerprints merged into it go first, so their later events start
+        // issues of their own rather than land in the one being deleted.
+        sqlx::query("DELETE FROM issue_aliases WHERE issue_id = ?")
+            .bind(issue_id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("detaching an issue's merged fingerprints"))?;
         sqlx::query("UPDATE issues SET fingerprint = ? WHERE id = ?")
             .bind(format!("deleted:{issue_id}"))
             .bind(issue_id)
@@ -1932,6 +1955,29 @@ impl Store for SqliteStore {
             .map_err(unavailable("changing a project's limits"))?;
         // Deleted between the look-up and the change: as good as unseen.
         row.map(|row| limits_from_row(&row)).transpose().map_err(unavailable("reading project limits"))
+    }
+    // --- merging issues (store/merge_sql.rs) ---------------------------------
+
+    async fn merge_issues(&self, viewer: Viewer, merge: &IssueMerge, at: i64) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let outcome = merge_issue_rows(&mut tx, viewer, merge, at).await.map_err(unavailable("merging issues"))?;
+        if matches!(outcome, MergeOutcome::Merged) {
+            tx.commit().await.map_err(unavailable("committing a merge"))?;
+        }
+        outcome.answer(merge.target())
+    }
+
+    async fn merged_issue_target(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<i64>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        merged_issue_target(&mut conn, viewer, issue_id).await.map_err(unavailable("looking up a merged issue"))
+    }
+
+    async fn delete_project_key(&self, viewer: Viewer, project_id: i64, key_id: i64) -> StoreResult<bool> {
+        if !self.project_visible(viewer, project_id).await? {
+            return Ok(false);
+        }
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        delete_key_row(&mut conn, project_id, key_id).await.map_err(unavailable("deleting a project key"))
     }
 
     // --- quotas that keep counting (issue #12) ---------------------------

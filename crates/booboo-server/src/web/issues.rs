@@ -170,6 +170,13 @@ pub async fn bulk(
 ) -> Result<Response, PageError> {
     me.check_csrf(&form)?;
     let project = state.store.project_for(me.viewer(), &org, &slug).await?.ok_or(PageError::NotFound("project"))?;
+    if form.get("action") == "merge" {
+        // Merging asks which issue to keep first (web/merge.rs).
+        let mut query: Vec<(&str, &str)> = form.all("issue").map(|id| ("issue", id)).collect();
+        query.push(("back", form.get("back")));
+        let query = serde_urlencoded::to_string(&query).map_err(|e| PageError::Internal(e.to_string()))?;
+        return Ok(Redirect::to(&format!("/projects/{org}/{slug}/merge?{query}")).into_response());
+    }
     let status = status_of_action(form.get("action"))?;
     let ids = form
         .all("issue")
@@ -196,7 +203,15 @@ fn parse_id(text: &str, what: &'static str) -> Result<i64, PageError> {
 }
 
 pub async fn show(State(state): State<AppState>, me: SignedIn, Path(id): Path<String>) -> Result<Response, PageError> {
-    issue_page(&state, &me, parse_id(&id, "issue")?, None).await
+    let id = parse_id(&id, "issue")?;
+    match issue_page(&state, &me, id, None).await {
+        // A merged issue's old link leads to the issue it was merged into.
+        Err(PageError::NotFound("issue")) => match super::merge::merged_issue_redirect(&state, &me, id).await? {
+            Some(redirect) => Ok(redirect),
+            None => Err(PageError::NotFound("issue")),
+        },
+        other => other,
+    }
 }
 
 pub async fn show_event(

@@ -14,6 +14,7 @@ mod event_view;
 mod form;
 mod issues;
 mod local_path;
+mod merge;
 mod page_error;
 mod projects;
 mod sdk_download;
@@ -54,6 +55,8 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{org}/{project}/alerts/{id}/test", post(alerts::test))
         .route("/projects/{org}/{project}/alerts/{id}/delete", post(alerts::delete))
         .route("/projects/{org}/{project}/keys/{key}/revoke", post(projects::revoke_key))
+        .route("/projects/{org}/{project}/keys/{key}/delete", post(projects::delete_key))
+        .route("/projects/{org}/{project}/merge", get(merge::confirm).post(merge::merge))
         .route("/issues/{id}", get(issues::show))
         .route("/issues/{id}/status", post(issues::set_status))
         .route("/issues/{id}/delete", get(deletion::confirm_issue).post(deletion::delete_issue))

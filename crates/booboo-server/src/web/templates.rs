@@ -40,6 +40,7 @@ template_files!(
     "email_invitation.txt",
     "email_invitation.html",
     "confirm_delete.html",
+    "merge_issues.html",
 );
 
 fn configure(env: &mut Environment<'static>) {

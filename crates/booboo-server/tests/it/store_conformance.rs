@@ -40,6 +40,9 @@ macro_rules! store_tests {
     };
 }
 
+// Test files that use `store_tests!` too (declared after the macro).
+mod issue_merges;
+
 store_tests!(
     ingest_tokens_find_their_project_only_while_live,
     events_of_one_fingerprint_share_an_issue_with_exact_counts,

@@ -906,6 +906,93 @@ async fn the_issue_page_ignores_for_a_time_or_until_more_events_and_says_until_w
 }
 
 #[tokio::test]
+async fn members_merge_ticked_issues_after_choosing_which_to_keep() {
+    let site = site().await;
+    let [checkout, ship, ..] = site.mine[..] else { panic!() };
+    let (mut bob, csrf) = site.sign_in("bob@example.com").await;
+    let back = "/projects/acme/web?environment=staging";
+    let (checkout_id, ship_id) = (checkout.to_string(), ship.to_string());
+    let answer = site
+        .post(
+            &mut bob,
+            "/projects/acme/web/issues/bulk",
+            &[("csrf", &csrf), ("action", "merge"), ("issue", &checkout_id), ("issue", &ship_id), ("back", back)],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert!(answer.location().starts_with("/projects/acme/web/merge?issue="), "{}", answer.location());
+    let confirm = site.get(&mut bob, answer.location()).await;
+    assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.body);
+    let text = confirm.text();
+    assert!(text.contains("Merge 2 issues into one?") && text.contains("cannot be undone"), "{text}");
+    assert!(text.contains(&format!("href=\"{back}\"")), "cancel goes back to the list");
+    let one = site.get(&mut bob, &format!("/projects/acme/web/merge?issue={checkout}")).await;
+    assert_eq!(one.status, StatusCode::BAD_REQUEST, "one issue is no merge");
+    let theirs = site.theirs.to_string();
+    let refused = site
+        .post(
+            &mut bob,
+            "/projects/acme/web/merge",
+            &[("csrf", &csrf), ("target", &checkout_id), ("issue", &checkout_id), ("issue", &theirs)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND, "another organisation's issue is not ours to merge");
+    let no_csrf =
+        site.post(&mut bob, "/projects/acme/web/merge", &[("target", &checkout_id), ("issue", &ship_id)]).await;
+    assert_ne!(no_csrf.status, StatusCode::SEE_OTHER);
+
+    let store = site.store.clone();
+    let count = |id| {
+        let store = store.clone();
+        async move { store.issue_detail(ADMIN, id).await.unwrap().unwrap().issue.count }
+    };
+    let before = count(checkout).await + count(ship).await;
+    let answer = site
+        .post(
+            &mut bob,
+            "/projects/acme/web/merge",
+            &[("csrf", &csrf), ("target", &checkout_id), ("issue", &checkout_id), ("issue", &ship_id)],
+        )
+        .await;
+    assert_eq!((answer.status, answer.location()), (StatusCode::SEE_OTHER, format!("/issues/{checkout}").as_str()));
+    assert_eq!(count(checkout).await, before);
+    // The merged issue's old link leads to the kept one.
+    let old = site.get(&mut bob, &format!("/issues/{ship}")).await;
+    assert_eq!((old.status, old.location()), (StatusCode::SEE_OTHER, format!("/issues/{checkout}").as_str()));
+    let page = site.get(&mut bob, &format!("/issues/{checkout}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn admins_delete_a_key_and_it_is_refused_at_once() {
+    let site = site().await;
+    let project = site.store.project_for(ADMIN, "acme", "web").await.unwrap().unwrap();
+    let key = site.store.project_keys(ADMIN, project.id).await.unwrap().unwrap().remove(0);
+    let path = format!("/projects/acme/web/keys/{}/delete", key.id);
+    let (mut bob, bob_csrf) = site.sign_in("bob@example.com").await;
+    let refused = site.post(&mut bob, &path, &[("csrf", &bob_csrf)]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "members do not delete keys");
+
+    let (mut ann, csrf) = site.sign_in("ann@example.com").await;
+    let setup = site.get(&mut ann, "/projects/acme/web/setup").await.body;
+    assert!(setup.contains(&format!("action=\"{path}\"")), "{setup}");
+    let answer = site.post(&mut ann, &path, &[("csrf", &csrf)]).await;
+    assert_eq!((answer.status, answer.location()), (StatusCode::SEE_OTHER, "/projects/acme/web/setup#keys"));
+    let ingest = Request::post("/")
+        .header("X-Booboo-DSN", &key.token)
+        .header("Content-Type", "application/json")
+        .body(Body::from(serde_json::to_vec(&body("late", json!({}))).unwrap()))
+        .unwrap();
+    let response = app(site.state.clone()).oneshot(ingest).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "a deleted key is refused at once");
+    let setup = site.get(&mut ann, "/projects/acme/web/setup").await.body;
+    assert!(!setup.contains(&key.token), "it left the list");
+    assert_eq!(site.post(&mut ann, &path, &[("csrf", &csrf)]).await.status, StatusCode::NOT_FOUND);
+    let theirs = format!("/projects/other/api/keys/{}/delete", site.their_key);
+    assert_eq!(site.post(&mut ann, &theirs, &[("csrf", &csrf)]).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn pages_say_what_was_counted_but_not_stored_and_when_the_server_sheds_load() {
     let site = site().await;
     let project_id = site.store.issue_detail(ADMIN, site.mine[0]).await.unwrap().unwrap().issue.project_id;
