@@ -65,8 +65,31 @@ async fn health(State(state): State<AppState>) -> Response {
             }
         }
     }
+    // Shedding load: low disk refuses every event, so the node is unhealthy
+    // for ingest; a full queue or memory budget passes within seconds and is
+    // only reported.
+    let shedding = state.metrics.shedding().current(crate::clock::now_millis());
+    if let Some(low) = shedding.as_ref().filter(|s| s.reason == "low_disk") {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({
+                "status": "low disk",
+                "detail": format!("refusing events: {}", low.detail),
+                "since": booboo_core::timestamp::format(booboo_core::timestamp::from_unix_millis(low.since)),
+            })),
+        )
+            .into_response();
+    }
     match state.store.ping().await {
-        Ok(()) => Json(serde_json::json!({ "status": "ok", "store": state.store.backend().as_str() })).into_response(),
+        Ok(()) => {
+            let mut body = serde_json::json!({ "status": "ok", "store": state.store.backend().as_str() });
+            if let Some(s) = shedding {
+                body["shedding"] = serde_json::json!({
+                    "reason": s.reason, "detail": s.detail, "since": booboo_core::timestamp::format(booboo_core::timestamp::from_unix_millis(s.since)),
+                });
+            }
+            Json(body).into_response()
+        }
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({ "status": "unavailable", "detail": e.to_string() })),

@@ -12,6 +12,7 @@ pub mod connections;
 pub mod error;
 pub mod identifiers;
 pub mod ingest;
+pub mod load_shedding;
 pub mod mail;
 pub mod memory_budget;
 pub mod metrics;

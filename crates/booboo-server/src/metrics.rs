@@ -1,6 +1,7 @@
 //! Counters for `/metrics`, written in Prometheus' text format by hand: the
 //! handful we need does not justify a metrics crate.
 
+use crate::load_shedding::LoadShedding;
 use crate::memory_budget::MemoryBudget;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -40,6 +41,8 @@ pub struct Metrics {
     duplicates: AtomicU64,
     handshakes: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
+    /// Events counted on their issue but whose payload was not stored, by reason.
+    not_stored: Mutex<BTreeMap<&'static str, u64>>,
     ignored_items: Mutex<BTreeMap<&'static str, u64>>,
     batches: AtomicU64,
     batched_events: AtomicU64,
@@ -56,12 +59,20 @@ pub struct Metrics {
     alerts_retried: Mutex<BTreeMap<&'static str, u64>>,
     /// Set by `serve`: the memory budget whose use `/metrics` shows.
     memory_budget: OnceLock<Arc<MemoryBudget>>,
+    /// Episodes of refusing events because the server must shed load.
+    shedding: LoadShedding,
 }
 
 impl Metrics {
     /// Shows the budget's use and limit from now on.
     pub fn watch_memory_budget(&self, budget: Arc<MemoryBudget>) {
         let _ = self.memory_budget.set(budget);
+    }
+
+    /// Whether, why and since when the server is shedding load; every
+    /// refusal is noted here by `Rejection::respond`.
+    pub fn shedding(&self) -> &LoadShedding {
+        &self.shedding
     }
 
     pub fn event_accepted(&self) {
@@ -79,6 +90,16 @@ impl Metrics {
     /// Counts one rejected request under its reason.
     pub fn rejected(&self, reason: &'static str) {
         *self.rejected.lock().unwrap_or_else(|p| p.into_inner()).entry(reason).or_default() += 1;
+    }
+
+    /// Counts one event counted on its issue without its payload (over a
+    /// quota: `rate_limit` or `spike_guard`).
+    pub fn event_not_stored(&self, reason: &'static str) {
+        *self.not_stored.lock().unwrap_or_else(|p| p.into_inner()).entry(reason).or_default() += 1;
+    }
+
+    pub fn not_stored_count(&self, reason: &str) -> u64 {
+        self.not_stored.lock().unwrap_or_else(|p| p.into_inner()).get(reason).copied().unwrap_or(0)
     }
 
     pub fn rejected_count(&self, reason: &str) -> u64 {
@@ -193,6 +214,15 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE booboo_events_rejected_total counter");
         for (reason, count) in self.rejected.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = writeln!(out, "booboo_events_rejected_total{{reason=\"{reason}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP booboo_events_not_stored_total Events counted on their issue but whose payload was not stored \
+             (over a quota), by reason."
+        );
+        let _ = writeln!(out, "# TYPE booboo_events_not_stored_total counter");
+        for (reason, count) in self.not_stored.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "booboo_events_not_stored_total{{reason=\"{reason}\"}} {count}");
         }
         let _ = writeln!(
             out,

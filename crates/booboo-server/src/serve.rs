@@ -24,7 +24,11 @@ pub async fn serve(config: Config) -> Result<(), String> {
     // A bad --smtp-url stops the start here, not at the first e-mail.
     let mailer = Mailer::from_config(&config)?.map(Arc::new);
     let store = open_store(&config).await?;
+    // Quotas: the installation's rate limit, on all projects together.
+    store.set_installation_rate_limit(config.rate_limit);
     let metrics = Arc::new(Metrics::default());
+    // Shedding load: below this much free space ingest refuses events.
+    metrics.shedding().watch_free_disk(&config.data_dir, config.min_free_disk);
     let (writer, writer_task) = Writer::start(store.clone(), metrics.clone(), config.queue_capacity, config.max_batch);
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await

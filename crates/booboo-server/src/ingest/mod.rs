@@ -133,6 +133,9 @@ pub async fn store_events(
     if events.is_empty() {
         return Ok(Vec::new());
     }
+    if let Some((free, min)) = state.metrics.shedding().low_disk() {
+        return Err(Rejection::LowDisk { free, min });
+    }
     let new_events: Vec<NewEvent> = events.into_iter().map(|e| prepare(project_id, e, received)).collect();
     let ids = new_events.iter().map(|e| e.processed.event.event_id.clone()).collect();
     let json_len = new_events.iter().map(|e| e.payload.len()).sum();
@@ -144,6 +147,7 @@ pub async fn store_events(
                 match outcome {
                     StoreOutcome::Stored { .. } => state.metrics.event_accepted(),
                     StoreOutcome::Duplicate => state.metrics.duplicate_accepted(),
+                    StoreOutcome::NotStored { reason, .. } => state.metrics.event_not_stored(reason.as_str()),
                 }
             }
         }

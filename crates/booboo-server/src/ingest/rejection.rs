@@ -47,6 +47,11 @@ pub enum Rejection {
     QueueFull,
     /// The database has no space left; nothing of the event was stored.
     DiskFull,
+    /// Free space on the data directory is below `--min-free-disk`.
+    LowDisk {
+        free: u64,
+        min: u64,
+    },
     StoreUnavailable,
     ShuttingDown,
     /// Request bodies and queued events already fill the memory budget.
@@ -74,6 +79,7 @@ impl Rejection {
             Rejection::Envelope(e) => e.reason(),
             Rejection::QueueFull => "queue_full",
             Rejection::DiskFull => "disk_full",
+            Rejection::LowDisk { .. } => "low_disk",
             Rejection::StoreUnavailable => "store_unavailable",
             Rejection::ShuttingDown => "shutting_down",
             Rejection::OverBudget { .. } => "over_memory_budget",
@@ -96,9 +102,11 @@ impl Rejection {
                 StatusCode::BAD_REQUEST
             }
             Rejection::Payload(_) | Rejection::EnvelopeItem { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Rejection::QueueFull | Rejection::DiskFull | Rejection::StoreUnavailable | Rejection::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Rejection::QueueFull
+            | Rejection::DiskFull
+            | Rejection::LowDisk { .. }
+            | Rejection::StoreUnavailable
+            | Rejection::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::OverBudget { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::BodyTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
         }
@@ -144,6 +152,10 @@ impl Rejection {
             Rejection::DiskFull => "the server's disk is full, so nothing of this event was stored: retry later \
                  (its operator must free space)"
                 .to_string(),
+            Rejection::LowDisk { free, min } => format!(
+                "the server's disk has {free} bytes free, below its minimum of {min} (--min-free-disk), so it \
+                 refuses events until space is freed: retry later"
+            ),
             Rejection::StoreUnavailable => "the database is unavailable: retry in a few seconds".to_string(),
             Rejection::ShuttingDown => "the server is shutting down: retry shortly".to_string(),
             Rejection::OverBudget { limit } => format!(
@@ -164,7 +176,7 @@ impl Rejection {
             Rejection::StoreUnavailable | Rejection::ShuttingDown => Some(5),
             // Space comes back only when someone frees it; a minute keeps
             // every client from hammering a full disk.
-            Rejection::DiskFull => Some(60),
+            Rejection::DiskFull | Rejection::LowDisk { .. } => Some(60),
             _ => None,
         }
     }
@@ -194,7 +206,7 @@ impl Rejection {
         let headers = response.headers_mut();
         if let Some(secs) = self.retry_after() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            if shed || matches!(self, Rejection::DiskFull) {
+            if shed || matches!(self, Rejection::DiskFull | Rejection::LowDisk { .. }) {
                 // Empty categories: every kind of data; the whole server is busy.
                 if let Ok(value) = HeaderValue::from_str(&format!("{secs}::organization")) {
                     headers.insert("x-sentry-rate-limits", value);
@@ -212,6 +224,7 @@ impl Rejection {
     /// Counts and logs the refusal; returns its status and sentence.
     fn record(&self, metrics: &Metrics) -> (StatusCode, String) {
         metrics.rejected(self.reason());
+        metrics.shedding().refused(self.reason(), crate::clock::now_millis());
         let status = self.status();
         let detail = self.detail();
         if status.is_server_error() {

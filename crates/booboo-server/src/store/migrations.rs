@@ -36,7 +36,9 @@ const SQLITE: &[Migration] = migrations!(
     "0007_alerts.sql",
     "0009_ignore_conditions.sql",
     "0010_limits_and_ownership.sql",
-    "0013_issue_merges.sql",    "0015_resolve_in_release.sql",
+    "0012_quota_windows.sql",
+    "0013_issue_merges.sql",
+    "0015_resolve_in_release.sql",
     "0016_issue_activity.sql",
 );
 const POSTGRES: &[Migration] = migrations!(
@@ -47,7 +49,9 @@ const POSTGRES: &[Migration] = migrations!(
     "0007_alerts.sql",
     "0009_ignore_conditions.sql",
     "0010_limits_and_ownership.sql",
-    "0013_issue_merges.sql",    "0015_resolve_in_release.sql",
+    "0012_quota_windows.sql",
+    "0013_issue_merges.sql",
+    "0015_resolve_in_release.sql",
     "0016_issue_activity.sql",
 );
 

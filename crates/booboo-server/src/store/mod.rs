@@ -12,7 +12,10 @@ mod migrations;
 pub mod postgres;
 pub mod project_limits;
 mod project_limits_sql;
+pub mod quota;
 mod resolve_sql;
+pub use quota::NotStoredReason;
+mod quota_sql;
 mod rows;
 mod sign_in_limits;
 pub mod sqlite;
@@ -352,6 +355,24 @@ pub struct Issue {
     /// Names of the environments and releases the issue was seen in.
     pub environments: Vec<String>,
     pub releases: Vec<String>,
+    /// Events counted in `count` whose payload is not kept, by reason.
+    pub not_stored: NotStoredCounts,
+}
+
+impl Issue {
+    /// The payloads kept: every counted event less those not stored.
+    pub fn stored(&self) -> i64 {
+        (self.count - self.not_stored.rate_limit - self.not_stored.retention).max(0)
+    }
+}
+
+/// An issue's counted events whose payload was not kept, by reason.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct NotStoredCounts {
+    /// Over the project's rate limit or spike guard: never stored.
+    pub rate_limit: i64,
+    /// Removed later by retention.
+    pub retention: i64,
 }
 
 /// Counts of one value (an environment, a release, a tag value) on an issue.
@@ -546,6 +567,22 @@ pub enum StoreOutcome {
     },
     /// An event with this `(project, event_id)` was already stored.
     Duplicate,
+    /// Counted on its issue like a stored event, but over the project's
+    /// quota: its payload was not stored.
+    NotStored {
+        issue_id: i64,
+        reason: NotStoredReason,
+    },
+}
+
+impl StoreOutcome {
+    /// The issue the event was counted on; `None` for a duplicate.
+    pub fn issue_id(&self) -> Option<i64> {
+        match self {
+            StoreOutcome::Stored { issue_id } | StoreOutcome::NotStored { issue_id, .. } => Some(*issue_id),
+            StoreOutcome::Duplicate => None,
+        }
+    }
 }
 
 /// The most issues one merge takes in: a page of the issue list and more.
@@ -992,6 +1029,13 @@ pub trait Store: Send + Sync + 'static {
     /// links stop working); whether there was any. `Forbidden` unless the
     /// viewer administers the organisation.
     async fn revoke_invitation(&self, viewer: Viewer, org_slug: &str, email: &str) -> StoreResult<bool>;
+
+    // --- quotas that keep counting (issue #12) ---------------------------
+
+    /// Sets the installation-wide rate limit, on all projects together
+    /// (`None`: off), besides each project's own. Applies from the next
+    /// batch; set once at start-up from the config.
+    fn set_installation_rate_limit(&self, limit: Option<RateLimit>);
 }
 
 /// Opens the store a database URL names, creating and migrating it.

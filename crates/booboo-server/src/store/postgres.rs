@@ -13,9 +13,11 @@ use std::time::Duration;
 
 pub struct PostgresStore {
     pool: PgPool,
+    installation_quota: quota::InstallationQuota,
 }
 
 row_readers!(PgRow);
+super::quota_sql::quota_queries!(sqlx::PgConnection);
 super::alert_sql::alert_queries!(sqlx::PgConnection, PgRow);
 super::key_sql::key_queries!(sqlx::PgConnection);
 // A merge locks the issues it reads until it commits.
@@ -278,7 +280,7 @@ impl PostgresStore {
                 version % 10000
             )));
         }
-        let store = PostgresStore { pool };
+        let store = PostgresStore { pool, installation_quota: Default::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -336,14 +338,20 @@ impl PostgresStore {
         });
         let mut tx = self.pool.begin().await.map_err(batch_failure("starting a batch"))?;
         let rules = rules_for_batch(&mut tx, batch).await.map_err(batch_failure("reading alert rules"))?;
+        // Quota windows are locked before any issue row, in project order.
+        let mut quotas = quotas_for_batch(&mut tx, batch, self.installation_quota.get())
+            .await
+            .map_err(batch_failure("reading the projects' quotas"))?;
         let mut outcomes = vec![StoreOutcome::Duplicate; batch.len()];
         for &i in &order {
             let rules = rules.get(&batch[i].project_id).map(Vec::as_slice).unwrap_or_default();
-            outcomes[i] = store_one(&mut tx, &batch[i], rules).await.map_err(batch_failure("storing an event"))?;
+            outcomes[i] =
+                store_one(&mut tx, &batch[i], rules, &mut quotas).await.map_err(batch_failure("storing an event"))?;
         }
+        save_quotas(&mut tx, &quotas).await.map_err(batch_failure("saving the projects' quotas"))?;
         let mut last_event: Vec<(i64, i64)> = Vec::new();
         for (event, outcome) in batch.iter().zip(&outcomes) {
-            if matches!(outcome, StoreOutcome::Stored { .. }) {
+            if outcome.issue_id().is_some() {
                 match last_event.iter_mut().find(|(p, _)| *p == event.project_id) {
                     Some((_, at)) => *at = (*at).max(event.received_at),
                     None => last_event.push((event.project_id, event.received_at)),
@@ -374,7 +382,7 @@ async fn record_facets(
     batch: &[NewEvent],
     outcomes: &[StoreOutcome],
 ) -> Result<(), sqlx::Error> {
-    let stored = || batch.iter().zip(outcomes).filter(|(_, o)| matches!(o, StoreOutcome::Stored { .. }));
+    let stored = || batch.iter().zip(outcomes).filter(|(_, o)| o.issue_id().is_some());
     let mut environments: Vec<(i64, &str)> =
         stored().map(|(e, _)| (e.project_id, e.processed.event.environment.as_str())).collect();
     environments.sort_unstable();
@@ -465,9 +473,19 @@ async fn store_one(
     tx: &mut Transaction<'_, Postgres>,
     e: &NewEvent,
     rules: &[AlertRule],
+    quotas: &mut BatchQuotas,
 ) -> Result<StoreOutcome, sqlx::Error> {
     let event = &e.processed.event;
-    let inserted: Option<i64> = sqlx::query_scalar(
+    // Over its quota an event is counted like any other; only its payload
+    // (the events row) is not stored.
+    let not_stored = quotas.charge(e.project_id, e.received_at).err();
+    if not_stored.is_some() && event_already_stored(tx, e.project_id, &event.event_id).await? {
+        return Ok(StoreOutcome::Duplicate);
+    }
+    let inserted: Option<i64> = if not_stored.is_some() {
+        None
+    } else {
+        sqlx::query_scalar(
         "INSERT INTO events (project_id, event_id, received_at, occurred_at, environment, release, level, user_key, payload) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
     )
@@ -481,10 +499,12 @@ async fn store_one(
     .bind(e.processed.user_key.as_deref().map(pg_text))
     .bind(&e.payload)
     .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row_id) = inserted else {
-        return Ok(StoreOutcome::Duplicate);
+    .await?
     };
+    if inserted.is_none() && not_stored.is_none() {
+        quotas.refund(e.project_id);
+        return Ok(StoreOutcome::Duplicate);
+    }
 
     // Alert rules need to know whether the issue was resolved before this
     // event: the row is locked from here to the commit (the upsert below
@@ -538,7 +558,16 @@ async fn store_one(
         break (prior_status, row);
     };
 
-    sqlx::query("UPDATE events SET issue_id = $1 WHERE id = $2").bind(issue_id).bind(row_id).execute(&mut **tx).await?;
+    match inserted {
+        Some(row_id) => {
+            sqlx::query("UPDATE events SET issue_id = $1 WHERE id = $2")
+                .bind(issue_id)
+                .bind(row_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        None => count_not_stored(tx, issue_id).await?,
+    }
     let release_bound = match resolved_kind.as_deref().and_then(ResolvedInKind::parse) {
         Some(kind) if status == "resolved" => {
             Some(ResolvedIn { kind, release: resolved_release, semver: resolved_semver })
@@ -618,7 +647,10 @@ async fn store_one(
     .bind(e.received_at.div_euclid(3_600_000))
     .execute(&mut **tx)
     .await?;
-    Ok(StoreOutcome::Stored { issue_id })
+    Ok(match not_stored {
+        None => StoreOutcome::Stored { issue_id },
+        Some(reason) => StoreOutcome::NotStored { issue_id, reason },
+    })
 }
 
 #[async_trait]
@@ -2222,6 +2254,12 @@ impl Store for PostgresStore {
         let revoked =
             revoke_invitation_rows(&mut conn, org_slug, email).await.map_err(unavailable("revoking an invitation"))?;
         Ok(revoked > 0)
+    }
+
+    // --- quotas that keep counting (issue #12) ---------------------------
+
+    fn set_installation_rate_limit(&self, limit: Option<RateLimit>) {
+        self.installation_quota.set(limit);
     }
 }
 

@@ -46,7 +46,7 @@ pub(super) const PROJECT_COLUMNS: &str =
 
 pub(super) const ISSUE_COLUMNS: &str = "i.id, i.project_id, i.title, i.culprit, i.level, i.status, i.is_regression, \
      i.event_count, i.user_count, i.first_seen, i.last_seen, i.first_release, i.fingerprint, \
-     i.ignore_until, i.ignore_until_count, i.ignore_until_users, \
+     i.ignore_until, i.ignore_until_count, i.ignore_until_users, i.not_stored_rate_limit, i.not_stored_retention, \
      i.resolved_kind, i.resolved_release, i.resolved_semver,
      (SELECT u.email FROM users u WHERE u.id = i.assignee_id) AS assignee";
 
@@ -256,6 +256,10 @@ macro_rules! row_readers {
                 assignee: row.try_get("assignee")?,
                 environments: Vec::new(),
                 releases: Vec::new(),
+                not_stored: NotStoredCounts {
+                    rate_limit: row.try_get("not_stored_rate_limit")?,
+                    retention: row.try_get("not_stored_retention")?,
+                },
             })
         }
 

@@ -17,12 +17,14 @@ pub struct SqliteStore {
     /// A file beside the database that `check_writable` writes and removes;
     /// `None` for an in-memory database.
     space_probe: Option<PathBuf>,
+    installation_quota: quota::InstallationQuota,
 }
 
 /// Bytes `check_writable` must be able to write beside the database.
 const SPACE_PROBE_BYTES: usize = 1 << 20;
 
 row_readers!(SqliteRow);
+super::quota_sql::quota_queries!(sqlx::SqliteConnection);
 super::alert_sql::alert_queries!(sqlx::SqliteConnection, SqliteRow);
 super::key_sql::key_queries!(sqlx::SqliteConnection);
 // One writer at a time: a merge needs no row locks.
@@ -209,7 +211,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot open SQLite database {url:?}: {e}")))?;
-        let store = SqliteStore { pool, space_probe };
+        let store = SqliteStore { pool, space_probe, installation_quota: Default::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -331,9 +333,19 @@ async fn store_one(
     tx: &mut Transaction<'_, Sqlite>,
     e: &NewEvent,
     rules: &[AlertRule],
+    quotas: &mut BatchQuotas,
 ) -> Result<StoreOutcome, sqlx::Error> {
     let event = &e.processed.event;
-    let inserted: Option<i64> = sqlx::query_scalar(
+    // Over its quota an event is counted like any other; only its payload
+    // (the events row) is not stored.
+    let not_stored = quotas.charge(e.project_id, e.received_at).err();
+    if not_stored.is_some() && event_already_stored(tx, e.project_id, &event.event_id).await? {
+        return Ok(StoreOutcome::Duplicate);
+    }
+    let inserted: Option<i64> = if not_stored.is_some() {
+        None
+    } else {
+        sqlx::query_scalar(
         "INSERT INTO events (project_id, event_id, received_at, occurred_at, environment, release, level, user_key, payload) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
     )
@@ -347,10 +359,12 @@ async fn store_one(
     .bind(&e.processed.user_key)
     .bind(&e.payload)
     .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row_id) = inserted else {
-        return Ok(StoreOutcome::Duplicate);
+    .await?
     };
+    if inserted.is_none() && not_stored.is_none() {
+        quotas.refund(e.project_id);
+        return Ok(StoreOutcome::Duplicate);
+    }
 
     // Alert rules need to know whether the issue was resolved before this
     // event; the write lock is held, so nothing changes in between.
@@ -402,7 +416,16 @@ async fn store_one(
         break (prior_status, row);
     };
 
-    sqlx::query("UPDATE events SET issue_id = ? WHERE id = ?").bind(issue_id).bind(row_id).execute(&mut **tx).await?;
+    match inserted {
+        Some(row_id) => {
+            sqlx::query("UPDATE events SET issue_id = ? WHERE id = ?")
+                .bind(issue_id)
+                .bind(row_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        None => count_not_stored(tx, issue_id).await?,
+    }
     let release_bound = match resolved_kind.as_deref().and_then(ResolvedInKind::parse) {
         Some(kind) if status == "resolved" => {
             Some(ResolvedIn { kind, release: resolved_release, semver: resolved_semver })
@@ -502,7 +525,10 @@ async fn store_one(
         .bind(e.project_id)
         .execute(&mut **tx)
         .await?;
-    Ok(StoreOutcome::Stored { issue_id })
+    Ok(match not_stored {
+        None => StoreOutcome::Stored { issue_id },
+        Some(reason) => StoreOutcome::NotStored { issue_id, reason },
+    })
 }
 
 /// Reads a sign-in counter, creating it if new, inside the caller's
@@ -578,11 +604,16 @@ impl Store for SqliteStore {
     async fn store_events(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreOutcome>> {
         let mut tx = self.begin_write().await?;
         let rules = rules_for_batch(&mut tx, batch).await.map_err(unavailable("reading alert rules"))?;
+        let mut quotas = quotas_for_batch(&mut tx, batch, self.installation_quota.get())
+            .await
+            .map_err(unavailable("reading the projects' quotas"))?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for event in batch {
             let rules = rules.get(&event.project_id).map(Vec::as_slice).unwrap_or_default();
-            outcomes.push(store_one(&mut tx, event, rules).await.map_err(unavailable("storing an event"))?);
+            outcomes
+                .push(store_one(&mut tx, event, rules, &mut quotas).await.map_err(unavailable("storing an event"))?);
         }
+        save_quotas(&mut tx, &quotas).await.map_err(unavailable("saving the projects' quotas"))?;
         tx.commit().await.map_err(unavailable("committing a batch"))?;
         Ok(outcomes)
     }
@@ -2125,5 +2156,11 @@ impl Store for SqliteStore {
         let revoked =
             revoke_invitation_rows(&mut conn, org_slug, email).await.map_err(unavailable("revoking an invitation"))?;
         Ok(revoked > 0)
+    }
+
+    // --- quotas that keep counting (issue #12) ---------------------------
+
+    fn set_installation_rate_limit(&self, limit: Option<RateLimit>) {
+        self.installation_quota.set(limit);
     }
 }

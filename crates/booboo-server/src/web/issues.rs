@@ -147,6 +147,7 @@ pub async fn list(
             me => me.me(), project, rows, facets_environments => facets.environments,
             facets_releases => facets.releases, q, levels => LEVELS, sorts => SORTS, previous, next,
             this_url, filtered, nav => "issues", first_row => window.offset + 1, members,
+            shedding => state.metrics.shedding().current(now),
         },
     )?;
     Ok(body.into_response())

@@ -87,7 +87,10 @@ async fn list_page(
         .collect();
     let body = page(
         "projects.html",
-        context! { me => me.me(), rows, admin_orgs, error, organisation, project, nav => "projects" },
+        context! {
+            me => me.me(), rows, admin_orgs, error, organisation, project, nav => "projects",
+            shedding => state.metrics.shedding().current(now),
+        },
     )?;
     Ok((status, body).into_response())
 }

@@ -8,6 +8,8 @@
 //! - `resolve_api`: resolving in a release and ignoring through the API,
 //!   on both backends.
 //! - `sdk_capture_http`: envelopes captured from real Sentry SDKs, and the issues they make.
+//! - `quota_http`: quotas and load shedding through the router.
+//! - `quota_store`: quotas that keep counting, run per backend by `store_conformance`.
 //! - `web_pages`: every dashboard page through the router on a seeded SQLite.
 //! - `ownership_http`: assignees, comments, activity and pending invitations
 //!   through the API and the dashboard.
@@ -16,6 +18,8 @@ mod architecture;
 mod ingest_http;
 mod ownership_http;
 mod project_settings_http;
+mod quota_http;
+mod quota_store;
 mod resolve_api;
 mod sdk_capture_http;
 mod sentry_http;

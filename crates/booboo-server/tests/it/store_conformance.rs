@@ -3,6 +3,7 @@
 //! skip with a note when BOOBOO_TEST_DATABASE_URL is unset and fail when it
 //! is set but unusable.
 
+use crate::quota_store::*;
 use crate::support::*;
 use booboo_server::store::{
     AlertKind, AttemptResult, ChannelKind, IgnoreCondition, IgnoreUntil, Invitation, IssueFilter, IssueSort,
@@ -84,6 +85,10 @@ store_tests!(
     users_rules_count_distinct_users_within_the_window,
     email_alerts_are_one_delivery_per_recipient,
     project_limits_are_read_with_the_project_and_changed_by_admins_only,
+    // Quotas that keep counting: `quota_store.rs`.
+    a_rate_limited_project_keeps_exact_counts_while_storing_only_its_quota,
+    the_installation_rate_limit_counts_all_projects_together,
+    the_spike_guard_caps_an_hour_at_its_floor_without_history,
 );
 
 async fn project(store: &Arc<dyn Store>, org: &str, slug: &str) -> i64 {

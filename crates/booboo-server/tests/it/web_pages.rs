@@ -1053,3 +1053,30 @@ async fn admins_delete_a_key_and_it_is_refused_at_once() {
     let theirs = format!("/projects/other/api/keys/{}/delete", site.their_key);
     assert_eq!(site.post(&mut ann, &theirs, &[("csrf", &csrf)]).await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn pages_say_what_was_counted_but_not_stored_and_when_the_server_sheds_load() {
+    let site = site().await;
+    let project_id = site.store.issue_detail(ADMIN, site.mine[0]).await.unwrap().unwrap().issue.project_id;
+    let quota = store::RateLimit { count: 1, seconds: 3600 };
+    crate::quota_store::set_quota(&site.store, project_id, Some(quota), false).await;
+    let now = clock::now_millis();
+    let over: Vec<_> = (0..3).map(|i| new_event(project_id, now + i, &body("quota_checkout", json!({})))).collect();
+    let outcomes = site.store.store_events(&over).await.unwrap();
+    assert_eq!(outcomes.iter().filter(|o| matches!(o, StoreOutcome::NotStored { .. })).count(), 2, "{outcomes:?}");
+    let issue = outcomes[0].issue_id().unwrap();
+    let (mut ann, _) = site.sign_in("ann@example.com").await;
+    for path in [format!("/issues/{issue}"), "/projects/acme/web".to_string()] {
+        let page = site.get(&mut ann, &path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert!(page.body.contains("2 events counted but not stored (rate limit)"), "{path}: {}", page.body);
+        assert!(!page.body.contains("Refusing new events"), "{path}");
+    }
+    // Free disk below the minimum: both lists carry a banner with the reason.
+    site.state.metrics.shedding().watch_free_disk(&std::env::temp_dir(), u64::MAX);
+    for path in ["/projects", "/projects/acme/web"] {
+        let page = site.get(&mut ann, path).await;
+        assert!(page.body.contains("Refusing new events since"), "{path}: {}", page.body);
+        assert!(page.body.contains("free disk space is below --min-free-disk"), "{path}");
+    }
+}

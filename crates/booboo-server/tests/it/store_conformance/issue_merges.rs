@@ -20,7 +20,7 @@ const HOUR: i64 = 3_600_000;
 async fn stored(store: &Arc<dyn Store>, event: serde_json::Value, project: i64, at: i64) -> i64 {
     match store.store_events(&[new_event(project, at, &event)]).await.unwrap()[0] {
         StoreOutcome::Stored { issue_id } => issue_id,
-        StoreOutcome::Duplicate => panic!("not stored"),
+        ref other => panic!("not stored: {other:?}"),
     }
 }
 
