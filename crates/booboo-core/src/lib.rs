@@ -11,6 +11,7 @@ pub mod json_reader;
 pub mod limits;
 pub mod log_entry;
 pub mod scrub;
+pub mod search_query;
 pub mod sentry_envelope;
 pub mod sentry_event;
 pub mod timestamp;
