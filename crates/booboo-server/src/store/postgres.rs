@@ -16,6 +16,7 @@ pub struct PostgresStore {
 }
 
 row_readers!(PgRow);
+super::search_sql::search_runner!(PgPool, PgRow, pg_text);
 super::alert_sql::alert_queries!(sqlx::PgConnection, PgRow);
 
 /// Numbers the alert queries' `?` placeholders as PostgreSQL's `$1, $2, …`.
@@ -1937,6 +1938,34 @@ impl Store for PostgresStore {
     async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>> {
         let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
         opt_out_rows(&mut conn, user_id).await.map_err(unavailable("reading e-mail opt-outs"))
+    }
+    async fn search_issues(
+        &self,
+        viewer: Viewer,
+        project_id: i64,
+        search: &IssueSearch,
+        page: Page,
+        since_hour: i64,
+    ) -> StoreResult<SearchResults> {
+        let (mut hits, total, counts, mut hourly, more) = search_issues_with(
+            &self.pool, &super::search_sql::POSTGRES, VISIBLE_ORG, viewer, project_id, search, page, since_hour,
+        )
+        .await?;
+        let mut issues: Vec<Issue> = hits.iter().map(|h| h.issue.clone()).collect();
+        self.fill_environments_and_releases(&mut issues).await?;
+        for (hit, issue) in hits.iter_mut().zip(issues) {
+            hit.issue = issue;
+        }
+        if counts == CountSource::AllEvents {
+            let ids: Vec<i64> = hits.iter().map(|h| h.issue.id).collect();
+            hourly = self.issue_hourly(viewer, project_id, &ids, since_hour).await?;
+        }
+        Ok(SearchResults {
+            hits: PageOf { items: hits, next_offset: more.then_some(page.offset + page.limit) },
+            total,
+            counts,
+            hourly,
+        })
     }
 }
 

@@ -23,11 +23,17 @@ pub struct SqliteStore {
 const SPACE_PROBE_BYTES: usize = 1 << 20;
 
 row_readers!(SqliteRow);
+super::search_sql::search_runner!(SqlitePool, SqliteRow, plain_text);
 super::alert_sql::alert_queries!(sqlx::SqliteConnection, SqliteRow);
 
 /// The alert queries' placeholders are SQLite's own.
 fn q(sql: &str) -> String {
     sql.to_string()
+}
+
+/// SQLite takes text binds as they are.
+fn plain_text(text: &str) -> String {
+    text.to_string()
 }
 
 /// SQLite has one writer at a time; a claim needs no row locks.
@@ -1849,5 +1855,33 @@ impl Store for SqliteStore {
     async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>> {
         let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
         opt_out_rows(&mut conn, user_id).await.map_err(unavailable("reading e-mail opt-outs"))
+    }
+    async fn search_issues(
+        &self,
+        viewer: Viewer,
+        project_id: i64,
+        search: &IssueSearch,
+        page: Page,
+        since_hour: i64,
+    ) -> StoreResult<SearchResults> {
+        let (mut hits, total, counts, mut hourly, more) = search_issues_with(
+            &self.pool, &super::search_sql::SQLITE, VISIBLE_ORG, viewer, project_id, search, page, since_hour,
+        )
+        .await?;
+        let mut issues: Vec<Issue> = hits.iter().map(|h| h.issue.clone()).collect();
+        self.fill_environments_and_releases(&mut issues).await?;
+        for (hit, issue) in hits.iter_mut().zip(issues) {
+            hit.issue = issue;
+        }
+        if counts == CountSource::AllEvents {
+            let ids: Vec<i64> = hits.iter().map(|h| h.issue.id).collect();
+            hourly = self.issue_hourly(viewer, project_id, &ids, since_hour).await?;
+        }
+        Ok(SearchResults {
+            hits: PageOf { items: hits, next_offset: more.then_some(page.offset + page.limit) },
+            total,
+            counts,
+            hourly,
+        })
     }
 }
