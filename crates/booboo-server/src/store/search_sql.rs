@@ -316,7 +316,7 @@ pub(super) fn matching_events_query(
             )
         }
         None => format!(
-            "SELECT e.issue_id, 0 AS hour, COUNT(DISTINCT e.user_key) AS n FROM events e \
+            "SELECT e.issue_id, CAST(0 AS BIGINT) AS hour, COUNT(DISTINCT e.user_key) AS n FROM events e \
              WHERE e.project_id = {project} AND e.issue_id IN ({ids}) AND {conditions} GROUP BY e.issue_id ORDER BY 1"
         ),
     };
