@@ -251,7 +251,10 @@ impl Lexer<'_> {
             let rest = self.bare(false);
             let raw = self.text[start..self.pos].to_string();
             if negated {
-                return Err(QueryError { term: raw, reason: "! negates key:value terms only, such as !env:prod".into() });
+                return Err(QueryError {
+                    term: raw,
+                    reason: "! negates key:value terms only, such as !env:prod".into(),
+                });
             }
             return Ok(Some(Token::Text { value: format!("{key}{rest}"), raw }));
         }
@@ -433,7 +436,9 @@ fn time_value(value: &str, now_ms: i64) -> Result<(Comparison, i64), String> {
         };
         return Ok((op, at));
     }
-    let instant = if rest.len() == 10 { crate::timestamp::parse(&format!("{rest}T00:00:00Z")) } else {
+    let instant = if rest.len() == 10 {
+        crate::timestamp::parse(&format!("{rest}T00:00:00Z"))
+    } else {
         crate::timestamp::parse(rest)
     }
     .map_err(|_| format!("{value:?} is not a time: use -24h, +7d, -30m, -2w or a date such as 2026-01-31"))?;

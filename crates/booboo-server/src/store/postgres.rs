@@ -89,7 +89,7 @@ async fn lock_counter(tx: &mut Transaction<'_, Postgres>, key: &str) -> StoreRes
     counter_from_row(&row).map_err(unavailable("reading a sign-in count"))
 }
 
-const DIALECT: Dialect = Dialect { placeholder: |n| format!("${n}"), like: "ILIKE" };
+const DIALECT: Dialect = Dialect { placeholder: |n| format!("${n}"), search: &super::search_sql::POSTGRES };
 
 /// The access rule every read shares: administrators see everything, other
 /// users the organisations they are members of. Binds: is_admin, user_id.
@@ -1948,7 +1948,14 @@ impl Store for PostgresStore {
         since_hour: i64,
     ) -> StoreResult<SearchResults> {
         let (mut hits, total, counts, mut hourly, more) = search_issues_with(
-            &self.pool, &super::search_sql::POSTGRES, VISIBLE_ORG, viewer, project_id, search, page, since_hour,
+            &self.pool,
+            &super::search_sql::POSTGRES,
+            VISIBLE_ORG,
+            viewer,
+            project_id,
+            search,
+            page,
+            since_hour,
         )
         .await?;
         let mut issues: Vec<Issue> = hits.iter().map(|h| h.issue.clone()).collect();

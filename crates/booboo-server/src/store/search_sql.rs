@@ -253,7 +253,9 @@ pub(super) fn search_queries(
         CountSource::AllEvents => {
             ("i.event_count".to_string(), "i.user_count", "i.last_seen", "i.first_seen", String::new())
         }
-        CountSource::Counters => (counter_count(&mut sql, search), "i.user_count", "i.last_seen", "i.first_seen", String::new()),
+        CountSource::Counters => {
+            (counter_count(&mut sql, search), "i.user_count", "i.last_seen", "i.first_seen", String::new())
+        }
         CountSource::StoredEvents => {
             let conditions = event_conditions(&mut sql, search);
             let join = format!(
@@ -353,10 +355,8 @@ macro_rules! search_runner {
                     query
                 }};
             }
-            let rows = bound!(&built.list, &built.binds)
-                .fetch_all(pool)
-                .await
-                .map_err(unavailable("searching issues"))?;
+            let rows =
+                bound!(&built.list, &built.binds).fetch_all(pool).await.map_err(unavailable("searching issues"))?;
             let mut hits = rows
                 .iter()
                 .map(|row: &$row| {
@@ -436,7 +436,10 @@ mod tests {
 
     #[test]
     fn values_are_bound_never_formatted_in() {
-        let q = queries("env:\"x' OR 1=1 --\" browser:'evil' assigned:a@b.c lastSeen:-1h \"drop table\"", IssueSort::LastSeen);
+        let q = queries(
+            "env:\"x' OR 1=1 --\" browser:'evil' assigned:a@b.c lastSeen:-1h \"drop table\"",
+            IssueSort::LastSeen,
+        );
         for text in [&q.list, &q.total] {
             assert!(!text.contains("evil") && !text.contains("OR 1=1") && !text.contains("a@b.c"), "{text}");
             assert!(!text.contains("drop"), "{text}");

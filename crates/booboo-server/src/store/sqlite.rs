@@ -39,7 +39,7 @@ fn plain_text(text: &str) -> String {
 /// SQLite has one writer at a time; a claim needs no row locks.
 const SKIP_LOCKED: &str = "";
 
-const DIALECT: Dialect = Dialect { placeholder: |n| format!("?{n}"), like: "LIKE" };
+const DIALECT: Dialect = Dialect { placeholder: |n| format!("?{n}"), search: &super::search_sql::SQLITE };
 
 /// The access rule every read shares: administrators see everything, other
 /// users the organisations they are members of. Binds: is_admin, user_id.
@@ -1865,7 +1865,14 @@ impl Store for SqliteStore {
         since_hour: i64,
     ) -> StoreResult<SearchResults> {
         let (mut hits, total, counts, mut hourly, more) = search_issues_with(
-            &self.pool, &super::search_sql::SQLITE, VISIBLE_ORG, viewer, project_id, search, page, since_hour,
+            &self.pool,
+            &super::search_sql::SQLITE,
+            VISIBLE_ORG,
+            viewer,
+            project_id,
+            search,
+            page,
+            since_hour,
         )
         .await?;
         let mut issues: Vec<Issue> = hits.iter().map(|h| h.issue.clone()).collect();

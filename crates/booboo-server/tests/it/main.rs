@@ -10,9 +10,9 @@
 
 mod architecture;
 mod ingest_http;
-mod sentry_http;
 mod search_api;
 mod search_store;
+mod sentry_http;
 mod store_conformance;
 mod support;
 mod web_pages;

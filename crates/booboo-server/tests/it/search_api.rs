@@ -50,7 +50,12 @@ async fn api() -> Api {
         .unwrap();
     let metrics = Arc::new(Metrics::default());
     let (writer, _task) = Writer::start(store.clone(), metrics.clone(), 100, 10);
-    Api { state: AppState { store, writer, metrics, config: Arc::new(config), mailer: None }, token, db_path, _dir: dir }
+    Api {
+        state: AppState { store, writer, metrics, config: Arc::new(config), mailer: None },
+        token,
+        db_path,
+        _dir: dir,
+    }
 }
 
 impl Api {

@@ -69,7 +69,10 @@ async fn seed(store: &Arc<dyn Store>) -> i64 {
         new_event(
             p,
             T0 + 2 * HOUR,
-            &body("pay", json!({"context": {"user": {"email": "b@x.io"}}, "tags": {"browser": "chrome"}, "release": "1.1"})),
+            &body(
+                "pay",
+                json!({"context": {"user": {"email": "b@x.io"}}, "tags": {"browser": "chrome"}, "release": "1.1"}),
+            ),
         ),
         new_event(p, T0 + HOUR / 2, &body("ship", json!({"level": "warning"}))),
         new_event(
