@@ -16,7 +16,7 @@ pub struct PostgresStore {
 }
 
 row_readers!(PgRow);
-super::search_sql::search_runner!(PgPool, PgRow, pg_text);
+super::search_sql::search_runner!(PgPool, PgRow, pg_text, &super::search_sql::POSTGRES, VISIBLE_ORG);
 super::alert_sql::alert_queries!(sqlx::PgConnection, PgRow);
 
 /// Numbers the alert queries' `?` placeholders as PostgreSQL's `$1, $2, …`.
@@ -1947,17 +1947,8 @@ impl Store for PostgresStore {
         page: Page,
         since_hour: i64,
     ) -> StoreResult<SearchResults> {
-        let (mut hits, total, counts, mut hourly, more) = search_issues_with(
-            &self.pool,
-            &super::search_sql::POSTGRES,
-            VISIBLE_ORG,
-            viewer,
-            project_id,
-            search,
-            page,
-            since_hour,
-        )
-        .await?;
+        let (mut hits, total, counts, mut hourly, more) =
+            search_issues_with(&self.pool, viewer, project_id, search, page, since_hour).await?;
         let mut issues: Vec<Issue> = hits.iter().map(|h| h.issue.clone()).collect();
         self.fill_environments_and_releases(&mut issues).await?;
         for (hit, issue) in hits.iter_mut().zip(issues) {

@@ -326,23 +326,23 @@ pub(super) fn matching_events_query(
 }
 
 /// Defines `search_issues_with` for one backend: `$pool` is its pool type,
-/// `$row` its row type, `$text` what a text bind goes through.
+/// `$row` its row type, `$text` what a text bind goes through, `$dialect`
+/// its [`SearchDialect`] and `$visible_org` its access rule.
 macro_rules! search_runner {
-    ($pool:ty, $row:ty, $text:path) => {
+    ($pool:ty, $row:ty, $text:path, $dialect:expr, $visible_org:expr) => {
         /// The search, run: a page of hits with their counts, the total, and
         /// the hourly counts of the listed issues' matching events (from
         /// the counters when the search has no event term).
         async fn search_issues_with(
             pool: &$pool,
-            dialect: &super::search_sql::SearchDialect,
-            visible_org: &str,
             viewer: Viewer,
             project_id: i64,
             search: &IssueSearch,
             page: Page,
             since_hour: i64,
         ) -> StoreResult<(Vec<IssueHit>, i64, CountSource, Vec<HourCount>, bool)> {
-            let built = super::search_sql::search_queries(dialect, visible_org, search, page);
+            let dialect: &super::search_sql::SearchDialect = $dialect;
+            let built = super::search_sql::search_queries(dialect, $visible_org, search, page);
             macro_rules! bound {
                 ($sql:expr, $binds:expr) => {{
                     let mut query = sqlx::query($sql).bind(viewer.is_admin).bind(viewer.user_id).bind(project_id);

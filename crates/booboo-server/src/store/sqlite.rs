@@ -23,7 +23,7 @@ pub struct SqliteStore {
 const SPACE_PROBE_BYTES: usize = 1 << 20;
 
 row_readers!(SqliteRow);
-super::search_sql::search_runner!(SqlitePool, SqliteRow, plain_text);
+super::search_sql::search_runner!(SqlitePool, SqliteRow, plain_text, &super::search_sql::SQLITE, VISIBLE_ORG);
 super::alert_sql::alert_queries!(sqlx::SqliteConnection, SqliteRow);
 
 /// The alert queries' placeholders are SQLite's own.
@@ -1864,17 +1864,8 @@ impl Store for SqliteStore {
         page: Page,
         since_hour: i64,
     ) -> StoreResult<SearchResults> {
-        let (mut hits, total, counts, mut hourly, more) = search_issues_with(
-            &self.pool,
-            &super::search_sql::SQLITE,
-            VISIBLE_ORG,
-            viewer,
-            project_id,
-            search,
-            page,
-            since_hour,
-        )
-        .await?;
+        let (mut hits, total, counts, mut hourly, more) =
+            search_issues_with(&self.pool, viewer, project_id, search, page, since_hour).await?;
         let mut issues: Vec<Issue> = hits.iter().map(|h| h.issue.clone()).collect();
         self.fill_environments_and_releases(&mut issues).await?;
         for (hit, issue) in hits.iter_mut().zip(issues) {
