@@ -138,7 +138,7 @@ async fn run(issues: usize, per_issue: Option<usize>) {
         ("search: env:staging by count", "env:staging", store::IssueSort::Events),
         ("search: !env:production", "!env:production", store::IssueSort::LastSeen),
         ("search: region:eu (tag)", "region:eu", store::IssueSort::LastSeen),
-        ("search: free text", "handler_4999", store::IssueSort::LastSeen),
+        ("search: free text", "handler_999", store::IssueSort::LastSeen),
         ("search: level:>=error failure", "level:>=error failure", store::IssueSort::LastSeen),
         ("search: env:staging release:1.3", "env:staging release:1.3", store::IssueSort::LastSeen),
     ];

@@ -295,31 +295,32 @@ pub(super) fn search_queries(
     SearchQueries { list, total, binds: sql.binds, source }
 }
 
-/// For some listed issues (integer ids, formatted in), the stored events that
-/// match the search: per issue and hour since `since_hour` when `hourly`,
-/// else distinct users per issue. Parameter 1 is the project id, bound by
-/// the caller before the returned binds.
+/// For some listed issues (integer ids, formatted in, which the access-checked
+/// list query returned), the stored events that match the search: per issue
+/// and hour since `since_hour` when `hourly`, else distinct users per issue.
+/// The query reads each issue's events through `events_by_issue`; a
+/// condition on the project would let SQLite pick the project's whole index
+/// instead.
 pub(super) fn matching_events_query(
     dialect: &SearchDialect,
     search: &IssueSearch,
     ids: &str,
     hourly: Option<i64>,
 ) -> (String, Vec<Bind>) {
-    let mut sql = Sql { dialect, reserved: 1, binds: Vec::new() };
-    let project = (dialect.placeholder)(1);
+    let mut sql = Sql { dialect, reserved: 0, binds: Vec::new() };
     let conditions = event_conditions(&mut sql, search);
     let text = match hourly {
         Some(since_hour) => {
             let since = sql.bind(Bind::Int(since_hour * 3_600_000));
             format!(
                 "SELECT e.issue_id, e.received_at / 3600000 AS hour, COUNT(*) AS n FROM events e \
-                 WHERE e.project_id = {project} AND e.issue_id IN ({ids}) AND e.received_at >= {since} AND {conditions} \
+                 WHERE e.issue_id IN ({ids}) AND e.received_at >= {since} AND {conditions} \
                  GROUP BY e.issue_id, e.received_at / 3600000 ORDER BY 1, 2"
             )
         }
         None => format!(
             "SELECT e.issue_id, CAST(0 AS BIGINT) AS hour, COUNT(DISTINCT e.user_key) AS n FROM events e \
-             WHERE e.project_id = {project} AND e.issue_id IN ({ids}) AND {conditions} GROUP BY e.issue_id ORDER BY 1"
+             WHERE e.issue_id IN ({ids}) AND {conditions} GROUP BY e.issue_id ORDER BY 1"
         ),
     };
     (text, sql.binds)
@@ -386,7 +387,7 @@ macro_rules! search_runner {
                     if built.source == CountSource::Counters { &[Some(since_hour), None] } else { &[Some(since_hour)] };
                 for hours in wanted {
                     let (text, binds) = super::search_sql::matching_events_query(dialect, search, &ids, *hours);
-                    let mut query = sqlx::query(&text).bind(project_id);
+                    let mut query = sqlx::query(&text);
                     for bind in &binds {
                         query = match bind {
                             Bind::Int(i) => query.bind(*i),
