@@ -128,7 +128,7 @@ pub async fn list(
     };
     let window = Page { offset: (q.page - 1) * PAGE_SIZE, limit: PAGE_SIZE };
     let since_hour = now.div_euclid(HOUR_MS) - 23;
-    let (hits, next_offset, total) = match &query_error {
+    let (rows, next_offset, total) = match &query_error {
         None => {
             let found = state.store.search_issues(viewer, project.id, &search, window, since_hour).await?;
             let rows: Vec<_> = found
@@ -146,7 +146,6 @@ pub async fn list(
         }
         Some(_) => (Vec::new(), None, 0),
     };
-    let rows = hits;
     let facets = state.store.project_facets(viewer, project.id).await?;
     let base = format!("/projects/{org}/{slug}");
     let previous = (q.page > 1).then(|| q.url_for_page(&base, q.page - 1));
