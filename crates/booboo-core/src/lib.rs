@@ -13,6 +13,7 @@ pub mod limits;
 pub mod log_entry;
 pub mod release_order;
 pub mod scrub;
+pub mod search_query;
 pub mod sentry_envelope;
 pub mod sentry_event;
 pub mod timestamp;

@@ -1,8 +1,12 @@
 //! How long the dashboard takes to render its pages on the server, for a
-//! project with thousands of issues on SQLite. Prints figures; asserts
-//! nothing about time (a benchmark, not a test).
+//! project with thousands of issues on SQLite, and how long the issue
+//! search takes, filtered and not. Prints figures; asserts nothing about
+//! time (a benchmark, not a test).
 //!
-//!     cargo bench -p booboo-server --bench dashboard [-- ISSUES]
+//!     cargo bench -p booboo-server --bench dashboard [-- ISSUES [EVENTS_PER_ISSUE]]
+//!
+//! Without EVENTS_PER_ISSUE most issues have one event and every tenth has
+//! twenty; with it every issue has that many (10000 100 is a million events).
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -21,7 +25,9 @@ use tower::ServiceExt;
 
 const ROUNDS: usize = 200;
 
-fn event(project_id: i64, at: i64, n: usize) -> NewEvent {
+/// Event `e` of issue `n`: environments, regions and releases vary by
+/// event, so filters on them keep part of each issue's events.
+fn event(project_id: i64, at: i64, n: usize, e: usize) -> NewEvent {
     let body = json!({
         "message": format!("failure number {n}"),
         "exception_type": "ValueError",
@@ -32,12 +38,12 @@ fn event(project_id: i64, at: i64, n: usize) -> NewEvent {
             "vars": {"x": "42", "y": "'some text'"}, "in_app": true
         }],
         "exceptions": [], "context": {"user": {"id": format!("u{}", n % 300)}},
-        "tags": {"runtime": "python", "region": if n.is_multiple_of(2) { "eu" } else { "us" }},
-        "environment": if n.is_multiple_of(3) { "staging" } else { "production" },
-        "release": format!("1.{}", n % 20),
+        "tags": {"runtime": "python", "region": if (n + e).is_multiple_of(2) { "eu" } else { "us" }},
+        "environment": if (n + e).is_multiple_of(3) { "staging" } else { "production" },
+        "release": format!("1.{}", (n + e) % 20),
     });
     let when = booboo_core::timestamp::from_unix_millis(at);
-    let id = format!("{:032x}", n as u128 * 7919 + at as u128);
+    let id = format!("{:032x}", (n as u128) << 64 | (e as u128) << 32 | (at as u128 & 0xffff_ffff));
     let Payload::Event(parsed) = booboo_payload::parse(&serde_json::to_vec(&body).unwrap(), when, &id).unwrap() else {
         unreachable!("an event body")
     };
@@ -47,12 +53,14 @@ fn event(project_id: i64, at: i64, n: usize) -> NewEvent {
 }
 
 fn main() {
-    let issues: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5_000);
+    let numbers: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let issues = numbers.first().copied().unwrap_or(5_000);
+    let per_issue = numbers.get(1).copied();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    runtime.block_on(run(issues));
+    runtime.block_on(run(issues, per_issue));
 }
 
-async fn run(issues: usize) {
+async fn run(issues: usize, per_issue: Option<usize>) {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::load(Overrides { data_dir: Some(dir.path().to_path_buf()), ..Overrides::default() }).unwrap();
     let store = store::open(&config.database_url).await.unwrap();
@@ -63,10 +71,13 @@ async fn run(issues: usize) {
     let mut batch = Vec::new();
     let mut stored = 0;
     for n in 0..issues {
-        // Most issues have one event; every tenth has twenty, spread over a day.
-        let events = if n.is_multiple_of(10) { 20 } else { 1 };
+        // Most issues have one event; every tenth has twenty, spread over a
+        // day (unless EVENTS_PER_ISSUE says how many each has, spread over
+        // a week).
+        let events = per_issue.unwrap_or(if n.is_multiple_of(10) { 20 } else { 1 });
+        let spacing = if per_issue.is_some() { 7 * 24 * 3_600_000 / events.max(1) as i64 } else { 3_600_000 };
         for e in 0..events {
-            batch.push(event(project.id, now - (e as i64 * 3_600_000) - n as i64, n));
+            batch.push(event(project.id, now - (e as i64 * spacing) - n as i64, n, e));
         }
         if batch.len() >= 1_000 {
             stored += batch.len();
@@ -119,12 +130,39 @@ async fn run(issues: usize) {
         }
         time_read(name, &mut times);
     }
+    // The search behind the issue list and the API: a page of 25 with its
+    // total, counts and chart over the matching events.
+    let searches = [
+        ("search: none", "", store::IssueSort::LastSeen),
+        ("search: env:staging", "env:staging", store::IssueSort::LastSeen),
+        ("search: env:staging by count", "env:staging", store::IssueSort::Events),
+        ("search: !env:production", "!env:production", store::IssueSort::LastSeen),
+        ("search: region:eu (tag)", "region:eu", store::IssueSort::LastSeen),
+        ("search: free text", "handler_999", store::IssueSort::LastSeen),
+        ("search: level:>=error failure", "level:>=error failure", store::IssueSort::LastSeen),
+        ("search: env:staging release:1.3", "env:staging release:1.3", store::IssueSort::LastSeen),
+    ];
+    let search_rounds = ROUNDS / 10;
+    for (name, text, sort) in searches {
+        let query = booboo_core::search_query::parse(text, now).unwrap();
+        let search = store::IssueSearch { query, sort, any_status: false };
+        let mut times = Vec::with_capacity(search_rounds);
+        let mut total = 0;
+        for _ in 0..search_rounds {
+            let started = Instant::now();
+            total = store.search_issues(viewer, project.id, &search, window, since_hour).await.unwrap().total;
+            times.push(started.elapsed());
+        }
+        time_read(&format!("{name} ({total})"), &mut times);
+    }
 
     let pages = [
         ("issue list, default", "/projects/acme/web".to_string()),
         ("issue list, page 40", "/projects/acme/web?page=40".to_string()),
         ("issue list, staging, by events", "/projects/acme/web?environment=staging&sort=events".to_string()),
         ("issue list, text search", "/projects/acme/web?query=handler_4999&status=all".to_string()),
+        ("issue list, query env:staging", "/projects/acme/web?query=env%3Astaging".to_string()),
+        ("issue list, query region:eu", "/projects/acme/web?query=region%3Aeu&sort=events".to_string()),
         ("issue page", format!("/issues/{busy_issue}")),
         ("project setup page", "/projects/acme/web/setup".to_string()),
         ("projects", "/projects".to_string()),

@@ -11,7 +11,7 @@ mod project_settings;
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::store::{
-    IgnoreCondition, Issue, IssueDetail, IssueFilter, IssueMerge, IssueSort, IssueStatus, Page, PageOf, Project,
+    IgnoreCondition, Issue, IssueDetail, IssueMerge, IssueSearch, IssueSort, IssueStatus, Page, PageOf, Project,
     Resolution, StoredEvent,
 };
 use auth::ApiUser;
@@ -21,7 +21,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use booboo_core::timestamp;
+use booboo_core::{search_query, timestamp};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -162,31 +162,47 @@ async fn list_projects(State(state): State<AppState>, ApiUser(user): ApiUser) ->
     Ok(Json(json!({ "items": projects.iter().map(project_json).collect::<Vec<_>>(), "next_cursor": null })))
 }
 
-fn issue_filter_from(params: &HashMap<String, String>) -> Result<IssueFilter, AppError> {
-    let non_empty = |key: &str| params.get(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    let status = match params.get("status").map(String::as_str) {
-        None | Some("") => Some(IssueStatus::Unresolved),
-        Some("all") => None,
-        Some(text) => Some(IssueStatus::parse(text).ok_or_else(|| {
+/// The list's search: `query` in the search language (`docs/search.md`),
+/// plus the older separate parameters (`status`, `environment`, `release`,
+/// `level`) as the terms they stand for. A bad query is a 400 that names
+/// the term.
+fn issue_search_from(params: &HashMap<String, String>) -> Result<IssueSearch, AppError> {
+    let non_empty = |key: &str| params.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let status = match non_empty("status") {
+        None => None,
+        Some("all") => Some(None),
+        Some(text) => Some(Some(IssueStatus::parse(text).ok_or_else(|| {
             AppError::bad_request(format!("status must be unresolved, resolved, ignored or all, got {text:?}"))
-        })?),
+        })?)),
     };
-    let sort = match params.get("sort").map(String::as_str) {
-        None | Some("") => IssueSort::default(),
+    let sort = match non_empty("sort") {
+        None => IssueSort::default(),
+        Some("count") => IssueSort::Events,
         Some(text) => IssueSort::parse(text).ok_or_else(|| {
-            AppError::bad_request(format!("sort must be last_seen, first_seen, events or users, got {text:?}"))
+            AppError::bad_request(format!("sort must be last_seen, first_seen, count or users, got {text:?}"))
         })?,
     };
-    Ok(IssueFilter {
-        environment: params.get("environment").cloned(),
-        release: non_empty("release"),
+    if let Some(level) = non_empty("level") {
+        if !search_query::LEVELS.contains(&level) {
+            return Err(AppError::bad_request(format!(
+                "level must be one of {}, got {level:?}",
+                search_query::LEVELS.join(", ")
+            )));
+        }
+    }
+    let query = search_query::parse(params.get("query").map_or("", String::as_str), crate::clock::now_millis())
+        .map_err(|e| AppError::bad_request(e.to_string()))?;
+    Ok(IssueSearch { query, sort, any_status: false }.with_params(
         status,
-        level: non_empty("level"),
-        query: non_empty("query"),
-        sort,
-    })
+        params.get("environment").map(String::as_str),
+        non_empty("release"),
+        non_empty("level"),
+    ))
 }
 
+/// A searched list: each issue's `count` and `users` are over the events
+/// that match (its all-time figures under `lifetime`), `total` is how many
+/// issues match, and `counts` says where the counts come from.
 async fn list_issues(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -195,9 +211,21 @@ async fn list_issues(
 ) -> ApiResult {
     let project =
         state.store.project_for(user.viewer(), &org, &project).await?.ok_or_else(|| AppError::not_found("project"))?;
-    let filter = issue_filter_from(&params)?;
-    let page = state.store.list_issues(user.viewer(), project.id, &filter, page_from(&params)?).await?;
-    Ok(Json(list_json(page, issue_json)))
+    let search = issue_search_from(&params)?;
+    let since_hour = crate::clock::now_millis().div_euclid(3_600_000) - 23;
+    let found = state.store.search_issues(user.viewer(), project.id, &search, page_from(&params)?, since_hour).await?;
+    let total = found.total;
+    let counts = found.counts;
+    let mut value = list_json(found.hits, |hit| {
+        let mut issue = issue_json(&hit.issue);
+        issue["count"] = json!(hit.count);
+        issue["users"] = json!(hit.users);
+        issue["lifetime"] = json!({ "count": hit.issue.count, "users": hit.issue.users });
+        issue
+    });
+    value["total"] = json!(total);
+    value["counts"] = json!(counts);
+    Ok(Json(value))
 }
 
 async fn get_issue(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>) -> ApiResult {

@@ -38,6 +38,7 @@ const SQLITE: &[Migration] = migrations!(
     "0010_limits_and_ownership.sql",
     "0012_quota_windows.sql",
     "0013_issue_merges.sql",
+    "0014_issue_search.sql",
     "0015_resolve_in_release.sql",
     "0016_issue_activity.sql",
 );
@@ -51,6 +52,7 @@ const POSTGRES: &[Migration] = migrations!(
     "0010_limits_and_ownership.sql",
     "0012_quota_windows.sql",
     "0013_issue_merges.sql",
+    "0014_issue_search.sql",
     "0015_resolve_in_release.sql",
     "0016_issue_activity.sql",
 );

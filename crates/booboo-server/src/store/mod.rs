@@ -17,6 +17,7 @@ mod resolve_sql;
 pub use quota::NotStoredReason;
 mod quota_sql;
 mod rows;
+mod search_sql;
 mod sign_in_limits;
 pub mod sqlite;
 
@@ -428,6 +429,91 @@ pub struct IssueFilter {
     pub level: Option<String>,
     pub query: Option<String>,
     pub sort: IssueSort,
+}
+
+/// A parsed search of a project's issues (the language of `docs/search.md`)
+/// and the order of the list.
+#[derive(Debug, Clone, Default)]
+pub struct IssueSearch {
+    pub query: booboo_core::search_query::Query,
+    pub sort: IssueSort,
+    /// Without an `is:` term the list shows unresolved issues only, unless
+    /// this is set (the dashboard's and the API's `status=all`).
+    pub any_status: bool,
+}
+
+impl IssueSearch {
+    /// Adds the older separate parameters (`status`, `environment`,
+    /// `release`, `level`) to a parsed query, as the terms they stand for.
+    /// `status` applies only when the query has no `is:` status term.
+    pub fn with_params(
+        mut self,
+        status: Option<Option<IssueStatus>>,
+        environment: Option<&str>,
+        release: Option<&str>,
+        level: Option<&str>,
+    ) -> IssueSearch {
+        use booboo_core::search_query::{EventField, Filter, Status};
+        let has_status = self.query.filters.iter().any(|f| matches!(f, Filter::Status { .. }));
+        match status {
+            Some(Some(status)) if !has_status => {
+                let status = match status {
+                    IssueStatus::Unresolved => Status::Unresolved,
+                    IssueStatus::Resolved => Status::Resolved,
+                    IssueStatus::Ignored => Status::Ignored,
+                };
+                self.query.filters.push(Filter::Status { negated: false, status });
+            }
+            Some(None) => self.any_status = true,
+            _ => {}
+        }
+        for (field, value) in [(EventField::Environment, environment), (EventField::Release, release)] {
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
+                self.query.filters.push(Filter::Event { negated: false, field, values: vec![value.to_string()] });
+            }
+        }
+        if let Some(level) = level.filter(|l| !l.is_empty()) {
+            if let Some(known) = booboo_core::search_query::LEVELS.iter().find(|l| **l == level) {
+                self.query.filters.push(Filter::Level { negated: false, levels: vec![known] });
+            }
+        }
+        self
+    }
+}
+
+/// Where the counts of a searched list come from (see `docs/search.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountSource {
+    /// No term on events: the issue's own counts, of every event.
+    AllEvents,
+    /// One term on an environment, a release or a tag: event counts from the
+    /// per-issue counters (every event ever received, stored or not); users
+    /// and the chart from the stored events.
+    Counters,
+    /// Anything else on events: counts, users and the chart from the stored
+    /// events that match.
+    StoredEvents,
+}
+
+/// One issue of a searched list, with its counts over the matching events.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssueHit {
+    pub issue: Issue,
+    pub count: i64,
+    pub users: i64,
+}
+
+/// A page of a searched list.
+#[derive(Debug, Clone)]
+pub struct SearchResults {
+    pub hits: PageOf<IssueHit>,
+    /// How many issues match in all.
+    pub total: i64,
+    pub counts: CountSource,
+    /// Matching events per hour since the `since_hour` asked for, for the
+    /// listed issues.
+    pub hourly: Vec<HourCount>,
 }
 
 /// Offset pagination: simple, and stable enough for lists a person pages
@@ -1036,6 +1122,20 @@ pub trait Store: Send + Sync + 'static {
     /// (`None`: off), besides each project's own. Applies from the next
     /// batch; set once at start-up from the config.
     fn set_installation_rate_limit(&self, limit: Option<RateLimit>);
+
+    // --- issue search (the search language; SQL in search_sql.rs) -------------
+
+    /// A project's issues that match a search, a page of them with counts,
+    /// users and hourly counts (from `since_hour`) over the matching events,
+    /// and how many match in all.
+    async fn search_issues(
+        &self,
+        viewer: Viewer,
+        project_id: i64,
+        search: &IssueSearch,
+        page: Page,
+        since_hour: i64,
+    ) -> StoreResult<SearchResults>;
 }
 
 /// Opens the store a database URL names, creating and migrating it.

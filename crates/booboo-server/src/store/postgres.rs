@@ -18,6 +18,7 @@ pub struct PostgresStore {
 
 row_readers!(PgRow);
 super::quota_sql::quota_queries!(sqlx::PgConnection);
+super::search_sql::search_runner!(PgPool, PgRow, pg_text, &super::search_sql::POSTGRES, VISIBLE_ORG);
 super::alert_sql::alert_queries!(sqlx::PgConnection, PgRow);
 super::key_sql::key_queries!(sqlx::PgConnection);
 // A merge locks the issues it reads until it commits.
@@ -95,7 +96,7 @@ async fn lock_counter(tx: &mut Transaction<'_, Postgres>, key: &str) -> StoreRes
     counter_from_row(&row).map_err(unavailable("reading a sign-in count"))
 }
 
-const DIALECT: Dialect = Dialect { placeholder: |n| format!("${n}"), like: "ILIKE" };
+const DIALECT: Dialect = Dialect { placeholder: |n| format!("${n}"), search: &super::search_sql::POSTGRES };
 
 /// The access rule every read shares: administrators see everything, other
 /// users the organisations they are members of. Binds: is_admin, user_id.
@@ -2260,6 +2261,33 @@ impl Store for PostgresStore {
 
     fn set_installation_rate_limit(&self, limit: Option<RateLimit>) {
         self.installation_quota.set(limit);
+    }
+
+    async fn search_issues(
+        &self,
+        viewer: Viewer,
+        project_id: i64,
+        search: &IssueSearch,
+        page: Page,
+        since_hour: i64,
+    ) -> StoreResult<SearchResults> {
+        let (mut hits, total, counts, mut hourly, more) =
+            search_issues_with(&self.pool, viewer, project_id, search, page, since_hour).await?;
+        let mut issues: Vec<Issue> = hits.iter().map(|h| h.issue.clone()).collect();
+        self.fill_environments_and_releases(&mut issues).await?;
+        for (hit, issue) in hits.iter_mut().zip(issues) {
+            hit.issue = issue;
+        }
+        if counts == CountSource::AllEvents {
+            let ids: Vec<i64> = hits.iter().map(|h| h.issue.id).collect();
+            hourly = self.issue_hourly(viewer, project_id, &ids, since_hour).await?;
+        }
+        Ok(SearchResults {
+            hits: PageOf { items: hits, next_offset: more.then_some(page.offset + page.limit) },
+            total,
+            counts,
+            hourly,
+        })
     }
 }
 

@@ -67,8 +67,8 @@ pub(super) enum Bind {
 pub(super) struct Dialect {
     /// `?N` or `$N`.
     pub placeholder: fn(usize) -> String,
-    /// A case-insensitive LIKE.
-    pub like: &'static str,
+    /// The full-text search the issue search uses, for free text here too.
+    pub search: &'static super::search_sql::SearchDialect,
 }
 
 /// The issue list query: the access rule and project take parameters 1 to
@@ -109,9 +109,15 @@ pub(super) fn issue_list_query(
         ));
     }
     if let Some(query) = filter.query.as_deref().filter(|q| !q.trim().is_empty()) {
-        let n = next(Bind::Text(like_pattern(query.trim())));
-        let like = dialect.like;
-        sql.push_str(&format!(" AND (i.title {like} {n} ESCAPE '\\' OR i.culprit {like} {n} ESCAPE '\\')"));
+        // Through the full-text index, as the issue search does; text
+        // without a letter or digit matches nothing.
+        let words = booboo_core::search_query::words_of(query);
+        if words.is_empty() {
+            sql.push_str(" AND 1 = 0");
+        } else {
+            let n = next(Bind::Text((dialect.search.text_query)(&words)));
+            sql.push_str(&format!(" AND {}", (dialect.search.text_match)(&n)));
+        }
     }
     let order = match filter.sort {
         IssueSort::LastSeen => "i.last_seen DESC",
@@ -156,12 +162,6 @@ pub(super) fn group_tags(rows: Vec<(String, String, i64)>) -> Vec<TagCounts> {
         }
     }
     tags
-}
-
-/// `%text%` for LIKE, with the wildcards in `text` taken literally.
-pub(super) fn like_pattern(text: &str) -> String {
-    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-    format!("%{escaped}%")
 }
 
 /// Defines `user_from_row`, `project_from_row`, `key_from_row`,

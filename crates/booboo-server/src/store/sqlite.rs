@@ -25,6 +25,7 @@ const SPACE_PROBE_BYTES: usize = 1 << 20;
 
 row_readers!(SqliteRow);
 super::quota_sql::quota_queries!(sqlx::SqliteConnection);
+super::search_sql::search_runner!(SqlitePool, SqliteRow, plain_text, &super::search_sql::SQLITE, VISIBLE_ORG);
 super::alert_sql::alert_queries!(sqlx::SqliteConnection, SqliteRow);
 super::key_sql::key_queries!(sqlx::SqliteConnection);
 // One writer at a time: a merge needs no row locks.
@@ -37,10 +38,15 @@ fn q(sql: &str) -> String {
     sql.to_string()
 }
 
+/// SQLite takes text binds as they are.
+fn plain_text(text: &str) -> String {
+    text.to_string()
+}
+
 /// SQLite has one writer at a time; a claim needs no row locks.
 const SKIP_LOCKED: &str = "";
 
-const DIALECT: Dialect = Dialect { placeholder: |n| format!("?{n}"), like: "LIKE" };
+const DIALECT: Dialect = Dialect { placeholder: |n| format!("?{n}"), search: &super::search_sql::SQLITE };
 
 /// The access rule every read shares: administrators see everything, other
 /// users the organisations they are members of. Binds: is_admin, user_id.
@@ -2162,5 +2168,32 @@ impl Store for SqliteStore {
 
     fn set_installation_rate_limit(&self, limit: Option<RateLimit>) {
         self.installation_quota.set(limit);
+    }
+
+    async fn search_issues(
+        &self,
+        viewer: Viewer,
+        project_id: i64,
+        search: &IssueSearch,
+        page: Page,
+        since_hour: i64,
+    ) -> StoreResult<SearchResults> {
+        let (mut hits, total, counts, mut hourly, more) =
+            search_issues_with(&self.pool, viewer, project_id, search, page, since_hour).await?;
+        let mut issues: Vec<Issue> = hits.iter().map(|h| h.issue.clone()).collect();
+        self.fill_environments_and_releases(&mut issues).await?;
+        for (hit, issue) in hits.iter_mut().zip(issues) {
+            hit.issue = issue;
+        }
+        if counts == CountSource::AllEvents {
+            let ids: Vec<i64> = hits.iter().map(|h| h.issue.id).collect();
+            hourly = self.issue_hourly(viewer, project_id, &ids, since_hour).await?;
+        }
+        Ok(SearchResults {
+            hits: PageOf { items: hits, next_offset: more.then_some(page.offset + page.limit) },
+            total,
+            counts,
+            hourly,
+        })
     }
 }

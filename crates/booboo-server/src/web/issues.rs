@@ -11,11 +11,13 @@ use super::session::SignedIn;
 use super::templates::page;
 use crate::app::AppState;
 use crate::clock;
-use crate::store::{IgnoreCondition, Issue, IssueFilter, IssueSort, IssueStatus, Page, Project, Resolution, Viewer};
+use crate::store::{IgnoreCondition, Issue, IssueSearch, IssueSort, IssueStatus, Page, Project, Resolution, Viewer};
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
 use booboo_core::booboo_payload::normalise_event_id;
+use booboo_core::search_query;
 use minijinja::context;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -41,7 +43,10 @@ struct ListQuery {
 }
 
 impl ListQuery {
-    fn parse(params: &HashMap<String, String>) -> Result<(ListQuery, IssueFilter), PageError> {
+    #[allow(clippy::type_complexity)]
+    fn parse(
+        params: &HashMap<String, String>,
+    ) -> Result<(ListQuery, Option<Option<IssueStatus>>, IssueSort), PageError> {
         let get = |k: &str| params.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
         let q = ListQuery {
             environment: get("environment"),
@@ -58,11 +63,11 @@ impl ListQuery {
             },
         };
         let status = match q.status.as_str() {
-            "" | "unresolved" => Some(IssueStatus::Unresolved),
-            "all" => None,
-            text => Some(IssueStatus::parse(text).ok_or_else(|| {
+            "" => None,
+            "all" => Some(None),
+            text => Some(Some(IssueStatus::parse(text).ok_or_else(|| {
                 PageError::BadRequest(format!("status must be unresolved, resolved, ignored or all, got {text:?}"))
-            })?),
+            })?)),
         };
         let sort = match q.sort.as_str() {
             "" => IssueSort::default(),
@@ -77,16 +82,7 @@ impl ListQuery {
                 q.level
             )));
         }
-        let some = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
-        let filter = IssueFilter {
-            environment: some(&q.environment),
-            release: some(&q.release),
-            status,
-            level: some(&q.level),
-            query: some(&q.query),
-            sort,
-        };
-        Ok((q, filter))
+        Ok((q, status, sort))
     }
 
     /// This list's URL with one page number, keeping every filter.
@@ -123,21 +119,41 @@ pub async fn list(
 ) -> Result<Response, PageError> {
     let viewer = me.viewer();
     let project = state.store.project_for(viewer, &org, &slug).await?.ok_or(PageError::NotFound("project"))?;
-    let (q, filter) = ListQuery::parse(&params)?;
-    let window = Page { offset: (q.page - 1) * PAGE_SIZE, limit: PAGE_SIZE };
-    let issues = state.store.list_issues(viewer, project.id, &filter, window).await?;
-    let facets = state.store.project_facets(viewer, project.id).await?;
+    let (q, status, sort) = ListQuery::parse(&params)?;
     let now = clock::now_millis();
-    let ids: Vec<i64> = issues.items.iter().map(|i| i.id).collect();
-    let hourly = state.store.issue_hourly(viewer, project.id, &ids, now.div_euclid(HOUR_MS) - 23).await?;
-    let rows: Vec<_> = issues
-        .items
-        .iter()
-        .map(|issue| context! { issue, chart => chart::hourly(&hourly, issue.id, now, 24, 4.0, 20.0) })
-        .collect();
+    // A query that does not parse shows the page with the reason next to the
+    // search box, answered 400.
+    let (search, query_error) = match search_query::parse(&q.query, now) {
+        Ok(query) => {
+            let search = IssueSearch { query, sort, any_status: false };
+            (search.with_params(status, Some(&q.environment), Some(&q.release), Some(&q.level)), None)
+        }
+        Err(e) => (IssueSearch::default(), Some(e.to_string())),
+    };
+    let window = Page { offset: (q.page - 1) * PAGE_SIZE, limit: PAGE_SIZE };
+    let since_hour = now.div_euclid(HOUR_MS) - 23;
+    let (rows, next_offset, total) = match &query_error {
+        None => {
+            let found = state.store.search_issues(viewer, project.id, &search, window, since_hour).await?;
+            let rows: Vec<_> = found
+                .hits
+                .items
+                .iter()
+                .map(|hit| {
+                    context! {
+                        issue => hit.issue, count => hit.count, users => hit.users,
+                        chart => chart::hourly(&found.hourly, hit.issue.id, now, 24, 4.0, 20.0),
+                    }
+                })
+                .collect();
+            (rows, found.hits.next_offset, found.total)
+        }
+        Some(_) => (Vec::new(), None, 0),
+    };
+    let facets = state.store.project_facets(viewer, project.id).await?;
     let base = format!("/projects/{org}/{slug}");
     let previous = (q.page > 1).then(|| q.url_for_page(&base, q.page - 1));
-    let next = issues.next_offset.map(|_| q.url_for_page(&base, q.page + 1));
+    let next = next_offset.map(|_| q.url_for_page(&base, q.page + 1));
     let this_url = q.url_for_page(&base, q.page);
     let members = state.store.members_of(viewer, &org).await?.unwrap_or_default();
     let filtered = !(q.environment.is_empty() && q.release.is_empty() && q.level.is_empty() && q.query.is_empty());
@@ -146,11 +162,12 @@ pub async fn list(
         context! {
             me => me.me(), project, rows, facets_environments => facets.environments,
             facets_releases => facets.releases, q, levels => LEVELS, sorts => SORTS, previous, next,
-            this_url, filtered, nav => "issues", first_row => window.offset + 1, members,
+            this_url, filtered, nav => "issues", first_row => window.offset + 1, members, total, query_error,
             shedding => state.metrics.shedding().current(now),
         },
     )?;
-    Ok(body.into_response())
+    let status = if query_error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    Ok((status, body).into_response())
 }
 
 /// Only paths on this server, to return to after a form.

@@ -41,6 +41,7 @@ template_files!(
     "email_invitation.html",
     "confirm_delete.html",
     "merge_issues.html",
+    "project_settings.html",
     "status_choices.html",
     "confirm_bulk.html",
 );

@@ -2,6 +2,8 @@
 //!
 //! - `store_conformance`: every store test, run against SQLite always and
 //!   against PostgreSQL when BOOBOO_TEST_DATABASE_URL names one.
+//! - `search_api`: the issue list's search language through the API router.
+//! - `search_store`: the issue search in the store, on both backends alike.
 //! - `ingest_http`: the router over real HTTP semantics and a real SQLite.
 //! - `sentry_http`: Sentry's envelope and store endpoints, the same way.
 //! - `project_settings_http`: a project's limits through the API.
@@ -22,6 +24,8 @@ mod quota_http;
 mod quota_store;
 mod resolve_api;
 mod sdk_capture_http;
+mod search_api;
+mod search_store;
 mod sentry_http;
 mod store_conformance;
 mod support;

@@ -1,0 +1,468 @@
+//! The issue search's SQL, written once for both backends. The query text is
+//! assembled from a parsed search; every value from the user is a bind
+//! parameter, and what SQLite and PostgreSQL do differently (placeholders,
+//! the full-text index, reading a field of the stored event's JSON) is in
+//! [`SearchDialect`], one constant per backend. The functions that run the
+//! queries are a macro expanded in `sqlite.rs` and `postgres.rs`, because
+//! sqlx's pool and row types differ per backend while the SQL does not.
+//!
+//! How counts are computed depends on the event terms (see [`CountSource`]
+//! and `docs/search.md`):
+//! - none: the issue's own columns (`event_count`, `user_count`);
+//! - one term on an environment, a release or a tag (unless sorting by
+//!   users): the per-issue counter tables, which count every event received
+//!   and survive retention; users and the chart from the stored events;
+//! - otherwise: the stored events, grouped by issue.
+
+use super::rows::{Bind, ISSUE_COLUMNS};
+use super::{CountSource, IssueSearch, IssueSort, Page};
+use booboo_core::search_query::{Assignee, EventField, Filter, Status, TimeField};
+
+/// What the search SQL does differently per backend.
+pub(super) struct SearchDialect {
+    /// `?N` or `$N`.
+    pub placeholder: fn(usize) -> String,
+    /// A condition on `i` true when the issue's text matches the full-text
+    /// query bound at the placeholder given.
+    pub text_match: fn(&str) -> String,
+    /// The full-text query for some words (letters and digits only), each a
+    /// word prefix, all required.
+    pub text_query: fn(&[String]) -> String,
+    /// The text of a field of the stored event `e`'s JSON: the section
+    /// (`tags` or `user`, constants of this file) and the placeholder of the
+    /// key's bind value.
+    pub event_json: fn(&'static str, &str) -> String,
+    /// The bind value that names `key` within `section` for `event_json`.
+    pub json_key: fn(&'static str, &str) -> String,
+}
+
+pub(super) const SQLITE: SearchDialect = SearchDialect {
+    placeholder: |n| format!("?{n}"),
+    text_match: |p| format!("i.id IN (SELECT rowid FROM issues_fts WHERE issues_fts MATCH {p})"),
+    text_query: |words| words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" "),
+    event_json: |_, p| format!("CAST(json_extract(e.payload, {p}) AS TEXT)"),
+    json_key: |section, key| format!("$.{section}.\"{key}\""),
+};
+
+pub(super) const POSTGRES: SearchDialect = SearchDialect {
+    placeholder: |n| format!("${n}"),
+    // The expression of the index `issues_search` (migration 0014), exactly.
+    text_match: |p| {
+        format!(
+            "to_tsvector('simple'::regconfig, regexp_replace(i.title || ' ' || i.culprit, '[^[:alnum:]]+', ' ', 'g')) \
+             @@ to_tsquery('simple', {p})"
+        )
+    },
+    text_query: |words| words.iter().map(|w| format!("'{w}':*")).collect::<Vec<_>>().join(" & "),
+    // `json`, not `jsonb`: it parses only as far as needed and accepts the
+    // `\u0000` escapes jsonb refuses.
+    event_json: |section, p| format!("(e.payload::json -> '{section}' ->> {p})"),
+    json_key: |_, key| key.to_string(),
+};
+
+/// A query being assembled: its binds are numbered after `reserved` ones
+/// the caller binds first.
+struct Sql<'d> {
+    dialect: &'d SearchDialect,
+    reserved: usize,
+    binds: Vec<Bind>,
+}
+
+impl Sql<'_> {
+    fn bind(&mut self, value: Bind) -> String {
+        self.binds.push(value);
+        (self.dialect.placeholder)(self.reserved + self.binds.len())
+    }
+
+    fn text(&mut self, value: &str) -> String {
+        self.bind(Bind::Text(value.to_string()))
+    }
+
+    fn list(&mut self, values: impl IntoIterator<Item = String>) -> String {
+        values.into_iter().map(|v| self.bind(Bind::Text(v))).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `expr IN (…)` or `expr NOT IN (…)`; an empty list matches nothing (or,
+    /// negated, everything).
+    fn member(&mut self, expr: &str, negated: bool, values: Vec<String>) -> String {
+        if values.is_empty() {
+            return if negated { "1 = 1".into() } else { "1 = 0".into() };
+        }
+        let list = self.list(values);
+        format!("{expr} {}IN ({list})", if negated { "NOT " } else { "" })
+    }
+}
+
+/// The event terms of a search.
+fn event_terms(search: &IssueSearch) -> Vec<&Filter> {
+    search.query.filters.iter().filter(|f| f.is_event_term()).collect()
+}
+
+/// How a search's counts are computed.
+pub(super) fn count_source(search: &IssueSearch) -> CountSource {
+    let terms = event_terms(search);
+    match terms.as_slice() {
+        [] => CountSource::AllEvents,
+        [Filter::Event { field: EventField::Environment | EventField::Release | EventField::Tag(_), .. }]
+            if search.sort != IssueSort::Users =>
+        {
+            CountSource::Counters
+        }
+        _ => CountSource::StoredEvents,
+    }
+}
+
+/// The conditions on a stored event `e` for the search's event terms,
+/// joined by AND (`1 = 1` when there are none).
+fn event_conditions(sql: &mut Sql<'_>, search: &IssueSearch) -> String {
+    let mut conditions = Vec::new();
+    for term in event_terms(search) {
+        let Filter::Event { negated, field, values } = term else { continue };
+        let (expr, values) = match field {
+            EventField::Environment => ("e.environment".to_string(), values.clone()),
+            EventField::Release => ("e.release".to_string(), values.clone()),
+            // The user key is `id:…` whenever the event's user has an id.
+            EventField::UserId => {
+                ("COALESCE(e.user_key, '')".to_string(), values.iter().map(|v| format!("id:{v}")).collect())
+            }
+            EventField::UserEmail => {
+                let key = sql.text(&(sql.dialect.json_key)("user", "email"));
+                (format!("COALESCE({}, '')", (sql.dialect.event_json)("user", &key)), values.clone())
+            }
+            EventField::Tag(tag) => {
+                let key = sql.text(&(sql.dialect.json_key)("tags", tag));
+                (format!("COALESCE({}, '')", (sql.dialect.event_json)("tags", &key)), values.clone())
+            }
+        };
+        conditions.push(sql.member(&expr, *negated, values));
+    }
+    if conditions.is_empty() {
+        "1 = 1".into()
+    } else {
+        conditions.join(" AND ")
+    }
+}
+
+/// The matching-event count of issue `i` from a counter table, for the one
+/// event term of a [`CountSource::Counters`] search.
+fn counter_count(sql: &mut Sql<'_>, search: &IssueSearch) -> String {
+    let Some(Filter::Event { negated, field, values }) = event_terms(search).into_iter().next() else {
+        return "i.event_count".into();
+    };
+    let (table, condition) = match field {
+        EventField::Environment => ("issue_environments", sql.member("c.environment", false, values.clone())),
+        EventField::Release => ("issue_releases", sql.member("c.release", false, values.clone())),
+        EventField::Tag(tag) => {
+            let key = sql.text(tag);
+            let value = sql.member("c.value", false, values.clone());
+            ("issue_tags", format!("c.key = {key} AND {value}"))
+        }
+        EventField::UserId | EventField::UserEmail => return "i.event_count".into(),
+    };
+    let sum = format!(
+        "(SELECT CAST(COALESCE(SUM(c.event_count), 0) AS BIGINT) FROM {table} c WHERE c.issue_id = i.id AND {condition})"
+    );
+    if *negated {
+        format!("(i.event_count - {sum})")
+    } else {
+        sum
+    }
+}
+
+/// The conditions on issue `i` (status, assignment, level, times, text).
+fn issue_conditions(sql: &mut Sql<'_>, search: &IssueSearch) -> Vec<String> {
+    let mut conditions = Vec::new();
+    let filters = &search.query.filters;
+    let statuses = |negated: bool| -> Vec<String> {
+        filters
+            .iter()
+            .filter_map(|f| match f {
+                Filter::Status { negated: n, status } if *n == negated => Some(status.as_str().to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+    let (wanted, unwanted) = (statuses(false), statuses(true));
+    if wanted.is_empty() && unwanted.is_empty() && !search.any_status {
+        conditions.push(sql.member("i.status", false, vec![Status::Unresolved.as_str().into()]));
+    }
+    if !wanted.is_empty() {
+        conditions.push(sql.member("i.status", false, wanted));
+    }
+    if !unwanted.is_empty() {
+        conditions.push(sql.member("i.status", true, unwanted));
+    }
+    for filter in filters {
+        match filter {
+            Filter::HasAssignee(true) => conditions.push("i.assignee_id IS NOT NULL".into()),
+            Filter::HasAssignee(false) => conditions.push("i.assignee_id IS NULL".into()),
+            Filter::Assigned { negated, to } => {
+                let target = match to {
+                    // The viewer's id is bound second by every caller.
+                    Assignee::Me => format!("i.assignee_id = {}", (sql.dialect.placeholder)(2)),
+                    Assignee::Email(email) => {
+                        let p = sql.text(email);
+                        format!("i.assignee_id IN (SELECT u.id FROM users u WHERE LOWER(u.email) = {p})")
+                    }
+                };
+                conditions.push(if *negated { format!("(i.assignee_id IS NULL OR NOT ({target}))") } else { target });
+            }
+            Filter::Level { negated, levels } => {
+                conditions.push(sql.member("i.level", *negated, levels.iter().map(|l| l.to_string()).collect()))
+            }
+            Filter::Time { negated, field, op, at_ms } => {
+                let column = match field {
+                    TimeField::FirstSeen => "i.first_seen",
+                    TimeField::LastSeen => "i.last_seen",
+                };
+                let p = sql.bind(Bind::Int(*at_ms));
+                let condition = format!("{column} {} {p}", op.as_sql());
+                conditions.push(if *negated { format!("NOT ({condition})") } else { condition });
+            }
+            Filter::Status { .. } | Filter::TimesSeen { .. } | Filter::Event { .. } => {}
+        }
+    }
+    if !search.query.words.is_empty() {
+        let p = sql.text(&(sql.dialect.text_query)(&search.query.words));
+        conditions.push((sql.dialect.text_match)(&p));
+    }
+    conditions
+}
+
+/// The list and total queries of a search. Parameters 1 to 3 are
+/// `is_admin`, `user_id` and `project_id`, bound by the caller before the
+/// returned binds; the list's last two binds are its limit and offset, which
+/// the total query (given the binds without them) does not use.
+pub(super) struct SearchQueries {
+    pub list: String,
+    pub total: String,
+    pub binds: Vec<Bind>,
+    pub source: CountSource,
+}
+
+pub(super) fn search_queries(
+    dialect: &SearchDialect,
+    visible_org: &str,
+    search: &IssueSearch,
+    page: Page,
+) -> SearchQueries {
+    let mut sql = Sql { dialect, reserved: 3, binds: Vec::new() };
+    let project = (dialect.placeholder)(3);
+    let source = count_source(search);
+    let (count, users, last, first, join) = match source {
+        CountSource::AllEvents => {
+            ("i.event_count".to_string(), "i.user_count", "i.last_seen", "i.first_seen", String::new())
+        }
+        CountSource::Counters => {
+            (counter_count(&mut sql, search), "i.user_count", "i.last_seen", "i.first_seen", String::new())
+        }
+        CountSource::StoredEvents => {
+            let conditions = event_conditions(&mut sql, search);
+            let join = format!(
+                " JOIN (SELECT e.issue_id, COUNT(*) AS n, COUNT(DISTINCT e.user_key) AS u, \
+                 MAX(e.received_at) AS last_at, MIN(e.received_at) AS first_at \
+                 FROM events e WHERE e.project_id = {project} AND {conditions} GROUP BY e.issue_id) m ON m.issue_id = i.id"
+            );
+            ("m.n".to_string(), "m.u", "m.last_at", "m.first_at", join)
+        }
+    };
+    let mut conditions = issue_conditions(&mut sql, search);
+    conditions.insert(0, format!("{visible_org} AND i.project_id = {project}"));
+    let inner = format!(
+        "SELECT {ISSUE_COLUMNS}, {count} AS match_count, {users} AS match_users, {last} AS match_last, \
+         {first} AS match_first FROM issues i JOIN projects p ON p.id = i.project_id{join} WHERE {}",
+        conditions.join(" AND ")
+    );
+    let mut outer = vec!["x.match_count > 0".to_string()];
+    for filter in &search.query.filters {
+        if let Filter::TimesSeen { negated, op, count } = filter {
+            let p = sql.bind(Bind::Int(*count));
+            let condition = format!("x.match_count {} {p}", op.as_sql());
+            outer.push(if *negated { format!("NOT ({condition})") } else { condition });
+        }
+    }
+    let from = format!("FROM ({inner}) x WHERE {}", outer.join(" AND "));
+    let total = format!("SELECT COUNT(*) {from}");
+    let order = match search.sort {
+        IssueSort::LastSeen => "x.match_last",
+        IssueSort::FirstSeen => "x.match_first",
+        IssueSort::Events => "x.match_count",
+        IssueSort::Users => "x.match_users",
+    };
+    let limit = sql.bind(Bind::Int(page.limit + 1));
+    let offset = sql.bind(Bind::Int(page.offset));
+    let list = format!("SELECT x.* {from} ORDER BY {order} DESC, x.id DESC LIMIT {limit} OFFSET {offset}");
+    SearchQueries { list, total, binds: sql.binds, source }
+}
+
+/// For some listed issues (integer ids, formatted in, which the access-checked
+/// list query returned), the stored events that match the search: per issue
+/// and hour since `since_hour` when `hourly`, else distinct users per issue.
+/// The query reads each issue's events through `events_by_issue`; a
+/// condition on the project would let SQLite pick the project's whole index
+/// instead.
+pub(super) fn matching_events_query(
+    dialect: &SearchDialect,
+    search: &IssueSearch,
+    ids: &str,
+    hourly: Option<i64>,
+) -> (String, Vec<Bind>) {
+    let mut sql = Sql { dialect, reserved: 0, binds: Vec::new() };
+    let conditions = event_conditions(&mut sql, search);
+    let text = match hourly {
+        Some(since_hour) => {
+            let since = sql.bind(Bind::Int(since_hour * 3_600_000));
+            format!(
+                "SELECT e.issue_id, e.received_at / 3600000 AS hour, COUNT(*) AS n FROM events e \
+                 WHERE e.issue_id IN ({ids}) AND e.received_at >= {since} AND {conditions} \
+                 GROUP BY e.issue_id, e.received_at / 3600000 ORDER BY 1, 2"
+            )
+        }
+        None => format!(
+            "SELECT e.issue_id, CAST(0 AS BIGINT) AS hour, COUNT(DISTINCT e.user_key) AS n FROM events e \
+             WHERE e.issue_id IN ({ids}) AND {conditions} GROUP BY e.issue_id ORDER BY 1"
+        ),
+    };
+    (text, sql.binds)
+}
+
+/// Defines `search_issues_with` for one backend: `$pool` is its pool type,
+/// `$row` its row type, `$text` what a text bind goes through, `$dialect`
+/// its [`SearchDialect`] and `$visible_org` its access rule.
+macro_rules! search_runner {
+    ($pool:ty, $row:ty, $text:path, $dialect:expr, $visible_org:expr) => {
+        /// The search, run: a page of hits with their counts, the total, and
+        /// the hourly counts of the listed issues' matching events (from
+        /// the counters when the search has no event term).
+        async fn search_issues_with(
+            pool: &$pool,
+            viewer: Viewer,
+            project_id: i64,
+            search: &IssueSearch,
+            page: Page,
+            since_hour: i64,
+        ) -> StoreResult<(Vec<IssueHit>, i64, CountSource, Vec<HourCount>, bool)> {
+            let dialect: &super::search_sql::SearchDialect = $dialect;
+            let built = super::search_sql::search_queries(dialect, $visible_org, search, page);
+            macro_rules! bound {
+                ($sql:expr, $binds:expr) => {{
+                    let mut query = sqlx::query($sql).bind(viewer.is_admin).bind(viewer.user_id).bind(project_id);
+                    for bind in $binds {
+                        query = match bind {
+                            Bind::Int(i) => query.bind(*i),
+                            Bind::Text(t) => query.bind($text(t)),
+                        };
+                    }
+                    query
+                }};
+            }
+            let rows =
+                bound!(&built.list, &built.binds).fetch_all(pool).await.map_err(unavailable("searching issues"))?;
+            let mut hits = rows
+                .iter()
+                .map(|row: &$row| {
+                    Ok(IssueHit {
+                        issue: issue_from_row(row)?,
+                        count: row.try_get("match_count")?,
+                        users: row.try_get("match_users")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(unavailable("reading searched issues"))?;
+            let more = hits.len() as i64 > page.limit;
+            hits.truncate(page.limit as usize);
+            let total: i64 = if page.offset == 0 && !more {
+                hits.len() as i64
+            } else {
+                let row = bound!(&built.total, &built.binds[..built.binds.len() - 2])
+                    .fetch_one(pool)
+                    .await
+                    .map_err(unavailable("counting searched issues"))?;
+                row.try_get(0).map_err(unavailable("counting searched issues"))?
+            };
+            let mut hourly = Vec::new();
+            if built.source != CountSource::AllEvents && !hits.is_empty() {
+                let ids = hits.iter().map(|h| h.issue.id.to_string()).collect::<Vec<_>>().join(",");
+                let wanted: &[Option<i64>] =
+                    if built.source == CountSource::Counters { &[Some(since_hour), None] } else { &[Some(since_hour)] };
+                for hours in wanted {
+                    let (text, binds) = super::search_sql::matching_events_query(dialect, search, &ids, *hours);
+                    let mut query = sqlx::query(&text);
+                    for bind in &binds {
+                        query = match bind {
+                            Bind::Int(i) => query.bind(*i),
+                            Bind::Text(t) => query.bind($text(t)),
+                        };
+                    }
+                    let rows = query.fetch_all(pool).await.map_err(unavailable("counting matching events"))?;
+                    for row in &rows {
+                        let (issue_id, hour, n): (i64, i64, i64) = (
+                            row.try_get(0).map_err(unavailable("counting matching events"))?,
+                            row.try_get(1).map_err(unavailable("counting matching events"))?,
+                            row.try_get(2).map_err(unavailable("counting matching events"))?,
+                        );
+                        match hours {
+                            Some(_) => hourly.push(HourCount { issue_id, hour, count: n }),
+                            None => {
+                                if let Some(hit) = hits.iter_mut().find(|h| h.issue.id == issue_id) {
+                                    hit.users = n;
+                                }
+                            }
+                        }
+                    }
+                    if hours.is_none() {
+                        // Issues with no stored matching event have no users.
+                        let counted: Vec<i64> = rows.iter().filter_map(|r| r.try_get::<i64, _>(0).ok()).collect();
+                        for hit in hits.iter_mut().filter(|h| !counted.contains(&h.issue.id)) {
+                            hit.users = 0;
+                        }
+                    }
+                }
+            }
+            Ok((hits, total, built.source, hourly, more))
+        }
+    };
+}
+pub(super) use search_runner;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use booboo_core::search_query::parse;
+
+    fn queries(text: &str, sort: IssueSort) -> SearchQueries {
+        let search = IssueSearch { query: parse(text, 0).unwrap(), sort, any_status: false };
+        search_queries(&SQLITE, "1 = 1", &search, Page { offset: 0, limit: 25 })
+    }
+
+    #[test]
+    fn values_are_bound_never_formatted_in() {
+        let q = queries(
+            "env:\"x' OR 1=1 --\" browser:'evil' assigned:a@b.c lastSeen:-1h \"drop table\"",
+            IssueSort::LastSeen,
+        );
+        for text in [&q.list, &q.total] {
+            assert!(!text.contains("evil") && !text.contains("OR 1=1") && !text.contains("a@b.c"), "{text}");
+            assert!(!text.contains("drop"), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_count_source_follows_the_event_terms() {
+        assert_eq!(queries("timeout level:error", IssueSort::LastSeen).source, CountSource::AllEvents);
+        assert_eq!(queries("env:prod", IssueSort::Events).source, CountSource::Counters);
+        assert_eq!(queries("!release:[1, 2]", IssueSort::LastSeen).source, CountSource::Counters);
+        assert_eq!(queries("browser:Chrome", IssueSort::LastSeen).source, CountSource::Counters);
+        assert_eq!(queries("env:prod", IssueSort::Users).source, CountSource::StoredEvents);
+        assert_eq!(queries("env:prod release:1", IssueSort::LastSeen).source, CountSource::StoredEvents);
+        assert_eq!(queries("user.id:7", IssueSort::LastSeen).source, CountSource::StoredEvents);
+    }
+
+    #[test]
+    fn postgres_placeholders_are_numbered_after_the_reserved_three() {
+        let search = IssueSearch { query: parse("env:a level:error", 0).unwrap(), ..Default::default() };
+        let q = search_queries(&POSTGRES, "TRUE", &search, Page { offset: 0, limit: 10 });
+        assert!(q.list.contains("$4") && !q.list.contains('?'), "{}", q.list);
+        assert_eq!(q.binds.len(), 5); // env, default status, level, limit, offset
+    }
+}

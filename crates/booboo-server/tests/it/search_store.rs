@@ -1,0 +1,234 @@
+//! The issue search in the store, backend by backend: which issues each
+//! term keeps, and what counts, users and hourly figures mean when terms
+//! filter events (`docs/search.md`). Same shape as `store_conformance.rs`.
+
+use crate::support::*;
+use booboo_core::search_query;
+use booboo_server::store::{CountSource, IssueSearch, IssueSort, IssueStatus, Page, SearchResults, Store, Viewer};
+use serde_json::json;
+use std::sync::Arc;
+
+macro_rules! search_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, _dir) = crate::support::sqlite_store().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = crate::support::postgres::TestDatabase::create().await else {
+                        eprintln!("skipped: BOOBOO_TEST_DATABASE_URL is not set");
+                        return;
+                    };
+                    super::$name(db.store.clone()).await;
+                    db.drop().await;
+                }
+            )*
+        }
+    };
+}
+
+search_tests!(
+    every_term_keeps_the_right_issues,
+    event_terms_count_only_the_matching_events,
+    status_assignment_paging_and_access,
+);
+
+const HOUR: i64 = 3_600_000;
+/// The "now" relative times are resolved against.
+const NOW: i64 = T0 + 4 * HOUR;
+
+/// Three issues: `pay` (three events in two environments, three releases'
+/// worth of users and browsers), `ship` (one warning, no user) and `refund`
+/// (one fatal with its own message, in staging).
+async fn seed(store: &Arc<dyn Store>) -> i64 {
+    let token = format!("{:032x}", rand_u128());
+    let p = store.create_project("acme", "web", &token, T0).await.unwrap().0.id;
+    let batch = vec![
+        new_event(
+            p,
+            T0,
+            &body("pay", json!({"context": {"user": {"id": "u1"}}, "tags": {"browser": "chrome"}, "release": "1.0"})),
+        ),
+        new_event(
+            p,
+            T0 + HOUR,
+            &body(
+                "pay",
+                json!({"context": {"user": {"id": "u2"}}, "tags": {"browser": "firefox"}, "release": "1.1",
+                       "environment": "staging"}),
+            ),
+        ),
+        new_event(
+            p,
+            T0 + 2 * HOUR,
+            &body(
+                "pay",
+                json!({"context": {"user": {"email": "b@x.io"}}, "tags": {"browser": "chrome"}, "release": "1.1"}),
+            ),
+        ),
+        new_event(p, T0 + HOUR / 2, &body("ship", json!({"level": "warning"}))),
+        new_event(
+            p,
+            T0 + 3 * HOUR,
+            &body(
+                "refund",
+                json!({"message": "card declined timeout", "level": "fatal", "environment": "staging",
+                       "release": "2.0", "context": {"user": {"id": "u1"}}}),
+            ),
+        ),
+    ];
+    store.store_events(&batch).await.unwrap();
+    p
+}
+
+async fn search(store: &Arc<dyn Store>, viewer: Viewer, p: i64, text: &str, sort: IssueSort) -> SearchResults {
+    let query = search_query::parse(text, NOW).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    let search = IssueSearch { query, sort, any_status: false };
+    store.search_issues(viewer, p, &search, Page { offset: 0, limit: 50 }, T0 / HOUR - 1).await.unwrap()
+}
+
+/// The matching issues' functions (from the culprit) with their counts and
+/// users, in list order.
+async fn found(store: &Arc<dyn Store>, p: i64, text: &str) -> Vec<(String, i64, i64)> {
+    let results = search(store, ADMIN, p, text, IssueSort::Events).await;
+    assert_eq!(results.total, results.hits.items.len() as i64, "{text:?}: total");
+    results
+        .hits
+        .items
+        .iter()
+        .map(|h| (h.issue.culprit.split(' ').next().unwrap().to_string(), h.count, h.users))
+        .collect()
+}
+
+fn names(rows: &[(String, i64, i64)]) -> Vec<&str> {
+    let mut names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    names.sort();
+    names
+}
+
+async fn every_term_keeps_the_right_issues(store: Arc<dyn Store>) {
+    let p = seed(&store).await;
+    let cases: &[(&str, &[&str])] = &[
+        ("", &["pay", "refund", "ship"]),
+        ("refund", &["refund"]),
+        ("DECLIN", &["refund"]),
+        ("views", &["pay", "refund", "ship"]),
+        ("broke pay", &["pay"]),
+        ("\"card declined\"", &["refund"]),
+        ("nothinglikethis", &[]),
+        ("level:warning", &["ship"]),
+        ("level:>=error", &["pay", "refund"]),
+        ("!level:error", &["refund", "ship"]),
+        ("level:>fatal", &[]),
+        ("timesSeen:>1", &["pay"]),
+        ("!timesSeen:>1", &["refund", "ship"]),
+        ("firstSeen:-3h", &["refund"]),
+        ("age:+3h", &["pay", "ship"]),
+        ("lastSeen:<-3h", &["ship"]),
+        ("lastSeen:>=2026-01-01T02:00:00Z", &["pay", "refund"]),
+        ("env:staging", &["pay", "refund"]),
+        ("!environment:production", &["pay", "refund"]),
+        ("environment:[production, staging]", &["pay", "refund", "ship"]),
+        ("release:[1.1, 2.0]", &["pay", "refund"]),
+        ("!release:1.0", &["pay", "refund"]),
+        ("browser:chrome", &["pay"]),
+        ("!browser:chrome", &["pay", "refund", "ship"]),
+        ("runtime:python", &["refund", "ship"]),
+        ("user.id:u1", &["pay", "refund"]),
+        ("!user.id:u1", &["pay", "ship"]),
+        ("user.email:b@x.io", &["pay"]),
+        ("env:production release:1.1", &["pay"]),
+        ("env:staging level:fatal declined", &["refund"]),
+        ("env:production timesSeen:>=2", &["pay"]),
+        // Values are bound, never read as SQL or as full-text syntax.
+        ("env:\"x' OR '1'='1\"", &[]),
+        ("browser:\"a\\\"b\" NEAR", &[]),
+        ("OR AND NOT", &[]),
+    ];
+    for (text, expected) in cases {
+        let rows = found(&store, p, text).await;
+        assert_eq!(names(&rows), *expected, "{text:?}");
+    }
+}
+
+async fn event_terms_count_only_the_matching_events(store: Arc<dyn Store>) {
+    let p = seed(&store).await;
+    let all = search(&store, ADMIN, p, "", IssueSort::Events).await;
+    assert_eq!(all.counts, CountSource::AllEvents);
+    assert_eq!(found(&store, p, "").await[0], ("pay".into(), 3, 3));
+
+    // One environment: counts from the counters, users from stored events.
+    let production = search(&store, ADMIN, p, "env:production", IssueSort::Events).await;
+    assert_eq!(production.counts, CountSource::Counters);
+    assert_eq!(found(&store, p, "env:production").await, vec![("pay".into(), 2, 2), ("ship".into(), 1, 0)]);
+    let pay = production.hits.items[0].issue.id;
+    let mut hours: Vec<(i64, i64)> =
+        production.hourly.iter().filter(|h| h.issue_id == pay).map(|h| (h.hour - T0 / HOUR, h.count)).collect();
+    hours.sort();
+    assert_eq!(hours, vec![(0, 1), (2, 1)], "the chart counts production events only");
+    // The lifetime figures stay on the issue.
+    assert_eq!((production.hits.items[0].issue.count, production.hits.items[0].issue.users), (3, 3));
+
+    let elsewhere = found(&store, p, "!env:production").await;
+    // Equal counts list the newer issue first.
+    assert_eq!(elsewhere, vec![("refund".into(), 1, 1), ("pay".into(), 1, 1)]);
+    assert_eq!(found(&store, p, "!browser:chrome").await.iter().find(|r| r.0 == "pay").unwrap().1, 1);
+    assert_eq!(found(&store, p, "release:[1.0, 1.1]").await[0], ("pay".into(), 3, 3));
+
+    // Several terms: counts, users and chart from the stored events.
+    let both = search(&store, ADMIN, p, "env:production release:1.1", IssueSort::Events).await;
+    assert_eq!(both.counts, CountSource::StoredEvents);
+    assert_eq!(found(&store, p, "env:production release:1.1").await, vec![("pay".into(), 1, 1)]);
+    assert_eq!(both.hourly.iter().map(|h| (h.hour - T0 / HOUR, h.count)).collect::<Vec<_>>(), vec![(2, 1)]);
+    assert_eq!(found(&store, p, "user.id:u1").await, vec![("refund".into(), 1, 1), ("pay".into(), 1, 1)]);
+
+    // Sorting by users reads stored events even for one term.
+    let by_users = search(&store, ADMIN, p, "env:staging", IssueSort::Users).await;
+    assert_eq!(by_users.counts, CountSource::StoredEvents);
+    assert_eq!(by_users.hits.items.len(), 2);
+    // Sorting by last seen follows the matching events when they are read.
+    let latest = search(&store, ADMIN, p, "env:production user.id:u1", IssueSort::LastSeen).await;
+    assert_eq!(latest.hits.items.len(), 1);
+}
+
+async fn status_assignment_paging_and_access(store: Arc<dyn Store>) {
+    let p = seed(&store).await;
+    let ship = search(&store, ADMIN, p, "level:warning", IssueSort::LastSeen).await.hits.items[0].issue.id;
+    store.set_issue_status(ADMIN, ship, IssueStatus::Resolved).await.unwrap().unwrap();
+    assert_eq!(names(&found(&store, p, "").await), ["pay", "refund"], "unresolved by default");
+    assert_eq!(names(&found(&store, p, "is:resolved").await), ["ship"]);
+    assert_eq!(names(&found(&store, p, "!is:resolved").await), ["pay", "refund"]);
+    assert_eq!(names(&found(&store, p, "is:resolved is:unresolved").await), ["pay", "refund", "ship"]);
+    let any = IssueSearch { any_status: true, ..IssueSearch::default() };
+    let every = store.search_issues(ADMIN, p, &any, Page { offset: 0, limit: 50 }, 0).await.unwrap();
+    assert_eq!(every.total, 3);
+
+    assert_eq!(found(&store, p, "is:unassigned").await.len(), 2);
+    assert!(found(&store, p, "is:assigned").await.is_empty());
+    assert!(found(&store, p, "assigned:me").await.is_empty());
+    assert!(found(&store, p, "assigned:nobody@example.com").await.is_empty());
+    assert_eq!(found(&store, p, "!assigned:me").await.len(), 2);
+
+    // A page of one still says how many match in all.
+    let first = IssueSearch::default();
+    let page = store.search_issues(ADMIN, p, &first, Page { offset: 0, limit: 1 }, 0).await.unwrap();
+    assert_eq!((page.hits.items.len(), page.total, page.hits.next_offset), (1, 2, Some(1)));
+    let second = store.search_issues(ADMIN, p, &first, Page { offset: 1, limit: 1 }, 0).await.unwrap();
+    assert_eq!((second.hits.items.len(), second.total, second.hits.next_offset), (1, 2, None));
+    let filtered = IssueSearch { query: search_query::parse("env:staging", NOW).unwrap(), ..IssueSearch::default() };
+    let page = store.search_issues(ADMIN, p, &filtered, Page { offset: 0, limit: 1 }, 0).await.unwrap();
+    assert_eq!((page.hits.items.len(), page.total), (1, 2));
+
+    // Someone outside the organisation finds nothing.
+    let stranger = store.create_user("stranger@example.com", "x", false, T0).await.unwrap().viewer();
+    assert_eq!(search(&store, stranger, p, "", IssueSort::LastSeen).await.total, 0);
+    assert_eq!(search(&store, stranger, p, "env:staging", IssueSort::LastSeen).await.total, 0);
+}
