@@ -36,6 +36,7 @@ const SQLITE: &[Migration] = migrations!(
     "0007_alerts.sql",
     "0009_ignore_conditions.sql",
     "0010_limits_and_ownership.sql",
+    "0011_retention.sql",
 );
 const POSTGRES: &[Migration] = migrations!(
     "postgres": "0001_initial.sql",
@@ -45,6 +46,7 @@ const POSTGRES: &[Migration] = migrations!(
     "0007_alerts.sql",
     "0009_ignore_conditions.sql",
     "0010_limits_and_ownership.sql",
+    "0011_retention.sql",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {

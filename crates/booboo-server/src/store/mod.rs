@@ -6,6 +6,7 @@ pub mod alert_rules;
 mod alert_sql;
 mod migrations;
 pub mod postgres;
+mod retention_sql;
 mod rows;
 mod sign_in_limits;
 pub mod sqlite;
@@ -237,7 +238,12 @@ pub struct Issue {
     pub level: String,
     pub status: IssueStatus,
     pub is_regression: bool,
+    /// Every event counted, stored or not.
     pub count: i64,
+    /// Payloads of these events the store holds: `count` less `not_stored`.
+    pub stored: i64,
+    /// Counted events whose payload is not (or no longer) stored, by reason.
+    pub not_stored: NotStored,
     pub users: i64,
     pub first_seen: i64,
     pub last_seen: i64,
@@ -248,6 +254,15 @@ pub struct Issue {
     /// Names of the environments and releases the issue was seen in.
     pub environments: Vec<String>,
     pub releases: Vec<String>,
+}
+
+/// Counted events of an issue whose payload is not stored, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct NotStored {
+    /// Over the project's rate limit when they arrived.
+    pub rate_limit: i64,
+    /// Removed later by retention (count, age or disk limits).
+    pub retention: i64,
 }
 
 /// Counts of one value (an environment, a release, a tag value) on an issue.
@@ -442,6 +457,25 @@ pub enum StoreOutcome {
     },
     /// An event with this `(project, event_id)` was already stored.
     Duplicate,
+}
+
+/// A project's own retention limits; `None` means the installation's
+/// default (`Config::default_max_events`, `default_retention_days`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectRetentionLimits {
+    pub project_id: i64,
+    pub max_events: Option<i64>,
+    pub retention_days: Option<i64>,
+}
+
+/// One stored event as retention weighs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventAge {
+    /// The event's row id.
+    pub id: i64,
+    pub received_at: i64,
+    /// An issue's first event or the event of a regression: never evicted.
+    pub kept: bool,
 }
 
 #[async_trait]
@@ -745,6 +779,42 @@ pub trait Store: Send + Sync + 'static {
     async fn set_alert_email_opt_out(&self, user_id: i64, project_id: i64, opted_out: bool) -> StoreResult<()>;
     /// The projects whose alert e-mails a user opted out of.
     async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>>;
+
+    // --- retention (issue 12; crates/booboo-server/src/retention.rs runs it) ---
+    // Each write is one short transaction over at most a page of rows, and
+    // counts exactly the rows it removed, so several nodes may run retention
+    // at once.
+
+    /// Every project's own count and age limits.
+    async fn retention_limits(&self) -> StoreResult<Vec<ProjectRetentionLimits>>;
+    /// Stored payloads per project, for projects that have any.
+    async fn stored_per_project(&self) -> StoreResult<Vec<(i64, i64)>>;
+    /// Stored payloads per issue of a project, as `(issue_id, stored, not
+    /// kept)`: kept events (first, regressions) are never evicted.
+    async fn stored_per_issue(&self, project_id: i64) -> StoreResult<Vec<(i64, i64, i64)>>;
+    /// An issue's stored events, oldest first.
+    async fn issue_event_ages(&self, issue_id: i64) -> StoreResult<Vec<EventAge>>;
+    /// Deletes those of `ids` that belong to the issue and are neither kept
+    /// nor its latest event, and adds them to its `not_stored.retention`;
+    /// how many went.
+    async fn evict_events(&self, issue_id: i64, ids: &[i64]) -> StoreResult<u64>;
+    /// Deletes up to `limit` of a project's events received before `before`
+    /// (oldest first), counted on their issues as removed by retention.
+    async fn expire_events(&self, project_id: i64, before: i64, limit: i64) -> StoreResult<u64>;
+    /// Removes up to `limit` issues of a project last seen before `before`
+    /// with no stored event left.
+    async fn remove_empty_issues(&self, project_id: i64, before: i64, limit: i64) -> StoreResult<u64>;
+    /// Up to `limit` events received before `before` whose payload was not
+    /// lightened yet, oldest first, as `(row id, payload)`.
+    async fn events_to_lighten(&self, before: i64, limit: i64) -> StoreResult<Vec<(i64, String)>>;
+    /// Replaces payloads with their lightened form and marks them, once.
+    async fn replace_lightened(&self, payloads: &[(i64, String)]) -> StoreResult<u64>;
+    /// The bytes the database uses now, as the disk budget counts them.
+    async fn used_bytes(&self) -> StoreResult<u64>;
+    /// Returns free space to the file system where the backend can do it in
+    /// small steps (SQLite's `incremental_vacuum`), keeping `keep_bytes` of
+    /// free pages for new events to reuse.
+    async fn reclaim_space(&self, keep_bytes: u64) -> StoreResult<()>;
 }
 
 /// Opens the store a database URL names, creating and migrating it.

@@ -17,6 +17,11 @@ pub struct PostgresStore {
 
 row_readers!(PgRow);
 super::alert_sql::alert_queries!(sqlx::PgConnection, PgRow);
+super::retention_sql::retention_queries!(sqlx::PgConnection);
+
+/// Retention locks an issue's row before deleting its events, in the order
+/// ingest locks issues, so the two never deadlock.
+const LOCK_ISSUES: &str = " FOR UPDATE";
 
 /// Numbers the alert queries' `?` placeholders as PostgreSQL's `$1, $2, …`.
 fn q(sql: &str) -> String {
@@ -454,19 +459,16 @@ async fn store_one(
         return Ok(StoreOutcome::Duplicate);
     };
 
-    // Alert rules need to know whether the issue was resolved before this
-    // event: the row is locked from here to the commit (the upsert below
-    // would lock it anyway, in the same order), so no other node changes it
-    // in between.
-    let prior_status: Option<String> = if rules.is_empty() {
-        None
-    } else {
+    // Whether the issue was resolved before this event: alert rules need it,
+    // and so does retention, which never evicts the event of a regression.
+    // The row is locked from here to the commit (the upsert below would lock
+    // it anyway, in the same order), so no other node changes it in between.
+    let prior_status: Option<String> =
         sqlx::query_scalar("SELECT status FROM issues WHERE project_id = $1 AND fingerprint = $2 FOR UPDATE")
             .bind(e.project_id)
             .bind(&e.processed.fingerprint.fingerprint)
             .fetch_optional(&mut **tx)
-            .await?
-    };
+            .await?;
     let (issue_id, event_count, ignored_until_counts): (i64, i64, bool) = sqlx::query_as(
         "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, event_count, first_release) \
          VALUES ($1, $2, $3, $4, $5, 'unresolved', $6, $6, 1, NULLIF($7, '')) \
@@ -489,7 +491,15 @@ async fn store_one(
     .fetch_one(&mut **tx)
     .await?;
 
-    sqlx::query("UPDATE events SET issue_id = $1 WHERE id = $2").bind(issue_id).bind(row_id).execute(&mut **tx).await?;
+    // An issue's first event and the event of each regression are kept by
+    // retention whatever the limits.
+    let kept = event_count == 1 || prior_status.as_deref() == Some("resolved");
+    sqlx::query("UPDATE events SET issue_id = $1, kept = $2 WHERE id = $3")
+        .bind(issue_id)
+        .bind(kept)
+        .bind(row_id)
+        .execute(&mut **tx)
+        .await?;
     if !rules.is_empty() {
         let facts = IssueFacts { created: event_count == 1, regressed: prior_status.as_deref() == Some("resolved") };
         fire_alert_rules(tx, rules, e, issue_id, &facts).await?;
@@ -1937,6 +1947,77 @@ impl Store for PostgresStore {
     async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>> {
         let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
         opt_out_rows(&mut conn, user_id).await.map_err(unavailable("reading e-mail opt-outs"))
+    }
+
+    async fn retention_limits(&self) -> StoreResult<Vec<ProjectRetentionLimits>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        retention_limits_in(&mut conn).await.map_err(unavailable("reading retention limits"))
+    }
+
+    async fn stored_per_project(&self) -> StoreResult<Vec<(i64, i64)>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        stored_per_project_in(&mut conn).await.map_err(unavailable("counting stored events"))
+    }
+
+    async fn stored_per_issue(&self, project_id: i64) -> StoreResult<Vec<(i64, i64, i64)>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        stored_per_issue_in(&mut conn, project_id).await.map_err(unavailable("counting stored events"))
+    }
+
+    async fn issue_event_ages(&self, issue_id: i64) -> StoreResult<Vec<EventAge>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        issue_event_ages_in(&mut conn, issue_id).await.map_err(unavailable("reading an issue's events"))
+    }
+
+    async fn evict_events(&self, issue_id: i64, ids: &[i64]) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let n = evict_in(&mut tx, issue_id, ids).await.map_err(unavailable("evicting events"))?;
+        tx.commit().await.map_err(unavailable("committing an eviction"))?;
+        Ok(n)
+    }
+
+    async fn expire_events(&self, project_id: i64, before: i64, limit: i64) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let events =
+            expired_events_in(&mut tx, project_id, before, limit).await.map_err(unavailable("finding old events"))?;
+        let n = expire_in(&mut tx, &events, before).await.map_err(unavailable("deleting old events"))?;
+        tx.commit().await.map_err(unavailable("committing old events' deletion"))?;
+        Ok(n)
+    }
+
+    async fn remove_empty_issues(&self, project_id: i64, before: i64, limit: i64) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let n = remove_empty_issues_in(&mut tx, project_id, before, limit)
+            .await
+            .map_err(unavailable("removing issues without events"))?;
+        tx.commit().await.map_err(unavailable("committing removed issues"))?;
+        Ok(n)
+    }
+
+    async fn events_to_lighten(&self, before: i64, limit: i64) -> StoreResult<Vec<(i64, String)>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        events_to_lighten_in(&mut conn, before, limit).await.map_err(unavailable("finding events to lighten"))
+    }
+
+    async fn replace_lightened(&self, payloads: &[(i64, String)]) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let n = replace_lightened_in(&mut tx, payloads).await.map_err(unavailable("lightening events"))?;
+        tx.commit().await.map_err(unavailable("committing lightened events"))?;
+        Ok(n)
+    }
+
+    async fn used_bytes(&self) -> StoreResult<u64> {
+        let bytes: i64 = sqlx::query_scalar(super::retention_sql::POSTGRES_USED_BYTES)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable("measuring the database"))?;
+        Ok(bytes.max(0) as u64)
+    }
+
+    /// Nothing to do: autovacuum makes deleted rows' space reusable, and the
+    /// files keep it for new events.
+    async fn reclaim_space(&self, _keep_bytes: u64) -> StoreResult<()> {
+        Ok(())
     }
 }
 

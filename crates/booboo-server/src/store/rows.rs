@@ -45,7 +45,7 @@ pub(super) const PROJECT_COLUMNS: &str =
 
 pub(super) const ISSUE_COLUMNS: &str = "i.id, i.project_id, i.title, i.culprit, i.level, i.status, i.is_regression, \
      i.event_count, i.user_count, i.first_seen, i.last_seen, i.first_release, i.fingerprint, \
-     i.ignore_until, i.ignore_until_count, i.ignore_until_users";
+     i.ignore_until, i.ignore_until_count, i.ignore_until_users, i.not_stored_rate_limit, i.not_stored_retention";
 
 /// What a used, expired or unknown password link answers.
 pub(super) const PASSWORD_LINK_GONE: &str =
@@ -208,6 +208,11 @@ macro_rules! row_readers {
 
         fn issue_from_row(row: &$row) -> Result<Issue, sqlx::Error> {
             let status: String = row.try_get("status")?;
+            let count: i64 = row.try_get("event_count")?;
+            let not_stored = NotStored {
+                rate_limit: row.try_get("not_stored_rate_limit")?,
+                retention: row.try_get("not_stored_retention")?,
+            };
             Ok(Issue {
                 id: row.try_get("id")?,
                 project_id: row.try_get("project_id")?,
@@ -216,7 +221,9 @@ macro_rules! row_readers {
                 level: row.try_get("level")?,
                 status: IssueStatus::parse(&status).unwrap_or(IssueStatus::Unresolved),
                 is_regression: row.try_get("is_regression")?,
-                count: row.try_get("event_count")?,
+                count,
+                stored: (count - not_stored.rate_limit - not_stored.retention).max(0),
+                not_stored,
                 users: row.try_get("user_count")?,
                 first_seen: row.try_get("first_seen")?,
                 last_seen: row.try_get("last_seen")?,

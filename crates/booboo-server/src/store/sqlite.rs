@@ -5,7 +5,9 @@
 use super::migrations::{self, Backend};
 use super::rows::*;
 use super::*;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::Connection;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use std::path::PathBuf;
@@ -24,6 +26,14 @@ const SPACE_PROBE_BYTES: usize = 1 << 20;
 
 row_readers!(SqliteRow);
 super::alert_sql::alert_queries!(sqlx::SqliteConnection, SqliteRow);
+super::retention_sql::retention_queries!(sqlx::SqliteConnection);
+
+/// SQLite's write lock already serialises retention with ingest.
+const LOCK_ISSUES: &str = "";
+
+/// Free pages returned to the file system per `incremental_vacuum` step: a
+/// short hold of the write lock each.
+const VACUUM_STEP_PAGES: i64 = 256;
 
 /// The alert queries' placeholders are SQLite's own.
 fn q(sql: &str) -> String {
@@ -146,6 +156,10 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Incompatible(format!("invalid SQLite URL {url:?}: {e}")))?
             .create_if_missing(true)
+            // Takes effect on a new database only (an existing one keeps its
+            // mode until a VACUUM): retention then returns freed pages to
+            // the file system a step at a time (docs/operations.md).
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
@@ -320,17 +334,15 @@ async fn store_one(
         return Ok(StoreOutcome::Duplicate);
     };
 
-    // Alert rules need to know whether the issue was resolved before this
-    // event; the write lock is held, so nothing changes in between.
-    let prior_status: Option<String> = if rules.is_empty() {
-        None
-    } else {
+    // Whether the issue was resolved before this event: alert rules need it,
+    // and so does retention, which never evicts the event of a regression.
+    // The write lock is held, so nothing changes in between.
+    let prior_status: Option<String> =
         sqlx::query_scalar("SELECT status FROM issues WHERE project_id = ? AND fingerprint = ?")
             .bind(e.project_id)
             .bind(&e.processed.fingerprint.fingerprint)
             .fetch_optional(&mut **tx)
-            .await?
-    };
+            .await?;
     let (issue_id, event_count, ignored_until_counts): (i64, i64, bool) = sqlx::query_as(
         "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, event_count, first_release) \
          VALUES (?1, ?2, ?3, ?4, ?5, 'unresolved', ?6, ?6, 1, NULLIF(?7, '')) \
@@ -353,7 +365,15 @@ async fn store_one(
     .fetch_one(&mut **tx)
     .await?;
 
-    sqlx::query("UPDATE events SET issue_id = ? WHERE id = ?").bind(issue_id).bind(row_id).execute(&mut **tx).await?;
+    // An issue's first event and the event of each regression are kept by
+    // retention whatever the limits.
+    let kept = event_count == 1 || prior_status.as_deref() == Some("resolved");
+    sqlx::query("UPDATE events SET issue_id = ?, kept = ? WHERE id = ?")
+        .bind(issue_id)
+        .bind(kept)
+        .bind(row_id)
+        .execute(&mut **tx)
+        .await?;
     if !rules.is_empty() {
         let facts = IssueFacts { created: event_count == 1, regressed: prior_status.as_deref() == Some("resolved") };
         fire_alert_rules(tx, rules, e, issue_id, &facts).await?;
@@ -1849,5 +1869,100 @@ impl Store for SqliteStore {
     async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>> {
         let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
         opt_out_rows(&mut conn, user_id).await.map_err(unavailable("reading e-mail opt-outs"))
+    }
+
+    async fn retention_limits(&self) -> StoreResult<Vec<ProjectRetentionLimits>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        retention_limits_in(&mut conn).await.map_err(unavailable("reading retention limits"))
+    }
+
+    async fn stored_per_project(&self) -> StoreResult<Vec<(i64, i64)>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        stored_per_project_in(&mut conn).await.map_err(unavailable("counting stored events"))
+    }
+
+    async fn stored_per_issue(&self, project_id: i64) -> StoreResult<Vec<(i64, i64, i64)>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        stored_per_issue_in(&mut conn, project_id).await.map_err(unavailable("counting stored events"))
+    }
+
+    async fn issue_event_ages(&self, issue_id: i64) -> StoreResult<Vec<EventAge>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        issue_event_ages_in(&mut conn, issue_id).await.map_err(unavailable("reading an issue's events"))
+    }
+
+    async fn evict_events(&self, issue_id: i64, ids: &[i64]) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let n = evict_in(&mut tx, issue_id, ids).await.map_err(unavailable("evicting events"))?;
+        tx.commit().await.map_err(unavailable("committing an eviction"))?;
+        Ok(n)
+    }
+
+    async fn expire_events(&self, project_id: i64, before: i64, limit: i64) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let events =
+            expired_events_in(&mut tx, project_id, before, limit).await.map_err(unavailable("finding old events"))?;
+        let n = expire_in(&mut tx, &events, before).await.map_err(unavailable("deleting old events"))?;
+        tx.commit().await.map_err(unavailable("committing old events' deletion"))?;
+        Ok(n)
+    }
+
+    async fn remove_empty_issues(&self, project_id: i64, before: i64, limit: i64) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let n = remove_empty_issues_in(&mut tx, project_id, before, limit)
+            .await
+            .map_err(unavailable("removing issues without events"))?;
+        tx.commit().await.map_err(unavailable("committing removed issues"))?;
+        Ok(n)
+    }
+
+    async fn events_to_lighten(&self, before: i64, limit: i64) -> StoreResult<Vec<(i64, String)>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        events_to_lighten_in(&mut conn, before, limit).await.map_err(unavailable("finding events to lighten"))
+    }
+
+    async fn replace_lightened(&self, payloads: &[(i64, String)]) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let n = replace_lightened_in(&mut tx, payloads).await.map_err(unavailable("lightening events"))?;
+        tx.commit().await.map_err(unavailable("committing lightened events"))?;
+        Ok(n)
+    }
+
+    async fn used_bytes(&self) -> StoreResult<u64> {
+        let bytes: i64 = sqlx::query_scalar(super::retention_sql::SQLITE_USED_BYTES)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable("measuring the database"))?;
+        Ok(bytes.max(0) as u64)
+    }
+
+    async fn reclaim_space(&self, keep_bytes: u64) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        let (mode, page_size): (i64, i64) =
+            sqlx::query_as("SELECT av.auto_vacuum, ps.page_size FROM pragma_auto_vacuum() av, pragma_page_size() ps")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(unavailable("reading the vacuum mode"))?;
+        // 2 is INCREMENTAL; a database created before it was the default
+        // reuses its free pages but never returns them (one VACUUM switches it).
+        if mode != 2 {
+            return Ok(());
+        }
+        let keep_pages = keep_bytes as i64 / page_size.max(1);
+        for _ in 0..64 {
+            let free: i64 = sqlx::query_scalar("SELECT freelist_count FROM pragma_freelist_count()")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(unavailable("counting free pages"))?;
+            if free <= keep_pages {
+                break;
+            }
+            let step = (free - keep_pages).min(VACUUM_STEP_PAGES);
+            sqlx::query(&format!("PRAGMA incremental_vacuum({step})"))
+                .execute(&mut *conn)
+                .await
+                .map_err(unavailable("returning free pages"))?;
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,14 @@
+-- Retention (issue 12). `kept` marks the events eviction never takes: an
+-- issue's first event and the event of each regression, set when the event
+-- is stored. `lightened` marks an event whose payload was cut down to the
+-- lighter tier (no locals, request or breadcrumbs), so it is done once.
+ALTER TABLE events ADD COLUMN kept INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN lightened INTEGER NOT NULL DEFAULT 0;
+
+-- Events stored before this migration: each issue's first event is kept.
+UPDATE events SET kept = 1 WHERE id IN (SELECT MIN(id) FROM events WHERE issue_id IS NOT NULL GROUP BY issue_id);
+
+-- Age retention deletes a project's oldest events first; the lighter tier
+-- looks for old events not yet lightened.
+CREATE INDEX events_by_project_age ON events (project_id, received_at);
+CREATE INDEX events_not_lightened ON events (received_at) WHERE NOT lightened;
