@@ -83,6 +83,21 @@ struct Cli {
     /// Bytes of request bodies and queued events held at once; past it ingestion answers "retry later" (default 256 MiB).
     #[arg(long, global = true, env = "BOOBOO_MAX_INFLIGHT_BYTES", value_name = "BYTES")]
     max_inflight_bytes: Option<usize>,
+    /// Stored events per project unless the project sets its own limit (default 100000).
+    #[arg(long, global = true, env = "BOOBOO_DEFAULT_MAX_EVENTS", value_name = "N")]
+    default_max_events: Option<usize>,
+    /// Days events are kept unless the project sets its own limit (default 90).
+    #[arg(long, global = true, env = "BOOBOO_DEFAULT_RETENTION_DAYS", value_name = "DAYS")]
+    default_retention_days: Option<usize>,
+    /// The database's disk budget; past it retention evicts across projects (default off).
+    #[arg(long, global = true, env = "BOOBOO_MAX_DISK_BYTES", value_name = "BYTES")]
+    max_disk_bytes: Option<u64>,
+    /// Days after which events keep exception, stack and tags but lose locals, request and breadcrumbs (default off).
+    #[arg(long, global = true, env = "BOOBOO_FULL_PAYLOAD_DAYS", value_name = "DAYS")]
+    full_payload_days: Option<usize>,
+    /// Seconds between retention passes (default 60).
+    #[arg(long, global = true, env = "BOOBOO_RETENTION_INTERVAL", value_name = "SECONDS")]
+    retention_interval: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -126,6 +141,19 @@ enum Command {
     Export {
         #[arg(value_name = "ORG/PROJECT")]
         path: String,
+    },
+    /// Apply the retention limits now (the server does it every --retention-interval).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// One retention pass: age and count limits, the lighter tier, the disk budget.
+    Run {
+        /// Measure ages from this time (RFC 3339, e.g. 2030-01-01T00:00:00Z) instead of now.
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
     },
 }
 
@@ -325,6 +353,11 @@ pub fn run() -> Result<(), String> {
         idle_timeout: cli.idle_timeout,
         max_connections: cli.max_connections,
         max_inflight_bytes: cli.max_inflight_bytes,
+        default_max_events: cli.default_max_events,
+        default_retention_days: cli.default_retention_days,
+        max_disk_bytes: cli.max_disk_bytes,
+        full_payload_days: cli.full_payload_days,
+        retention_interval: cli.retention_interval,
     })?;
     if let Command::Config(ConfigCommand::Show) = cli.command {
         print!("{}", config.show());
@@ -364,6 +397,7 @@ pub fn run() -> Result<(), String> {
             }
             Command::Export { path } => export(store, &path).await,
             Command::Alert(command) => alert(store, &config, command).await,
+            Command::Retention(RetentionCommand::Run { now }) => retention_run(&*store, &config, now.as_deref()).await,
             Command::Serve | Command::Config(_) | Command::Restore { .. } | Command::Email(_) => {
                 unreachable!("handled above")
             }
@@ -385,6 +419,7 @@ fn validate_arguments(command: &Command) -> Result<(), String> {
         | Command::Alert(AlertCommand::List { path }) => split_project_path(path).map(|_| ()),
         Command::Alert(AlertCommand::Add(add)) => split_project_path(&add.path).map(|_| ()),
         Command::Alert(AlertCommand::Test { .. }) | Command::Alert(AlertCommand::Remove { .. }) => Ok(()),
+        Command::Retention(RetentionCommand::Run { now }) => now.as_deref().map(parse_now).transpose().map(|_| ()),
         Command::Serve | Command::Config(_) | Command::Email(_) | Command::Backup { .. } | Command::Restore { .. } => {
             Ok(())
         }
@@ -760,4 +795,27 @@ fn cli_field(e: &crate::alerts::rules::FieldError) -> String {
         other => other.to_string(),
     };
     format!("{field}: {}", e.message)
+}
+
+/// `--now` for `booboo retention run`: an RFC 3339 time, as milliseconds.
+fn parse_now(text: &str) -> Result<i64, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(booboo_core::timestamp::unix_millis)
+        .map_err(|_| format!("--now: {text:?} is not an RFC 3339 time such as 2030-01-01T00:00:00Z"))
+}
+
+async fn retention_run(store: &dyn Store, config: &Config, now: Option<&str>) -> Result<(), String> {
+    let now = match now {
+        Some(text) => parse_now(text)?,
+        None => crate::clock::now_millis(),
+    };
+    let report = crate::retention::run_once(store, &crate::retention::RetentionSettings::from_config(config), now, None)
+        .await
+        .map_err(|e| format!("retention failed (nothing half-done is left; run it again): {e}"))?;
+    println!(
+        "Removed {} events over their project's limit, {} older than the age limit and {} over the disk budget; \
+         removed {} issues with no event left; lightened {} events.",
+        report.over_count, report.over_age, report.over_disk, report.issues_removed, report.lightened
+    );
+    Ok(())
 }

@@ -42,6 +42,12 @@ pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Request bodies being read plus events waiting for the database, in bytes.
 pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 256 * 1024 * 1024;
+/// Stored events per project unless the project sets its own limit.
+pub const DEFAULT_MAX_EVENTS: i64 = 100_000;
+/// Days an event is kept unless the project sets its own limit.
+pub const DEFAULT_RETENTION_DAYS: i64 = 90;
+/// Seconds between retention passes.
+pub const DEFAULT_RETENTION_INTERVAL_SECS: u64 = 60;
 
 #[derive(Clone)]
 pub struct Config {
@@ -87,6 +93,14 @@ pub struct Config {
     pub max_connections: usize,
     /// One budget for request bodies in flight and queued events.
     pub max_inflight_bytes: usize,
+    /// Retention (docs/operations.md): stored events per project and days
+    /// kept when a project sets none, the database's disk budget, the age
+    /// after which payloads are lightened, and the time between passes.
+    pub default_max_events: i64,
+    pub default_retention_days: i64,
+    pub max_disk_bytes: Option<u64>,
+    pub full_payload_days: Option<i64>,
+    pub retention_interval: Duration,
 }
 
 impl Config {
@@ -121,6 +135,11 @@ pub struct Overrides {
     pub idle_timeout: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_inflight_bytes: Option<usize>,
+    pub default_max_events: Option<usize>,
+    pub default_retention_days: Option<usize>,
+    pub max_disk_bytes: Option<u64>,
+    pub full_payload_days: Option<usize>,
+    pub retention_interval: Option<u64>,
 }
 
 impl Config {
@@ -245,7 +264,57 @@ impl Config {
                 "--max-inflight-bytes: {max_inflight_bytes} is below --max-body-bytes ({max_body_bytes}); the budget must hold one event"
             ));
         }
+        let default_max_events =
+            number(overrides.default_max_events, "default_max_events", DEFAULT_MAX_EVENTS as usize)?;
+        if !(1..=1_000_000_000).contains(&default_max_events) {
+            return Err(format!("--default-max-events: {default_max_events} is outside 1 to 1000000000"));
+        }
+        let default_retention_days =
+            number(overrides.default_retention_days, "default_retention_days", DEFAULT_RETENTION_DAYS as usize)?;
+        if !(1..=36_500).contains(&default_retention_days) {
+            return Err(format!("--default-retention-days: {default_retention_days} is outside 1 to 36500"));
+        }
+        // Off unless set; 0 in the file or the environment also means off.
+        let max_disk_bytes = match overrides.max_disk_bytes {
+            Some(n) => Some(n),
+            None => match file.get("max_disk_bytes") {
+                Some(v) => Some(
+                    v.parse::<u64>()
+                        .map_err(|_| format!("config file: `max_disk_bytes` must be a whole number, got {v:?}"))?,
+                ),
+                None => None,
+            },
+        }
+        .filter(|n| *n > 0);
+        if let Some(n) = max_disk_bytes.filter(|n| *n < 1_048_576) {
+            return Err(format!("--max-disk-bytes: {n} is below 1048576 (1 MiB); the schema alone needs that"));
+        }
+        let full_payload_days = match overrides.full_payload_days {
+            Some(n) => Some(n),
+            None => match file.get("full_payload_days") {
+                Some(v) => Some(
+                    v.parse::<usize>()
+                        .map_err(|_| format!("config file: `full_payload_days` must be a whole number, got {v:?}"))?,
+                ),
+                None => None,
+            },
+        }
+        .filter(|n| *n > 0);
+        if let Some(n) = full_payload_days.filter(|n| *n > 36_500) {
+            return Err(format!("--full-payload-days: {n} is above 36500"));
+        }
+        let retention_interval = seconds(
+            overrides.retention_interval,
+            "retention_interval",
+            "--retention-interval",
+            DEFAULT_RETENTION_INTERVAL_SECS,
+        )?;
         Ok(Config {
+            default_max_events: default_max_events as i64,
+            default_retention_days: default_retention_days as i64,
+            max_disk_bytes,
+            full_payload_days: full_payload_days.map(|n| n as i64),
+            retention_interval,
             alert_email_cap,
             alert_email_period,
             outbound_allow,
@@ -296,7 +365,7 @@ impl Config {
     /// `key = value` lines, secrets redacted, for `booboo config show`.
     pub fn show(&self) -> String {
         format!(
-            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\noutbound_allow = {}\nalert_retry_first_ms = {}\nalert_email_cap = {}\nalert_email_period = {}\nsmtp_url = {}\nemail_from = {}\nheader_timeout = {}\nbody_timeout = {}\nidle_timeout = {}\nmax_connections = {}\nmax_inflight_bytes = {}\n",
+            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\noutbound_allow = {}\nalert_retry_first_ms = {}\nalert_email_cap = {}\nalert_email_period = {}\nsmtp_url = {}\nemail_from = {}\nheader_timeout = {}\nbody_timeout = {}\nidle_timeout = {}\nmax_connections = {}\nmax_inflight_bytes = {}\ndefault_max_events = {}\ndefault_retention_days = {}\nmax_disk_bytes = {}\nfull_payload_days = {}\nretention_interval = {}\n",
             self.bind,
             self.data_dir.display(),
             crate::store::redact_url(&self.database_url),
@@ -318,6 +387,11 @@ impl Config {
             self.idle_timeout.as_secs(),
             self.max_connections,
             self.max_inflight_bytes,
+            self.default_max_events,
+            self.default_retention_days,
+            self.max_disk_bytes.unwrap_or(0),
+            self.full_payload_days.unwrap_or(0),
+            self.retention_interval.as_secs(),
         )
     }
 }
@@ -369,6 +443,11 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
             "idle_timeout",
             "max_connections",
             "max_inflight_bytes",
+            "default_max_events",
+            "default_retention_days",
+            "max_disk_bytes",
+            "full_payload_days",
+            "retention_interval",
         ];
         if !known.contains(&key) {
             return Err(format!("{}:{}: unknown setting `{key}`", path.display(), n + 1));

@@ -55,6 +55,18 @@ pub struct RetentionSettings {
     pub interval: Duration,
 }
 
+impl RetentionSettings {
+    pub fn from_config(config: &crate::config::Config) -> RetentionSettings {
+        RetentionSettings {
+            default_max_events: config.default_max_events,
+            default_retention_days: config.default_retention_days,
+            max_disk_bytes: config.max_disk_bytes,
+            full_payload_days: config.full_payload_days,
+            interval: config.retention_interval,
+        }
+    }
+}
+
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetentionReport {
