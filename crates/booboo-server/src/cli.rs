@@ -809,9 +809,10 @@ async fn retention_run(store: &dyn Store, config: &Config, now: Option<&str>) ->
         Some(text) => parse_now(text)?,
         None => crate::clock::now_millis(),
     };
-    let report = crate::retention::run_once(store, &crate::retention::RetentionSettings::from_config(config), now, None)
-        .await
-        .map_err(|e| format!("retention failed (nothing half-done is left; run it again): {e}"))?;
+    let report =
+        crate::retention::run_once(store, &crate::retention::RetentionSettings::from_config(config), now, None)
+            .await
+            .map_err(|e| format!("retention failed (nothing half-done is left; run it again): {e}"))?;
     println!(
         "Removed {} events over their project's limit, {} older than the age limit and {} over the disk budget; \
          removed {} issues with no event left; lightened {} events.",

@@ -14,8 +14,10 @@
 //! its whole life ([`choose_victims`]).
 //!
 //! Every write is one short transaction of at most [`PAGE`] rows, so ingest
-//! waits at most for one page. Several nodes may run it at once on
-//! PostgreSQL: each delete counts only the rows it removed.
+//! waits at most for one page. With several nodes one holds a lease and runs
+//! the passes; should two passes ever overlap (a lease that ran out mid-pass,
+//! `booboo retention run` beside a server), each delete still counts only
+//! the rows it removed, so counts stay exact.
 
 use crate::clock;
 use crate::metrics::Metrics;
@@ -91,13 +93,27 @@ pub struct Retention {
 impl Retention {
     pub fn start(store: Arc<dyn Store>, metrics: Arc<Metrics>, settings: RetentionSettings) -> Retention {
         let (stop, mut stopped) = watch::channel(false);
+        let node = format!("node-{}", crate::secrets::new_event_id());
+        // A lease long enough to outlast a slow pass, short enough that
+        // another node takes over soon after this one dies.
+        let lease_ms = (settings.interval.as_millis() as i64).saturating_mul(3).max(30_000);
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(settings.interval) => {}
                     _ = stopped.changed() => return,
                 }
-                match run_once(&*store, &settings, clock::now_millis(), Some(&stopped)).await {
+                let now = clock::now_millis();
+                match store.take_retention_lease(&node, now, now + lease_ms).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        metrics.retention_failed();
+                        tracing::warn!("retention: cannot take its lease (the next pass retries): {e}");
+                        continue;
+                    }
+                }
+                match run_once(&*store, &settings, now, Some(&stopped)).await {
                     Ok(report) => {
                         metrics.retention("count", report.over_count);
                         metrics.retention("age", report.over_age);

@@ -12,3 +12,14 @@ UPDATE events SET kept = 1 WHERE id IN (SELECT MIN(id) FROM events WHERE issue_i
 -- looks for old events not yet lightened.
 CREATE INDEX events_by_project_age ON events (project_id, received_at);
 CREATE INDEX events_not_lightened ON events (received_at) WHERE NOT lightened;
+
+-- One node runs the background retention pass at a time: it holds this
+-- lease until `until` and renews it each pass; a node that dies lets it
+-- expire. (Its deletes would be safe side by side, but two passes planned
+-- from the same counts would evict twice as much.)
+CREATE TABLE retention_lease (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    holder TEXT NOT NULL,
+    until INTEGER NOT NULL
+);
+INSERT INTO retention_lease (id, holder, until) VALUES (1, '', 0);

@@ -785,6 +785,9 @@ pub trait Store: Send + Sync + 'static {
     // counts exactly the rows it removed, so several nodes may run retention
     // at once.
 
+    /// Takes or renews the retention lease for `node` until `until`: `true`
+    /// if this node holds it, `false` while another node's is live.
+    async fn take_retention_lease(&self, node: &str, now: i64, until: i64) -> StoreResult<bool>;
     /// Every project's own count and age limits.
     async fn retention_limits(&self) -> StoreResult<Vec<ProjectRetentionLimits>>;
     /// Stored payloads per project, for projects that have any.

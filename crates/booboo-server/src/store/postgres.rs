@@ -1949,6 +1949,11 @@ impl Store for PostgresStore {
         opt_out_rows(&mut conn, user_id).await.map_err(unavailable("reading e-mail opt-outs"))
     }
 
+    async fn take_retention_lease(&self, node: &str, now: i64, until: i64) -> StoreResult<bool> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        take_retention_lease_in(&mut conn, node, now, until).await.map_err(unavailable("taking the retention lease"))
+    }
+
     async fn retention_limits(&self) -> StoreResult<Vec<ProjectRetentionLimits>> {
         let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
         retention_limits_in(&mut conn).await.map_err(unavailable("reading retention limits"))

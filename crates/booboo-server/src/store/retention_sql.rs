@@ -188,6 +188,20 @@ macro_rules! retention_queries {
             .rows_affected())
         }
 
+        /// Takes or renews the one retention lease until `until`; whether
+        /// this node holds it now.
+        async fn take_retention_lease_in(conn: &mut $conn, node: &str, now: i64, until: i64) -> Result<bool, sqlx::Error> {
+            Ok(sqlx::query(&q("UPDATE retention_lease SET holder = ?, until = ? WHERE id = 1 AND (holder = ? OR until <= ?)"))
+                .bind(node)
+                .bind(until)
+                .bind(node)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+                == 1)
+        }
+
         async fn events_to_lighten_in(
             conn: &mut $conn,
             before: i64,

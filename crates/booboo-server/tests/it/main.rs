@@ -2,6 +2,7 @@
 //!
 //! - `store_conformance`: every store test, run against SQLite always and
 //!   against PostgreSQL when BOOBOO_TEST_DATABASE_URL names one.
+//! - `retention_store`: retention's rules, per backend, with the same macro.
 //! - `ingest_http`: the router over real HTTP semantics and a real SQLite.
 //! - `sentry_http`: Sentry's envelope and store endpoints, the same way.
 //! - `web_pages`: every dashboard page through the router on a seeded SQLite.
@@ -9,6 +10,8 @@
 mod architecture;
 mod ingest_http;
 mod sentry_http;
+#[macro_use]
 mod store_conformance;
+mod retention_store;
 mod support;
 mod web_pages;
