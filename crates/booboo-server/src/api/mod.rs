@@ -104,6 +104,8 @@ pub fn issue_json(i: &Issue) -> Value {
         "status": i.status,
         "is_regression": i.is_regression,
         "count": i.count,
+        "stored": i.stored,
+        "not_stored": i.not_stored,
         "users": i.users,
         "first_seen": time_text(i.first_seen),
         "last_seen": time_text(i.last_seen),
