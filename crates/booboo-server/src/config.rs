@@ -555,6 +555,32 @@ mod tests {
     }
 
     #[test]
+    fn retention_settings_have_defaults_come_from_the_file_and_refuse_absurd_values() {
+        let default = Config::load(Overrides::default()).unwrap();
+        assert_eq!((default.default_max_events, default.default_retention_days), (100_000, 90));
+        assert_eq!((default.max_disk_bytes, default.full_payload_days), (None, None));
+        assert_eq!(default.retention_interval, Duration::from_secs(60));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("booboo.conf");
+        std::fs::write(&file, "default_max_events = 1000\nmax_disk_bytes = 2000000000\nfull_payload_days = 0\n")
+            .unwrap();
+        let config = Config::load(Overrides { config_file: Some(file), ..Overrides::default() }).unwrap();
+        assert_eq!((config.default_max_events, config.max_disk_bytes), (1000, Some(2_000_000_000)));
+        assert_eq!(config.full_payload_days, None, "0 means off");
+        assert!(config.show().contains("default_max_events = 1000"));
+        for (overrides, flag) in [
+            (Overrides { default_max_events: Some(0), ..Overrides::default() }, "--default-max-events"),
+            (Overrides { default_retention_days: Some(0), ..Overrides::default() }, "--default-retention-days"),
+            (Overrides { max_disk_bytes: Some(4096), ..Overrides::default() }, "--max-disk-bytes"),
+            (Overrides { full_payload_days: Some(100_000), ..Overrides::default() }, "--full-payload-days"),
+            (Overrides { retention_interval: Some(0), ..Overrides::default() }, "--retention-interval"),
+        ] {
+            let err = Config::load(overrides).err().unwrap();
+            assert!(err.contains(flag), "{err}");
+        }
+    }
+
+    #[test]
     fn smtp_settings_come_from_the_file_and_the_password_is_never_shown() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("booboo.conf");
