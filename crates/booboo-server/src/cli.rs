@@ -83,18 +83,25 @@ struct Cli {
     /// Bytes of request bodies and queued events held at once; past it ingestion answers "retry later" (default 256 MiB).
     #[arg(long, global = true, env = "BOOBOO_MAX_INFLIGHT_BYTES", value_name = "BYTES")]
     max_inflight_bytes: Option<usize>,
-    /// Stored events per project unless the project sets its own limit (default 100000).
+    /// Stored events a project keeps when it sets no limit of its own (default 100000).
     #[arg(long, global = true, env = "BOOBOO_DEFAULT_MAX_EVENTS", value_name = "N")]
-    default_max_events: Option<usize>,
-    /// Days events are kept unless the project sets its own limit (default 90).
+    default_max_events: Option<String>,
+    /// Days events are kept when the project sets no limit of its own (default 90).
     #[arg(long, global = true, env = "BOOBOO_DEFAULT_RETENTION_DAYS", value_name = "DAYS")]
-    default_retention_days: Option<usize>,
-    /// The database's disk budget; past it retention evicts across projects (default off).
-    #[arg(long, global = true, env = "BOOBOO_MAX_DISK_BYTES", value_name = "BYTES")]
-    max_disk_bytes: Option<u64>,
-    /// Days after which events keep exception, stack and tags but lose locals, request and breadcrumbs (default off).
+    default_retention_days: Option<String>,
+    /// A budget for the database on disk, such as 20GB or 500MiB (default off).
+    #[arg(long, global = true, env = "BOOBOO_MAX_DISK_BYTES", value_name = "SIZE")]
+    max_disk_bytes: Option<String>,
+    /// Days after which events keep only exception, stack trace and tags (default off).
     #[arg(long, global = true, env = "BOOBOO_FULL_PAYLOAD_DAYS", value_name = "DAYS")]
-    full_payload_days: Option<usize>,
+    full_payload_days: Option<String>,
+    /// Free disk below which ingestion sheds load, such as 1GiB; 0 turns it off (default 1GiB).
+    #[arg(long, global = true, env = "BOOBOO_MIN_FREE_DISK", value_name = "SIZE")]
+    min_free_disk: Option<String>,
+    /// Events stored per period for all projects together, such as 5000/hour (default off). Given
+    /// before the command (`booboo --rate-limit 5000/hour serve`): after it, `project set` has its own.
+    #[arg(long, env = "BOOBOO_RATE_LIMIT", value_name = "RATE")]
+    rate_limit: Option<String>,
     /// Seconds between retention passes (default 60).
     #[arg(long, global = true, env = "BOOBOO_RETENTION_INTERVAL", value_name = "SECONDS")]
     retention_interval: Option<u64>,
@@ -212,6 +219,47 @@ enum ProjectCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Change ORG/PROJECT's limits; prints the settings that then apply.
+    Set(ProjectSet),
+}
+
+#[derive(clap::Args)]
+struct ProjectSet {
+    #[arg(value_name = "ORG/PROJECT")]
+    path: String,
+    /// Stored events the project keeps, or `default` for the installation's.
+    #[arg(long, value_name = "N|default", allow_hyphen_values = true)]
+    max_events: Option<String>,
+    /// Days events are kept, or `default` for the installation's.
+    #[arg(long, value_name = "DAYS|default", allow_hyphen_values = true)]
+    retention_days: Option<String>,
+    /// Events stored per period, such as 100/min or 5000/hour, or `off`.
+    #[arg(long, value_name = "RATE|off")]
+    rate_limit: Option<String>,
+    /// Cap the project at a multiple of its own recent hourly rate: on or off.
+    #[arg(long, value_name = "on|off")]
+    spike_guard: Option<String>,
+}
+
+impl ProjectSet {
+    /// The change the flags ask for, each value checked before the database is opened.
+    fn patch(&self) -> Result<crate::store::ProjectLimitsPatch, String> {
+        use crate::store::project_limits::{read_max_events, read_rate_limit, read_retention_days, read_switch};
+        let mut patch = crate::store::ProjectLimitsPatch::default();
+        if let Some(v) = &self.max_events {
+            patch.max_events = read_max_events(v).map_err(|e| format!("--max-events: {e}"))?;
+        }
+        if let Some(v) = &self.retention_days {
+            patch.retention_days = read_retention_days(v).map_err(|e| format!("--retention-days: {e}"))?;
+        }
+        if let Some(v) = &self.rate_limit {
+            patch.rate_limit = read_rate_limit(v).map_err(|e| format!("--rate-limit: {e}"))?;
+        }
+        if let Some(v) = &self.spike_guard {
+            patch.spike_guard = Some(read_switch(v).map_err(|e| format!("--spike-guard: {e}"))?);
+        }
+        Ok(patch)
+    }
 }
 
 #[derive(Subcommand)]
@@ -357,6 +405,8 @@ pub fn run() -> Result<(), String> {
         default_retention_days: cli.default_retention_days,
         max_disk_bytes: cli.max_disk_bytes,
         full_payload_days: cli.full_payload_days,
+        min_free_disk: cli.min_free_disk,
+        rate_limit: cli.rate_limit,
         retention_interval: cli.retention_interval,
     })?;
     if let Command::Config(ConfigCommand::Show) = cli.command {
@@ -389,6 +439,7 @@ pub fn run() -> Result<(), String> {
             Command::Member(MemberCommand::Add { org, email, role }) => add_member(&*store, &org, &email, role).await,
             Command::Project(ProjectCommand::Create { path }) => create_project(&*store, &config, &path).await,
             Command::Project(ProjectCommand::Delete { path, yes }) => delete_project(&*store, &path, yes).await,
+            Command::Project(ProjectCommand::Set(set)) => set_project(&*store, &config, &set).await,
             Command::Token(TokenCommand::Create { email, label }) => create_token(&*store, &email, &label).await,
             Command::Backup { path } => {
                 backup::backup(&*store, &path).await?;
@@ -418,6 +469,10 @@ fn validate_arguments(command: &Command) -> Result<(), String> {
         | Command::Export { path }
         | Command::Alert(AlertCommand::List { path }) => split_project_path(path).map(|_| ()),
         Command::Alert(AlertCommand::Add(add)) => split_project_path(&add.path).map(|_| ()),
+        Command::Project(ProjectCommand::Set(set)) => {
+            split_project_path(&set.path)?;
+            set.patch().map(|_| ())
+        }
         Command::Alert(AlertCommand::Test { .. }) | Command::Alert(AlertCommand::Remove { .. }) => Ok(()),
         Command::Retention(RetentionCommand::Run { now }) => now.as_deref().map(parse_now).transpose().map(|_| ()),
         Command::Serve | Command::Config(_) | Command::Email(_) | Command::Backup { .. } | Command::Restore { .. } => {
@@ -613,6 +668,34 @@ async fn delete_project(store: &dyn Store, path: &str, yes: bool) -> Result<(), 
     }
     store.delete_project(operator, project.id, clock::now_millis()).await.map_err(|e| e.to_string())?;
     println!("Deleted project {org}/{slug}.");
+    Ok(())
+}
+
+async fn set_project(store: &dyn Store, config: &Config, set: &ProjectSet) -> Result<(), String> {
+    let (org, slug) = split_project_path(&set.path)?;
+    let patch = set.patch()?;
+    let operator = crate::store::Viewer { user_id: 0, is_admin: true };
+    let project = store
+        .project_for(operator, org, slug)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no project {org}/{slug}"))?;
+    let limits = if patch.is_empty() {
+        project.limits
+    } else {
+        store
+            .set_project_limits(operator, project.id, &patch)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no project {org}/{slug}"))?
+    };
+    let effective = limits.effective(config.limit_defaults());
+    let source = |own: bool| if own { "" } else { " (installation default)" };
+    println!("{org}/{slug}:");
+    println!("  max events:     {}{}", effective.max_events, source(limits.max_events.is_some()));
+    println!("  retention days: {}{}", effective.retention_days, source(limits.retention_days.is_some()));
+    println!("  rate limit:     {}", effective.rate_limit.map_or("off".to_string(), |r| r.to_string()));
+    println!("  spike guard:    {}", if effective.spike_guard { "on" } else { "off" });
     Ok(())
 }
 

@@ -8,6 +8,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::store::project_limits::{check_max_events, check_retention_days};
+use crate::store::{LimitDefaults, RateLimit};
+
 pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
 pub const DEFAULT_DATA_DIR: &str = "./booboo-data";
 /// Existing clients send up to 100 KB; a megabyte leaves room for our own.
@@ -42,10 +45,12 @@ pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Request bodies being read plus events waiting for the database, in bytes.
 pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 256 * 1024 * 1024;
-/// Stored events per project unless the project sets its own limit.
+/// Stored events a project keeps unless it says otherwise.
 pub const DEFAULT_MAX_EVENTS: i64 = 100_000;
-/// Days an event is kept unless the project sets its own limit.
+/// Days an event is kept unless its project says otherwise.
 pub const DEFAULT_RETENTION_DAYS: i64 = 90;
+/// Free space on the data directory's disk below which ingestion sheds load: 1 GiB.
+pub const DEFAULT_MIN_FREE_DISK: u64 = 1 << 30;
 /// Seconds between retention passes.
 pub const DEFAULT_RETENTION_INTERVAL_SECS: u64 = 60;
 
@@ -93,13 +98,20 @@ pub struct Config {
     pub max_connections: usize,
     /// One budget for request bodies in flight and queued events.
     pub max_inflight_bytes: usize,
-    /// Retention (docs/operations.md): stored events per project and days
-    /// kept when a project sets none, the database's disk budget, the age
-    /// after which payloads are lightened, and the time between passes.
+    /// Stored events per project when the project sets none (`--default-max-events`).
     pub default_max_events: i64,
+    /// Days events are kept when the project sets none (`--default-retention-days`).
     pub default_retention_days: i64,
+    /// A budget for the whole database on disk (`--max-disk-bytes`); `None`: off.
     pub max_disk_bytes: Option<u64>,
+    /// After this many days events keep only their exception, stack trace and
+    /// tags (`--full-payload-days`); `None`: off.
     pub full_payload_days: Option<i64>,
+    /// Free disk below which ingestion sheds load (`--min-free-disk`); 0: off.
+    pub min_free_disk: u64,
+    /// One rate for all projects together (`--rate-limit`); `None`: off.
+    pub rate_limit: Option<RateLimit>,
+    /// Time between retention passes (`--retention-interval`).
     pub retention_interval: Duration,
 }
 
@@ -107,6 +119,11 @@ impl Config {
     /// The lifetime of invitation and password links in milliseconds.
     pub fn link_lifetime_ms(&self) -> i64 {
         self.link_lifetime_days as i64 * 86_400_000
+    }
+
+    /// What a project's unset limits fall back to.
+    pub fn limit_defaults(&self) -> LimitDefaults {
+        LimitDefaults { max_events: self.default_max_events, retention_days: self.default_retention_days }
     }
 }
 
@@ -135,10 +152,12 @@ pub struct Overrides {
     pub idle_timeout: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_inflight_bytes: Option<usize>,
-    pub default_max_events: Option<usize>,
-    pub default_retention_days: Option<usize>,
-    pub max_disk_bytes: Option<u64>,
-    pub full_payload_days: Option<usize>,
+    pub default_max_events: Option<String>,
+    pub default_retention_days: Option<String>,
+    pub max_disk_bytes: Option<String>,
+    pub full_payload_days: Option<String>,
+    pub min_free_disk: Option<String>,
+    pub rate_limit: Option<String>,
     pub retention_interval: Option<u64>,
 }
 
@@ -264,45 +283,45 @@ impl Config {
                 "--max-inflight-bytes: {max_inflight_bytes} is below --max-body-bytes ({max_body_bytes}); the budget must hold one event"
             ));
         }
-        let default_max_events =
-            number(overrides.default_max_events, "default_max_events", DEFAULT_MAX_EVENTS as usize)?;
-        if !(1..=1_000_000_000).contains(&default_max_events) {
-            return Err(format!("--default-max-events: {default_max_events} is outside 1 to 1000000000"));
-        }
-        let default_retention_days =
-            number(overrides.default_retention_days, "default_retention_days", DEFAULT_RETENTION_DAYS as usize)?;
-        if !(1..=36_500).contains(&default_retention_days) {
-            return Err(format!("--default-retention-days: {default_retention_days} is outside 1 to 36500"));
-        }
-        // Off unless set; 0 in the file or the environment also means off.
-        let max_disk_bytes = match overrides.max_disk_bytes {
-            Some(n) => Some(n),
-            None => match file.get("max_disk_bytes") {
-                Some(v) => Some(
-                    v.parse::<u64>()
-                        .map_err(|_| format!("config file: `max_disk_bytes` must be a whole number, got {v:?}"))?,
-                ),
-                None => None,
-            },
-        }
-        .filter(|n| *n > 0);
-        if let Some(n) = max_disk_bytes.filter(|n| *n < 1_048_576) {
-            return Err(format!("--max-disk-bytes: {n} is below 1048576 (1 MiB); the schema alone needs that"));
-        }
-        let full_payload_days = match overrides.full_payload_days {
-            Some(n) => Some(n),
-            None => match file.get("full_payload_days") {
-                Some(v) => Some(
-                    v.parse::<usize>()
-                        .map_err(|_| format!("config file: `full_payload_days` must be a whole number, got {v:?}"))?,
-                ),
-                None => None,
-            },
-        }
-        .filter(|n| *n > 0);
-        if let Some(n) = full_payload_days.filter(|n| *n > 36_500) {
-            return Err(format!("--full-payload-days: {n} is above 36500"));
-        }
+        let limit = |flag: Option<String>, key: &str| text(flag, key).map(|v| v.trim().to_string());
+        let off = |v: &str| v.eq_ignore_ascii_case("off") || v.is_empty();
+        let default_max_events = match limit(overrides.default_max_events, "default_max_events") {
+            Some(v) => parse_whole(&v).and_then(check_max_events).map_err(|e| format!("--default-max-events: {e}"))?,
+            None => DEFAULT_MAX_EVENTS,
+        };
+        let default_retention_days = match limit(overrides.default_retention_days, "default_retention_days") {
+            Some(v) => {
+                parse_whole(&v).and_then(check_retention_days).map_err(|e| format!("--default-retention-days: {e}"))?
+            }
+            None => DEFAULT_RETENTION_DAYS,
+        };
+        let max_disk_bytes = match limit(overrides.max_disk_bytes, "max_disk_bytes") {
+            Some(v) if !off(&v) => {
+                let bytes = parse_size(&v).map_err(|e| format!("--max-disk-bytes: {e}"))?;
+                if bytes < 1 << 20 {
+                    return Err(format!("--max-disk-bytes: {v} is below 1MiB; no database fits in that"));
+                }
+                Some(bytes)
+            }
+            _ => None,
+        };
+        let full_payload_days = match limit(overrides.full_payload_days, "full_payload_days") {
+            Some(v) if !off(&v) => Some(
+                parse_whole(&v)
+                    .and_then(check_retention_days)
+                    .map_err(|e| format!("--full-payload-days: {e} (or off)"))?,
+            ),
+            _ => None,
+        };
+        let min_free_disk = match limit(overrides.min_free_disk, "min_free_disk") {
+            Some(v) if off(&v) => 0,
+            Some(v) => parse_size(&v).map_err(|e| format!("--min-free-disk: {e} (0 turns the check off)"))?,
+            None => DEFAULT_MIN_FREE_DISK,
+        };
+        let rate_limit = match limit(overrides.rate_limit, "rate_limit") {
+            Some(v) if !off(&v) => Some(RateLimit::parse(&v).map_err(|e| format!("--rate-limit: {e} (or off)"))?),
+            _ => None,
+        };
         let retention_interval = seconds(
             overrides.retention_interval,
             "retention_interval",
@@ -310,11 +329,13 @@ impl Config {
             DEFAULT_RETENTION_INTERVAL_SECS,
         )?;
         Ok(Config {
-            default_max_events: default_max_events as i64,
-            default_retention_days: default_retention_days as i64,
-            max_disk_bytes,
-            full_payload_days: full_payload_days.map(|n| n as i64),
             retention_interval,
+            default_max_events,
+            default_retention_days,
+            max_disk_bytes,
+            full_payload_days,
+            min_free_disk,
+            rate_limit,
             alert_email_cap,
             alert_email_period,
             outbound_allow,
@@ -365,7 +386,7 @@ impl Config {
     /// `key = value` lines, secrets redacted, for `booboo config show`.
     pub fn show(&self) -> String {
         format!(
-            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\noutbound_allow = {}\nalert_retry_first_ms = {}\nalert_email_cap = {}\nalert_email_period = {}\nsmtp_url = {}\nemail_from = {}\nheader_timeout = {}\nbody_timeout = {}\nidle_timeout = {}\nmax_connections = {}\nmax_inflight_bytes = {}\ndefault_max_events = {}\ndefault_retention_days = {}\nmax_disk_bytes = {}\nfull_payload_days = {}\nretention_interval = {}\n",
+            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\noutbound_allow = {}\nalert_retry_first_ms = {}\nalert_email_cap = {}\nalert_email_period = {}\nsmtp_url = {}\nemail_from = {}\nheader_timeout = {}\nbody_timeout = {}\nidle_timeout = {}\nmax_connections = {}\nmax_inflight_bytes = {}\ndefault_max_events = {}\ndefault_retention_days = {}\nmax_disk_bytes = {}\nfull_payload_days = {}\nmin_free_disk = {}\nrate_limit = {}\nretention_interval = {}\n",
             self.bind,
             self.data_dir.display(),
             crate::store::redact_url(&self.database_url),
@@ -389,8 +410,10 @@ impl Config {
             self.max_inflight_bytes,
             self.default_max_events,
             self.default_retention_days,
-            self.max_disk_bytes.unwrap_or(0),
-            self.full_payload_days.unwrap_or(0),
+            self.max_disk_bytes.map_or("off".to_string(), |b| b.to_string()),
+            self.full_payload_days.map_or("off".to_string(), |d| d.to_string()),
+            self.min_free_disk,
+            self.rate_limit.map_or("off".to_string(), |r| r.to_string()),
             self.retention_interval.as_secs(),
         )
     }
@@ -400,6 +423,37 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.show())
     }
+}
+
+fn parse_whole(text: &str) -> Result<i64, String> {
+    text.trim().replace('_', "").parse().map_err(|_| format!("{text:?} is not a whole number"))
+}
+
+/// Reads a size such as `1048576`, `500MB` (10^6 bytes) or `1GiB` (2^30
+/// bytes): a whole number with an optional unit B, KB, MB, GB, TB or KiB,
+/// MiB, GiB, TiB (case does not matter; `K`, `M`, `G`, `T` are the binary ones).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '_').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size; write it like 500MB, 1GiB or a number of bytes"))?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let multiplier: u64 = match unit.as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        _ => return Err(format!("{text:?}: {unit:?} is not a unit; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB")),
+    };
+    number.checked_mul(multiplier).ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// A listening address turned into a URL clients can reach.
@@ -447,6 +501,8 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
             "default_retention_days",
             "max_disk_bytes",
             "full_payload_days",
+            "min_free_disk",
+            "rate_limit",
             "retention_interval",
         ];
         if !known.contains(&key) {
@@ -474,6 +530,73 @@ mod tests {
         assert_eq!(config.public_url, "http://127.0.0.1:9000");
         assert_eq!(config.max_body_bytes, 300_000);
         assert_eq!(config.database_url, "sqlite:./booboo-data/booboo.db");
+    }
+
+    #[test]
+    fn sizes_read_decimal_and_binary_units() {
+        assert_eq!(parse_size("1048576"), Ok(1_048_576));
+        assert_eq!(parse_size("500MB"), Ok(500_000_000));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size(" 2 gb "), Ok(2_000_000_000));
+        assert_eq!(parse_size("64KiB"), Ok(65_536));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("lots").unwrap_err().contains("not a size"));
+        assert!(parse_size("5 parsecs").unwrap_err().contains("not a unit"));
+        assert!(parse_size("-5MB").unwrap_err().contains("not a size"));
+        assert!(parse_size("99999999999TiB").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn limit_defaults_parse_and_show() {
+        let default = Config::load(Overrides::default()).unwrap();
+        assert_eq!(default.default_max_events, 100_000);
+        assert_eq!(default.default_retention_days, 90);
+        assert_eq!(default.max_disk_bytes, None);
+        assert_eq!(default.full_payload_days, None);
+        assert_eq!(default.min_free_disk, 1 << 30);
+        assert_eq!(default.rate_limit, None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("booboo.conf");
+        std::fs::write(&file, "max_disk_bytes = 500MB\nrate_limit = 5000/hour\nmin_free_disk = 0\n").unwrap();
+        let set = Config::load(Overrides {
+            config_file: Some(file),
+            default_max_events: Some("1000".into()),
+            default_retention_days: Some("30".into()),
+            full_payload_days: Some("7".into()),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(set.default_max_events, 1000);
+        assert_eq!(set.default_retention_days, 30);
+        assert_eq!(set.max_disk_bytes, Some(500_000_000));
+        assert_eq!(set.full_payload_days, Some(7));
+        assert_eq!(set.min_free_disk, 0);
+        assert_eq!(set.rate_limit, Some(RateLimit { count: 5000, seconds: 3600 }));
+        let shown = set.show();
+        assert!(shown.contains("rate_limit = 5000/hour") && shown.contains("max_disk_bytes = 500000000"), "{shown}");
+        for (overrides, flag) in [
+            (Overrides { default_max_events: Some("0".into()), ..Overrides::default() }, "--default-max-events"),
+            (
+                Overrides { default_max_events: Some("2000000000".into()), ..Overrides::default() },
+                "--default-max-events",
+            ),
+            (
+                Overrides { default_retention_days: Some("-1".into()), ..Overrides::default() },
+                "--default-retention-days",
+            ),
+            (
+                Overrides { default_retention_days: Some("40000".into()), ..Overrides::default() },
+                "--default-retention-days",
+            ),
+            (Overrides { max_disk_bytes: Some("12 furlongs".into()), ..Overrides::default() }, "--max-disk-bytes"),
+            (Overrides { max_disk_bytes: Some("100".into()), ..Overrides::default() }, "--max-disk-bytes"),
+            (Overrides { full_payload_days: Some("0".into()), ..Overrides::default() }, "--full-payload-days"),
+            (Overrides { min_free_disk: Some("-1GB".into()), ..Overrides::default() }, "--min-free-disk"),
+            (Overrides { rate_limit: Some("100/fortnight".into()), ..Overrides::default() }, "--rate-limit"),
+        ] {
+            let err = Config::load(overrides).err().unwrap();
+            assert!(err.starts_with(flag), "{err}");
+        }
     }
 
     #[test]
@@ -555,29 +678,16 @@ mod tests {
     }
 
     #[test]
-    fn retention_settings_have_defaults_come_from_the_file_and_refuse_absurd_values() {
-        let default = Config::load(Overrides::default()).unwrap();
-        assert_eq!((default.default_max_events, default.default_retention_days), (100_000, 90));
-        assert_eq!((default.max_disk_bytes, default.full_payload_days), (None, None));
-        assert_eq!(default.retention_interval, Duration::from_secs(60));
+    fn the_retention_interval_defaults_to_a_minute_and_comes_from_the_file() {
+        assert_eq!(Config::load(Overrides::default()).unwrap().retention_interval, Duration::from_secs(60));
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("booboo.conf");
-        std::fs::write(&file, "default_max_events = 1000\nmax_disk_bytes = 2000000000\nfull_payload_days = 0\n")
-            .unwrap();
+        std::fs::write(&file, "retention_interval = 5\n").unwrap();
         let config = Config::load(Overrides { config_file: Some(file), ..Overrides::default() }).unwrap();
-        assert_eq!((config.default_max_events, config.max_disk_bytes), (1000, Some(2_000_000_000)));
-        assert_eq!(config.full_payload_days, None, "0 means off");
-        assert!(config.show().contains("default_max_events = 1000"));
-        for (overrides, flag) in [
-            (Overrides { default_max_events: Some(0), ..Overrides::default() }, "--default-max-events"),
-            (Overrides { default_retention_days: Some(0), ..Overrides::default() }, "--default-retention-days"),
-            (Overrides { max_disk_bytes: Some(4096), ..Overrides::default() }, "--max-disk-bytes"),
-            (Overrides { full_payload_days: Some(100_000), ..Overrides::default() }, "--full-payload-days"),
-            (Overrides { retention_interval: Some(0), ..Overrides::default() }, "--retention-interval"),
-        ] {
-            let err = Config::load(overrides).err().unwrap();
-            assert!(err.contains(flag), "{err}");
-        }
+        assert_eq!(config.retention_interval, Duration::from_secs(5));
+        assert!(config.show().contains("retention_interval = 5"));
+        let err = Config::load(Overrides { retention_interval: Some(0), ..Overrides::default() }).err().unwrap();
+        assert!(err.contains("--retention-interval"), "{err}");
     }
 
     #[test]

@@ -153,20 +153,20 @@ pub async fn run_once(
 ) -> StoreResult<RetentionReport> {
     let halt = Halt(stopped);
     let mut report = RetentionReport::default();
-    let limits = store.retention_limits().await?;
+    let limits = store.project_limits_all().await?;
 
-    for limit in &limits {
+    for (project_id, limit) in &limits {
         let days = limit.retention_days.unwrap_or(settings.default_retention_days);
         let before = now.saturating_sub(days.saturating_mul(DAY_MS));
         loop {
-            let n = store.expire_events(limit.project_id, before, PAGE as i64).await?;
+            let n = store.expire_events(*project_id, before, PAGE as i64).await?;
             report.over_age += n;
             if n < PAGE as u64 || halt.asked() {
                 break;
             }
         }
         loop {
-            let n = store.remove_empty_issues(limit.project_id, before, PAGE as i64).await?;
+            let n = store.remove_empty_issues(*project_id, before, PAGE as i64).await?;
             report.issues_removed += n;
             if n < PAGE as u64 || halt.asked() {
                 break;
@@ -175,11 +175,11 @@ pub async fn run_once(
     }
 
     let stored: HashMap<i64, i64> = store.stored_per_project().await?.into_iter().collect();
-    for limit in &limits {
+    for (project_id, limit) in &limits {
         let max = limit.max_events.unwrap_or(settings.default_max_events).max(0);
-        let have = stored.get(&limit.project_id).copied().unwrap_or(0);
+        let have = stored.get(project_id).copied().unwrap_or(0);
         if have > max && !halt.asked() {
-            report.over_count += evict_from_project(store, limit.project_id, (have - max) as u64, now, &halt).await?;
+            report.over_count += evict_from_project(store, *project_id, (have - max) as u64, now, &halt).await?;
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod alerts;
 mod auth;
 pub mod export;
+mod project_settings;
 
 use crate::app::AppState;
 use crate::error::AppError;
@@ -15,7 +16,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use booboo_core::timestamp;
 use serde_json::{json, Value};
@@ -29,7 +30,10 @@ pub fn routes() -> Router<AppState> {
         .route("/projects", get(list_projects))
         .route("/projects/{org}/{project}/issues", get(list_issues))
         .route("/projects/{org}/{project}/export", get(export_project))
-        .route("/projects/{org}/{project}", delete(delete_project))
+        .route(
+            "/projects/{org}/{project}",
+            get(project_settings::get_project).patch(project_settings::patch_project).delete(delete_project),
+        )
         .route("/issues/{id}", get(get_issue).patch(patch_issue).delete(delete_issue))
         .route("/issues/{id}/events", get(issue_events))
         .route("/events/{id}", get(get_event))

@@ -6,6 +6,8 @@ pub mod alert_rules;
 mod alert_sql;
 mod migrations;
 pub mod postgres;
+pub mod project_limits;
+mod project_limits_sql;
 mod retention_sql;
 mod rows;
 mod sign_in_limits;
@@ -22,6 +24,7 @@ pub use alert_rules::{
     HeldEmail, NewAlertRule, NewChannel, RuleFilters, Trigger,
 };
 pub use migrations::{migration_names, Backend};
+pub use project_limits::{EffectiveLimits, LimitChange, LimitDefaults, ProjectLimits, ProjectLimitsPatch, RateLimit};
 pub use sign_in_limits::{SignInLimits, SignInReservation};
 
 /// A failure of the storage layer, with what was being done.
@@ -118,6 +121,10 @@ pub struct Project {
     pub connected_at: Option<i64>,
     pub connected_sdk: Option<String>,
     pub last_event_at: Option<i64>,
+    /// Its own limits (not the effective ones: those need the installation's
+    /// defaults); serialised flat, as `max_events`, `retention_days`, …
+    #[serde(flatten)]
+    pub limits: ProjectLimits,
 }
 
 /// A project's ingestion key: the token inside its DSN.
@@ -459,15 +466,6 @@ pub enum StoreOutcome {
     Duplicate,
 }
 
-/// A project's own retention limits; `None` means the installation's
-/// default (`Config::default_max_events`, `default_retention_days`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProjectRetentionLimits {
-    pub project_id: i64,
-    pub max_events: Option<i64>,
-    pub retention_days: Option<i64>,
-}
-
 /// One stored event as retention weighs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventAge {
@@ -780,6 +778,21 @@ pub trait Store: Send + Sync + 'static {
     /// The projects whose alert e-mails a user opted out of.
     async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>>;
 
+    // --- Project limits (settings; the retention and quota engines read them) ---
+
+    /// Every project's own limits (not the effective ones), by project id;
+    /// cheap enough for an engine to call on every tick, so none caches them.
+    async fn project_limits_all(&self) -> StoreResult<Vec<(i64, ProjectLimits)>>;
+    /// Changes a project's limits (an organisation admin only) and returns
+    /// them as they now are; `None` when the viewer cannot see the project.
+    /// Fields the patch leaves are kept, even against a concurrent change.
+    async fn set_project_limits(
+        &self,
+        viewer: Viewer,
+        project_id: i64,
+        patch: &ProjectLimitsPatch,
+    ) -> StoreResult<Option<ProjectLimits>>;
+
     // --- retention (issue 12; crates/booboo-server/src/retention.rs runs it) ---
     // Each write is one short transaction over at most a page of rows, and
     // counts exactly the rows it removed, so several nodes may run retention
@@ -788,8 +801,6 @@ pub trait Store: Send + Sync + 'static {
     /// Takes or renews the retention lease for `node` until `until`: `true`
     /// if this node holds it, `false` while another node's is live.
     async fn take_retention_lease(&self, node: &str, now: i64, until: i64) -> StoreResult<bool>;
-    /// Every project's own count and age limits.
-    async fn retention_limits(&self) -> StoreResult<Vec<ProjectRetentionLimits>>;
     /// Stored payloads per project, for projects that have any.
     async fn stored_per_project(&self) -> StoreResult<Vec<(i64, i64)>>;
     /// Stored payloads per issue of a project, as `(issue_id, stored, not

@@ -27,26 +27,11 @@ pub(super) const POSTGRES_USED_BYTES: &str = "SELECT (pg_database_size(current_d
 /// connection type.
 macro_rules! retention_queries {
     ($conn:ty) => {
-        use super::{EventAge, ProjectRetentionLimits};
+        use super::EventAge;
 
         /// Integers this code produced, as a SQL list.
         fn integer_list(ids: &[i64]) -> String {
             ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
-        }
-
-        async fn retention_limits_in(conn: &mut $conn) -> Result<Vec<ProjectRetentionLimits>, sqlx::Error> {
-            let rows: Vec<(i64, Option<i64>, Option<i64>)> =
-                sqlx::query_as("SELECT id, max_events, retention_days FROM projects ORDER BY id")
-                    .fetch_all(&mut *conn)
-                    .await?;
-            Ok(rows
-                .into_iter()
-                .map(|(project_id, max_events, retention_days)| ProjectRetentionLimits {
-                    project_id,
-                    max_events,
-                    retention_days,
-                })
-                .collect())
         }
 
         async fn stored_per_project_in(conn: &mut $conn) -> Result<Vec<(i64, i64)>, sqlx::Error> {

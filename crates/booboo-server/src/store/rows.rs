@@ -41,7 +41,8 @@ pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
 pub(super) const DELETE_PAGE: i64 = 1000;
 
 pub(super) const PROJECT_COLUMNS: &str =
-    "p.id, o.slug AS org_slug, p.slug, p.name, p.created_at, p.connected_at, p.connected_sdk, p.last_event_at";
+    "p.id, o.slug AS org_slug, p.slug, p.name, p.created_at, p.connected_at, p.connected_sdk, p.last_event_at, \
+     p.max_events, p.retention_days, p.rate_limit_count, p.rate_limit_seconds, p.spike_guard";
 
 pub(super) const ISSUE_COLUMNS: &str = "i.id, i.project_id, i.title, i.culprit, i.level, i.status, i.is_regression, \
      i.event_count, i.user_count, i.first_seen, i.last_seen, i.first_release, i.fingerprint, \
@@ -182,6 +183,16 @@ macro_rules! row_readers {
             })
         }
 
+        fn limits_from_row(row: &$row) -> Result<ProjectLimits, sqlx::Error> {
+            Ok(ProjectLimits::from_columns(
+                row.try_get("max_events")?,
+                row.try_get("retention_days")?,
+                row.try_get("rate_limit_count")?,
+                row.try_get("rate_limit_seconds")?,
+                row.try_get("spike_guard")?,
+            ))
+        }
+
         fn project_from_row(row: &$row) -> Result<Project, sqlx::Error> {
             Ok(Project {
                 id: row.try_get("id")?,
@@ -192,6 +203,7 @@ macro_rules! row_readers {
                 connected_at: row.try_get("connected_at")?,
                 connected_sdk: row.try_get("connected_sdk")?,
                 last_event_at: row.try_get("last_event_at")?,
+                limits: limits_from_row(row)?,
             })
         }
 

@@ -1871,14 +1871,61 @@ impl Store for SqliteStore {
         opt_out_rows(&mut conn, user_id).await.map_err(unavailable("reading e-mail opt-outs"))
     }
 
+    // --- Project limits ---
+
+    async fn project_limits_all(&self) -> StoreResult<Vec<(i64, ProjectLimits)>> {
+        let rows = sqlx::query(&q(super::project_limits_sql::ALL_LIMITS))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable("reading project limits"))?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("id")?, limits_from_row(row)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(unavailable("reading project limits"))
+    }
+
+    async fn set_project_limits(
+        &self,
+        viewer: Viewer,
+        project_id: i64,
+        patch: &ProjectLimitsPatch,
+    ) -> StoreResult<Option<ProjectLimits>> {
+        if let Err((field, message)) = patch.check() {
+            return Err(StoreError::Conflict(format!("{field}: {message}")));
+        }
+        let org_id: Option<i64> =
+            sqlx::query_scalar(&format!("SELECT p.org_id FROM projects p WHERE {VISIBLE_ORG} AND p.id = ?3"))
+                .bind(viewer.is_admin)
+                .bind(viewer.user_id)
+                .bind(project_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable("looking up a project"))?;
+        let Some(org_id) = org_id else { return Ok(None) };
+        self.require_org_admin(viewer, org_id, "change a project's limits").await?;
+        let b = super::project_limits_sql::LimitBinds::of(patch);
+        let row = sqlx::query(&q(super::project_limits_sql::SET_LIMITS))
+            .bind(b.keep_max_events)
+            .bind(b.max_events)
+            .bind(b.keep_retention_days)
+            .bind(b.retention_days)
+            .bind(b.keep_rate_limit)
+            .bind(b.rate_limit_count)
+            .bind(b.keep_rate_limit)
+            .bind(b.rate_limit_seconds)
+            .bind(b.keep_spike_guard)
+            .bind(b.spike_guard)
+            .bind(project_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable("changing a project's limits"))?;
+        // Deleted between the look-up and the change: as good as unseen.
+        row.map(|row| limits_from_row(&row)).transpose().map_err(unavailable("reading project limits"))
+    }
+
     async fn take_retention_lease(&self, node: &str, now: i64, until: i64) -> StoreResult<bool> {
         let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
         take_retention_lease_in(&mut conn, node, now, until).await.map_err(unavailable("taking the retention lease"))
-    }
-
-    async fn retention_limits(&self) -> StoreResult<Vec<ProjectRetentionLimits>> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-        retention_limits_in(&mut conn).await.map_err(unavailable("reading retention limits"))
     }
 
     async fn stored_per_project(&self) -> StoreResult<Vec<(i64, i64)>> {

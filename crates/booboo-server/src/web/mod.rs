@@ -16,6 +16,7 @@ mod issues;
 mod local_path;
 mod page_error;
 mod projects;
+mod sdk_download;
 mod session;
 mod settings;
 mod static_files;
@@ -68,6 +69,7 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/orgs/{org}/members/{user}/role", post(settings::change_role))
         .route("/settings/orgs/{org}/members/{user}/remove", post(settings::remove_member))
         .route("/static/{*file}", get(static_files::serve))
+        .route("/sdk/python/{file}", get(sdk_download::serve))
         .fallback(|| async { PageError::NotFound("page") })
         .layer(axum::middleware::from_fn(security_headers))
 }

@@ -157,6 +157,7 @@ async fn setup_page(state: &AppState, me: &SignedIn, org: &str, slug: &str) -> R
         context! {
             me => me.me(), project, keys, dsn, sentry_dsn, is_admin, nav => "setup",
             connection => connection(&project, clock::now_millis()),
+            sdk_url => format!("{}/sdk/python/{}", state.config.public_url, super::sdk_download::file_name()),
         },
     )?;
     Ok(body.into_response())

@@ -5,10 +5,12 @@
 //! - `retention_store`: retention's rules, per backend, with the same macro.
 //! - `ingest_http`: the router over real HTTP semantics and a real SQLite.
 //! - `sentry_http`: Sentry's envelope and store endpoints, the same way.
+//! - `project_settings_http`: a project's limits through the API.
 //! - `web_pages`: every dashboard page through the router on a seeded SQLite.
 
 mod architecture;
 mod ingest_http;
+mod project_settings_http;
 mod sentry_http;
 #[macro_use]
 mod store_conformance;

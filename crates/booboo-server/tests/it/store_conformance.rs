@@ -6,8 +6,8 @@
 use crate::support::*;
 use booboo_server::store::{
     AlertKind, AttemptResult, ChannelKind, IgnoreCondition, IgnoreUntil, Invitation, IssueFilter, IssueSort,
-    IssueStatus, NewAlertRule, NewChannel, Page, Pruned, Role, RuleFilters, Session, SignInLimits, SignInReservation,
-    Store, StoreError, StoreOutcome, Trigger, Viewer,
+    IssueStatus, LimitChange, NewAlertRule, NewChannel, Page, ProjectLimits, ProjectLimitsPatch, Pruned, RateLimit,
+    Role, RuleFilters, Session, SignInLimits, SignInReservation, Store, StoreError, StoreOutcome, Trigger, Viewer,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -76,6 +76,7 @@ store_tests!(
     alert_emails_go_to_members_who_did_not_opt_out_within_a_cap_with_a_digest,
     users_rules_count_distinct_users_within_the_window,
     email_alerts_are_one_delivery_per_recipient,
+    project_limits_are_read_with_the_project_and_changed_by_admins_only,
 );
 
 async fn project(store: &Arc<dyn Store>, org: &str, slug: &str) -> i64 {
@@ -1029,4 +1030,72 @@ async fn email_alerts_are_one_delivery_per_recipient(store: Arc<dyn Store>) {
     let due = store.claim_deliveries("n1", T0 + 1, 60_000, 10).await.unwrap();
     assert_eq!(due.iter().filter(|d| d.recipient.is_some()).count(), 3);
     assert!(due.iter().all(|d| d.recipient.is_some() == (d.channel.kind == ChannelKind::Email)));
+}
+
+async fn project_limits_are_read_with_the_project_and_changed_by_admins_only(store: Arc<dyn Store>) {
+    let web = project(&store, "mine", "web").await;
+    let api = project(&store, "mine", "api").await;
+    let theirs = project(&store, "theirs", "web").await;
+    let fresh = store.project_for(ADMIN, "mine", "web").await.unwrap().unwrap();
+    assert_eq!(fresh.limits, ProjectLimits::default(), "a new project uses the defaults");
+
+    let set = ProjectLimitsPatch {
+        max_events: LimitChange::Set(1000),
+        retention_days: LimitChange::Set(30),
+        rate_limit: LimitChange::Set(RateLimit { count: 100, seconds: 60 }),
+        spike_guard: Some(true),
+    };
+    let limits = store.set_project_limits(ADMIN, web, &set).await.unwrap().unwrap();
+    let expected = ProjectLimits {
+        max_events: Some(1000),
+        retention_days: Some(30),
+        rate_limit: Some(RateLimit { count: 100, seconds: 60 }),
+        spike_guard: true,
+    };
+    assert_eq!(limits, expected);
+    assert_eq!(store.project_for(ADMIN, "mine", "web").await.unwrap().unwrap().limits, expected);
+    assert_eq!(store.projects_for(ADMIN).await.unwrap().iter().find(|p| p.id == web).unwrap().limits, expected);
+
+    // Leaving a field keeps it; resetting one leaves the others alone.
+    let reset_rate = ProjectLimitsPatch { rate_limit: LimitChange::Reset, ..Default::default() };
+    let limits = store.set_project_limits(ADMIN, web, &reset_rate).await.unwrap().unwrap();
+    assert_eq!(limits, ProjectLimits { rate_limit: None, ..expected });
+    let reset_counts = ProjectLimitsPatch {
+        max_events: LimitChange::Reset,
+        retention_days: LimitChange::Reset,
+        spike_guard: Some(false),
+        ..Default::default()
+    };
+    let limits = store.set_project_limits(ADMIN, web, &reset_counts).await.unwrap().unwrap();
+    assert_eq!(limits, ProjectLimits::default());
+    let only_events = ProjectLimitsPatch { max_events: LimitChange::Set(5), ..Default::default() };
+    store.set_project_limits(ADMIN, api, &only_events).await.unwrap().unwrap();
+
+    let all = store.project_limits_all().await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            (web, ProjectLimits::default()),
+            (api, ProjectLimits { max_events: Some(5), ..Default::default() }),
+            (theirs, ProjectLimits::default()),
+        ]
+    );
+
+    // Members may read but not change; strangers do not see the project.
+    let ann = store.create_user("ann@example.com", "h", false, T0).await.unwrap();
+    let bob = store.create_user("bob@example.com", "h", false, T0).await.unwrap();
+    store.set_membership("mine", ann.id, Role::Admin).await.unwrap();
+    store.set_membership("mine", bob.id, Role::Member).await.unwrap();
+    let by_ann = store.set_project_limits(ann.viewer(), web, &only_events).await.unwrap().unwrap();
+    assert_eq!(by_ann.max_events, Some(5));
+    let err = store.set_project_limits(bob.viewer(), web, &reset_counts).await.unwrap_err();
+    assert!(matches!(err, StoreError::Forbidden(_)), "{err:?}");
+    assert!(store.set_project_limits(ann.viewer(), theirs, &only_events).await.unwrap().is_none());
+    assert!(store.set_project_limits(ADMIN, theirs + 1000, &only_events).await.unwrap().is_none());
+    assert_eq!(store.project_for(bob.viewer(), "mine", "web").await.unwrap().unwrap().limits.max_events, Some(5));
+
+    // Out-of-bounds values are refused by the store too, not only at the edges.
+    let absurd = ProjectLimitsPatch { retention_days: LimitChange::Set(-1), ..Default::default() };
+    assert!(store.set_project_limits(ADMIN, web, &absurd).await.is_err());
+    assert_eq!(store.project_for(ADMIN, "mine", "web").await.unwrap().unwrap().limits.retention_days, None);
 }
