@@ -825,9 +825,9 @@ pub trait Store: Send + Sync + 'static {
     async fn replace_lightened(&self, payloads: &[(i64, String)]) -> StoreResult<u64>;
     /// The bytes the database uses now, as the disk budget counts them.
     async fn used_bytes(&self) -> StoreResult<u64>;
-    /// Returns free space to the file system where the backend can do it in
-    /// small steps (SQLite's `incremental_vacuum`), keeping `keep_bytes` of
-    /// free pages for new events to reuse.
+    /// Makes the space of removed events reusable: SQLite returns free pages
+    /// to the file system in small steps (`incremental_vacuum`), keeping
+    /// `keep_bytes` of them for new events; PostgreSQL runs `VACUUM events`.
     async fn reclaim_space(&self, keep_bytes: u64) -> StoreResult<()>;
 }
 
