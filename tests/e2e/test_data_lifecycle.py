@@ -1,17 +1,24 @@
 """Backup, restore, export and deletion through the real binary, its API
-and its CLI (SQLite):
-a backup taken during steady ingest restores to an intact database holding
-every event acknowledged before it began; bad paths and a running server are
-refused with one clear line; a project exports as JSON Lines, cut at one
-moment, through the API and the CLI alike."""
+and its CLI:
+a backup taken during steady ingest restores to a database that passes
+`PRAGMA integrity_check` and holds every event acknowledged before it began;
+bad paths, unwritable and full destinations and a running server are refused
+with one clear line, and a failing backup never harms the live database
+(SQLite); a project exports as JSON Lines, cut at one moment, and issues and
+projects are deleted, through the API and the CLI alike (SQLite and
+PostgreSQL)."""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
 import threading
 import time
 import uuid
+
+import pytest
 
 from conftest import Server, create_project, http
 from payloads import event
@@ -113,7 +120,22 @@ def test_backup_during_ingest_restores_everything_acknowledged_before_it(fresh_s
     assert before <= all_event_ids(project)
 
 
-def test_a_project_exports_as_json_lines_through_the_api_and_the_cli(server, project):
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_backend(request, tmp_path):
+    """The shared SQLite server, or one on a PostgreSQL schema of the test's
+    own (skipped when BOOBOO_TEST_DATABASE_URL is unset)."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("server")
+        return
+    url = request.getfixturevalue("pg_database_url")
+    server = Server(tmp_path / "pg-data", extra_env={"BOOBOO_DATABASE_URL": url}).start()
+    yield server
+    server.kill()
+
+
+def test_a_project_exports_as_json_lines_through_the_api_and_the_cli(any_backend):
+    server = any_backend
+    project = create_project(server)
     for i in range(3):
         assert server.post_event(project.ingest_token, event(message=f"first kind {i}")).status == 200
     for i in range(2):
@@ -144,7 +166,8 @@ def test_a_project_exports_as_json_lines_through_the_api_and_the_cli(server, pro
     assert r.status == 404
 
 
-def test_issues_and_projects_are_deleted_through_the_api_and_the_cli(server):
+def test_issues_and_projects_are_deleted_through_the_api_and_the_cli(any_backend):
+    server = any_backend
     project = create_project(server)
     for _ in range(3):
         assert server.post_event(project.ingest_token, event(message="to be deleted")).status == 200
@@ -178,3 +201,71 @@ def test_issues_and_projects_are_deleted_through_the_api_and_the_cli(server):
     assert "Deleted" in out.stdout
     assert server.post_event(other.ingest_token, event()).status == 401
     one_line_error(server.run_cli("project", "delete", f"{other.org}/{other.slug}", "--yes", check=False), "no project")
+
+
+def tmpfs(path, *options):
+    """Mounts a small tmpfs at `path` (root only: skips otherwise)."""
+    path.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(path)], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"mount -t tmpfs failed: {result.stderr.strip()}")
+    return path
+
+
+def test_a_failing_backup_never_harms_the_live_database(fresh_server, tmp_path):
+    server = fresh_server.start()
+    project = create_project(server)
+    acked, stop, lock = set(), threading.Event(), threading.Lock()
+    threads = [threading.Thread(target=send_until, args=(server, project.ingest_token, acked, stop, lock)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    mounts = []
+    try:
+        while len(acked) < 300:
+            time.sleep(0.05)
+        # Unwritable: a read-only file system (root ignores file modes).
+        read_only = tmpfs(tmp_path / "read-only", "ro", "size=1m")
+        mounts.append(read_only)
+        one_line_error(server.run_cli("backup", str(read_only / "b.db"), check=False), "backup failed", "live database is untouched")
+        # Full: the copy runs out of space half-way.
+        full = tmpfs(tmp_path / "full", "size=64k")
+        mounts.append(full)
+        one_line_error(server.run_cli("backup", str(full / "b.db"), check=False), "backup failed", "live database is untouched")
+        assert list(full.iterdir()) == [], "a failed backup leaves nothing behind"
+        # A destination in a file rather than a folder.
+        not_a_folder = tmp_path / "notes.txt"
+        not_a_folder.write_text("hello")
+        one_line_error(server.run_cli("backup", str(not_a_folder / "b.db"), check=False), "does not exist")
+        with lock:
+            before = set(acked)
+        time.sleep(0.3)  # ingest goes on after the failed backups
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        for mount in mounts:
+            subprocess.run(["umount", "-l", str(mount)], check=False)
+
+    assert len(acked) > len(before), "ingest kept going"
+    live = server.data_dir / "booboo.db"
+    with sqlite3.connect(f"file:{live}?mode=ro", uri=True) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert acked <= all_event_ids(project), "every acknowledged event is still stored"
+    assert server.post_event(project.ingest_token, event()).status == 200
+    backup = tmp_path / "after.db"
+    assert "Backed up" in server.run_cli("backup", str(backup)).stdout, "the next backup works"
+
+
+def test_backup_on_postgresql_points_at_pg_dump(tmp_path, pg_database_url):
+    server = Server(tmp_path / "data", extra_env={"BOOBOO_DATABASE_URL": pg_database_url}).start()
+    try:
+        result = server.run_cli("backup", str(tmp_path / "b.db"), check=False)
+        assert result.returncode != 0
+        # The last line is booboo's; a loaded database may add a slow-query warning before it.
+        last = result.stderr.strip().splitlines()[-1]
+        assert "pg_dump" in last and "failed" not in last, result.stderr
+        assert not (tmp_path / "b.db").exists()
+    finally:
+        server.kill()

@@ -3,7 +3,13 @@
 //! The default fingerprint is the exception type plus the application's frames
 //! of the raised exception, each as a normalised file path, the function and
 //! the trimmed source line. Line numbers and messages stay out, so an issue
-//! survives deploys that move code and messages that carry ids. A log record
+//! survives deploys that move code and messages that carry ids. SDKs that send
+//! no source lines (browser JavaScript, Rust, other native code) would then
+//! group by file and function alone, merging every error a function throws,
+//! so for them the normalised message joins the frames: "too many values: 5"
+//! and "…: 7" stay one issue, "attempt to divide by zero" is another. Python
+//! events (and the booboo protocol's, which name no platform) keep the rule
+//! without the message, so their existing issues do not regroup. A log record
 //! without an exception (Sentry's `logentry`, or the booboo protocol's) groups
 //! by its logger and its message template instead: the same `logger.error`
 //! line is one problem whatever its arguments and whichever caller reached it.
@@ -70,6 +76,8 @@ pub fn default_components(event: &Event) -> Vec<String> {
         components.push(format!("message:{}", normalise_message(message)));
         return components;
     }
+    let has_source = chosen.iter().any(|f| f.context_line.as_deref().is_some_and(|l| !l.trim().is_empty()));
+    let with_message = !has_source && !matches!(event.platform.as_str(), "" | "python");
     for frame in chosen {
         let component = format!(
             "frame:{} {} {}",
@@ -82,14 +90,24 @@ pub fn default_components(event: &Event) -> Vec<String> {
             components.push(component);
         }
     }
+    if with_message {
+        let message = event.exceptions.first().map(|e| e.value.as_str()).unwrap_or(event.message.as_str());
+        components.push(format!("message:{}", normalise_message(message)));
+    }
     components
 }
 
 /// The part of a path that stays the same across machines, virtualenvs and
 /// deploy directories: the path inside site-packages or the standard library
-/// for libraries, the file name for application code.
+/// for libraries, the file name for application code. A URL's query string
+/// and fragment, and the content hash a bundler puts into a script's name
+/// (`app.3f9a1c2b.js?v=2`), change with every deploy and stay out.
 pub fn path_key(frame: &Frame) -> String {
-    let path = frame.filename.replace('\\', "/");
+    let mut path = frame.filename.replace('\\', "/");
+    if let Some(cut) = path.find(['?', '#']) {
+        path.truncate(cut);
+    }
+    let path = path;
     if path.is_empty() {
         return frame.module.clone().unwrap_or_default();
     }
@@ -104,7 +122,42 @@ pub fn path_key(frame: &Frame) -> String {
             return rest[slash + 1..].to_string();
         }
     }
-    path.rsplit('/').next().unwrap_or(&path).to_string()
+    without_content_hash(path.rsplit('/').next().unwrap_or(&path))
+}
+
+/// `app.3f9a1c2b.js`, `index-BdT3x9Qa.js`, `main.5f2b9c.chunk.js` → `app.js`,
+/// `index.js`, `main.chunk.js`. Only scripts and style sheets: bundlers name
+/// those, and a Python or Rust file name is left as it is.
+fn without_content_hash(name: &str) -> String {
+    const BUNDLED: &[&str] = &[".js", ".mjs", ".cjs", ".jsx", ".ts", ".tsx", ".css", ".map"];
+    if !BUNDLED.iter().any(|ext| name.ends_with(ext)) {
+        return name.to_string();
+    }
+    let Some((stem, ext)) = name.split_once('.') else {
+        return name.to_string();
+    };
+    // The first `.`-part may end in `-hash` (Vite); later ones may be a hash.
+    let stem = match stem.rsplit_once('-') {
+        Some((base, tail)) if !base.is_empty() && is_content_hash(tail) => base,
+        _ => stem,
+    };
+    let rest: Vec<&str> = ext.split('.').collect();
+    let (last, middle) = rest.split_last().expect("split yields at least one part");
+    let mut out = stem.to_string();
+    for part in middle.iter().filter(|p| !is_content_hash(p)) {
+        out.push('.');
+        out.push_str(part);
+    }
+    out.push('.');
+    out.push_str(last);
+    out
+}
+
+fn is_content_hash(part: &str) -> bool {
+    let has_digit = part.bytes().any(|b| b.is_ascii_digit());
+    let alnum = part.bytes().all(|b| b.is_ascii_alphanumeric());
+    let hex = part.bytes().all(|b| b.is_ascii_hexdigit());
+    has_digit && alnum && (part.len() >= 8 || (part.len() >= 6 && hex))
 }
 
 /// A message with its variable parts (numbers, hex ids, UUIDs) replaced, for
@@ -200,5 +253,16 @@ mod tests {
         assert_eq!(path_key(&frame("/usr/local/lib/python3.12/json/decoder.py")), "json/decoder.py");
         assert_eq!(path_key(&frame("/srv/releases/41/app/views.py")), "views.py");
         assert_eq!(path_key(&frame("C:\\app\\views.py")), "views.py");
+    }
+
+    #[test]
+    fn script_urls_drop_queries_and_content_hashes() {
+        let frame = |p: &str| Frame { filename: p.into(), ..Frame::default() };
+        assert_eq!(path_key(&frame("http://127.0.0.1:5000/static/app.3f9a1c2b.js?v=20261202")), "app.js");
+        assert_eq!(path_key(&frame("https://shop.example/assets/index-BdT3x9Qa.js#x")), "index.js");
+        assert_eq!(path_key(&frame("/static/js/main.5f2b9c.chunk.js")), "main.chunk.js");
+        assert_eq!(path_key(&frame("https://cdn.example/jquery-3.6.0.min.js")), "jquery-3.6.0.min.js");
+        assert_eq!(path_key(&frame("/srv/app/handler.js")), "handler.js");
+        assert_eq!(path_key(&frame("/srv/app/deadbeef12.py")), "deadbeef12.py");
     }
 }

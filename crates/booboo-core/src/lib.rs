@@ -6,10 +6,12 @@
 pub mod booboo_payload;
 pub mod event;
 pub mod fingerprint;
+pub mod in_app;
 pub mod issue_summary;
 pub mod json_reader;
 pub mod limits;
 pub mod log_entry;
+pub mod release_order;
 pub mod scrub;
 pub mod sentry_envelope;
 pub mod sentry_event;
@@ -28,10 +30,11 @@ pub struct ProcessedEvent {
 }
 
 /// The tail of the pipeline shared by every wire format:
-/// scrub → bound → fingerprint → summarise. Scrubbing comes first so that
+/// in-app rules → scrub → bound → fingerprint → summarise. Scrubbing comes first so that
 /// it sees locals as the nested values Sentry SDKs send, before bounding
 /// turns them into text.
 pub fn process(mut event: Event) -> ProcessedEvent {
+    in_app::apply(&mut event);
     scrub::scrub_event(&mut event);
     limits::apply(&mut event);
     let fingerprint = fingerprint::group(&event);

@@ -66,11 +66,23 @@ pub fn parse(payload: &[u8], arrival: Arrival<'_>) -> Result<Event, PayloadError
 
 /// Reads a Sentry event that is already a JSON object.
 pub fn read(obj: Map<String, Value>, arrival: Arrival<'_>) -> Result<Event, PayloadError> {
-    let mut exceptions = read_exceptions(obj.get("exception"))?;
+    let (mut exceptions, synthetic) = read_exceptions(obj.get("exception"))?;
     let mut stacktrace = read_stacktrace(obj.get("stacktrace"), "stacktrace")?;
+    // A synthetic exception (what `captureMessage` sends since JavaScript
+    // SDK 11, or a thrown non-error) is no exception: the event is a
+    // message, and the exception's frames are the message's stack.
+    let mut synthetic_value = None;
+    if synthetic && exceptions.len() == 1 {
+        let only = exceptions.remove(0);
+        if stacktrace.is_empty() {
+            stacktrace = only.stacktrace;
+        }
+        synthetic_value = Some(only.value);
+    }
     let mut threads_used = false;
-    if exceptions.is_empty() && stacktrace.is_empty() {
-        // `attach_stacktrace` puts a message's stack on the current thread.
+    if stacktrace.is_empty() && exceptions.first().is_none_or(|e| e.stacktrace.is_empty()) {
+        // `attach_stacktrace` puts a message's stack on the current thread,
+        // and some SDKs put an exception's there too.
         if let Some(frames) = thread_frames(&obj)? {
             stacktrace = frames;
             threads_used = true;
@@ -84,7 +96,7 @@ pub fn read(obj: Map<String, Value>, arrival: Arrival<'_>) -> Result<Event, Payl
 
     let message = match read_message(&obj)? {
         Some(text) => text,
-        None => exceptions.first().map(|e| e.value.clone()).unwrap_or_default(),
+        None => exceptions.first().map(|e| e.value.clone()).or(synthetic_value).unwrap_or_default(),
     };
     let exception_type = exceptions.first().map(|e| e.exception_type.clone()).unwrap_or_default();
     let level = match jr::opt_string(&obj, "level", "")? {
@@ -107,9 +119,18 @@ pub fn read(obj: Map<String, Value>, arrival: Arrival<'_>) -> Result<Event, Payl
     };
 
     let mut contexts = jr::opt_object(&obj, "contexts", "")?.cloned().unwrap_or_default();
-    let runtime = read_name_version(&contexts, "runtime", "contexts")?;
+    let mut runtime = read_name_version(&contexts, "runtime", "contexts")?;
     if runtime.is_some() {
         contexts.remove("runtime");
+    } else {
+        // Contexts are named freely and typed by `type`: the Rust SDK sends
+        // its runtime as `rust` with `"type": "runtime"`. It stays among the
+        // contexts too, for what else it says (the channel).
+        let typed = contexts.iter().find(|(_, v)| v.get("type").and_then(Value::as_str) == Some("runtime"));
+        if let Some((key, _)) = typed {
+            // Leniently: a malformed one stays a plain context.
+            runtime = read_name_version(&contexts, &key.clone(), "contexts").ok().flatten();
+        }
     }
 
     let mut extra: Map<String, Value> = obj
@@ -184,9 +205,11 @@ fn read_message(obj: &Map<String, Value>) -> Result<Option<String>, PayloadError
 
 /// `exception` is `{"values": [...]}` (or, from old SDKs, the list itself),
 /// oldest first; the result is raised-first like the booboo protocol.
-fn read_exceptions(value: Option<&Value>) -> Result<Vec<ExceptionEntry>, PayloadError> {
+/// The flag says whether the raised exception is synthetic
+/// (`mechanism.synthetic`).
+fn read_exceptions(value: Option<&Value>) -> Result<(Vec<ExceptionEntry>, bool), PayloadError> {
     let (values, path) = match value {
-        None | Some(Value::Null) => return Ok(Vec::new()),
+        None | Some(Value::Null) => return Ok((Vec::new(), false)),
         Some(Value::Object(wrapper)) => (jr::opt_array(wrapper, "values", "exception")?, "exception.values"),
         Some(Value::Array(values)) => (values.as_slice(), "exception"),
         Some(other) => return Err(jr::wrong_type("exception", "an object with `values`", other).into()),
@@ -194,6 +217,7 @@ fn read_exceptions(value: Option<&Value>) -> Result<Vec<ExceptionEntry>, Payload
     // Keep the most recent ones when a chain is absurdly long.
     let skip = values.len().saturating_sub(limits::CHAIN_LENGTH);
     let mut chain = Vec::with_capacity(values.len() - skip);
+    let mut synthetic = false;
     for (i, item) in values.iter().enumerate().skip(skip).rev() {
         let path = jr::index(path, i);
         let Value::Object(entry) = item else {
@@ -206,6 +230,10 @@ fn read_exceptions(value: Option<&Value>) -> Result<Vec<ExceptionEntry>, Payload
             None => (None, None),
         };
         let chain_type = if chain.is_empty() {
+            if let Some(m) = mechanism {
+                // Read leniently: a hint for display is no reason to refuse an event.
+                synthetic = m.get("synthetic").and_then(Value::as_bool).unwrap_or(false);
+            }
             None
         } else {
             // The SDKs that say how an exception relates to the one it led
@@ -225,7 +253,7 @@ fn read_exceptions(value: Option<&Value>) -> Result<Vec<ExceptionEntry>, Payload
             handled,
         });
     }
-    Ok(chain)
+    Ok((chain, synthetic))
 }
 
 /// A Sentry stack trace: `{"frames": [...]}`, oldest call first.
@@ -457,6 +485,47 @@ mod tests {
         .unwrap();
         assert_eq!(e.stacktrace[0].function, "main");
         assert!(!e.extra.contains_key("threads"));
+    }
+
+    #[test]
+    fn a_synthetic_exception_is_a_message_with_its_stack() {
+        let e = read_json(json!({"message": "browser message", "level": "info", "exception": {"values": [
+            {"value": "browser message", "mechanism": {"type": "generic", "handled": true, "synthetic": true},
+             "stacktrace": {"frames": [{"function": "?", "filename": "https://a.example/app.js", "in_app": true}]}}
+        ]}}))
+        .unwrap();
+        assert!(e.exceptions.is_empty());
+        assert_eq!(e.exception_type, "");
+        assert_eq!(e.message, "browser message");
+        assert_eq!(e.stacktrace[0].filename, "https://a.example/app.js");
+        // Without a top-level message, the synthetic value is the message.
+        let e = read_json(json!({"exception": {"values": [
+            {"type": "Error", "value": "Object captured as exception", "mechanism": {"synthetic": true}}
+        ]}}))
+        .unwrap();
+        assert_eq!((e.message.as_str(), e.exception_type.as_str()), ("Object captured as exception", ""));
+    }
+
+    #[test]
+    fn a_single_thread_stack_stands_for_an_exception_stack() {
+        let e = read_json(json!({"exception": {"values": [{"type": "E", "value": "v"}]}, "threads": {"values": [
+            {"id": 1, "crashed": true, "stacktrace": {"frames": [{"function": "work", "filename": "w.rs"}]}}
+        ]}}))
+        .unwrap();
+        assert_eq!(e.exceptions[0].stacktrace[0].function, "work");
+        assert!(e.stacktrace.is_empty());
+        assert!(!e.extra.contains_key("threads"));
+    }
+
+    #[test]
+    fn the_runtime_comes_from_any_context_typed_runtime() {
+        let e = read_json(json!({"contexts": {
+            "rust": {"type": "runtime", "name": "rustc", "version": "1.95.0", "channel": "stable"}
+        }}))
+        .unwrap();
+        let runtime = e.runtime.unwrap();
+        assert_eq!((runtime.name.as_str(), runtime.version.as_str()), ("rustc", "1.95.0"));
+        assert_eq!(e.contexts["rust"]["channel"], "stable");
     }
 
     #[test]

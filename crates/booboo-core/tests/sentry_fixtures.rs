@@ -84,6 +84,8 @@ fn python_chained_exception() {
     assert!(!processed.event.exceptions[1].stacktrace[0].vars.contains_key("__name__"));
     assert_eq!(processed.title, "ValueError: bad quantity");
     assert_eq!(processed.culprit, "<module> in app.py");
+    // Pinned: a Python fingerprint that moves regroups every installation's issues.
+    assert_eq!(processed.fingerprint.fingerprint, "263f315a77d189938833811420359d4b");
 }
 
 #[test]
@@ -193,4 +195,58 @@ fn a_ten_megabyte_item_type_is_refused_without_trouble() {
     body.extend(std::iter::repeat_n(b'e', 10 * 1024 * 1024));
     body.extend(b"\"}\n{}\n");
     assert_eq!(sentry_envelope::parse(&body).unwrap_err(), EnvelopeError::HeaderTooLong { item: Some(0) });
+}
+
+/// An envelope captured from a real SDK (`tests/fixtures/sdk-capture/`).
+fn captured(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sdk-capture/out").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn captured_browser_sdk_11_12() {
+    for session in ["browser-0.envelope", "browser-5.envelope", "browser-6.envelope"] {
+        assert_eq!(events_of(&captured(session)).0, ["session"]);
+    }
+    let (_, events) = events_of(&captured("browser-2.envelope"));
+    let event = &events[0];
+    assert_eq!((event.exception_type.as_str(), event.message.as_str()), ("RangeError", "quantity 5 out of range"));
+    assert_eq!(event.exceptions[0].handled, Some(true));
+    assert!(event.exceptions[0].stacktrace.iter().all(|f| f.context_line.is_none()));
+    assert_eq!(event.release, "shop@2.0.0");
+
+    // captureMessage: a synthetic exception, read as a message with a stack.
+    let (_, events) = events_of(&captured("browser-4.envelope"));
+    let message = &events[0];
+    assert!(message.exceptions.is_empty());
+    assert_eq!((message.exception_type.as_str(), message.message.as_str()), ("", "browser message"));
+    assert_eq!(message.level, Level::Info);
+    assert_eq!(message.stacktrace.len(), 1);
+    assert_eq!(message.stacktrace[0].lineno, Some(19));
+
+    let (_, events) = events_of(&captured("browser-7.envelope"));
+    assert_eq!(events[0].exceptions[0].handled, Some(false));
+}
+
+#[test]
+fn captured_rust_sdk_0_49() {
+    let (types, events) = events_of(&captured("rust-0.envelope"));
+    assert_eq!(types, ["event"]);
+    let panic = &events[0];
+    assert_eq!(panic.event_id, "ad07ba899f5243c282a343152b0489c9");
+    assert_eq!((panic.exception_type.as_str(), panic.level), ("panic", Level::Fatal));
+    // The runtime is the context typed `runtime`, here named `rust`.
+    let runtime = panic.runtime.as_ref().unwrap();
+    assert_eq!((runtime.name.as_str(), runtime.version.as_str()), ("rustc", "1.95.0"));
+    assert!(panic.extra.contains_key("debug_meta"));
+
+    // The SDK marks its own panic handler in-app; the built-in rules do not.
+    let processed = booboo_core::process(panic.clone());
+    let in_app: Vec<&str> =
+        processed.event.exceptions[0].stacktrace.iter().filter(|f| f.in_app).map(|f| f.function.as_str()).collect();
+    assert_eq!(in_app, ["rustsdk::main", "rustsdk::main::{{closure}}", "rustsdk::average"]);
+    assert_eq!(processed.culprit, "rustsdk::average in main.rs");
+
+    let (_, events) = events_of(&captured("rust-3.envelope"));
+    assert_eq!((events[0].message.as_str(), events[0].level), ("rust message", Level::Warning));
 }

@@ -50,6 +50,10 @@ pub fn lock_database(db: &Path) -> Result<DatabaseLock, String> {
 /// `booboo backup PATH`: a consistent copy of the live database at a new
 /// path, taken while the server keeps ingesting.
 pub async fn backup(store: &dyn Store, dest: &Path) -> Result<(), String> {
+    if store.backend() == crate::store::Backend::Postgres {
+        // Nothing to copy here: say what to use instead, not that it failed.
+        return store.backup_to(dest).await.map_err(|e| e.to_string());
+    }
     if dest.exists() {
         return Err(format!("{} already exists: give a new file name (a backup never overwrites)", dest.display()));
     }

@@ -128,6 +128,12 @@ enum Command {
     /// Manage alert rules: when to tell whom that something broke.
     #[command(subcommand)]
     Alert(AlertCommand),
+    /// Work on issues: merge several into one.
+    #[command(subcommand)]
+    Issue(IssueCommand),
+    /// Manage a project's ingestion keys (the tokens inside its DSNs).
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -260,6 +266,48 @@ impl ProjectSet {
         }
         Ok(patch)
     }
+}
+
+#[derive(Subcommand)]
+enum IssueCommand {
+    /// Merge the SOURCE issues into TARGET (all of one project): their counts, users, history and
+    /// events move to TARGET, and their later events are counted there too.
+    Merge {
+        target: i64,
+        #[arg(required = true, value_name = "SOURCE")]
+        sources: Vec<i64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// List the keys of ORG/PROJECT: id, state, label and DSN.
+    List {
+        #[arg(value_name = "ORG/PROJECT")]
+        path: String,
+    },
+    /// Add a key to ORG/PROJECT; prints its DSN last.
+    Add {
+        #[arg(value_name = "ORG/PROJECT")]
+        path: String,
+        #[arg(long, default_value = "cli")]
+        label: String,
+    },
+    /// Revoke a key: its DSN is refused from now on; the key stays listed as revoked.
+    Revoke {
+        #[arg(value_name = "ORG/PROJECT")]
+        path: String,
+        id: i64,
+    },
+    /// Delete a key, live or revoked: its DSN is refused and it leaves the list (asks for --yes).
+    Delete {
+        #[arg(value_name = "ORG/PROJECT")]
+        path: String,
+        id: i64,
+        /// Confirm: applications still using this key can no longer send errors.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -449,6 +497,8 @@ pub fn run() -> Result<(), String> {
             Command::Export { path } => export(store, &path).await,
             Command::Alert(command) => alert(store, &config, command).await,
             Command::Retention(RetentionCommand::Run { now }) => retention_run(&*store, &config, now.as_deref()).await,
+            Command::Issue(IssueCommand::Merge { target, sources }) => merge_issues(&*store, target, &sources).await,
+            Command::Key(command) => key(&*store, &config, command).await,
             Command::Serve | Command::Config(_) | Command::Restore { .. } | Command::Email(_) => {
                 unreachable!("handled above")
             }
@@ -465,9 +515,21 @@ fn validate_arguments(command: &Command) -> Result<(), String> {
         | Command::User(UserCommand::ResetLink { email })
         | Command::Member(MemberCommand::Add { email, .. })
         | Command::Token(TokenCommand::Create { email, .. }) => check_email(email).map(|_| ()),
+        Command::Key(KeyCommand::Add { label, .. }) if label.chars().count() > MAX_KEY_LABEL_CHARS => {
+            Err(format!("a key's label can be at most {MAX_KEY_LABEL_CHARS} characters"))
+        }
         Command::Project(ProjectCommand::Create { path } | ProjectCommand::Delete { path, .. })
         | Command::Export { path }
-        | Command::Alert(AlertCommand::List { path }) => split_project_path(path).map(|_| ()),
+        | Command::Alert(AlertCommand::List { path })
+        | Command::Key(
+            KeyCommand::List { path }
+            | KeyCommand::Add { path, .. }
+            | KeyCommand::Revoke { path, .. }
+            | KeyCommand::Delete { path, .. },
+        ) => split_project_path(path).map(|_| ()),
+        Command::Issue(IssueCommand::Merge { target, sources }) => {
+            crate::store::IssueMerge::new(*target, sources).map(|_| ())
+        }
         Command::Alert(AlertCommand::Add(add)) => split_project_path(&add.path).map(|_| ()),
         Command::Project(ProjectCommand::Set(set)) => {
             split_project_path(&set.path)?;
@@ -902,4 +964,94 @@ async fn retention_run(store: &dyn Store, config: &Config, now: Option<&str>) ->
         report.over_count, report.over_age, report.over_disk, report.issues_removed, report.lightened
     );
     Ok(())
+}
+
+async fn merge_issues(store: &dyn Store, target: i64, sources: &[i64]) -> Result<(), String> {
+    let merge = crate::store::IssueMerge::new(target, sources)?;
+    if !store.merge_issues(OPERATOR, &merge, clock::now_millis()).await.map_err(|e| e.to_string())? {
+        return Err(format!("no issue {target}"));
+    }
+    let issue = store
+        .issue_detail(OPERATOR, target)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no issue {target}"))?
+        .issue;
+    let merged = merge.sources().iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    println!("Merged issue(s) {merged} into issue {target}: {} events from {} users.", issue.count, issue.users);
+    Ok(())
+}
+
+/// The longest label a key can have (as on the dashboard and in the API).
+const MAX_KEY_LABEL_CHARS: usize = 100;
+
+async fn key(store: &dyn Store, config: &Config, command: KeyCommand) -> Result<(), String> {
+    let (KeyCommand::List { path }
+    | KeyCommand::Add { path, .. }
+    | KeyCommand::Revoke { path, .. }
+    | KeyCommand::Delete { path, .. }) = &command;
+    let (org, slug) = split_project_path(path)?;
+    let project = store
+        .project_for(OPERATOR, org, slug)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no project {org}/{slug}"))?;
+    let keys = store
+        .project_keys(OPERATOR, project.id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no project {org}/{slug}"))?;
+    let known = |id: i64| keys.iter().find(|k| k.id == id);
+    match command {
+        KeyCommand::List { .. } => {
+            for k in &keys {
+                let state = if k.revoked_at.is_some() { "revoked" } else { "live" };
+                println!("{}\t{state}\t{}\t{}", k.id, k.label, config.dsn(&k.token, org, slug));
+            }
+            Ok(())
+        }
+        KeyCommand::Add { ref label, .. } => {
+            let key = store
+                .add_project_key(OPERATOR, project.id, &secrets::new_ingest_token(), label, clock::now_millis())
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no project {org}/{slug}"))?;
+            println!("Added key {} to {org}/{slug}.", key.id);
+            println!("Sentry DSN (for Sentry SDKs): {}", config.sentry_dsn(&key.token, project.id));
+            println!("{}", config.dsn(&key.token, org, slug));
+            Ok(())
+        }
+        KeyCommand::Revoke { id, .. } => {
+            if store
+                .revoke_project_key(OPERATOR, project.id, id, clock::now_millis())
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                println!("Revoked key {id} of {org}/{slug}; its DSN is refused from now on.");
+                Ok(())
+            } else if known(id).is_some() {
+                Err(format!("key {id} of {org}/{slug} is already revoked; `booboo key delete {org}/{slug} {id} --yes` removes it"))
+            } else {
+                Err(format!("{org}/{slug} has no key {id}; `booboo key list {org}/{slug}` shows its keys"))
+            }
+        }
+        KeyCommand::Delete { id, yes, .. } => {
+            let Some(key) = known(id) else {
+                return Err(format!("{org}/{slug} has no key {id}; `booboo key list {org}/{slug}` shows its keys"));
+            };
+            if !yes {
+                let live =
+                    if key.revoked_at.is_none() { "; applications still sending with it will be refused" } else { "" };
+                return Err(format!(
+                    "this deletes key {id} ({}) of {org}/{slug} for good{live}; run again with --yes",
+                    key.label
+                ));
+            }
+            if !store.delete_project_key(OPERATOR, project.id, id).await.map_err(|e| e.to_string())? {
+                return Err(format!("{org}/{slug} has no key {id}"));
+            }
+            println!("Deleted key {id} of {org}/{slug}.");
+            Ok(())
+        }
+    }
 }

@@ -3,8 +3,11 @@
 import gzip
 import json
 import logging
+import os
 import threading
 import time
+
+import pytest
 
 import booboo
 from booboo._client import current as current_client
@@ -112,6 +115,18 @@ def test_slow_server_does_not_slow_the_caller(server):
     assert time.perf_counter() - started < 1  # five sends would take 1.5 s
     assert booboo.flush(30)
     assert len(server.events()) == 5
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux only")
+def test_the_sender_never_preempts_the_application_and_the_application_keeps_its_policy(server):
+    policy_before = os.sched_getscheduler(0)
+    booboo.init(server.dsn)
+    booboo.capture_message("wakes the sender")
+    assert booboo.flush(10)
+    sender = current_client().worker._thread
+    assert os.sched_getscheduler(sender.native_id) == os.SCHED_BATCH
+    assert os.sched_getscheduler(0) == policy_before
+    assert len(server.events()) == 1
 
 
 def test_full_queue_drops_newest_counts_and_warns_once(server, caplog):

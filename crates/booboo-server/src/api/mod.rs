@@ -4,19 +4,22 @@
 pub mod alerts;
 mod auth;
 pub mod export;
+mod keys;
+mod ownership;
 mod project_settings;
 
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::store::{
-    IgnoreCondition, Issue, IssueDetail, IssueFilter, IssueSort, IssueStatus, Page, PageOf, Project, StoredEvent,
+    IgnoreCondition, Issue, IssueDetail, IssueFilter, IssueMerge, IssueSort, IssueStatus, Page, PageOf, Project,
+    Resolution, StoredEvent,
 };
 use auth::ApiUser;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use booboo_core::timestamp;
 use serde_json::{json, Value};
@@ -36,6 +39,12 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/issues/{id}", get(get_issue).patch(patch_issue).delete(delete_issue))
         .route("/issues/{id}/events", get(issue_events))
+        .route("/issues/{id}/merge", post(merge_issues))
+        .route("/projects/{org}/{project}/keys", get(keys::list).post(keys::add))
+        .route("/projects/{org}/{project}/keys/{key}", delete(keys::delete))
+        .route("/projects/{org}/{project}/keys/{key}/revoke", post(keys::revoke))
+        .route("/issues/{id}/comments", get(ownership::list_comments).post(ownership::add_comment))
+        .route("/issues/{id}/activity", get(ownership::list_activity))
         .route("/events/{id}", get(get_event))
         .route("/projects/{org}/{project}/alert-rules", get(alerts::list_rules).post(alerts::create_rule))
         .route("/projects/{org}/{project}/alert-deliveries", get(alerts::list_deliveries))
@@ -117,11 +126,13 @@ pub fn issue_json(i: &Issue) -> Value {
         "environments": i.environments,
         "releases": i.releases,
         "fingerprint": i.fingerprint,
+        "assignee": i.assignee,
         "ignore": (i.status == IssueStatus::Ignored).then(|| json!({
             "until": i.ignore_until.at.map(time_text),
             "until_count": i.ignore_until.count,
             "until_users": i.ignore_until.users,
         })),
+        "resolved_in": i.resolved_in.as_ref().map(|r| json!({"kind": r.kind, "release": r.release})),
     })
 }
 
@@ -204,6 +215,11 @@ async fn patch_issue(
     let id = parse_id(&id, "issue")?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| AppError::bad_request(format!("body must be JSON such as {{\"status\": \"resolved\"}}: {e}")))?;
+    let assignee = value.get("assignee").map(ownership::assignee_from).transpose()?;
+    if let (Some(assignee), None) = (&assignee, value.get("status")) {
+        // Only the assignee changes.
+        return Ok(Json(issue_json(&ownership::assign(&state, &user, id, assignee.as_deref()).await?)));
+    }
     let status = match value.get("status") {
         Some(Value::String(s)) => IssueStatus::parse(s).ok_or_else(|| {
             AppError::new(
@@ -214,7 +230,8 @@ async fn patch_issue(
         _ => {
             return Err(AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "field `status` is required: one of unresolved, resolved, ignored",
+                "field `status` (one of unresolved, resolved, ignored) or `assignee` (a member's e-mail or null) \
+                 is required",
             ))
         }
     };
@@ -228,9 +245,35 @@ async fn patch_issue(
         }
         Some(given) => Some(ignore_condition(given)?),
     };
-    let issue = match ignore {
-        Some(condition) => state.store.ignore_issue(user.viewer(), id, condition, crate::clock::now_millis()).await?,
-        None => state.store.set_issue_status(user.viewer(), id, status).await?,
+    let resolution = match value.get("resolved_in") {
+        None | Some(Value::Null) => None,
+        Some(_) if status != IssueStatus::Resolved => {
+            return Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "field `resolved_in` applies only with \"status\": \"resolved\"",
+            ))
+        }
+        Some(Value::String(text)) => Some(Resolution::parse(text).map_err(|message| {
+            AppError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("field `resolved_in`: {message}"))
+        })?),
+        Some(other) => {
+            return Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("field `resolved_in` must be \"next_release\", \"current_release\" or a release such as \"1.4.0\", got {other}"),
+            ))
+        }
+    };
+    if let Some(assignee) = &assignee {
+        ownership::assign(&state, &user, id, assignee.as_deref()).await?;
+    }
+    let issue = match (ignore, resolution) {
+        (Some(condition), _) => {
+            state.store.ignore_issue(user.viewer(), id, condition, crate::clock::now_millis()).await?
+        }
+        (_, Some(resolution)) => state.store.resolve_issue(user.viewer(), id, &resolution).await?,
+        // Every resolve goes through the one method that records resolutions.
+        _ if status == IssueStatus::Resolved => state.store.resolve_issue(user.viewer(), id, &Resolution::Now).await?,
+        _ => state.store.set_issue_status(user.viewer(), id, status).await?,
     }
     .ok_or_else(|| AppError::not_found("issue"))?;
     Ok(Json(issue_json(&issue)))
@@ -272,6 +315,38 @@ async fn delete_issue(
         return Err(AppError::not_found("issue"));
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Merges issues into this one: `{"from": [ids]}`, issues of the same
+/// project. Later events of the merged issues' fingerprints count here.
+/// 200 with the merged issue.
+async fn merge_issues(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let target = parse_id(&id, "issue")?;
+    let unprocessable = |message: String| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, message);
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| AppError::bad_request(format!("body must be JSON such as {{\"from\": [12, 13]}}: {e}")))?;
+    let from = match value.get("from") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                item.as_i64().ok_or_else(|| unprocessable(format!("field `from` must hold issue ids, got {item}")))
+            })
+            .collect::<Result<Vec<i64>, AppError>>()?,
+        _ => {
+            return Err(unprocessable("field `from` is required: the ids of the issues to merge into this one".into()))
+        }
+    };
+    let merge = IssueMerge::new(target, &from).map_err(|m| unprocessable(format!("field `from`: {m}")))?;
+    if !state.store.merge_issues(user.viewer(), &merge, crate::clock::now_millis()).await? {
+        return Err(AppError::not_found("issue"));
+    }
+    let detail = state.store.issue_detail(user.viewer(), target).await?.ok_or_else(|| AppError::not_found("issue"))?;
+    Ok(Json(issue_detail_json(&detail)))
 }
 
 /// Deletes a project with its keys, issues and events (organisation admins

@@ -295,8 +295,17 @@ macro_rules! alert_queries {
             .fetch_optional(&mut *conn)
             .await?;
             if let Some(project_id) = ended {
+                record_ignore_ended(conn, issue_id, now).await?;
                 fire_unignored(conn, project_id, issue_id, Some(event_id), now).await?;
             }
+            Ok(())
+        }
+
+        /// An ignore's condition ended: booboo set the issue unresolved again,
+        /// which its activity shows.
+        async fn record_ignore_ended(conn: &mut $conn, issue_id: i64, now: i64) -> Result<(), sqlx::Error> {
+            let detail = serde_json::json!({ "status": "unresolved", "reason": "ignore_ended" });
+            insert_activity(conn, issue_id, None, super::activity::ActivityKind::Status, &detail, now).await?;
             Ok(())
         }
 
@@ -326,6 +335,7 @@ macro_rules! alert_queries {
             .await?;
             for row in &rows {
                 let (issue_id, project_id): (i64, i64) = (row.try_get("id")?, row.try_get("project_id")?);
+                record_ignore_ended(conn, issue_id, now).await?;
                 fire_unignored(conn, project_id, issue_id, None, now).await?;
             }
             Ok(rows.len() as u64)
@@ -567,10 +577,10 @@ macro_rules! alert_queries {
                 }
                 AttemptResult::Failed { status, detail } => ("failed", now, None, *status, Some(detail.clone())),
             };
-            let channel: Option<Option<i64>> = sqlx::query_scalar(&q(
+            let finished = sqlx::query(&q(
                 "UPDATE alert_deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, sent_at = ?, \
                  last_status = ?, last_error = ?, claimed_by = NULL, claimed_until = NULL \
-                 WHERE id = ? AND claimed_by = ? RETURNING channel_id",
+                 WHERE id = ? AND claimed_by = ? RETURNING channel_id, issue_id, rule_id, kind, channel_kind, recipient",
             ))
             .bind(status)
             .bind(next)
@@ -581,7 +591,27 @@ macro_rules! alert_queries {
             .bind(node)
             .fetch_optional(&mut *conn)
             .await?;
-            let Some(channel) = channel else { return Ok(false) };
+            let Some(finished) = finished else { return Ok(false) };
+            let channel: Option<i64> = finished.try_get("channel_id")?;
+            let issue_id: Option<i64> = finished.try_get("issue_id")?;
+            if let (AttemptResult::Sent { .. }, Some(issue_id)) = (result, issue_id) {
+                // The issue's history shows each alert about it that went out.
+                let rule_id: Option<i64> = finished.try_get("rule_id")?;
+                let rule: Option<String> = match rule_id {
+                    Some(rule_id) => sqlx::query_scalar(&q("SELECT name FROM alert_rules WHERE id = ?"))
+                        .bind(rule_id)
+                        .fetch_optional(&mut *conn)
+                        .await?,
+                    None => None,
+                };
+                let detail = serde_json::json!({
+                    "alert": finished.try_get::<String, _>("kind")?,
+                    "channel": finished.try_get::<String, _>("channel_kind")?,
+                    "recipient": finished.try_get::<Option<String>, _>("recipient")?,
+                    "rule": rule,
+                });
+                insert_activity(conn, issue_id, None, super::activity::ActivityKind::AlertSent, &detail, now).await?;
+            }
             if let Some(channel) = channel {
                 record_channel_row(conn, channel, now, http, error.as_deref()).await?;
             }

@@ -37,6 +37,8 @@ const SQLITE: &[Migration] = migrations!(
     "0009_ignore_conditions.sql",
     "0010_limits_and_ownership.sql",
     "0011_retention.sql",
+    "0013_issue_merges.sql",    "0015_resolve_in_release.sql",
+    "0016_issue_activity.sql",
 );
 const POSTGRES: &[Migration] = migrations!(
     "postgres": "0001_initial.sql",
@@ -47,6 +49,8 @@ const POSTGRES: &[Migration] = migrations!(
     "0009_ignore_conditions.sql",
     "0010_limits_and_ownership.sql",
     "0011_retention.sql",
+    "0013_issue_merges.sql",    "0015_resolve_in_release.sql",
+    "0016_issue_activity.sql",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {

@@ -2,12 +2,17 @@
 //! through [`Store`], whose methods are domain verbs; no SQL lives outside
 //! this folder. One implementation per backend, one file each.
 
+pub mod activity;
+mod activity_sql;
 pub mod alert_rules;
 mod alert_sql;
+mod key_sql;
+mod merge_sql;
 mod migrations;
 pub mod postgres;
 pub mod project_limits;
 mod project_limits_sql;
+mod resolve_sql;
 mod retention_sql;
 mod rows;
 mod sign_in_limits;
@@ -19,6 +24,7 @@ use serde::Serialize;
 use std::fmt;
 use std::sync::Arc;
 
+pub use activity::{Activity, ActivityKind, Assignment, PendingInvitation};
 pub use alert_rules::{
     AlertChannel, AlertKind, AlertRule, AttemptResult, ChannelFailure, ChannelKind, DeliveryInfo, DueDelivery,
     HeldEmail, NewAlertRule, NewChannel, RuleFilters, Trigger,
@@ -224,6 +230,19 @@ impl IgnoreCondition {
     }
 }
 
+impl IgnoreCondition {
+    /// What the store keeps for this condition set at `now`: the time it
+    /// ends, and how many more events or users end it.
+    pub fn targets(self, now: i64) -> (Option<i64>, Option<i64>, Option<i64>) {
+        match self {
+            IgnoreCondition::Forever => (None, None, None),
+            IgnoreCondition::For { ms } => (Some(now.saturating_add(ms)), None, None),
+            IgnoreCondition::Events(n) => (None, Some(n), None),
+            IgnoreCondition::Users(n) => (None, None, Some(n)),
+        }
+    }
+}
+
 /// When an ignored issue's ignore ends, as stored: absolute targets, so the
 /// writer compares without arithmetic. All `None` while ignored forever.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -234,6 +253,79 @@ pub struct IgnoreUntil {
     pub count: Option<i64>,
     /// The distinct-user count that ends it.
     pub users: Option<i64>,
+}
+
+/// How to resolve an issue, as asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Resolved now: its next event, from any release, is a regression.
+    Now,
+    /// Fixed in the release after the project's latest one (by the release
+    /// order of `booboo_core::release_order`) at this moment: events from
+    /// that release or older are not regressions.
+    NextRelease,
+    /// Fixed in the project's latest release at this moment: events from it
+    /// or a later one are regressions. `Conflict` while the project has none.
+    CurrentRelease,
+    /// Fixed in this release, seen or not yet: events from it or a later one
+    /// are regressions, older ones are not.
+    InRelease(String),
+}
+
+impl Resolution {
+    /// Reads `now`, `next_release`, `current_release` or the name of a
+    /// release, which need not have been seen yet (a fix ships in a future
+    /// release) but must be a name a client could send.
+    pub fn parse(text: &str) -> Result<Resolution, String> {
+        Ok(match text {
+            "now" => Resolution::Now,
+            "next_release" => Resolution::NextRelease,
+            "current_release" => Resolution::CurrentRelease,
+            release => {
+                booboo_core::release_order::check_release_name(release)?;
+                Resolution::InRelease(release.to_string())
+            }
+        })
+    }
+}
+
+/// Which kind of release-bound resolution an issue has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolvedInKind {
+    NextRelease,
+    CurrentRelease,
+    Release,
+}
+
+impl ResolvedInKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResolvedInKind::NextRelease => "next_release",
+            ResolvedInKind::CurrentRelease => "current_release",
+            ResolvedInKind::Release => "release",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ResolvedInKind> {
+        [ResolvedInKind::NextRelease, ResolvedInKind::CurrentRelease, ResolvedInKind::Release]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+/// A resolved issue's release-bound resolution, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResolvedIn {
+    pub kind: ResolvedInKind,
+    /// For `next_release`, the latest release when it was resolved (events
+    /// from later ones regress; `None` when the project had none, so any
+    /// event with a release does); otherwise the release it was fixed in.
+    pub release: Option<String>,
+    /// Whether releases are compared as semantic versions (decided when it
+    /// was resolved: all the project's releases parsed as such), else by
+    /// when the project first saw them.
+    pub semver: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -258,6 +350,11 @@ pub struct Issue {
     pub fingerprint: String,
     /// When an ignored issue's ignore ends.
     pub ignore_until: IgnoreUntil,
+    /// The release a resolved issue was resolved in, if it was resolved
+    /// with respect to releases.
+    pub resolved_in: Option<ResolvedIn>,
+    /// The e-mail of the member the issue is assigned to.
+    pub assignee: Option<String>,
     /// Names of the environments and releases the issue was seen in.
     pub environments: Vec<String>,
     pub releases: Vec<String>,
@@ -476,6 +573,46 @@ pub struct EventAge {
     pub kept: bool,
 }
 
+/// The most issues one merge takes in: a page of the issue list and more.
+pub const MAX_MERGE_SOURCES: usize = 100;
+
+/// A merge as asked for: the issue kept and the issues merged into it,
+/// checked (some, not too many, the kept one not among them, no repeats).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueMerge {
+    target: i64,
+    sources: Vec<i64>,
+}
+
+impl IssueMerge {
+    /// The error says what is wrong with the request, for a person to fix.
+    pub fn new(target: i64, sources: &[i64]) -> Result<IssueMerge, String> {
+        let mut sorted = sources.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.is_empty() {
+            return Err("name at least one issue to merge into the target".into());
+        }
+        if sorted.len() > MAX_MERGE_SOURCES {
+            return Err(format!("at most {MAX_MERGE_SOURCES} issues can be merged at once, got {}", sorted.len()));
+        }
+        if sorted.contains(&target) {
+            return Err(format!("issue {target} is the target; it cannot also be merged into itself"));
+        }
+        Ok(IssueMerge { target, sources: sorted })
+    }
+
+    /// The issue that is kept.
+    pub fn target(&self) -> i64 {
+        self.target
+    }
+
+    /// The issues merged into it, in id order.
+    pub fn sources(&self) -> &[i64] {
+        &self.sources
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which backend this is, for logs and `/metrics`.
@@ -541,7 +678,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<PageOf<Issue>>;
     async fn issue_detail(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<IssueDetail>>;
     /// Changes an issue's status; resolving or reopening clears the
-    /// regression mark.
+    /// regression mark, and any change forgets a release resolution (see
+    /// [`Store::resolve_issue`], which the API and dashboard use to resolve).
     async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>>;
     /// Ignores an issue until `condition` ends (counted from `now` and the
     /// issue's counts at this moment). Setting any status clears the
@@ -553,6 +691,12 @@ pub trait Store: Send + Sync + 'static {
         condition: IgnoreCondition,
         now: i64,
     ) -> StoreResult<Option<Issue>>;
+    /// Resolves an issue, now or with respect to releases (see
+    /// [`Resolution`]); the one place a resolution is written, so whatever
+    /// else must record it (an activity entry) goes here. `Conflict` for
+    /// the current release of a project without releases.
+    async fn resolve_issue(&self, viewer: Viewer, issue_id: i64, resolution: &Resolution)
+        -> StoreResult<Option<Issue>>;
     /// Ends the timed ignores due at `now`: each issue becomes unresolved and
     /// its project's unignored rules write their deliveries, in one
     /// transaction, once even with several nodes. Returns how many ended.
@@ -829,6 +973,88 @@ pub trait Store: Send + Sync + 'static {
     /// to the file system in small steps (`incremental_vacuum`), keeping
     /// `keep_bytes` of them for new events; PostgreSQL runs `VACUUM events`.
     async fn reclaim_space(&self, keep_bytes: u64) -> StoreResult<()>;
+
+    // --- merging issues (store/merge_sql.rs) -------------------------------------
+
+    /// Merges issues of one project into the target, in one transaction:
+    /// counts, users, first and last seen, environments, releases, tags,
+    /// hourly history, events and alert history move to the target, the
+    /// merged issues are deleted, and their fingerprints (and those merged
+    /// into them before) lead to the target from then on, so later events of
+    /// any of them are counted there. Any viewer who can see the issues may
+    /// merge them. `Ok(false)` when the viewer cannot see the target;
+    /// `NotFound` for a merged issue they cannot see, `Conflict` for one of
+    /// another project. (A "merged" activity entry belongs in this method.)
+    async fn merge_issues(&self, viewer: Viewer, merge: &IssueMerge, at: i64) -> StoreResult<bool>;
+    /// The issue that an issue merged away now lives on as, for links to it.
+    async fn merged_issue_target(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<i64>>;
+
+    // --- deleting project keys (store/key_sql.rs) --------------------------------
+
+    /// Deletes a key, live or revoked: its token is refused from then on and
+    /// it leaves the project's list. Whether the viewer could see the project
+    /// and the key was one of its keys. The caller checks the viewer
+    /// administers the organisation, as for [`Store::revoke_project_key`].
+    async fn delete_project_key(&self, viewer: Viewer, project_id: i64, key_id: i64) -> StoreResult<bool>;
+
+    // --- ownership and history: assignee, comments, activity, invitations -----
+    // (Status changes, regressions, ended ignores and sent alerts record their
+    // activity inside the transactions of the verbs above.)
+
+    /// Assigns an issue the viewer can see to a member of its organisation,
+    /// by e-mail, or unassigns it (`None`), recording the change in its
+    /// activity in the same transaction.
+    async fn assign_issue(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        assignee: Option<&str>,
+        at: i64,
+    ) -> StoreResult<Assignment>;
+    /// Adds the viewer's comment to an issue's activity; `None` when the
+    /// viewer cannot see the issue. The caller has checked the text
+    /// ([`activity::comment_problem`]).
+    async fn add_issue_comment(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        text: &str,
+        at: i64,
+    ) -> StoreResult<Option<Activity>>;
+    /// An issue's activity, newest first, only entries of `kind` when given;
+    /// `None` when the viewer cannot see the issue.
+    async fn issue_activity(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        kind: Option<ActivityKind>,
+        page: Page,
+    ) -> StoreResult<Option<PageOf<Activity>>>;
+    /// Records one entry of an issue's activity on its own, for changes made
+    /// outside the verbs above (e.g. a merge); `actor` `None` is booboo.
+    /// Changes made inside a store transaction call `insert_activity` from
+    /// `activity_sql.rs` on that transaction instead.
+    async fn record_issue_activity(
+        &self,
+        issue_id: i64,
+        actor: Option<i64>,
+        kind: ActivityKind,
+        detail: &serde_json::Value,
+        at: i64,
+    ) -> StoreResult<()>;
+    /// An organisation's invitations not yet used nor expired at `now`,
+    /// newest first: `None` if the viewer cannot see the organisation,
+    /// `Forbidden` unless they administer it.
+    async fn pending_invitations(
+        &self,
+        viewer: Viewer,
+        org_slug: &str,
+        now: i64,
+    ) -> StoreResult<Option<Vec<PendingInvitation>>>;
+    /// Revokes an organisation's unused invitations to one address (their
+    /// links stop working); whether there was any. `Forbidden` unless the
+    /// viewer administers the organisation.
+    async fn revoke_invitation(&self, viewer: Viewer, org_slug: &str, email: &str) -> StoreResult<bool>;
 }
 
 /// Opens the store a database URL names, creating and migrating it.

@@ -22,6 +22,11 @@ super::retention_sql::retention_queries!(sqlx::PgConnection);
 /// Retention locks an issue's row before deleting its events, in the order
 /// ingest locks issues, so the two never deadlock.
 const LOCK_ISSUES: &str = " FOR UPDATE";
+super::key_sql::key_queries!(sqlx::PgConnection);
+// A merge locks the issues it reads until it commits.
+super::merge_sql::merge_queries!(sqlx::PgConnection, " FOR UPDATE");
+super::resolve_sql::resolve_queries!(sqlx::PgConnection);
+super::activity_sql::activity_queries!(sqlx::PgConnection, PgRow);
 
 /// Numbers the alert queries' `?` placeholders as PostgreSQL's `$1, $2, …`.
 fn q(sql: &str) -> String {
@@ -147,13 +152,21 @@ impl PostgresStore {
         viewer: Viewer,
         issue_id: i64,
         status: IssueStatus,
-        until: Option<i64>,
-        more_events: Option<i64>,
-        more_users: Option<i64>,
+        ignore: Option<IgnoreCondition>,
+        resolved: Option<&ResolvedIn>,
+        at: i64,
     ) -> StoreResult<Option<Issue>> {
+        let (until, more_events, more_users) = ignore.map(|c| c.targets(at)).unwrap_or_default();
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let prior: Option<String> = sqlx::query_scalar("SELECT status FROM issues WHERE id = $1 FOR UPDATE")
+            .bind(issue_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable("reading an issue's status"))?;
         let row = sqlx::query(&format!(
             "UPDATE issues SET status = $4, is_regression = CASE WHEN $4 = 'ignored' THEN is_regression ELSE FALSE END, \
-             ignore_until = $5, ignore_until_count = event_count + $6, ignore_until_users = user_count + $7 \
+             ignore_until = $5, ignore_until_count = event_count + $6, ignore_until_users = user_count + $7, \
+             resolved_kind = $8, resolved_release = $9, resolved_semver = $10 \
              WHERE id = $3 AND project_id IN (SELECT p.id FROM projects p WHERE {VISIBLE_ORG}) RETURNING {}",
             ISSUE_COLUMNS.replace("i.", "")
         ))
@@ -164,11 +177,30 @@ impl PostgresStore {
         .bind(until)
         .bind(more_events)
         .bind(more_users)
-        .fetch_optional(&self.pool)
+        .bind(resolved.map(|r| r.kind.as_str()))
+        .bind(resolved.and_then(|r| r.release.as_deref()))
+        .bind(resolved.is_some_and(|r| r.semver))
+        .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable("changing an issue's status"))?;
         let Some(row) = row else { return Ok(None) };
         let mut issues = vec![issue_from_row(&row).map_err(unavailable("reading an issue"))?];
+        // Setting the status it has is no change, unless a new ignore
+        // condition replaces the old one.
+        if prior.as_deref() != Some(status.as_str()) || ignore.is_some() || resolved.is_some() {
+            let mut detail = activity::status_detail(
+                status,
+                resolved.and_then(|r| r.release.as_deref()),
+                ignore.map(|c| activity::ignore_detail(c, at)),
+            );
+            if let Some(resolved) = resolved {
+                detail["resolved_in"] = serde_json::json!(resolved.kind.as_str());
+            }
+            insert_activity(&mut tx, issue_id, Some(viewer.user_id), ActivityKind::Status, &detail, at)
+                .await
+                .map_err(unavailable("recording a status change"))?;
+        }
+        tx.commit().await.map_err(unavailable("committing a status change"))?;
         self.fill_environments_and_releases(&mut issues).await?;
         Ok(issues.pop())
     }
@@ -459,49 +491,83 @@ async fn store_one(
         return Ok(StoreOutcome::Duplicate);
     };
 
-    // Whether the issue was resolved before this event: alert rules need it,
-    // and so does retention, which never evicts the event of a regression.
-    // The row is locked from here to the commit (the upsert below would lock
-    // it anyway, in the same order), so no other node changes it in between.
-    let prior_status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM issues WHERE project_id = $1 AND fingerprint = $2 FOR UPDATE")
-            .bind(e.project_id)
-            .bind(&e.processed.fingerprint.fingerprint)
-            .fetch_optional(&mut **tx)
-            .await?;
-    let (issue_id, event_count, ignored_until_counts): (i64, i64, bool) = sqlx::query_as(
-        "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, event_count, first_release) \
-         VALUES ($1, $2, $3, $4, $5, 'unresolved', $6, $6, 1, NULLIF($7, '')) \
-         ON CONFLICT (project_id, fingerprint) DO UPDATE SET \
-           title = excluded.title, culprit = excluded.culprit, level = excluded.level, \
-           first_seen = LEAST(issues.first_seen, excluded.first_seen), last_seen = GREATEST(issues.last_seen, excluded.last_seen), \
-           event_count = issues.event_count + 1, \
-           first_release = COALESCE(issues.first_release, excluded.first_release), \
-           is_regression = CASE WHEN issues.status = 'resolved' THEN TRUE ELSE issues.is_regression END, \
-           status = CASE WHEN issues.status = 'resolved' THEN 'unresolved' ELSE issues.status END \
-         RETURNING id, event_count, (ignore_until_count IS NOT NULL OR ignore_until_users IS NOT NULL)",
-    )
-    .bind(e.project_id)
-    .bind(&e.processed.fingerprint.fingerprint)
-    .bind(pg_text(&e.processed.title))
-    .bind(pg_text(&e.processed.culprit))
-    .bind(event.level.as_str())
-    .bind(e.received_at)
-    .bind(pg_text(&event.release))
+    // Alert rules need to know whether the issue was resolved before this
+    // event: the row is locked from here to the commit (the upsert below
+    // would lock it anyway, in the same order), so no other node changes it
+    // in between.
+    // A fingerprint merged into another issue is counted on that issue.
+    let mut fingerprint = merged_fingerprint(tx, e.project_id, &e.processed.fingerprint.fingerprint)
+        .await?
+        .unwrap_or_else(|| e.processed.fingerprint.fingerprint.clone());
+    // A resolution bound to releases is left for the rule below to judge;
+    // any other resolved issue is unresolved again by its next event.
+    let (
+        prior_status,
+        (issue_id, event_count, ignored_until_counts, status, resolved_kind, resolved_release, resolved_semver),
+    ) = loop {
+        let prior_status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM issues WHERE project_id = $1 AND fingerprint = $2 FOR UPDATE")
+                .bind(e.project_id)
+                .bind(&fingerprint)
+                .fetch_optional(&mut **tx)
+                .await?;
+        #[allow(clippy::type_complexity)]
+        let row: (i64, i64, bool, String, Option<String>, Option<String>, bool) = sqlx::query_as(
+            "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, event_count, first_release) \
+             VALUES ($1, $2, $3, $4, $5, 'unresolved', $6, $6, 1, NULLIF($7, '')) \
+             ON CONFLICT (project_id, fingerprint) DO UPDATE SET \
+               title = excluded.title, culprit = excluded.culprit, level = excluded.level, \
+               first_seen = LEAST(issues.first_seen, excluded.first_seen), last_seen = GREATEST(issues.last_seen, excluded.last_seen), \
+               event_count = issues.event_count + 1, \
+               first_release = COALESCE(issues.first_release, excluded.first_release), \
+               is_regression = CASE WHEN issues.status = 'resolved' AND issues.resolved_kind IS NULL THEN TRUE ELSE issues.is_regression END, \
+               status = CASE WHEN issues.status = 'resolved' AND issues.resolved_kind IS NULL THEN 'unresolved' ELSE issues.status END \
+             RETURNING id, event_count, (ignore_until_count IS NOT NULL OR ignore_until_users IS NOT NULL), \
+               status, resolved_kind, resolved_release, resolved_semver",
+        )
+        .bind(e.project_id)
+        .bind(&fingerprint)
+        .bind(pg_text(&e.processed.title))
+        .bind(pg_text(&e.processed.culprit))
+        .bind(event.level.as_str())
+        .bind(e.received_at)
+        .bind(pg_text(&event.release))
     .fetch_one(&mut **tx)
-    .await?;
+        .await?;
+        if row.1 == 1 {
+            if let Some(target) = merged_meanwhile(tx, e.project_id, &fingerprint, row.0).await? {
+                fingerprint = target;
+                continue;
+            }
+        }
+        break (prior_status, row);
+    };
 
+    sqlx::query("UPDATE events SET issue_id = $1 WHERE id = $2").bind(issue_id).bind(row_id).execute(&mut **tx).await?;
+    let release_bound = match resolved_kind.as_deref().and_then(ResolvedInKind::parse) {
+        Some(kind) if status == "resolved" => {
+            Some(ResolvedIn { kind, release: resolved_release, semver: resolved_semver })
+        }
+        _ => None,
+    };
+    let regressed_by_release = match &release_bound {
+        Some(resolved) => regress_by_release(tx, e.project_id, issue_id, resolved, &pg_text(&event.release)).await?,
+        None => false,
+    };
+    // Regressed: reopened by this event, plainly or by its release.
+    let regressed = regressed_by_release || (prior_status.as_deref() == Some("resolved") && status != "resolved");
+    if regressed {
+        let release = Some(event.release.as_str()).filter(|r| !r.is_empty());
+        let detail = serde_json::json!({ "event_id": event.event_id, "release": release });
+        insert_activity(tx, issue_id, None, ActivityKind::Regression, &detail, e.received_at).await?;
+    }
     // An issue's first event and the event of each regression are kept by
     // retention whatever the limits.
-    let kept = event_count == 1 || prior_status.as_deref() == Some("resolved");
-    sqlx::query("UPDATE events SET issue_id = $1, kept = $2 WHERE id = $3")
-        .bind(issue_id)
-        .bind(kept)
-        .bind(row_id)
-        .execute(&mut **tx)
-        .await?;
+    if event_count == 1 || regressed {
+        sqlx::query("UPDATE events SET kept = $1 WHERE id = $2").bind(true).bind(row_id).execute(&mut **tx).await?;
+    }
     if !rules.is_empty() {
-        let facts = IssueFacts { created: event_count == 1, regressed: prior_status.as_deref() == Some("resolved") };
+        let facts = IssueFacts { created: event_count == 1, regressed };
         fire_alert_rules(tx, rules, e, issue_id, &facts).await?;
     }
 
@@ -879,7 +945,9 @@ impl Store for PostgresStore {
     }
 
     async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>> {
-        self.change_issue_status(viewer, issue_id, status, None, None, None).await
+        // The store is given times, but this verb predates that; the entry
+        // it records is stamped by the server's one clock.
+        self.change_issue_status(viewer, issue_id, status, None, None, crate::clock::now_millis()).await
     }
 
     async fn ignore_issue(
@@ -889,13 +957,42 @@ impl Store for PostgresStore {
         condition: IgnoreCondition,
         now: i64,
     ) -> StoreResult<Option<Issue>> {
-        let (at, events, users) = match condition {
-            IgnoreCondition::Forever => (None, None, None),
-            IgnoreCondition::For { ms } => (Some(now.saturating_add(ms)), None, None),
-            IgnoreCondition::Events(n) => (None, Some(n), None),
-            IgnoreCondition::Users(n) => (None, None, Some(n)),
+        self.change_issue_status(viewer, issue_id, IssueStatus::Ignored, Some(condition), None, now).await
+    }
+
+    async fn resolve_issue(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        resolution: &Resolution,
+    ) -> StoreResult<Option<Issue>> {
+        let project_id: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT i.project_id FROM issues i JOIN projects p ON p.id = i.project_id WHERE {VISIBLE_ORG} AND i.id = $3"
+        ))
+        .bind(viewer.is_admin)
+        .bind(viewer.user_id)
+        .bind(issue_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("finding an issue to resolve"))?;
+        let Some(project_id) = project_id else { return Ok(None) };
+        let releases = if *resolution == Resolution::Now {
+            Vec::new()
+        } else {
+            let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+            project_releases_seen(&mut conn, project_id).await.map_err(unavailable("reading a project's releases"))?
         };
-        self.change_issue_status(viewer, issue_id, IssueStatus::Ignored, at, events, users).await
+        let resolved = super::resolve_sql::resolved_in(resolution, &releases)?;
+        // The activity entry is written with the resolution (change_issue_status).
+        self.change_issue_status(
+            viewer,
+            issue_id,
+            IssueStatus::Resolved,
+            None,
+            resolved.as_ref(),
+            crate::clock::now_millis(),
+        )
+        .await
     }
 
     async fn end_expired_ignores(&self, now: i64) -> StoreResult<u64> {
@@ -962,6 +1059,13 @@ impl Store for PostgresStore {
         .map_err(unavailable("looking up an issue"))?;
         let Some(org_id) = org_id else { return Ok(false) };
         self.require_org_admin(viewer, org_id, "delete issues").await?;
+        // Fingerprints merged into it go first, so their later events start
+        // issues of their own rather than land in the one being deleted.
+        sqlx::query("DELETE FROM issue_aliases WHERE issue_id = $1")
+            .bind(issue_id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("detaching an issue's merged fingerprints"))?;
         sqlx::query("UPDATE issues SET fingerprint = $1 WHERE id = $2")
             .bind(format!("deleted:{issue_id}"))
             .bind(issue_id)
@@ -2073,6 +2177,136 @@ impl Store for PostgresStore {
     async fn reclaim_space(&self, _keep_bytes: u64) -> StoreResult<()> {
         sqlx::raw_sql("VACUUM events").execute(&self.pool).await.map_err(unavailable("vacuuming events"))?;
         Ok(())
+    }
+
+    // --- merging issues (store/merge_sql.rs) ---------------------------------
+
+    async fn merge_issues(&self, viewer: Viewer, merge: &IssueMerge, at: i64) -> StoreResult<bool> {
+        // A merge that loses a deadlock to a batch of another node (whose
+        // events were reordered by earlier merges) runs again, like a batch.
+        let mut attempt = 1;
+        loop {
+            let mut tx = self.pool.begin().await.map_err(unavailable("starting a merge"))?;
+            let result = match merge_issue_rows(&mut tx, viewer, merge, at).await {
+                Ok(MergeOutcome::Merged) => tx.commit().await.map(|()| MergeOutcome::Merged),
+                other => other,
+            };
+            match result {
+                Err(e) if attempt < BATCH_ATTEMPTS && is_lost_race(&e) => attempt += 1,
+                Err(e) => return Err(unavailable("merging issues")(e)),
+                Ok(outcome) => return outcome.answer(merge.target()),
+            }
+        }
+    }
+
+    async fn merged_issue_target(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<i64>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        merged_issue_target(&mut conn, viewer, issue_id).await.map_err(unavailable("looking up a merged issue"))
+    }
+
+    async fn delete_project_key(&self, viewer: Viewer, project_id: i64, key_id: i64) -> StoreResult<bool> {
+        if !self.project_visible(viewer, project_id).await? {
+            return Ok(false);
+        }
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        delete_key_row(&mut conn, project_id, key_id).await.map_err(unavailable("deleting a project key"))
+    }
+
+    // --- ownership and history ------------------------------------------------
+
+    async fn assign_issue(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        assignee: Option<&str>,
+        at: i64,
+    ) -> StoreResult<Assignment> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let outcome = assign_issue_row(&mut tx, viewer, issue_id, assignee, at)
+            .await
+            .map_err(unavailable("assigning an issue"))?;
+        tx.commit().await.map_err(unavailable("committing an assignment"))?;
+        match outcome {
+            Assignment::Done(issue) => {
+                let mut issues = vec![*issue];
+                self.fill_environments_and_releases(&mut issues).await?;
+                Ok(issues.pop().map(|i| Assignment::Done(Box::new(i))).unwrap_or(Assignment::IssueNotFound))
+            }
+            other => Ok(other),
+        }
+    }
+
+    async fn add_issue_comment(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        text: &str,
+        at: i64,
+    ) -> StoreResult<Option<Activity>> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let comment =
+            add_comment_row(&mut tx, viewer, issue_id, text, at).await.map_err(unavailable("adding a comment"))?;
+        tx.commit().await.map_err(unavailable("committing a comment"))?;
+        Ok(comment)
+    }
+
+    async fn issue_activity(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        kind: Option<ActivityKind>,
+        page: Page,
+    ) -> StoreResult<Option<PageOf<Activity>>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        if visible_issue_org(&mut conn, viewer, issue_id).await.map_err(unavailable("looking up an issue"))?.is_none() {
+            return Ok(None);
+        }
+        activity_page(&mut conn, issue_id, kind, page)
+            .await
+            .map(Some)
+            .map_err(unavailable("reading an issue's activity"))
+    }
+
+    async fn record_issue_activity(
+        &self,
+        issue_id: i64,
+        actor: Option<i64>,
+        kind: ActivityKind,
+        detail: &serde_json::Value,
+        at: i64,
+    ) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        insert_activity(&mut conn, issue_id, actor, kind, detail, at)
+            .await
+            .map_err(unavailable("recording an issue's activity"))?;
+        Ok(())
+    }
+
+    async fn pending_invitations(
+        &self,
+        viewer: Viewer,
+        org_slug: &str,
+        now: i64,
+    ) -> StoreResult<Option<Vec<PendingInvitation>>> {
+        match self.role_in(viewer, org_slug).await? {
+            None => return Ok(None),
+            Some(Role::Member) => {
+                return Err(StoreError::Forbidden("only an admin of the organisation may see its invitations".into()))
+            }
+            Some(Role::Admin) => {}
+        }
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        pending_invitation_rows(&mut conn, org_slug, now).await.map(Some).map_err(unavailable("listing invitations"))
+    }
+
+    async fn revoke_invitation(&self, viewer: Viewer, org_slug: &str, email: &str) -> StoreResult<bool> {
+        if self.role_in(viewer, org_slug).await? != Some(Role::Admin) {
+            return Err(StoreError::Forbidden("only an admin of the organisation may revoke its invitations".into()));
+        }
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        let revoked =
+            revoke_invitation_rows(&mut conn, org_slug, email).await.map_err(unavailable("revoking an invitation"))?;
+        Ok(revoked > 0)
     }
 }
 

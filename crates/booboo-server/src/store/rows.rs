@@ -46,7 +46,9 @@ pub(super) const PROJECT_COLUMNS: &str =
 
 pub(super) const ISSUE_COLUMNS: &str = "i.id, i.project_id, i.title, i.culprit, i.level, i.status, i.is_regression, \
      i.event_count, i.user_count, i.first_seen, i.last_seen, i.first_release, i.fingerprint, \
-     i.ignore_until, i.ignore_until_count, i.ignore_until_users, i.not_stored_rate_limit, i.not_stored_retention";
+     i.ignore_until, i.ignore_until_count, i.ignore_until_users, i.not_stored_rate_limit, i.not_stored_retention, \
+     i.resolved_kind, i.resolved_release, i.resolved_semver,
+     (SELECT u.email FROM users u WHERE u.id = i.assignee_id) AS assignee";
 
 /// What a used, expired or unknown password link answers.
 pub(super) const PASSWORD_LINK_GONE: &str =
@@ -246,6 +248,19 @@ macro_rules! row_readers {
                     count: row.try_get("ignore_until_count")?,
                     users: row.try_get("ignore_until_users")?,
                 },
+                resolved_in: match row
+                    .try_get::<Option<String>, _>("resolved_kind")?
+                    .as_deref()
+                    .and_then(ResolvedInKind::parse)
+                {
+                    Some(kind) if status == "resolved" => Some(ResolvedIn {
+                        kind,
+                        release: row.try_get("resolved_release")?,
+                        semver: row.try_get("resolved_semver")?,
+                    }),
+                    _ => None,
+                },
+                assignee: row.try_get("assignee")?,
                 environments: Vec::new(),
                 releases: Vec::new(),
             })

@@ -32,8 +32,15 @@ pub struct EventView {
     /// The log record the event came from, when a logging integration sent it.
     pub log: Option<LogView>,
     pub extra: Vec<(String, String)>,
+    /// Bulky data for machines (Sentry's `debug_meta`: the loaded images of
+    /// a native program), shown folded under `extra`.
+    pub collapsed_extra: Vec<(String, String)>,
     pub fingerprint: Option<String>,
 }
+
+/// Fields of `Event::extra` that are shown folded: useful to a person only
+/// when symbolicating by hand, and long.
+const COLLAPSED_EXTRA: &[&str] = &["debug_meta"];
 
 #[derive(Debug, Serialize)]
 pub struct ExceptionView {
@@ -272,6 +279,13 @@ pub fn view(event_id: &str, event: &Event) -> EventView {
         extra: event
             .extra
             .iter()
+            .filter(|(k, _)| !COLLAPSED_EXTRA.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), serde_json::to_string_pretty(v).unwrap_or_default()))
+            .collect(),
+        collapsed_extra: event
+            .extra
+            .iter()
+            .filter(|(k, _)| COLLAPSED_EXTRA.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), serde_json::to_string_pretty(v).unwrap_or_default()))
             .collect(),
         fingerprint: event.fingerprint.as_ref().map(|f| f.join(" · ")),
@@ -335,5 +349,20 @@ mod tests {
         // With no application frame, the raising frame is the one shown.
         let groups = frame_groups(&[frame("a", false), frame("b", false)]);
         assert_eq!(groups[0].frames.iter().map(|f| f.open).collect::<Vec<_>>(), [false, true]);
+    }
+
+    #[test]
+    fn debug_meta_is_folded_apart_from_other_data() {
+        let event: Event = serde_json::from_value(serde_json::json!({
+            "event_id": "0", "timestamp": "t", "level": "error", "message": "m", "exception_type": "",
+            "debug_meta": {"images": [{"type": "symbolic", "name": "/usr/bin/app"}]},
+            "modules": {"flask": "3.1.0"}
+        }))
+        .unwrap();
+        let v = view("0", &event);
+        assert_eq!(v.extra.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["modules"]);
+        assert_eq!(v.collapsed_extra.len(), 1);
+        assert_eq!(v.collapsed_extra[0].0, "debug_meta");
+        assert!(v.collapsed_extra[0].1.contains("/usr/bin/app"));
     }
 }

@@ -5,12 +5,13 @@ use super::chart::{self, HOUR_MS};
 use super::event_view;
 use super::form::FormData;
 use super::local_path::same_origin_path;
+use super::ownership;
 use super::page_error::PageError;
 use super::session::SignedIn;
 use super::templates::page;
 use crate::app::AppState;
 use crate::clock;
-use crate::store::{IgnoreCondition, IssueFilter, IssueSort, IssueStatus, Page, Project, Viewer};
+use crate::store::{IgnoreCondition, Issue, IssueFilter, IssueSort, IssueStatus, Page, Project, Resolution, Viewer};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -20,6 +21,9 @@ use serde::Serialize;
 use std::collections::HashMap;
 
 pub const PAGE_SIZE: i64 = 25;
+/// The newest activity entries the issue page shows; the API pages through
+/// all of them.
+const ACTIVITY_SHOWN: i64 = 100;
 const LEVELS: &[&str] = &["fatal", "error", "warning", "info", "debug"];
 const SORTS: &[(&str, &str)] =
     &[("last_seen", "Last seen"), ("first_seen", "First seen"), ("events", "Events"), ("users", "Users")];
@@ -135,13 +139,14 @@ pub async fn list(
     let previous = (q.page > 1).then(|| q.url_for_page(&base, q.page - 1));
     let next = issues.next_offset.map(|_| q.url_for_page(&base, q.page + 1));
     let this_url = q.url_for_page(&base, q.page);
+    let members = state.store.members_of(viewer, &org).await?.unwrap_or_default();
     let filtered = !(q.environment.is_empty() && q.release.is_empty() && q.level.is_empty() && q.query.is_empty());
     let body = page(
         "issues.html",
         context! {
             me => me.me(), project, rows, facets_environments => facets.environments,
             facets_releases => facets.releases, q, levels => LEVELS, sorts => SORTS, previous, next,
-            this_url, filtered, nav => "issues", first_row => window.offset + 1,
+            this_url, filtered, nav => "issues", first_row => window.offset + 1, members,
         },
     )?;
     Ok(body.into_response())
@@ -161,6 +166,57 @@ fn status_of_action(action: &str) -> Result<IssueStatus, PageError> {
     }
 }
 
+/// What a status form asks for, on the issue page or, once confirmed, for
+/// several issues at once.
+enum StatusChange {
+    Resolve(Resolution),
+    Ignore(IgnoreCondition),
+    Reopen,
+}
+
+impl StatusChange {
+    /// Reads the change from `field` (`resolve`, `ignore`, `reopen`) and
+    /// its choices: `resolved_in` with `release`, or `ignore` with `n`.
+    fn from_form(form: &FormData, field: &str) -> Result<StatusChange, PageError> {
+        Ok(match status_of_action(form.get(field))? {
+            IssueStatus::Resolved => StatusChange::Resolve(resolution(form.get("resolved_in"), form.get("release"))?),
+            IssueStatus::Ignored => StatusChange::Ignore(ignore_condition(form.get("ignore"), form.get("n"))?),
+            IssueStatus::Unresolved => StatusChange::Reopen,
+        })
+    }
+
+    async fn apply(&self, state: &AppState, viewer: Viewer, id: i64) -> Result<Option<Issue>, PageError> {
+        Ok(match self {
+            StatusChange::Resolve(resolution) => state.store.resolve_issue(viewer, id, resolution).await?,
+            StatusChange::Ignore(condition) => {
+                state.store.ignore_issue(viewer, id, *condition, crate::clock::now_millis()).await?
+            }
+            StatusChange::Reopen => state.store.set_issue_status(viewer, id, IssueStatus::Unresolved).await?,
+        })
+    }
+}
+
+/// The resolve form: `resolved_in` is `now` (or empty), `next_release`,
+/// `current_release`, or `release` with the release typed in `release`.
+fn resolution(choice: &str, release: &str) -> Result<Resolution, PageError> {
+    match choice {
+        "" | "now" => Ok(Resolution::Now),
+        "next_release" => Ok(Resolution::NextRelease),
+        "current_release" => Ok(Resolution::CurrentRelease),
+        "release" if release.is_empty() => {
+            Err(PageError::BadRequest("type the release the fix is in, such as 1.4.0".into()))
+        }
+        "release" => booboo_core::release_order::check_release_name(release)
+            .map(|()| Resolution::InRelease(release.to_string()))
+            .map_err(PageError::BadRequest),
+        other => Err(PageError::BadRequest(format!(
+            "unknown choice {other:?}: resolve now, in the next release, in the current release or in a release"
+        ))),
+    }
+}
+
+/// The issue list's bulk actions: the first post shows the chosen issues
+/// and the same choices as the issue page; the confirmed post applies them.
 pub async fn bulk(
     State(state): State<AppState>,
     me: SignedIn,
@@ -169,7 +225,18 @@ pub async fn bulk(
 ) -> Result<Response, PageError> {
     me.check_csrf(&form)?;
     let project = state.store.project_for(me.viewer(), &org, &slug).await?.ok_or(PageError::NotFound("project"))?;
-    let status = status_of_action(form.get("action"))?;
+    if form.get("action") == "merge" {
+        // Merging asks which issue to keep first (web/merge.rs).
+        let mut query: Vec<(&str, &str)> = form.all("issue").map(|id| ("issue", id)).collect();
+        query.push(("back", form.get("back")));
+        let query = serde_urlencoded::to_string(&query).map_err(|e| PageError::Internal(e.to_string()))?;
+        return Ok(Redirect::to(&format!("/projects/{org}/{slug}/merge?{query}")).into_response());
+    }
+    let action = form.get("action");
+    let assigning = action == "assign";
+    if !assigning {
+        status_of_action(action)?;
+    }
     let ids = form
         .all("issue")
         .map(|id| id.parse::<i64>().map_err(|_| PageError::BadRequest(format!("{id:?} is not an issue id"))))
@@ -177,13 +244,39 @@ pub async fn bulk(
     if ids.is_empty() {
         return Err(PageError::BadRequest("tick at least one issue, then choose what to do with them".into()));
     }
-    for id in ids {
-        let changed = state.store.set_issue_status(me.viewer(), id, status).await?;
-        if changed.is_none_or(|issue| issue.project_id != project.id) {
-            return Err(PageError::NotFound("issue"));
+    // Every issue must be one of this project's before any is changed.
+    let mut issues = Vec::with_capacity(ids.len());
+    for id in &ids {
+        match state.store.issue_detail(me.viewer(), *id).await? {
+            Some(detail) if detail.issue.project_id == project.id => issues.push(detail.issue),
+            _ => return Err(PageError::NotFound("issue")),
         }
     }
-    Ok(Redirect::to(&back_to(&form, format!("/projects/{org}/{slug}"))).into_response())
+    let back = back_to(&form, format!("/projects/{org}/{slug}"));
+    if assigning {
+        // Assigning changes nothing that cannot be changed back: no confirmation.
+        for id in ids {
+            ownership::assign_one(&state, me.viewer(), id, form.get("assignee")).await?;
+        }
+        return Ok(Redirect::to(&back).into_response());
+    }
+    if form.get("confirm") != "yes" {
+        let verb = match status_of_action(action)? {
+            IssueStatus::Resolved => "Resolve",
+            IssueStatus::Ignored => "Ignore",
+            IssueStatus::Unresolved => "Reopen",
+        };
+        let action = verb.to_lowercase();
+        let releases = state.store.project_facets(me.viewer(), project.id).await?.releases;
+        let body =
+            page("confirm_bulk.html", context! { me => me.me(), project, issues, verb, action, releases, back })?;
+        return Ok(body.into_response());
+    }
+    let change = StatusChange::from_form(&form, "action")?;
+    for id in ids {
+        change.apply(&state, me.viewer(), id).await?.ok_or(PageError::NotFound("issue"))?;
+    }
+    Ok(Redirect::to(&back).into_response())
 }
 
 async fn project_by_id(state: &AppState, viewer: Viewer, id: i64) -> Result<Project, PageError> {
@@ -195,7 +288,15 @@ fn parse_id(text: &str, what: &'static str) -> Result<i64, PageError> {
 }
 
 pub async fn show(State(state): State<AppState>, me: SignedIn, Path(id): Path<String>) -> Result<Response, PageError> {
-    issue_page(&state, &me, parse_id(&id, "issue")?, None).await
+    let id = parse_id(&id, "issue")?;
+    match issue_page(&state, &me, id, None).await {
+        // A merged issue's old link leads to the issue it was merged into.
+        Err(PageError::NotFound("issue")) => match super::merge::merged_issue_redirect(&state, &me, id).await? {
+            Some(redirect) => Ok(redirect),
+            None => Err(PageError::NotFound("issue")),
+        },
+        other => other,
+    }
 }
 
 pub async fn show_event(
@@ -242,10 +343,20 @@ async fn issue_page(state: &AppState, me: &SignedIn, id: i64, event_id: Option<&
         }
     };
     let alerts = state.store.issue_deliveries(id, 20).await?;
+    // Ownership and history: who may be assigned, and what happened.
+    let members = state.store.members_of(viewer, &project.org_slug).await?.unwrap_or_default();
+    let activity = state
+        .store
+        .issue_activity(viewer, id, None, Page { offset: 0, limit: ACTIVITY_SHOWN })
+        .await?
+        .ok_or(PageError::NotFound("issue"))?;
+    let activity_more = activity.next_offset.is_some();
+    let activity: Vec<_> = activity.items.iter().map(ownership::activity_line).collect();
     let body = page(
         "issue.html",
         context! {
             me => me.me(), project, detail, tags, view, alerts, nav => "issues",
+            members, activity, activity_more, max_comment => crate::store::activity::MAX_COMMENT_CHARS,
             event => context! {
                 id => event.event.event_id, received_at => event.event.received_at,
                 older => event.older, newer => event.newer,
@@ -265,14 +376,7 @@ pub async fn set_status(
 ) -> Result<Response, PageError> {
     me.check_csrf(&form)?;
     let id = parse_id(&id, "issue")?;
-    let status = status_of_action(form.get("status"))?;
-    let changed = match status {
-        IssueStatus::Ignored => {
-            let condition = ignore_condition(form.get("ignore"), form.get("n"))?;
-            state.store.ignore_issue(me.viewer(), id, condition, crate::clock::now_millis()).await?
-        }
-        _ => state.store.set_issue_status(me.viewer(), id, status).await?,
-    };
+    let changed = StatusChange::from_form(&form, "status")?.apply(&state, me.viewer(), id).await?;
     changed.ok_or(PageError::NotFound("issue"))?;
     Ok(Redirect::to(&back_to(&form, format!("/issues/{id}"))).into_response())
 }

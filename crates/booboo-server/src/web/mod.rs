@@ -14,7 +14,10 @@ mod event_view;
 mod form;
 mod issues;
 mod local_path;
+mod merge;
+mod ownership;
 mod page_error;
+mod project_settings;
 mod projects;
 mod sdk_download;
 mod session;
@@ -47,6 +50,7 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{org}/{project}/issues/bulk", post(issues::bulk))
         .route("/projects/{org}/{project}/setup", get(projects::setup))
         .route("/projects/{org}/{project}/delete", get(deletion::confirm_project).post(deletion::delete_project))
+        .route("/projects/{org}/{project}/settings", get(project_settings::show).post(project_settings::save))
         .route("/projects/{org}/{project}/status", get(projects::status))
         .route("/projects/{org}/{project}/keys", post(projects::add_key))
         .route("/projects/{org}/{project}/alerts", get(alerts::show).post(alerts::create))
@@ -54,8 +58,12 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{org}/{project}/alerts/{id}/test", post(alerts::test))
         .route("/projects/{org}/{project}/alerts/{id}/delete", post(alerts::delete))
         .route("/projects/{org}/{project}/keys/{key}/revoke", post(projects::revoke_key))
+        .route("/projects/{org}/{project}/keys/{key}/delete", post(projects::delete_key))
+        .route("/projects/{org}/{project}/merge", get(merge::confirm).post(merge::merge))
         .route("/issues/{id}", get(issues::show))
         .route("/issues/{id}/status", post(issues::set_status))
+        .route("/issues/{id}/assign", post(ownership::assign))
+        .route("/issues/{id}/comments", post(ownership::comment))
         .route("/issues/{id}/delete", get(deletion::confirm_issue).post(deletion::delete_issue))
         .route("/issues/{id}/events/{event}", get(issues::show_event))
         .route("/issues/{id}/events/{event}/json", get(issues::event_json))
@@ -68,6 +76,7 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/orgs/{org}/members", post(settings::add_member))
         .route("/settings/orgs/{org}/members/{user}/role", post(settings::change_role))
         .route("/settings/orgs/{org}/members/{user}/remove", post(settings::remove_member))
+        .route("/settings/orgs/{org}/invitations/revoke", post(settings::revoke_invitation))
         .route("/static/{*file}", get(static_files::serve))
         .route("/sdk/python/{file}", get(sdk_download::serve))
         .fallback(|| async { PageError::NotFound("page") })

@@ -210,3 +210,20 @@ pub async fn revoke_key(
     }
     Ok(Redirect::to(&format!("/projects/{org}/{slug}/setup#keys")).into_response())
 }
+
+/// Deletes a key, live or revoked: refused from then on, gone from the list.
+pub async fn delete_key(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path((org, slug, key)): Path<(String, String, String)>,
+    form: FormData,
+) -> Result<Response, PageError> {
+    me.check_csrf(&form)?;
+    let project = project_of(&state, &me, &org, &slug).await?;
+    require_admin(&state, &me, &org).await?;
+    let key: i64 = key.parse().map_err(|_| PageError::NotFound("key"))?;
+    if !state.store.delete_project_key(me.viewer(), project.id, key).await? {
+        return Err(PageError::NotFound("key"));
+    }
+    Ok(Redirect::to(&format!("/projects/{org}/{slug}/setup#keys")).into_response())
+}

@@ -126,10 +126,17 @@ pub async fn revoke_token(
 async fn members_page(state: &AppState, me: &SignedIn, org: &str, notice: Notice) -> Result<Response, PageError> {
     let role = state.store.role_in(me.viewer(), org).await?.ok_or(PageError::NotFound("organisation"))?;
     let members = state.store.members_of(me.viewer(), org).await?.ok_or(PageError::NotFound("organisation"))?;
+    // Pending invitations are for admins, who can revoke them.
+    let invitations = match role {
+        Role::Admin => {
+            state.store.pending_invitations(me.viewer(), org, clock::now_millis()).await?.unwrap_or_default()
+        }
+        Role::Member => Vec::new(),
+    };
     let body = page(
         "members.html",
         context! {
-            me => me.me(), org, members, is_admin => role == Role::Admin, nav => "settings",
+            me => me.me(), org, members, invitations, is_admin => role == Role::Admin, nav => "settings",
             error => notice.error, success => notice.success, invitation_link => notice.secret,
             my_id => me.user.id, is_instance_admin => me.user.is_admin, mail_enabled => state.mailer.is_some(),
         },
@@ -386,6 +393,32 @@ pub async fn remove_member(
         format!("/settings/orgs/{org}")
     };
     Ok(Redirect::to(&target).into_response())
+}
+
+/// Revokes the organisation's pending invitations to one address: their
+/// links stop working at once.
+pub async fn revoke_invitation(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(org): Path<String>,
+    form: FormData,
+) -> Result<Response, PageError> {
+    me.check_csrf(&form)?;
+    require_admin(&state, &me, &org).await?;
+    let email = check_email(form.get("email")).map_err(PageError::BadRequest)?;
+    let notice = if state.store.revoke_invitation(me.viewer(), &org, &email).await? {
+        Notice {
+            success: Some(format!("The invitation to {email} is revoked: its link no longer works.")),
+            ..Notice::default()
+        }
+    } else {
+        Notice {
+            status: Some(StatusCode::NOT_FOUND),
+            error: Some(format!("There is no pending invitation to {email}: it was used, revoked or has expired.")),
+            ..Notice::default()
+        }
+    };
+    members_page(&state, &me, &org, notice).await
 }
 
 /// Stops or resumes alert e-mails of one project for the signed-in member

@@ -40,6 +40,9 @@ template_files!(
     "email_invitation.txt",
     "email_invitation.html",
     "confirm_delete.html",
+    "merge_issues.html",
+    "status_choices.html",
+    "confirm_bulk.html",
 );
 
 fn configure(env: &mut Environment<'static>) {

@@ -6,11 +6,19 @@
 //! - `ingest_http`: the router over real HTTP semantics and a real SQLite.
 //! - `sentry_http`: Sentry's envelope and store endpoints, the same way.
 //! - `project_settings_http`: a project's limits through the API.
+//! - `resolve_api`: resolving in a release and ignoring through the API,
+//!   on both backends.
+//! - `sdk_capture_http`: envelopes captured from real Sentry SDKs, and the issues they make.
 //! - `web_pages`: every dashboard page through the router on a seeded SQLite.
+//! - `ownership_http`: assignees, comments, activity and pending invitations
+//!   through the API and the dashboard.
 
 mod architecture;
 mod ingest_http;
+mod ownership_http;
 mod project_settings_http;
+mod resolve_api;
+mod sdk_capture_http;
 mod sentry_http;
 #[macro_use]
 mod store_conformance;

@@ -39,6 +39,13 @@ macro_rules! store_tests {
     };
 }
 
+// Test files that use `store_tests!` too (declared after the macro).
+mod issue_merges;
+// Resolving in a release, with the macro above.
+mod resolve;
+// Ownership and history (assignees, comments, activity, invitations).
+mod ownership;
+
 store_tests!(
     ingest_tokens_find_their_project_only_while_live,
     events_of_one_fingerprint_share_an_issue_with_exact_counts,

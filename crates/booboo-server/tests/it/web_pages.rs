@@ -576,6 +576,26 @@ async fn bulk_actions_resolve_several_issues_and_a_new_event_reopens_one() {
             ],
         )
         .await;
+    // First a confirmation, listing the issues with the issue page's choices.
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert!(answer.body.contains("Resolve 2 issues?") && answer.body.contains("cannot check out"), "{}", answer.body);
+    assert!(answer.body.contains(r#"value="next_release""#) && answer.body.contains(r#"name="confirm" value="yes""#));
+    assert_eq!(site.store.issue_detail(ADMIN, ship).await.unwrap().unwrap().issue.status, IssueStatus::Unresolved);
+    let answer = site
+        .post(
+            &mut ann,
+            "/projects/acme/web/issues/bulk",
+            &[
+                ("csrf", &csrf),
+                ("action", "resolve"),
+                ("resolved_in", "now"),
+                ("confirm", "yes"),
+                ("issue", &checkout.to_string()),
+                ("issue", &ship.to_string()),
+                ("back", back),
+            ],
+        )
+        .await;
     assert_eq!((answer.status, answer.location()), (StatusCode::SEE_OTHER, back));
     let list = site.get(&mut ann, "/projects/acme/web").await.body;
     assert!(!list.contains("cannot check out") && !list.contains("ship in views.py"));
@@ -593,6 +613,48 @@ async fn bulk_actions_resolve_several_issues_and_a_new_event_reopens_one() {
         .unwrap();
     let page = site.get(&mut ann_api, &format!("/issues/{ship}")).await.body;
     assert!(page.contains("regression") && page.contains(">unresolved<"), "{page}");
+}
+
+#[tokio::test]
+async fn issues_are_resolved_in_a_release_from_the_issue_page_and_in_bulk() {
+    let site = site().await;
+    let (mut ann, csrf) = site.sign_in("ann@example.com").await;
+    let [checkout, ship, ..] = site.mine[..] else { panic!() };
+    let page = site.get(&mut ann, &format!("/issues/{checkout}")).await.body;
+    for choice in ["now", "next_release", "current_release", "release"] {
+        assert!(page.contains(&format!(r#"<option value="{choice}">"#)), "{choice}: {page}");
+    }
+    let path = format!("/issues/{checkout}/status");
+    let fields = [("csrf", csrf.as_str()), ("status", "resolved"), ("resolved_in", "release"), ("release", "1.4.0")];
+    assert_eq!(site.post(&mut ann, &path, &fields).await.status, StatusCode::SEE_OTHER);
+    let page = site.get(&mut ann, &format!("/issues/{checkout}")).await.body;
+    assert!(page.contains("Resolved in 1.4.0"), "{page}");
+    let missing = [("csrf", csrf.as_str()), ("status", "resolved"), ("resolved_in", "release"), ("release", "")];
+    let answer = site.post(&mut ann, &path, &missing).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.text().contains("type the release the fix is in"), "{}", answer.body);
+
+    // In bulk, once confirmed: the next release, after the latest one seen.
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("action", "resolve"),
+        ("resolved_in", "next_release"),
+        ("confirm", "yes"),
+        ("issue", &ship.to_string()),
+    ];
+    let answer = site.post(&mut ann, "/projects/acme/web/issues/bulk", &fields).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let issue = site.store.issue_detail(ADMIN, ship).await.unwrap().unwrap().issue;
+    let resolved_in = issue.resolved_in.expect("resolved in a release");
+    let page = site.get(&mut ann, &format!("/issues/{ship}")).await.body;
+    // The seeded latest release is hostile markup: shown escaped.
+    assert_eq!(resolved_in.release.as_deref(), Some("<script>alert('x')</script>"));
+    assert!(page.contains("Resolved in the next release (after &lt;script&gt;"), "{page}");
+    assert!(!page.contains("(after <script>"));
+    // Ignoring in bulk offers the ignore conditions.
+    let fields = [("csrf", csrf.as_str()), ("action", "ignore"), ("issue", &ship.to_string())];
+    let answer = site.post(&mut ann, "/projects/acme/web/issues/bulk", &fields).await;
+    assert!(answer.body.contains("Ignore 1 issue?") && answer.body.contains(r#"value="users""#), "{}", answer.body);
 }
 
 #[tokio::test]
@@ -926,4 +988,91 @@ async fn the_issue_page_says_how_many_events_retention_kept() {
     assert_eq!(report.over_count, 5);
     let page = site.get(&mut ann, &format!("/issues/{issue}")).await;
     assert!(page.body.contains("Showing 2 of 7 events (older ones removed by retention)"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn members_merge_ticked_issues_after_choosing_which_to_keep() {
+    let site = site().await;
+    let [checkout, ship, ..] = site.mine[..] else { panic!() };
+    let (mut bob, csrf) = site.sign_in("bob@example.com").await;
+    let back = "/projects/acme/web?environment=staging";
+    let (checkout_id, ship_id) = (checkout.to_string(), ship.to_string());
+    let answer = site
+        .post(
+            &mut bob,
+            "/projects/acme/web/issues/bulk",
+            &[("csrf", &csrf), ("action", "merge"), ("issue", &checkout_id), ("issue", &ship_id), ("back", back)],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert!(answer.location().starts_with("/projects/acme/web/merge?issue="), "{}", answer.location());
+    let confirm = site.get(&mut bob, answer.location()).await;
+    assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.body);
+    let text = confirm.text();
+    assert!(text.contains("Merge 2 issues into one?") && text.contains("cannot be undone"), "{text}");
+    assert!(text.contains(&format!("href=\"{back}\"")), "cancel goes back to the list");
+    let one = site.get(&mut bob, &format!("/projects/acme/web/merge?issue={checkout}")).await;
+    assert_eq!(one.status, StatusCode::BAD_REQUEST, "one issue is no merge");
+    let theirs = site.theirs.to_string();
+    let refused = site
+        .post(
+            &mut bob,
+            "/projects/acme/web/merge",
+            &[("csrf", &csrf), ("target", &checkout_id), ("issue", &checkout_id), ("issue", &theirs)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND, "another organisation's issue is not ours to merge");
+    let no_csrf =
+        site.post(&mut bob, "/projects/acme/web/merge", &[("target", &checkout_id), ("issue", &ship_id)]).await;
+    assert_ne!(no_csrf.status, StatusCode::SEE_OTHER);
+
+    let store = site.store.clone();
+    let count = |id| {
+        let store = store.clone();
+        async move { store.issue_detail(ADMIN, id).await.unwrap().unwrap().issue.count }
+    };
+    let before = count(checkout).await + count(ship).await;
+    let answer = site
+        .post(
+            &mut bob,
+            "/projects/acme/web/merge",
+            &[("csrf", &csrf), ("target", &checkout_id), ("issue", &checkout_id), ("issue", &ship_id)],
+        )
+        .await;
+    assert_eq!((answer.status, answer.location()), (StatusCode::SEE_OTHER, format!("/issues/{checkout}").as_str()));
+    assert_eq!(count(checkout).await, before);
+    // The merged issue's old link leads to the kept one.
+    let old = site.get(&mut bob, &format!("/issues/{ship}")).await;
+    assert_eq!((old.status, old.location()), (StatusCode::SEE_OTHER, format!("/issues/{checkout}").as_str()));
+    let page = site.get(&mut bob, &format!("/issues/{checkout}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn admins_delete_a_key_and_it_is_refused_at_once() {
+    let site = site().await;
+    let project = site.store.project_for(ADMIN, "acme", "web").await.unwrap().unwrap();
+    let key = site.store.project_keys(ADMIN, project.id).await.unwrap().unwrap().remove(0);
+    let path = format!("/projects/acme/web/keys/{}/delete", key.id);
+    let (mut bob, bob_csrf) = site.sign_in("bob@example.com").await;
+    let refused = site.post(&mut bob, &path, &[("csrf", &bob_csrf)]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "members do not delete keys");
+
+    let (mut ann, csrf) = site.sign_in("ann@example.com").await;
+    let setup = site.get(&mut ann, "/projects/acme/web/setup").await.body;
+    assert!(setup.contains(&format!("action=\"{path}\"")), "{setup}");
+    let answer = site.post(&mut ann, &path, &[("csrf", &csrf)]).await;
+    assert_eq!((answer.status, answer.location()), (StatusCode::SEE_OTHER, "/projects/acme/web/setup#keys"));
+    let ingest = Request::post("/")
+        .header("X-Booboo-DSN", &key.token)
+        .header("Content-Type", "application/json")
+        .body(Body::from(serde_json::to_vec(&body("late", json!({}))).unwrap()))
+        .unwrap();
+    let response = app(site.state.clone()).oneshot(ingest).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "a deleted key is refused at once");
+    let setup = site.get(&mut ann, "/projects/acme/web/setup").await.body;
+    assert!(!setup.contains(&key.token), "it left the list");
+    assert_eq!(site.post(&mut ann, &path, &[("csrf", &csrf)]).await.status, StatusCode::NOT_FOUND);
+    let theirs = format!("/projects/other/api/keys/{}/delete", site.their_key);
+    assert_eq!(site.post(&mut ann, &theirs, &[("csrf", &csrf)]).await.status, StatusCode::NOT_FOUND);
 }

@@ -339,12 +339,13 @@ class Pending:
 
     ``base`` holds the protocol fields known at capture time. ``chain`` is a
     list of ``(type_name, value, frames, chain_type)``; each frame is a tuple
-    ``(filename, function, lineno, locals, module_globals)``, where
-    ``lineno`` may be ``(code, instruction offset)`` to be looked up later, and
-    ``locals`` is ``(kept, texts)`` from ``_locals_of``: values that cannot
-    change any more, rendered later, and reprs finished at capture time. The module globals are kept only so that
-    source lines of modules loaded from a zip or another loader can be found
-    later.
+    ``(code, offset, lineno, locals, module_globals)``: the code object, which
+    cannot change and gives the file and function names later; the line
+    number, or None and the instruction offset to look it up in the code
+    later; and ``locals``, ``(kept, texts)`` from ``_locals_of``: values that
+    cannot change any more, rendered later, and reprs finished at capture
+    time. The module globals are kept only so that source lines of modules
+    loaded from a zip or another loader can be found later.
     """
 
     __slots__ = ("event_id", "created", "base", "chain", "scope", "stack")
@@ -364,7 +365,8 @@ def snapshot_exception(exc, scope, request=None):
     """Copy what an event needs from ``exc`` and its chain; return a Pending."""
     clock = time.perf_counter
     budget_end = clock() + LOCALS_TIME_BUDGET
-    seen_frames = {}
+    # Only a chain can show one frame twice; a lone exception needs no map.
+    seen_frames = {} if exc.__cause__ is not None or exc.__context__ is not None else None
     chain = []
     seen = set()
     current, chain_type = exc, None
@@ -473,14 +475,14 @@ def _caller_stack():
         break
     frames = []
     while frame is not None and len(frames) < FRAMES_WITH_LOCALS:
-        code = frame.f_code
-        frames.append((code.co_filename, code.co_name, frame.f_lineno or 0, NO_LOCALS, frame.f_globals))
+        frames.append((frame.f_code, -1, frame.f_lineno or 0, NO_LOCALS, frame.f_globals))
         frame = frame.f_back
     frames.reverse()
     return frames
 
 
 def _snapshot_frames(tb, seen_frames, budget_end):
+    """The frames of one traceback, oldest first; ``seen_frames`` (or None) maps frames read before."""
     entries = []
     while tb is not None:
         entries.append(tb)
@@ -490,22 +492,28 @@ def _snapshot_frames(tb, seen_frames, budget_end):
         entries = entries[:head] + entries[len(entries) - (MAX_FRAMES - head):]
     first_with_locals = len(entries) - FRAMES_WITH_LOCALS
     frames = []
-    for position, entry in enumerate(entries):
+    append = frames.append
+    position = 0
+    for entry in entries:
         frame = entry.tb_frame
-        code = frame.f_code
         if position < first_with_locals:
             local_vars = NO_LOCALS
+        elif seen_frames is None:
+            local_vars = _locals_of(frame, budget_end)
         else:
             # One frame can sit in several stacks of a chain; its locals are
             # the same object each time, so they are read once.
             local_vars = seen_frames.get(id(frame))
             if local_vars is None:
                 local_vars = seen_frames[id(frame)] = _locals_of(frame, budget_end)
+        position += 1
         # Where the code object can say later (Python 3.10+), the line number
         # is worked out on the sender's thread from the instruction offset:
         # reading tb_lineno makes CPython walk the line table now.
-        lineno = (code, entry.tb_lasti) if _LINES_LATER else entry.tb_lineno or 0
-        frames.append((code.co_filename, code.co_name, lineno, local_vars, frame.f_globals))
+        if _LINES_LATER:
+            append((frame.f_code, entry.tb_lasti, None, local_vars, frame.f_globals))
+        else:
+            append((frame.f_code, -1, entry.tb_lineno or 0, local_vars, frame.f_globals))
     return frames
 
 
@@ -527,6 +535,15 @@ def _line_number(code, offset):
 
 NO_LOCALS = ({}, None)
 """The locals of a frame that are not read."""
+
+_ATOM, _TEXT_ATOM, _COPIED, _COPIED_DICT, _IMMUTABLE = range(5)
+_SNAPSHOT_KINDS = {
+    int: _ATOM, float: _ATOM, bool: _ATOM, type(None): _ATOM, complex: _ATOM,
+    str: _TEXT_ATOM, bytes: _TEXT_ATOM,
+    list: _COPIED, set: _COPIED, dict: _COPIED_DICT,
+    tuple: _IMMUTABLE, frozenset: _IMMUTABLE,
+}
+"""How _locals_of keeps a value of exactly this builtin type; other types are rendered at once."""
 
 
 def _locals_of(frame, budget_end):
@@ -553,32 +570,59 @@ def _locals_of(frame, budget_end):
             kept = f_locals.copy()
         else:
             kept, texts = _named_locals(f_locals)
+        kinds = _SNAPSHOT_KINDS
+        scalars = _SCALARS
         # Values are replaced in place, so the locals keep their order.
         for name, value in kept.items():
-            value_type = type(value)
-            if value_type in _SCALARS:
+            kind = kinds.get(type(value))
+            if kind == _ATOM:
                 continue
-            if value_type is str or value_type is bytes:
+            if kind == _TEXT_ATOM:
                 if len(value) > MAX_REPR:
                     kept[name] = value[: MAX_REPR + 1]
                 continue
-            way, base = _repr_ways.get(value_type) or _repr_way(value_type)
-            if way == _CONTAINER and value_type is base and _holds_only_atoms(value, base):
-                # Its items cannot change, so a shallow copy renders later
-                # exactly as the container would now. Secret keys of a dict
-                # are filtered when it is rendered.
-                if base is not tuple and base is not frozenset:
-                    kept[name] = value.copy()
-                continue
+            if kind is not None and len(value) <= _FLAT_LIMIT:
+                # A builtin container of at most _FLAT_LIMIT numbers and short
+                # strings: its items cannot change, so a shallow copy renders
+                # later exactly as the container would now. Secret keys of a
+                # dict are filtered when it is rendered.
+                items = value
+                if kind == _COPIED_DICT:
+                    if not value.keys() <= _harmless_names and not _atoms_only(value.keys()):
+                        items = None
+                    else:
+                        items = value.values()
+                if items is not None:
+                    for item in items:
+                        item_type = type(item)
+                        if item_type not in scalars and not (item_type is str and len(item) <= MAX_REPR):
+                            break
+                    else:
+                        if kind != _IMMUTABLE:
+                            kept[name] = value.copy()
+                        continue
             if texts is None:
                 texts = {}
-            texts[name] = _repr_now(value, way, budget_end)
+            way = _repr_ways.get(type(value))
+            if way is not None and way[0] == _DEFAULT:
+                # object.__repr__ shows only the type and address; formatted later.
+                texts[name] = (type(value), id(value))
+            else:
+                texts[name] = _repr_now(value, budget_end)
             kept[name] = None  # the queued event holds no reference to it
     except Exception:
         # A module frame's namespace may change size under us while another
         # thread imports; a capture goes on without its locals.
         return NO_LOCALS
     return kept, texts
+
+
+def _atoms_only(values):
+    """Whether every one of ``values`` is a number or a string of at most MAX_REPR characters."""
+    for item in values:
+        if type(item) not in _SCALARS and not (type(item) is str and len(item) <= MAX_REPR):
+            return False
+    return True
 
 
 def _named_locals(f_locals):
@@ -613,9 +657,10 @@ def _named_locals(f_locals):
     return kept, texts
 
 
-def _repr_now(value, way, budget_end):
+def _repr_now(value, budget_end):
     """The repr of a value that could change later, bounded; or, for an object with
     ``object.__repr__``, its type and address, which is all that repr shows."""
+    way = (_repr_ways.get(type(value)) or _repr_way(type(value)))[0]
     if way == _DEFAULT:
         return (type(value), id(value))
     try:
@@ -625,27 +670,6 @@ def _repr_now(value, way, budget_end):
     if len(text) > MAX_REPR:
         text = text[: MAX_REPR - 3] + "..."
     return text
-
-
-def _holds_only_atoms(value, kind):
-    """Whether a builtin container has at most _FLAT_LIMIT items, each a number or a short string.
-
-    Then its repr cannot change once it is copied, and costs little.
-    """
-    if len(value) > _FLAT_LIMIT:
-        return False
-    if kind is dict:
-        keys = value.keys()
-        if not keys <= _harmless_names:  # the usual case settles all keys at once
-            for key in keys:
-                if type(key) not in _SCALARS and not (type(key) is str and len(key) <= MAX_REPR):
-                    return False
-        value = value.values()
-    scalars = _SCALARS
-    for item in value:
-        if type(item) not in scalars and not (type(item) is str and len(item) <= MAX_REPR):
-            return False
-    return True
 
 
 # --- the sender's half ------------------------------------------------------
@@ -764,9 +788,10 @@ def _default_repr(kind, address):
 
 
 def _frame_dict(frame, source_cache, linecache, rendered_locals):
-    filename, function, lineno, local_vars, module_globals = frame
-    if type(lineno) is tuple:
-        lineno = _line_number(*lineno)
+    code, offset, lineno, local_vars, module_globals = frame
+    filename, function = code.co_filename, code.co_name
+    if lineno is None:
+        lineno = _line_number(code, offset)
     # A frame shared by several exceptions of a chain has its locals read
     # once; frames whose locals were not read each get a dict of their own,
     # so a before_send that fills one does not fill them all.

@@ -8,8 +8,15 @@ costs the application almost nothing. Waiting for the queue to drain
 
 After ``os.fork()`` the child gets a fresh queue and, on its first item, a
 thread of its own: the parent's pending items stay the parent's to send.
+
+On Linux the worker thread asks for the ``SCHED_BATCH`` policy (same share
+of the CPU as any other thread, no privilege needed): waking it for an event
+then never preempts the application's thread that queued it. Without that,
+on a busy machine the scheduler switches to the sender in the middle of
+``capture_exception()`` and the application waits for its turn back.
 """
 
+import os
 import threading
 from queue import Empty, SimpleQueue
 
@@ -94,6 +101,7 @@ class Worker:
         return left
 
     def _run(self):
+        _yield_to_the_application()
         items = self._items
         while True:
             item = items.get()
@@ -113,3 +121,16 @@ class Worker:
                 self._on_exit()
             except Exception:
                 pass
+
+
+def _yield_to_the_application():
+    """Let the calling thread (the sender) never preempt others when it wakes up (Linux).
+
+    ``SCHED_BATCH`` keeps the thread's nice value and so its share of the
+    CPU; it only takes away preemption on wake-up, so the sender runs as soon
+    as a core is free or at the next scheduler tick. Pid 0 is this thread only.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError):  # not Linux, or a sandbox that forbids it
+        pass
