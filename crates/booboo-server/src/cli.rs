@@ -102,6 +102,9 @@ struct Cli {
     /// before the command (`booboo --rate-limit 5000/hour serve`): after it, `project set` has its own.
     #[arg(long, env = "BOOBOO_RATE_LIMIT", value_name = "RATE")]
     rate_limit: Option<String>,
+    /// Seconds between retention passes (default 60).
+    #[arg(long, global = true, env = "BOOBOO_RETENTION_INTERVAL", value_name = "SECONDS")]
+    retention_interval: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -151,6 +154,19 @@ enum Command {
     Export {
         #[arg(value_name = "ORG/PROJECT")]
         path: String,
+    },
+    /// Apply the retention limits now (the server does it every --retention-interval).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// One retention pass: age and count limits, the lighter tier, the disk budget.
+    Run {
+        /// Measure ages from this time (RFC 3339, e.g. 2030-01-01T00:00:00Z) instead of now.
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
     },
 }
 
@@ -439,6 +455,7 @@ pub fn run() -> Result<(), String> {
         full_payload_days: cli.full_payload_days,
         min_free_disk: cli.min_free_disk,
         rate_limit: cli.rate_limit,
+        retention_interval: cli.retention_interval,
     })?;
     if let Command::Config(ConfigCommand::Show) = cli.command {
         print!("{}", config.show());
@@ -479,6 +496,7 @@ pub fn run() -> Result<(), String> {
             }
             Command::Export { path } => export(store, &path).await,
             Command::Alert(command) => alert(store, &config, command).await,
+            Command::Retention(RetentionCommand::Run { now }) => retention_run(&*store, &config, now.as_deref()).await,
             Command::Issue(IssueCommand::Merge { target, sources }) => merge_issues(&*store, target, &sources).await,
             Command::Key(command) => key(&*store, &config, command).await,
             Command::Serve | Command::Config(_) | Command::Restore { .. } | Command::Email(_) => {
@@ -518,6 +536,7 @@ fn validate_arguments(command: &Command) -> Result<(), String> {
             set.patch().map(|_| ())
         }
         Command::Alert(AlertCommand::Test { .. }) | Command::Alert(AlertCommand::Remove { .. }) => Ok(()),
+        Command::Retention(RetentionCommand::Run { now }) => now.as_deref().map(parse_now).transpose().map(|_| ()),
         Command::Serve | Command::Config(_) | Command::Email(_) | Command::Backup { .. } | Command::Restore { .. } => {
             Ok(())
         }
@@ -921,6 +940,30 @@ fn cli_field(e: &crate::alerts::rules::FieldError) -> String {
         other => other.to_string(),
     };
     format!("{field}: {}", e.message)
+}
+
+/// `--now` for `booboo retention run`: an RFC 3339 time, as milliseconds.
+fn parse_now(text: &str) -> Result<i64, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(booboo_core::timestamp::unix_millis)
+        .map_err(|_| format!("--now: {text:?} is not an RFC 3339 time such as 2030-01-01T00:00:00Z"))
+}
+
+async fn retention_run(store: &dyn Store, config: &Config, now: Option<&str>) -> Result<(), String> {
+    let now = match now {
+        Some(text) => parse_now(text)?,
+        None => crate::clock::now_millis(),
+    };
+    let report =
+        crate::retention::run_once(store, &crate::retention::RetentionSettings::from_config(config), now, None)
+            .await
+            .map_err(|e| format!("retention failed (nothing half-done is left; run it again): {e}"))?;
+    println!(
+        "Removed {} events over their project's limit, {} older than the age limit and {} over the disk budget; \
+         removed {} issues with no event left; lightened {} events.",
+        report.over_count, report.over_age, report.over_disk, report.issues_removed, report.lightened
+    );
+    Ok(())
 }
 
 async fn merge_issues(store: &dyn Store, target: i64, sources: &[i64]) -> Result<(), String> {

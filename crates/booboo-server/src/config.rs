@@ -51,6 +51,8 @@ pub const DEFAULT_MAX_EVENTS: i64 = 100_000;
 pub const DEFAULT_RETENTION_DAYS: i64 = 90;
 /// Free space on the data directory's disk below which ingestion sheds load: 1 GiB.
 pub const DEFAULT_MIN_FREE_DISK: u64 = 1 << 30;
+/// Seconds between retention passes.
+pub const DEFAULT_RETENTION_INTERVAL_SECS: u64 = 60;
 
 #[derive(Clone)]
 pub struct Config {
@@ -109,6 +111,8 @@ pub struct Config {
     pub min_free_disk: u64,
     /// One rate for all projects together (`--rate-limit`); `None`: off.
     pub rate_limit: Option<RateLimit>,
+    /// Time between retention passes (`--retention-interval`).
+    pub retention_interval: Duration,
 }
 
 impl Config {
@@ -154,6 +158,7 @@ pub struct Overrides {
     pub full_payload_days: Option<String>,
     pub min_free_disk: Option<String>,
     pub rate_limit: Option<String>,
+    pub retention_interval: Option<u64>,
 }
 
 impl Config {
@@ -317,7 +322,14 @@ impl Config {
             Some(v) if !off(&v) => Some(RateLimit::parse(&v).map_err(|e| format!("--rate-limit: {e} (or off)"))?),
             _ => None,
         };
+        let retention_interval = seconds(
+            overrides.retention_interval,
+            "retention_interval",
+            "--retention-interval",
+            DEFAULT_RETENTION_INTERVAL_SECS,
+        )?;
         Ok(Config {
+            retention_interval,
             default_max_events,
             default_retention_days,
             max_disk_bytes,
@@ -374,7 +386,7 @@ impl Config {
     /// `key = value` lines, secrets redacted, for `booboo config show`.
     pub fn show(&self) -> String {
         format!(
-            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\noutbound_allow = {}\nalert_retry_first_ms = {}\nalert_email_cap = {}\nalert_email_period = {}\nsmtp_url = {}\nemail_from = {}\nheader_timeout = {}\nbody_timeout = {}\nidle_timeout = {}\nmax_connections = {}\nmax_inflight_bytes = {}\ndefault_max_events = {}\ndefault_retention_days = {}\nmax_disk_bytes = {}\nfull_payload_days = {}\nmin_free_disk = {}\nrate_limit = {}\n",
+            "bind = {}\ndata_dir = {}\ndatabase_url = {}\npublic_url = {}\nmax_body_bytes = {}\nmax_envelope_bytes = {}\nqueue_capacity = {}\nmax_batch = {}\ntrusted_proxies = {}\nlink_lifetime_days = {}\noutbound_allow = {}\nalert_retry_first_ms = {}\nalert_email_cap = {}\nalert_email_period = {}\nsmtp_url = {}\nemail_from = {}\nheader_timeout = {}\nbody_timeout = {}\nidle_timeout = {}\nmax_connections = {}\nmax_inflight_bytes = {}\ndefault_max_events = {}\ndefault_retention_days = {}\nmax_disk_bytes = {}\nfull_payload_days = {}\nmin_free_disk = {}\nrate_limit = {}\nretention_interval = {}\n",
             self.bind,
             self.data_dir.display(),
             crate::store::redact_url(&self.database_url),
@@ -402,6 +414,7 @@ impl Config {
             self.full_payload_days.map_or("off".to_string(), |d| d.to_string()),
             self.min_free_disk,
             self.rate_limit.map_or("off".to_string(), |r| r.to_string()),
+            self.retention_interval.as_secs(),
         )
     }
 }
@@ -490,6 +503,7 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
             "full_payload_days",
             "min_free_disk",
             "rate_limit",
+            "retention_interval",
         ];
         if !known.contains(&key) {
             return Err(format!("{}:{}: unknown setting `{key}`", path.display(), n + 1));
@@ -661,6 +675,19 @@ mod tests {
             let err = Config::load(Overrides { alert_email_period: Some(bad), ..Overrides::default() }).err().unwrap();
             assert!(err.contains("--alert-email-period"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_retention_interval_defaults_to_a_minute_and_comes_from_the_file() {
+        assert_eq!(Config::load(Overrides::default()).unwrap().retention_interval, Duration::from_secs(60));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("booboo.conf");
+        std::fs::write(&file, "retention_interval = 5\n").unwrap();
+        let config = Config::load(Overrides { config_file: Some(file), ..Overrides::default() }).unwrap();
+        assert_eq!(config.retention_interval, Duration::from_secs(5));
+        assert!(config.show().contains("retention_interval = 5"));
+        let err = Config::load(Overrides { retention_interval: Some(0), ..Overrides::default() }).err().unwrap();
+        assert!(err.contains("--retention-interval"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod mail;
 pub mod memory_budget;
 pub mod metrics;
 pub mod pruning;
+pub mod retention;
 pub mod secrets;
 pub mod serve;
 pub mod store;

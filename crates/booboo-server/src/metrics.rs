@@ -53,6 +53,9 @@ pub struct Metrics {
     sign_ins_refused: Mutex<BTreeMap<&'static str, u64>>,
     pruned: Mutex<BTreeMap<&'static str, u64>>,
     prune_failures: AtomicU64,
+    /// Payloads and issues the retention task removed or lightened, by reason.
+    retention: Mutex<BTreeMap<&'static str, u64>>,
+    retention_failures: AtomicU64,
     /// Alert delivery attempts by outcome and channel kind.
     alerts_sent: Mutex<BTreeMap<&'static str, u64>>,
     alerts_failed: Mutex<BTreeMap<&'static str, u64>>,
@@ -179,6 +182,16 @@ impl Metrics {
         out
     }
 
+    /// Counts what a retention pass did, by reason (`count`, `age`, `disk`,
+    /// `issue_age`, `lightened`).
+    pub fn retention(&self, reason: &'static str, rows: u64) {
+        *self.retention.lock().unwrap_or_else(|p| p.into_inner()).entry(reason).or_default() += rows;
+    }
+
+    pub fn retention_failed(&self) {
+        self.retention_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn prune_failed(&self) {
         self.prune_failures.fetch_add(1, Ordering::Relaxed);
     }
@@ -283,6 +296,20 @@ impl Metrics {
         let _ = writeln!(out, "# HELP booboo_prune_failures_total Pruning passes that failed (the next one retries).");
         let _ = writeln!(out, "# TYPE booboo_prune_failures_total counter");
         let _ = writeln!(out, "booboo_prune_failures_total {}", get(&self.prune_failures));
+        let _ = writeln!(
+            out,
+            "# HELP booboo_retention_total Event payloads removed (count, age, disk), issues removed (issue_age) and payloads lightened by retention."
+        );
+        let _ = writeln!(out, "# TYPE booboo_retention_total counter");
+        for (reason, count) in self.retention.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "booboo_retention_total{{reason=\"{reason}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP booboo_retention_failures_total Retention passes that failed (the next one retries)."
+        );
+        let _ = writeln!(out, "# TYPE booboo_retention_failures_total counter");
+        let _ = writeln!(out, "booboo_retention_failures_total {}", get(&self.retention_failures));
         out
     }
 }

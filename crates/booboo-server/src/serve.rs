@@ -10,6 +10,7 @@ use crate::mail::Mailer;
 use crate::memory_budget::MemoryBudget;
 use crate::metrics::Metrics;
 use crate::pruning::Pruning;
+use crate::retention::{Retention, RetentionSettings};
 use crate::store::{self, Store};
 use crate::{clock, secrets};
 use std::sync::Arc;
@@ -53,6 +54,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
 
     announce_setup_link(&*store, &config).await?;
     let pruning = Pruning::start(store.clone(), metrics.clone());
+    let retention = Retention::start(store.clone(), metrics.clone(), RetentionSettings::from_config(&config));
     let delivery = DeliveryWorker::start(
         store.clone(),
         metrics.clone(),
@@ -80,6 +82,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     connections::serve(listener, app(state), limits, budget, shutdown_signal()).await;
 
     pruning.stop().await;
+    retention.stop().await;
     delivery.stop().await;
     tracing::info!("no longer accepting; storing what was accepted");
     if tokio::time::timeout(Duration::from_secs(30), writer_task).await.is_err() {

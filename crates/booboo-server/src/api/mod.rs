@@ -117,7 +117,7 @@ pub fn issue_json(i: &Issue) -> Value {
         "status": i.status,
         "is_regression": i.is_regression,
         "count": i.count,
-        "stored": i.stored(),
+        "stored": i.stored,
         "not_stored": { "rate_limit": i.not_stored.rate_limit, "retention": i.not_stored.retention },
         "users": i.users,
         "first_seen": time_text(i.first_seen),

@@ -16,6 +16,7 @@ pub mod quota;
 mod resolve_sql;
 pub use quota::NotStoredReason;
 mod quota_sql;
+mod retention_sql;
 mod rows;
 mod search_sql;
 mod sign_in_limits;
@@ -340,7 +341,12 @@ pub struct Issue {
     pub level: String,
     pub status: IssueStatus,
     pub is_regression: bool,
+    /// Every event counted, stored or not.
     pub count: i64,
+    /// Payloads of these events the store holds: `count` less `not_stored`.
+    pub stored: i64,
+    /// Counted events whose payload is not (or no longer) stored, by reason.
+    pub not_stored: NotStoredCounts,
     pub users: i64,
     pub first_seen: i64,
     pub last_seen: i64,
@@ -356,15 +362,6 @@ pub struct Issue {
     /// Names of the environments and releases the issue was seen in.
     pub environments: Vec<String>,
     pub releases: Vec<String>,
-    /// Events counted in `count` whose payload is not kept, by reason.
-    pub not_stored: NotStoredCounts,
-}
-
-impl Issue {
-    /// The payloads kept: every counted event less those not stored.
-    pub fn stored(&self) -> i64 {
-        (self.count - self.not_stored.rate_limit - self.not_stored.retention).max(0)
-    }
 }
 
 /// An issue's counted events whose payload was not kept, by reason.
@@ -669,6 +666,16 @@ impl StoreOutcome {
             StoreOutcome::Duplicate => None,
         }
     }
+}
+
+/// One stored event as retention weighs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventAge {
+    /// The event's row id.
+    pub id: i64,
+    pub received_at: i64,
+    /// An issue's first event or the event of a regression: never evicted.
+    pub kept: bool,
 }
 
 /// The most issues one merge takes in: a page of the issue list and more.
@@ -1034,6 +1041,44 @@ pub trait Store: Send + Sync + 'static {
         project_id: i64,
         patch: &ProjectLimitsPatch,
     ) -> StoreResult<Option<ProjectLimits>>;
+
+    // --- retention (issue 12; crates/booboo-server/src/retention.rs runs it) ---
+    // Each write is one short transaction over at most a page of rows, and
+    // counts exactly the rows it removed, so several nodes may run retention
+    // at once.
+
+    /// Takes or renews the retention lease for `node` until `until`: `true`
+    /// if this node holds it, `false` while another node's is live.
+    async fn take_retention_lease(&self, node: &str, now: i64, until: i64) -> StoreResult<bool>;
+    /// Stored payloads per project, for projects that have any.
+    async fn stored_per_project(&self) -> StoreResult<Vec<(i64, i64)>>;
+    /// Stored payloads per issue of a project, as `(issue_id, stored, not
+    /// kept)`: kept events (first, regressions) are never evicted.
+    async fn stored_per_issue(&self, project_id: i64) -> StoreResult<Vec<(i64, i64, i64)>>;
+    /// An issue's stored events, oldest first.
+    async fn issue_event_ages(&self, issue_id: i64) -> StoreResult<Vec<EventAge>>;
+    /// Deletes those of `ids` that belong to the issue and are neither kept
+    /// nor its latest event, and adds them to its `not_stored.retention`;
+    /// how many went.
+    async fn evict_events(&self, issue_id: i64, ids: &[i64]) -> StoreResult<u64>;
+    /// Deletes up to `limit` of a project's events received before `before`
+    /// (oldest first), counted on their issues as removed by retention.
+    async fn expire_events(&self, project_id: i64, before: i64, limit: i64) -> StoreResult<u64>;
+    /// Removes up to `limit` issues of a project last seen before `before`
+    /// with no stored event left.
+    async fn remove_empty_issues(&self, project_id: i64, before: i64, limit: i64) -> StoreResult<u64>;
+    /// Up to `limit` events received before `before` whose payload was not
+    /// lightened yet, oldest first, as `(row id, payload)`.
+    async fn events_to_lighten(&self, before: i64, limit: i64) -> StoreResult<Vec<(i64, String)>>;
+    /// Replaces payloads with their lightened form and marks them, once.
+    async fn replace_lightened(&self, payloads: &[(i64, String)]) -> StoreResult<u64>;
+    /// The bytes the database uses now, as the disk budget counts them.
+    async fn used_bytes(&self) -> StoreResult<u64>;
+    /// Makes the space of removed events reusable: SQLite returns free pages
+    /// to the file system in small steps (`incremental_vacuum`), keeping
+    /// `keep_bytes` of them for new events; PostgreSQL runs `VACUUM events`.
+    async fn reclaim_space(&self, keep_bytes: u64) -> StoreResult<()>;
+
     // --- merging issues (store/merge_sql.rs) -------------------------------------
 
     /// Merges issues of one project into the target, in one transaction:

@@ -20,6 +20,11 @@ row_readers!(PgRow);
 super::quota_sql::quota_queries!(sqlx::PgConnection);
 super::search_sql::search_runner!(PgPool, PgRow, pg_text, &super::search_sql::POSTGRES, VISIBLE_ORG);
 super::alert_sql::alert_queries!(sqlx::PgConnection, PgRow);
+super::retention_sql::retention_queries!(sqlx::PgConnection);
+
+/// Retention locks an issue's row before deleting its events, in the order
+/// ingest locks issues, so the two never deadlock.
+const LOCK_ISSUES: &str = " FOR UPDATE";
 super::key_sql::key_queries!(sqlx::PgConnection);
 // A merge locks the issues it reads until it commits.
 super::merge_sql::merge_queries!(sqlx::PgConnection, " FOR UPDATE");
@@ -585,6 +590,12 @@ async fn store_one(
         let release = Some(event.release.as_str()).filter(|r| !r.is_empty());
         let detail = serde_json::json!({ "event_id": event.event_id, "release": release });
         insert_activity(tx, issue_id, None, ActivityKind::Regression, &detail, e.received_at).await?;
+    }
+    // An issue's first event and the event of each regression are kept by
+    // retention whatever the limits.
+    // (A rate-limited event has no payload row to keep.)
+    if let (Some(row_id), true) = (inserted, event_count == 1 || regressed) {
+        sqlx::query("UPDATE events SET kept = $1 WHERE id = $2").bind(true).bind(row_id).execute(&mut **tx).await?;
     }
     if !rules.is_empty() {
         let facts = IssueFacts { created: event_count == 1, regressed };
@@ -2127,6 +2138,81 @@ impl Store for PostgresStore {
         // Deleted between the look-up and the change: as good as unseen.
         row.map(|row| limits_from_row(&row)).transpose().map_err(unavailable("reading project limits"))
     }
+
+    async fn take_retention_lease(&self, node: &str, now: i64, until: i64) -> StoreResult<bool> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        take_retention_lease_in(&mut conn, node, now, until).await.map_err(unavailable("taking the retention lease"))
+    }
+
+    async fn stored_per_project(&self) -> StoreResult<Vec<(i64, i64)>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        stored_per_project_in(&mut conn).await.map_err(unavailable("counting stored events"))
+    }
+
+    async fn stored_per_issue(&self, project_id: i64) -> StoreResult<Vec<(i64, i64, i64)>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        stored_per_issue_in(&mut conn, project_id).await.map_err(unavailable("counting stored events"))
+    }
+
+    async fn issue_event_ages(&self, issue_id: i64) -> StoreResult<Vec<EventAge>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        issue_event_ages_in(&mut conn, issue_id).await.map_err(unavailable("reading an issue's events"))
+    }
+
+    async fn evict_events(&self, issue_id: i64, ids: &[i64]) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let n = evict_in(&mut tx, issue_id, ids).await.map_err(unavailable("evicting events"))?;
+        tx.commit().await.map_err(unavailable("committing an eviction"))?;
+        Ok(n)
+    }
+
+    async fn expire_events(&self, project_id: i64, before: i64, limit: i64) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let events =
+            expired_events_in(&mut tx, project_id, before, limit).await.map_err(unavailable("finding old events"))?;
+        let n = expire_in(&mut tx, &events, before).await.map_err(unavailable("deleting old events"))?;
+        tx.commit().await.map_err(unavailable("committing old events' deletion"))?;
+        Ok(n)
+    }
+
+    async fn remove_empty_issues(&self, project_id: i64, before: i64, limit: i64) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let n = remove_empty_issues_in(&mut tx, project_id, before, limit)
+            .await
+            .map_err(unavailable("removing issues without events"))?;
+        tx.commit().await.map_err(unavailable("committing removed issues"))?;
+        Ok(n)
+    }
+
+    async fn events_to_lighten(&self, before: i64, limit: i64) -> StoreResult<Vec<(i64, String)>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        events_to_lighten_in(&mut conn, before, limit).await.map_err(unavailable("finding events to lighten"))
+    }
+
+    async fn replace_lightened(&self, payloads: &[(i64, String)]) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let n = replace_lightened_in(&mut tx, payloads).await.map_err(unavailable("lightening events"))?;
+        tx.commit().await.map_err(unavailable("committing lightened events"))?;
+        Ok(n)
+    }
+
+    async fn used_bytes(&self) -> StoreResult<u64> {
+        let bytes: i64 = sqlx::query_scalar(super::retention_sql::POSTGRES_USED_BYTES)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable("measuring the database"))?;
+        Ok(bytes.max(0) as u64)
+    }
+
+    /// Marks the space of deleted events reusable now rather than when
+    /// autovacuum next comes by: a plain `VACUUM` (no lock against reads or
+    /// writes; pages without dead rows are skipped). The table's files keep
+    /// the space for new events rather than return it.
+    async fn reclaim_space(&self, _keep_bytes: u64) -> StoreResult<()> {
+        sqlx::raw_sql("VACUUM events").execute(&self.pool).await.map_err(unavailable("vacuuming events"))?;
+        Ok(())
+    }
+
     // --- merging issues (store/merge_sql.rs) ---------------------------------
 
     async fn merge_issues(&self, viewer: Viewer, merge: &IssueMerge, at: i64) -> StoreResult<bool> {

@@ -222,6 +222,11 @@ macro_rules! row_readers {
 
         fn issue_from_row(row: &$row) -> Result<Issue, sqlx::Error> {
             let status: String = row.try_get("status")?;
+            let count: i64 = row.try_get("event_count")?;
+            let not_stored = NotStoredCounts {
+                rate_limit: row.try_get("not_stored_rate_limit")?,
+                retention: row.try_get("not_stored_retention")?,
+            };
             Ok(Issue {
                 id: row.try_get("id")?,
                 project_id: row.try_get("project_id")?,
@@ -230,7 +235,9 @@ macro_rules! row_readers {
                 level: row.try_get("level")?,
                 status: IssueStatus::parse(&status).unwrap_or(IssueStatus::Unresolved),
                 is_regression: row.try_get("is_regression")?,
-                count: row.try_get("event_count")?,
+                count,
+                stored: (count - not_stored.rate_limit - not_stored.retention).max(0),
+                not_stored,
                 users: row.try_get("user_count")?,
                 first_seen: row.try_get("first_seen")?,
                 last_seen: row.try_get("last_seen")?,
@@ -256,10 +263,6 @@ macro_rules! row_readers {
                 assignee: row.try_get("assignee")?,
                 environments: Vec::new(),
                 releases: Vec::new(),
-                not_stored: NotStoredCounts {
-                    rate_limit: row.try_get("not_stored_rate_limit")?,
-                    retention: row.try_get("not_stored_retention")?,
-                },
             })
         }
 

@@ -5,7 +5,9 @@
 use super::migrations::{self, Backend};
 use super::rows::*;
 use super::*;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::Connection;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use std::path::PathBuf;
@@ -27,6 +29,14 @@ row_readers!(SqliteRow);
 super::quota_sql::quota_queries!(sqlx::SqliteConnection);
 super::search_sql::search_runner!(SqlitePool, SqliteRow, plain_text, &super::search_sql::SQLITE, VISIBLE_ORG);
 super::alert_sql::alert_queries!(sqlx::SqliteConnection, SqliteRow);
+super::retention_sql::retention_queries!(sqlx::SqliteConnection);
+
+/// SQLite's write lock already serialises retention with ingest.
+const LOCK_ISSUES: &str = "";
+
+/// Free pages returned to the file system per `incremental_vacuum` step: a
+/// short hold of the write lock each.
+const VACUUM_STEP_PAGES: i64 = 256;
 super::key_sql::key_queries!(sqlx::SqliteConnection);
 // One writer at a time: a merge needs no row locks.
 super::merge_sql::merge_queries!(sqlx::SqliteConnection, "");
@@ -186,6 +196,10 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Incompatible(format!("invalid SQLite URL {url:?}: {e}")))?
             .create_if_missing(true)
+            // Takes effect on a new database only (an existing one keeps its
+            // mode until a VACUUM): retention then returns freed pages to
+            // the file system a step at a time (docs/operations.md).
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
@@ -448,6 +462,12 @@ async fn store_one(
         let release = Some(event.release.as_str()).filter(|r| !r.is_empty());
         let detail = serde_json::json!({ "event_id": event.event_id, "release": release });
         insert_activity(tx, issue_id, None, ActivityKind::Regression, &detail, e.received_at).await?;
+    }
+    // An issue's first event and the event of each regression are kept by
+    // retention whatever the limits.
+    // (A rate-limited event has no payload row to keep.)
+    if let (Some(row_id), true) = (inserted, event_count == 1 || regressed) {
+        sqlx::query("UPDATE events SET kept = ? WHERE id = ?").bind(true).bind(row_id).execute(&mut **tx).await?;
     }
     if !rules.is_empty() {
         let facts = IssueFacts { created: event_count == 1, regressed };
@@ -2043,6 +2063,102 @@ impl Store for SqliteStore {
         // Deleted between the look-up and the change: as good as unseen.
         row.map(|row| limits_from_row(&row)).transpose().map_err(unavailable("reading project limits"))
     }
+
+    async fn take_retention_lease(&self, node: &str, now: i64, until: i64) -> StoreResult<bool> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        take_retention_lease_in(&mut conn, node, now, until).await.map_err(unavailable("taking the retention lease"))
+    }
+
+    async fn stored_per_project(&self) -> StoreResult<Vec<(i64, i64)>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        stored_per_project_in(&mut conn).await.map_err(unavailable("counting stored events"))
+    }
+
+    async fn stored_per_issue(&self, project_id: i64) -> StoreResult<Vec<(i64, i64, i64)>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        stored_per_issue_in(&mut conn, project_id).await.map_err(unavailable("counting stored events"))
+    }
+
+    async fn issue_event_ages(&self, issue_id: i64) -> StoreResult<Vec<EventAge>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        issue_event_ages_in(&mut conn, issue_id).await.map_err(unavailable("reading an issue's events"))
+    }
+
+    async fn evict_events(&self, issue_id: i64, ids: &[i64]) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let n = evict_in(&mut tx, issue_id, ids).await.map_err(unavailable("evicting events"))?;
+        tx.commit().await.map_err(unavailable("committing an eviction"))?;
+        Ok(n)
+    }
+
+    async fn expire_events(&self, project_id: i64, before: i64, limit: i64) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let events =
+            expired_events_in(&mut tx, project_id, before, limit).await.map_err(unavailable("finding old events"))?;
+        let n = expire_in(&mut tx, &events, before).await.map_err(unavailable("deleting old events"))?;
+        tx.commit().await.map_err(unavailable("committing old events' deletion"))?;
+        Ok(n)
+    }
+
+    async fn remove_empty_issues(&self, project_id: i64, before: i64, limit: i64) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let n = remove_empty_issues_in(&mut tx, project_id, before, limit)
+            .await
+            .map_err(unavailable("removing issues without events"))?;
+        tx.commit().await.map_err(unavailable("committing removed issues"))?;
+        Ok(n)
+    }
+
+    async fn events_to_lighten(&self, before: i64, limit: i64) -> StoreResult<Vec<(i64, String)>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        events_to_lighten_in(&mut conn, before, limit).await.map_err(unavailable("finding events to lighten"))
+    }
+
+    async fn replace_lightened(&self, payloads: &[(i64, String)]) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let n = replace_lightened_in(&mut tx, payloads).await.map_err(unavailable("lightening events"))?;
+        tx.commit().await.map_err(unavailable("committing lightened events"))?;
+        Ok(n)
+    }
+
+    async fn used_bytes(&self) -> StoreResult<u64> {
+        let bytes: i64 = sqlx::query_scalar(super::retention_sql::SQLITE_USED_BYTES)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable("measuring the database"))?;
+        Ok(bytes.max(0) as u64)
+    }
+
+    async fn reclaim_space(&self, keep_bytes: u64) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        let (mode, page_size): (i64, i64) =
+            sqlx::query_as("SELECT av.auto_vacuum, ps.page_size FROM pragma_auto_vacuum() av, pragma_page_size() ps")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(unavailable("reading the vacuum mode"))?;
+        // 2 is INCREMENTAL; a database created before it was the default
+        // reuses its free pages but never returns them (one VACUUM switches it).
+        if mode != 2 {
+            return Ok(());
+        }
+        let keep_pages = keep_bytes as i64 / page_size.max(1);
+        for _ in 0..64 {
+            let free: i64 = sqlx::query_scalar("SELECT freelist_count FROM pragma_freelist_count()")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(unavailable("counting free pages"))?;
+            if free <= keep_pages {
+                break;
+            }
+            let step = (free - keep_pages).min(VACUUM_STEP_PAGES);
+            sqlx::query(&format!("PRAGMA incremental_vacuum({step})"))
+                .execute(&mut *conn)
+                .await
+                .map_err(unavailable("returning free pages"))?;
+        }
+        Ok(())
+    }
+
     // --- merging issues (store/merge_sql.rs) ---------------------------------
 
     async fn merge_issues(&self, viewer: Viewer, merge: &IssueMerge, at: i64) -> StoreResult<bool> {

@@ -4,6 +4,7 @@
 //!   against PostgreSQL when BOOBOO_TEST_DATABASE_URL names one.
 //! - `search_api`: the issue list's search language through the API router.
 //! - `search_store`: the issue search in the store, on both backends alike.
+//! - `retention_store`: retention's rules, per backend, with the same macro.
 //! - `ingest_http`: the router over real HTTP semantics and a real SQLite.
 //! - `sentry_http`: Sentry's envelope and store endpoints, the same way.
 //! - `project_settings_http`: a project's limits through the API.
@@ -27,6 +28,8 @@ mod sdk_capture_http;
 mod search_api;
 mod search_store;
 mod sentry_http;
+#[macro_use]
 mod store_conformance;
+mod retention_store;
 mod support;
 mod web_pages;

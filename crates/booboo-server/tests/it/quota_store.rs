@@ -70,7 +70,7 @@ pub async fn a_rate_limited_project_keeps_exact_counts_while_storing_only_its_qu
 
     let issue = store.issue_detail(ADMIN, issue_id).await.unwrap().unwrap();
     assert_eq!((issue.issue.count, issue.issue.users), (10, 10));
-    assert_eq!((issue.issue.stored(), issue.issue.not_stored.rate_limit, issue.issue.not_stored.retention), (3, 7, 0));
+    assert_eq!((issue.issue.stored, issue.issue.not_stored.rate_limit, issue.issue.not_stored.retention), (3, 7, 0));
     assert_eq!((issue.issue.first_seen, issue.issue.last_seen), (T0, T0 + 9));
     assert_eq!(issue.environment_counts[0].count, 10);
     assert_eq!(issue.release_counts[0].count, 10);
@@ -101,7 +101,7 @@ pub async fn a_rate_limited_project_keeps_exact_counts_while_storing_only_its_qu
     let StoreOutcome::NotStored { issue_id: ship, .. } = other[0] else { panic!("{other:?}") };
     let listed = store.list_issues(ADMIN, p, &IssueFilter::default(), Page { offset: 0, limit: 10 }).await.unwrap();
     let ship = listed.items.iter().find(|i| i.id == ship).unwrap();
-    assert_eq!((ship.count, ship.stored(), ship.not_stored.rate_limit), (1, 0, 1));
+    assert_eq!((ship.count, ship.stored, ship.not_stored.rate_limit), (1, 0, 1));
 
     // The next window stores again; a project without a limit never stops.
     let next = store.store_events(&[user_event(p, T0 + HOUR, "pay", 3)]).await.unwrap();
@@ -161,7 +161,7 @@ pub async fn the_spike_guard_caps_an_hour_at_its_floor_without_history(store: Ar
     assert_eq!(spiked, 5);
     let issue = store.issue_detail(ADMIN, outcomes[0].issue_id().unwrap()).await.unwrap().unwrap().issue;
     assert_eq!(
-        (issue.count, issue.stored(), issue.not_stored.rate_limit, issue.users),
+        (issue.count, issue.stored, issue.not_stored.rate_limit, issue.users),
         (floor as i64 + 5, floor as i64, 5, 7)
     );
 }

@@ -968,6 +968,29 @@ async fn the_issue_page_ignores_for_a_time_or_until_more_events_and_says_until_w
 }
 
 #[tokio::test]
+async fn the_issue_page_says_how_many_events_retention_kept() {
+    let site = site().await;
+    let (mut ann, _) = site.sign_in("ann@example.com").await;
+    let project = site.store.issue_detail(ADMIN, site.mine[0]).await.unwrap().unwrap().issue.project_id;
+    let now = clock::now_millis();
+    let more: Vec<_> = (1..=6).map(|i| new_event(project, now - 50_000 + i, &body("checkout", json!({})))).collect();
+    let StoreOutcome::Stored { issue_id: issue } = site.store.store_events(&more).await.unwrap()[0] else { panic!() };
+    assert!(!site.get(&mut ann, &format!("/issues/{issue}")).await.body.contains("removed by retention"));
+    let settings = booboo_server::retention::RetentionSettings {
+        default_max_events: 6,
+        default_retention_days: 90,
+        max_disk_bytes: None,
+        full_payload_days: None,
+        interval: std::time::Duration::from_secs(60),
+    };
+    let report = booboo_server::retention::run_once(&*site.store, &settings, now, None).await.unwrap();
+    // 11 stored in the project: the checkout issue (7) gives up five.
+    assert_eq!(report.over_count, 5);
+    let page = site.get(&mut ann, &format!("/issues/{issue}")).await;
+    assert!(page.body.contains("Showing 2 of 7 events (older ones removed by retention)"), "{}", page.body);
+}
+
+#[tokio::test]
 async fn members_merge_ticked_issues_after_choosing_which_to_keep() {
     let site = site().await;
     let [checkout, ship, ..] = site.mine[..] else { panic!() };
