@@ -43,6 +43,7 @@ template_files!(
     "merge_issues.html",
     "status_choices.html",
     "confirm_bulk.html",
+    "project_settings.html",
 );
 
 fn configure(env: &mut Environment<'static>) {

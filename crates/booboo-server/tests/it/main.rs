@@ -8,6 +8,7 @@
 //! - `resolve_api`: resolving in a release and ignoring through the API,
 //!   on both backends.
 //! - `sdk_capture_http`: envelopes captured from real Sentry SDKs, and the issues they make.
+//! - `reading_pages`: the project settings page, and how an event and an issue read.
 //! - `web_pages`: every dashboard page through the router on a seeded SQLite.
 //! - `ownership_http`: assignees, comments, activity and pending invitations
 //!   through the API and the dashboard.
@@ -16,6 +17,7 @@ mod architecture;
 mod ingest_http;
 mod ownership_http;
 mod project_settings_http;
+mod reading_pages;
 mod resolve_api;
 mod sdk_capture_http;
 mod sentry_http;
