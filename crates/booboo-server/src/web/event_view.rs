@@ -3,8 +3,8 @@
 //! folded, and the event's context as tables. Everything here came from a
 //! client; the templates escape all of it.
 
-use booboo_core::event::{ChainType, Event, ExceptionEntry, Frame, Request};
 use super::value_tree;
+use booboo_core::event::{ChainType, Event, ExceptionEntry, Frame, Request};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -17,6 +17,9 @@ pub struct EventView {
     /// The chain, the exception it all started from first and the raised
     /// one last, as Python prints it.
     pub chain: Vec<ExceptionView>,
+    /// Whether the application caught the raised exception, when the client
+    /// said (Sentry's `mechanism.handled`, the booboo protocol's `handled`).
+    pub handled: Option<bool>,
     /// Frames of a message event that carries a stack but no exception.
     pub message_frames: Vec<FrameGroup>,
     pub request: Option<RequestView>,
@@ -282,6 +285,7 @@ pub fn view(event_id: &str, event: &Event) -> EventView {
         level: event.level.as_str().to_string(),
         message: event.message.clone(),
         chain: chain(&event.exceptions),
+        handled: event.exceptions.first().and_then(|e| e.handled),
         message_frames: if event.exceptions.is_empty() { frame_groups(&event.stacktrace) } else { Vec::new() },
         request: event.request.as_ref().map(request_view),
         user: event.user.as_ref().map(pairs).unwrap_or_default(),
@@ -298,7 +302,8 @@ pub fn view(event_id: &str, event: &Event) -> EventView {
             .map(|(k, v)| (k.clone(), serde_json::to_string_pretty(v).unwrap_or_default()))
             .collect(),
         breadcrumbs: {
-            let event_ms = booboo_core::timestamp::parse(&event.timestamp).ok().map(booboo_core::timestamp::unix_millis);
+            let event_ms =
+                booboo_core::timestamp::parse(&event.timestamp).ok().map(booboo_core::timestamp::unix_millis);
             event.breadcrumbs.iter().map(|c| breadcrumb_view(c, event_ms)).collect()
         },
         log: log_view(event),
@@ -379,11 +384,15 @@ mod tests {
 
     #[test]
     fn breadcrumb_times_read_as_a_clock_and_a_distance_before_the_error() {
-        let event_ms = booboo_core::timestamp::unix_millis(booboo_core::timestamp::parse("2026-01-01T14:03:23.220Z").unwrap());
+        let event_ms =
+            booboo_core::timestamp::unix_millis(booboo_core::timestamp::parse("2026-01-01T14:03:23.220Z").unwrap());
         let crumb = breadcrumb_view(&serde_json::json!({"timestamp": 1767276201.12, "message": "m"}), Some(event_ms));
         assert_eq!((crumb.clock.as_str(), crumb.before.as_str()), ("14:03:21.120", "\u{2212}2.1 s before the error"));
         let crumb = breadcrumb_view(&serde_json::json!({"timestamp": "2026-01-01T13:00:00Z"}), Some(event_ms));
-        assert_eq!((crumb.clock.as_str(), crumb.before.as_str()), ("13:00:00.000", "\u{2212}1 h 3 min before the error"));
+        assert_eq!(
+            (crumb.clock.as_str(), crumb.before.as_str()),
+            ("13:00:00.000", "\u{2212}1 h 3 min before the error")
+        );
         assert_eq!(before_text(-400), "+0.4 s after the error");
         assert_eq!(before_text(185_000), "\u{2212}3 min 5 s before the error");
         let odd = breadcrumb_view(&serde_json::json!({"timestamp": "yesterday"}), Some(event_ms));

@@ -33,7 +33,13 @@ fn write_value(out: &mut String, value: &Value, depth: usize) {
         }
         Value::Array(items) if !items.is_empty() && depth < MAX_DEPTH => {
             let summary = format!("[…] {} item{}", items.len(), if items.len() == 1 { "" } else { "s" });
-            write_container(out, &summary, items.len(), depth, items.iter().enumerate().map(|(i, v)| (i.to_string(), v)));
+            write_container(
+                out,
+                &summary,
+                items.len(),
+                depth,
+                items.iter().enumerate().map(|(i, v)| (i.to_string(), v)),
+            );
         }
         Value::String(text) => write_string(out, text),
         other => {
@@ -75,7 +81,11 @@ fn write_string(out: &mut String, text: &str) {
         Some((cut, _)) => {
             let _ = write!(out, "<details class=\"long-value\"><summary><code class=\"wrap\">");
             escape_into(out, &text[..cut]);
-            let _ = write!(out, "</code>… <span class=\"muted\">({} characters)</span></summary><code class=\"wrap\">", text.chars().count());
+            let _ = write!(
+                out,
+                "</code>… <span class=\"muted\">({} characters)</span></summary><code class=\"wrap\">",
+                text.chars().count()
+            );
             escape_into(out, &text[cut..]);
             out.push_str("</code></details>");
         }
@@ -103,8 +113,13 @@ mod tests {
     #[test]
     fn nested_values_are_trees_open_at_the_top_and_folded_below() {
         let tree = html(&json!({"user": {"id": 7, "roles": ["admin"]}, "ok": true}));
-        assert!(tree.starts_with("<details class=\"tree\" open><summary class=\"muted\">{…} 2 keys</summary>"), "{tree}");
-        assert!(tree.contains("<dt><code>user</code></dt><dd><details class=\"tree\"><summary class=\"muted\">{…} 2 keys"));
+        assert!(
+            tree.starts_with("<details class=\"tree\" open><summary class=\"muted\">{…} 2 keys</summary>"),
+            "{tree}"
+        );
+        assert!(
+            tree.contains("<dt><code>user</code></dt><dd><details class=\"tree\"><summary class=\"muted\">{…} 2 keys")
+        );
         assert!(tree.contains("<code class=\"tree-scalar\">7</code>") && tree.contains("[…] 1 item"));
         // Many children start folded even at the top.
         let big: Vec<i64> = (0..50).collect();
