@@ -29,7 +29,7 @@ async fn the_settings_page_shows_saves_and_refuses_with_the_message_by_the_field
         .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
     assert_eq!(saved.location(), "/projects/acme/web/settings?saved=1");
-    let after = site.get(&mut ann, &saved.location().to_string()).await.text();
+    let after = site.get(&mut ann, saved.location()).await.text();
     assert!(
         after.contains("Settings saved") && after.contains("at most <strong>500</strong> stored events"),
         "{after}"
