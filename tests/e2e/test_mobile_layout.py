@@ -13,7 +13,7 @@ import time
 
 from conftest import create_project, http
 from payloads import event, frame
-from test_dashboard_browser import PASSWORD, browser, sign_in  # noqa: F401 (browser is a fixture)
+from test_dashboard_browser import browser, screenshot, sign_in  # noqa: F401 (browser is a fixture)
 
 WIDTH = 390
 LONG_URL = "https://shop.example.com/checkout/" + "/".join(f"segment{n}-with-a-long-name" for n in range(30)) + "?q=" + "x" * 300
@@ -93,9 +93,10 @@ def test_no_page_scrolls_sideways_at_390_px(server, browser):  # noqa: F811
         events = project.events(sentry_issue["id"])
         paths.append(f"/issues/{sentry_issue['id']}/events/{events[0]['event_id']}")
         wide = {}
-        for path in paths:
+        for n, path in enumerate(paths):
             page.goto(server.url + path)
             assert page.url.endswith(path), f"{path} led to {page.url}"
+            screenshot(page, f"mobile-{n:02}.png")
             # Open every fold, so what a reader can unfold is measured too.
             page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
             width = page.evaluate("document.documentElement.scrollWidth")
