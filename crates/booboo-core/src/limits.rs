@@ -100,8 +100,35 @@ fn bound_frame(frame: &mut Frame) {
     frame.vars = std::mem::take(&mut frame.vars)
         .into_iter()
         .take(VARS_PER_FRAME)
-        .map(|(name, value)| (truncate(name, SHORT_TEXT_BYTES), Value::String(truncate(as_text(&value), VAR_BYTES))))
+        .map(|(name, value)| (truncate(name, SHORT_TEXT_BYTES), bound_var(value)))
         .collect();
+}
+
+/// Deepest nesting of a local kept as structure.
+pub const VAR_DEPTH: usize = 10;
+
+/// A local as it is kept: an object or array (what Sentry SDKs send for
+/// containers) stays structured, so the dashboard can show it as a tree,
+/// when it is small (`VAR_BYTES` as compact JSON) and shallow
+/// (`VAR_DEPTH`); anything else becomes text cut at `VAR_BYTES`, as
+/// scalars always do.
+fn bound_var(value: Value) -> Value {
+    let structured = matches!(value, Value::Object(_) | Value::Array(_))
+        && depth_of(&value) <= VAR_DEPTH
+        && serde_json::to_vec(&value).map(|b| b.len() <= VAR_BYTES).unwrap_or(false);
+    if structured {
+        value
+    } else {
+        Value::String(truncate(as_text(&value), VAR_BYTES))
+    }
+}
+
+fn depth_of(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => 1 + map.values().map(depth_of).max().unwrap_or(0),
+        Value::Array(items) => 1 + items.iter().map(depth_of).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// Keeps the first and last `max / 2` items: the entry point and the raise
@@ -158,6 +185,20 @@ mod tests {
     }
 
     #[test]
+    fn locals_stay_structured_only_when_small_and_shallow() {
+        let mut deep = json!(1);
+        for _ in 0..VAR_DEPTH + 1 {
+            deep = json!([deep]);
+        }
+        let big = json!({"s": "x".repeat(VAR_BYTES)});
+        assert_eq!(bound_var(json!({"a": [1, 2]})), json!({"a": [1, 2]}));
+        assert!(bound_var(deep).is_string(), "too deep becomes text");
+        let big = bound_var(big);
+        assert!(big.as_str().is_some_and(|s| s.len() <= VAR_BYTES), "too big becomes cut text");
+        assert_eq!(bound_var(json!(3)), json!("3"));
+    }
+
+    #[test]
     fn counts_are_bounded_keeping_what_matters() {
         let mut e = event();
         e.breadcrumbs = (0..1000).map(|i| json!({ "message": i })).collect();
@@ -172,7 +213,7 @@ mod tests {
         assert_eq!(e.stacktrace.len(), FRAMES);
         assert_eq!((e.stacktrace[0].function.as_str(), e.stacktrace[FRAMES - 1].function.as_str()), ("f0", "f999"));
         assert_eq!(e.stacktrace[0].vars.len(), VARS_PER_FRAME);
-        assert_eq!(e.stacktrace[0].vars["v0"], r#"{"n":0}"#);
+        assert_eq!(e.stacktrace[0].vars["v0"], json!({"n": 0}), "small containers stay structured");
         let raised = &e.stacktrace[FRAMES - 1];
         assert_eq!((raised.pre_context[0].as_str(), raised.pre_context[9].as_str()), ("line 20", "line 29"));
         assert_eq!((raised.post_context[0].as_str(), raised.post_context.len()), ("line 30", 10));

@@ -78,9 +78,9 @@ fn python_chained_exception() {
     let processed = booboo_core::process(event.clone());
     let vars = &processed.event.exceptions[1].stacktrace[1].vars;
     assert_eq!(vars["api_token"], "[filtered]");
-    // Locals sent as JSON become text once scrubbed.
+    // Locals sent as JSON containers stay structured (the dashboard shows a tree).
     let cart = &processed.event.exceptions[1].stacktrace[0].vars["cart"];
-    assert_eq!(cart, r#"{"'sku'":"'A-1'","'qty'":"0"}"#);
+    assert_eq!(cart, &serde_json::json!({"'sku'": "'A-1'", "'qty'": "0"}));
     assert!(!processed.event.exceptions[1].stacktrace[0].vars.contains_key("__name__"));
     assert_eq!(processed.title, "ValueError: bad quantity");
     assert_eq!(processed.culprit, "<module> in app.py");

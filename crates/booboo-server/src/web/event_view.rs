@@ -3,6 +3,7 @@
 //! folded, and the event's context as tables. Everything here came from a
 //! client; the templates escape all of it.
 
+use super::value_tree;
 use booboo_core::event::{ChainType, Event, ExceptionEntry, Frame, Request};
 use serde::Serialize;
 use serde_json::Value;
@@ -16,6 +17,9 @@ pub struct EventView {
     /// The chain, the exception it all started from first and the raised
     /// one last, as Python prints it.
     pub chain: Vec<ExceptionView>,
+    /// Whether the application caught the raised exception, when the client
+    /// said (Sentry's `mechanism.handled`, the booboo protocol's `handled`).
+    pub handled: Option<bool>,
     /// Frames of a message event that carries a stack but no exception.
     pub message_frames: Vec<FrameGroup>,
     pub request: Option<RequestView>,
@@ -31,6 +35,7 @@ pub struct EventView {
     pub breadcrumbs: Vec<BreadcrumbView>,
     /// The log record the event came from, when a logging integration sent it.
     pub log: Option<LogView>,
+    /// Each field's name and its value as escaped HTML (see `value_tree`).
     pub extra: Vec<(String, String)>,
     /// Bulky data for machines (Sentry's `debug_meta`: the loaded images of
     /// a native program), shown folded under `extra`.
@@ -74,6 +79,7 @@ pub struct FrameView {
     /// frame is the application's.
     pub open: bool,
     pub lines: Vec<SourceLine>,
+    /// Each local's name and its value as escaped HTML (see `value_tree`).
     pub vars: Vec<(String, String)>,
 }
 
@@ -105,7 +111,11 @@ pub struct LogView {
 
 #[derive(Debug, Serialize)]
 pub struct BreadcrumbView {
+    /// The full UTC time, for the title, and its time of day to the millisecond.
     pub timestamp: String,
+    pub clock: String,
+    /// How long before the event it was recorded, e.g. "−2.1 s before the error".
+    pub before: String,
     pub category: String,
     pub level: String,
     pub message: String,
@@ -156,7 +166,7 @@ fn frame_view(frame: &Frame, open: bool) -> FrameView {
         in_app: frame.in_app,
         open,
         lines,
-        vars: pairs(&frame.vars),
+        vars: frame.vars.iter().map(|(k, v)| (k.clone(), value_tree::html(v))).collect(),
     }
 }
 
@@ -212,6 +222,22 @@ fn request_view(request: &Request) -> RequestView {
     }
 }
 
+/// How long before the event a breadcrumb was recorded: "−2.1 s before the
+/// error", "−3 min 5 s …"; "+0.4 s after the error" for one stamped after it
+/// (a clock or SDK quirk, shown as it is).
+fn before_text(ms_before: i64) -> String {
+    let (sign, word) = if ms_before < 0 { ("+", "after") } else { ("\u{2212}", "before") };
+    let ms = ms_before.unsigned_abs();
+    let span = if ms < 60_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else if ms < 3_600_000 {
+        format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000)
+    } else {
+        format!("{} h {} min", ms / 3_600_000, ms % 3_600_000 / 60_000)
+    };
+    format!("{sign}{span} {word} the error")
+}
+
 /// The log record behind an event: from `logentry`, or from a bare `logger`
 /// name when a client sent only that.
 fn log_view(event: &Event) -> Option<LogView> {
@@ -229,16 +255,16 @@ fn log_view(event: &Event) -> Option<LogView> {
     })
 }
 
-fn breadcrumb_view(crumb: &Value) -> BreadcrumbView {
+fn breadcrumb_view(crumb: &Value, event_ms: Option<i64>) -> BreadcrumbView {
     let field = |name: &str| crumb.get(name).map(text_of).unwrap_or_default();
-    let timestamp = match crumb.get("timestamp") {
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .and_then(|secs| booboo_core::timestamp::from_unix_seconds(secs).ok())
-            .map(booboo_core::timestamp::format)
-            .unwrap_or_else(|| n.to_string()),
-        Some(other) => text_of(other),
-        None => String::new(),
+    let at = crumb.get("timestamp").and_then(|t| booboo_core::timestamp::parse_value(t).ok());
+    let (timestamp, clock, before) = match at {
+        Some(t) => {
+            let clock = format!("{:02}:{:02}:{:02}.{:03}", t.hour(), t.minute(), t.second(), t.millisecond());
+            let ms = booboo_core::timestamp::unix_millis(t);
+            (booboo_core::timestamp::format(t), clock, event_ms.map(|e| before_text(e - ms)).unwrap_or_default())
+        }
+        None => (crumb.get("timestamp").map(text_of).unwrap_or_default(), String::new(), String::new()),
     };
     let category = [field("category"), field("type")].into_iter().find(|s| !s.is_empty()).unwrap_or_default();
     let data = match crumb.get("data") {
@@ -246,7 +272,7 @@ fn breadcrumb_view(crumb: &Value) -> BreadcrumbView {
         Some(Value::Object(map)) if map.is_empty() => String::new(),
         Some(other) => text_of(other),
     };
-    BreadcrumbView { timestamp, category, level: field("level"), message: field("message"), data }
+    BreadcrumbView { timestamp, clock, before, category, level: field("level"), message: field("message"), data }
 }
 
 pub fn view(event_id: &str, event: &Event) -> EventView {
@@ -259,6 +285,7 @@ pub fn view(event_id: &str, event: &Event) -> EventView {
         level: event.level.as_str().to_string(),
         message: event.message.clone(),
         chain: chain(&event.exceptions),
+        handled: event.exceptions.first().and_then(|e| e.handled),
         message_frames: if event.exceptions.is_empty() { frame_groups(&event.stacktrace) } else { Vec::new() },
         request: event.request.as_ref().map(request_view),
         user: event.user.as_ref().map(pairs).unwrap_or_default(),
@@ -274,13 +301,17 @@ pub fn view(event_id: &str, event: &Event) -> EventView {
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::to_string_pretty(v).unwrap_or_default()))
             .collect(),
-        breadcrumbs: event.breadcrumbs.iter().map(breadcrumb_view).collect(),
+        breadcrumbs: {
+            let event_ms =
+                booboo_core::timestamp::parse(&event.timestamp).ok().map(booboo_core::timestamp::unix_millis);
+            event.breadcrumbs.iter().map(|c| breadcrumb_view(c, event_ms)).collect()
+        },
         log: log_view(event),
         extra: event
             .extra
             .iter()
             .filter(|(k, _)| !COLLAPSED_EXTRA.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), serde_json::to_string_pretty(v).unwrap_or_default()))
+            .map(|(k, v)| (k.clone(), value_tree::html(v)))
             .collect(),
         collapsed_extra: event
             .extra
@@ -349,6 +380,23 @@ mod tests {
         // With no application frame, the raising frame is the one shown.
         let groups = frame_groups(&[frame("a", false), frame("b", false)]);
         assert_eq!(groups[0].frames.iter().map(|f| f.open).collect::<Vec<_>>(), [false, true]);
+    }
+
+    #[test]
+    fn breadcrumb_times_read_as_a_clock_and_a_distance_before_the_error() {
+        let event_ms =
+            booboo_core::timestamp::unix_millis(booboo_core::timestamp::parse("2026-01-01T14:03:23.220Z").unwrap());
+        let crumb = breadcrumb_view(&serde_json::json!({"timestamp": 1767276201.12, "message": "m"}), Some(event_ms));
+        assert_eq!((crumb.clock.as_str(), crumb.before.as_str()), ("14:03:21.120", "\u{2212}2.1 s before the error"));
+        let crumb = breadcrumb_view(&serde_json::json!({"timestamp": "2026-01-01T13:00:00Z"}), Some(event_ms));
+        assert_eq!(
+            (crumb.clock.as_str(), crumb.before.as_str()),
+            ("13:00:00.000", "\u{2212}1 h 3 min before the error")
+        );
+        assert_eq!(before_text(-400), "+0.4 s after the error");
+        assert_eq!(before_text(185_000), "\u{2212}3 min 5 s before the error");
+        let odd = breadcrumb_view(&serde_json::json!({"timestamp": "yesterday"}), Some(event_ms));
+        assert_eq!((odd.timestamp.as_str(), odd.clock.as_str()), ("yesterday", ""));
     }
 
     #[test]

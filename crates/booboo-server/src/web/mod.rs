@@ -25,6 +25,7 @@ mod settings;
 mod static_files;
 mod templates;
 mod time_text;
+mod value_tree;
 
 use crate::app::AppState;
 use axum::extract::{Request, State};

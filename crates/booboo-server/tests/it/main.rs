@@ -13,6 +13,7 @@
 //! - `sdk_capture_http`: envelopes captured from real Sentry SDKs, and the issues they make.
 //! - `quota_http`: quotas and load shedding through the router.
 //! - `quota_store`: quotas that keep counting, run per backend by `store_conformance`.
+//! - `reading_pages`: the project settings page, and how an event and an issue read.
 //! - `web_pages`: every dashboard page through the router on a seeded SQLite.
 //! - `ownership_http`: assignees, comments, activity and pending invitations
 //!   through the API and the dashboard.
@@ -23,6 +24,7 @@ mod ownership_http;
 mod project_settings_http;
 mod quota_http;
 mod quota_store;
+mod reading_pages;
 mod resolve_api;
 mod sdk_capture_http;
 mod search_api;

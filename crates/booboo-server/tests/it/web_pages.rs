@@ -17,14 +17,14 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use tower::ServiceExt;
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
-struct Site {
+pub(crate) struct Site {
     state: AppState,
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     /// Issue ids and one event id of each, in acme/web and in other/api.
-    mine: Vec<i64>,
-    my_event: String,
+    pub(crate) mine: Vec<i64>,
+    pub(crate) my_event: String,
     theirs: i64,
     their_event: String,
     their_key: i64,
@@ -32,15 +32,15 @@ struct Site {
     _dir: tempfile::TempDir,
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Answer {
     /// The body with HTML's character references decoded, for reading text.
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         self.body
             .replace("&#x2f;", "/")
             .replace("&#x27;", "'")
@@ -50,7 +50,7 @@ impl Answer {
             .replace("&amp;", "&")
     }
 
-    fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> &str {
         self.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 
@@ -66,7 +66,7 @@ impl Answer {
 
 /// Someone with a browser: the cookies they hold.
 #[derive(Clone, Default)]
-struct Browser {
+pub(crate) struct Browser {
     cookies: Vec<(String, String)>,
 }
 
@@ -89,7 +89,7 @@ impl Browser {
 }
 
 /// The value of the first `name="csrf"` field of a page.
-fn csrf_of(page: &str) -> String {
+pub(crate) fn csrf_of(page: &str) -> String {
     let at = page.find("name=\"csrf\" value=\"").expect("the page has a form with a CSRF token");
     let rest = &page[at + "name=\"csrf\" value=\"".len()..];
     rest[..rest.find('"').unwrap()].to_string()
@@ -110,11 +110,11 @@ impl Site {
         answer
     }
 
-    async fn get(&self, browser: &mut Browser, path: &str) -> Answer {
+    pub(crate) async fn get(&self, browser: &mut Browser, path: &str) -> Answer {
         self.request(browser, Request::get(path).body(Body::empty()).unwrap()).await
     }
 
-    async fn post(&self, browser: &mut Browser, path: &str, fields: &[(&str, &str)]) -> Answer {
+    pub(crate) async fn post(&self, browser: &mut Browser, path: &str, fields: &[(&str, &str)]) -> Answer {
         let body = serde_urlencoded::to_string(fields).unwrap();
         let request = Request::post(path)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -124,7 +124,7 @@ impl Site {
     }
 
     /// Signs in through the sign-in form, as a browser does.
-    async fn sign_in(&self, email: &str) -> (Browser, String) {
+    pub(crate) async fn sign_in(&self, email: &str) -> (Browser, String) {
         let mut browser = Browser::default();
         let form = self.get(&mut browser, "/signin").await;
         assert_eq!(form.status, StatusCode::OK, "{}", form.body);
@@ -242,7 +242,7 @@ async fn site_with(public_url: &str) -> Site {
     }
 }
 
-async fn site() -> Site {
+pub(crate) async fn site() -> Site {
     site_with("http://127.0.0.1:8000").await
 }
 
