@@ -330,11 +330,12 @@ async fn issue_page(state: &AppState, me: &SignedIn, id: i64, event_id: Option<&
     let viewer = me.viewer();
     let detail = state.store.issue_detail(viewer, id).await?.ok_or(PageError::NotFound("issue"))?;
     let project = project_by_id(state, viewer, detail.issue.project_id).await?;
-    let event = state.store.issue_event(viewer, id, event_id).await?.ok_or(if event_id.is_some() {
-        PageError::NotFound("event")
-    } else {
-        PageError::NotFound("issue")
-    })?;
+    // An issue may have no stored event at all (every one over a rate limit,
+    // or removed by retention): its page still shows what was counted.
+    let event = state.store.issue_event(viewer, id, event_id).await?;
+    if event.is_none() && event_id.is_some() {
+        return Err(PageError::NotFound("event"));
+    }
     let now = clock::now_millis();
     let since = now.div_euclid(HOUR_MS) - 30 * 24;
     let hourly = state.store.issue_hourly(viewer, project.id, &[id], since).await?;
@@ -353,13 +354,14 @@ async fn issue_page(state: &AppState, me: &SignedIn, id: i64, event_id: Option<&
             context! { key => t.key, values, more => t.values.len().saturating_sub(10) }
         })
         .collect();
-    let view = match serde_json::from_str::<booboo_core::Event>(&event.event.payload) {
-        Ok(parsed) => Some(event_view::view(&event.event.event_id, &parsed)),
-        Err(e) => {
-            tracing::warn!(event = %event.event.event_id, "stored event does not parse as an event: {e}");
-            None
-        }
-    };
+    let view =
+        event.as_ref().and_then(|event| match serde_json::from_str::<booboo_core::Event>(&event.event.payload) {
+            Ok(parsed) => Some(event_view::view(&event.event.event_id, &parsed)),
+            Err(e) => {
+                tracing::warn!(event = %event.event.event_id, "stored event does not parse as an event: {e}");
+                None
+            }
+        });
     let alerts = state.store.issue_deliveries(id, 20).await?;
     // Ownership and history: who may be assigned, and what happened.
     let members = state.store.members_of(viewer, &project.org_slug).await?.unwrap_or_default();
@@ -375,10 +377,10 @@ async fn issue_page(state: &AppState, me: &SignedIn, id: i64, event_id: Option<&
         context! {
             me => me.me(), project, detail, tags, view, alerts, nav => "issues",
             members, activity, activity_more, max_comment => crate::store::activity::MAX_COMMENT_CHARS,
-            event => context! {
+            event => event.as_ref().map(|event| context! {
                 id => event.event.event_id, received_at => event.event.received_at,
                 older => event.older, newer => event.newer,
-            },
+            }),
             day_chart => chart::hourly(&hourly, id, now, 24, 10.0, 60.0),
             month_chart => chart::daily(&hourly, id, now, 30, 8.0, 60.0),
         },

@@ -1103,3 +1103,27 @@ async fn pages_say_what_was_counted_but_not_stored_and_when_the_server_sheds_loa
         assert!(page.body.contains("free disk space is below --min-free-disk"), "{path}");
     }
 }
+
+#[tokio::test]
+async fn an_issue_none_of_whose_events_is_stored_still_has_its_page() {
+    let site = site().await;
+    let project_id = site.store.issue_detail(ADMIN, site.mine[0]).await.unwrap().unwrap().issue.project_id;
+    let quota = store::RateLimit { count: 1, seconds: 3600 };
+    crate::quota_store::set_quota(&site.store, project_id, Some(quota), false).await;
+    let now = clock::now_millis();
+    // The quota's one stored event goes to another issue; these two are only counted.
+    let first = new_event(project_id, now, &body("quota_first", json!({})));
+    let counted: Vec<_> =
+        (1..3).map(|i| new_event(project_id, now + i, &body("quota_only_counted", json!({})))).collect();
+    site.store.store_events(&[first]).await.unwrap();
+    let outcomes = site.store.store_events(&counted).await.unwrap();
+    assert!(outcomes.iter().all(|o| matches!(o, StoreOutcome::NotStored { .. })), "{outcomes:?}");
+    let issue = outcomes[0].issue_id().unwrap();
+    let (mut ann, _) = site.sign_in("ann@example.com").await;
+    let page = site.get(&mut ann, &format!("/issues/{issue}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("id=\"no-stored-events\""), "{}", page.body);
+    assert!(page.body.contains("2 events counted but not stored (rate limit)"), "{}", page.body);
+    let missing = site.get(&mut ann, &format!("/issues/{issue}/events/{}", "a".repeat(32))).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "a named event that is not stored is not found");
+}
