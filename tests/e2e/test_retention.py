@@ -131,10 +131,10 @@ def test_a_project_limited_to_1000_on_postgresql(tmp_path, pg_database_url):
     ).start()
     schema = pg_database_url.split("search_path%3D")[1].split("&")[0]
     try:
-        # Fewer events than on SQLite: a debug build on PostgreSQL stores a
-        # few hundred a second on a busy two-core machine.
+        # The same 20,000 events as on SQLite (about two and a half minutes
+        # with a debug build on a quiet two-core machine).
         size = lambda: int(psql(f"SELECT pg_total_relation_size('{schema}.events')"))  # noqa: E731
-        check_limited_project(server, size, total=6_000, round_size=2_000)
+        check_limited_project(server, size)
     finally:
         server.stop()
 
