@@ -52,12 +52,8 @@ async fn accept(
         .map(token_from_header)
         .filter(|t| !t.is_empty())
         .ok_or(Rejection::MissingToken { header: "X-Booboo-DSN" })?;
-    let target = state
-        .store
-        .ingest_target(token)
-        .await
-        .map_err(|_| Rejection::StoreUnavailable)?
-        .ok_or(Rejection::UnknownToken)?;
+    let target =
+        state.store.ingest_target(token).await.map_err(Rejection::from_store)?.ok_or(Rejection::UnknownToken)?;
     let bytes = read_limited(headers, body, state.config.max_body_bytes, reservation.clone()).await?;
     let received = clock::now();
     let payload = booboo_payload::parse(&bytes, received, &secrets::new_event_id()).map_err(Rejection::Payload)?;
@@ -69,7 +65,7 @@ async fn accept(
                 .store
                 .record_handshake(target.project_id, &sdk, timestamp::unix_millis(received))
                 .await
-                .map_err(|_| Rejection::StoreUnavailable)?;
+                .map_err(Rejection::from_store)?;
             state.metrics.handshake_accepted();
             Ok(Json(serde_json::json!({ "ok": true })).into_response())
         }

@@ -65,6 +65,15 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// A store error before the event reaches the writer (looking up the
+    /// key, recording a handshake): a full disk is said as such.
+    pub fn from_store(e: crate::store::StoreError) -> Rejection {
+        match e {
+            crate::store::StoreError::DiskFull(_) => Rejection::DiskFull,
+            _ => Rejection::StoreUnavailable,
+        }
+    }
+
     pub fn reason(&self) -> &'static str {
         match self {
             Rejection::MissingToken { .. } | Rejection::MissingSentryKey => "missing_token",

@@ -99,12 +99,7 @@ fn url_project(raw: &str) -> Result<i64, Rejection> {
 
 /// The key's project, which must be the one the URL names.
 async fn authorize(state: &AppState, key: &str, url_project: i64) -> Result<i64, Rejection> {
-    let target = state
-        .store
-        .ingest_target(key)
-        .await
-        .map_err(|_| Rejection::StoreUnavailable)?
-        .ok_or(Rejection::UnknownToken)?;
+    let target = state.store.ingest_target(key).await.map_err(Rejection::from_store)?.ok_or(Rejection::UnknownToken)?;
     if target.project_id != url_project {
         return Err(Rejection::WrongProject { url_project });
     }
