@@ -5,6 +5,7 @@
 
 use super::migrations::{self, Backend};
 use super::rows::*;
+use super::search_sql::{issue_list_query, Dialect};
 use super::*;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};

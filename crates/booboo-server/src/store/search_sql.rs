@@ -15,7 +15,7 @@
 //! - otherwise: the stored events, grouped by issue.
 
 use super::rows::{Bind, ISSUE_COLUMNS};
-use super::{CountSource, IssueSearch, IssueSort, Page};
+use super::{CountSource, IssueFilter, IssueSearch, IssueSort, Page};
 use booboo_core::search_query::{Assignee, EventField, Filter, Status, TimeField};
 
 /// What the search SQL does differently per backend.
@@ -465,4 +465,72 @@ mod tests {
         assert!(q.list.contains("$4") && !q.list.contains('?'), "{}", q.list);
         assert_eq!(q.binds.len(), 5); // env, default status, level, limit, offset
     }
+}
+
+/// The two places SQLite and PostgreSQL differ in the issue list query.
+pub(super) struct Dialect {
+    /// `?N` or `$N`.
+    pub placeholder: fn(usize) -> String,
+    /// The full-text search the issue search uses, for free text here too.
+    pub search: &'static SearchDialect,
+}
+
+/// The issue list query: the access rule and project take parameters 1 to
+/// 3 (`is_admin`, `user_id`, `project_id`, bound by the caller); the filters
+/// add theirs after, returned in order.
+pub(super) fn issue_list_query(
+    dialect: &Dialect,
+    visible_org: &str,
+    filter: &IssueFilter,
+    page: Page,
+) -> (String, Vec<Bind>) {
+    let mut sql = format!(
+        "SELECT {ISSUE_COLUMNS} FROM issues i JOIN projects p ON p.id = i.project_id \
+         WHERE {visible_org} AND i.project_id = {}",
+        (dialect.placeholder)(3)
+    );
+    let mut binds = Vec::new();
+    let mut next = |b: Bind| {
+        binds.push(b);
+        (dialect.placeholder)(binds.len() + 3)
+    };
+    if let Some(status) = filter.status {
+        sql.push_str(&format!(" AND i.status = {}", next(Bind::Text(status.as_str().into()))));
+    }
+    if let Some(level) = &filter.level {
+        sql.push_str(&format!(" AND i.level = {}", next(Bind::Text(level.clone()))));
+    }
+    if let Some(environment) = &filter.environment {
+        let n = next(Bind::Text(environment.clone()));
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM issue_environments ie WHERE ie.issue_id = i.id AND ie.environment = {n})"
+        ));
+    }
+    if let Some(release) = &filter.release {
+        let n = next(Bind::Text(release.clone()));
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM issue_releases ir WHERE ir.issue_id = i.id AND ir.release = {n})"
+        ));
+    }
+    if let Some(query) = filter.query.as_deref().filter(|q| !q.trim().is_empty()) {
+        // Through the full-text index, as the issue search does; text
+        // without a letter or digit matches nothing.
+        let words = booboo_core::search_query::words_of(query);
+        if words.is_empty() {
+            sql.push_str(" AND 1 = 0");
+        } else {
+            let n = next(Bind::Text((dialect.search.text_query)(&words)));
+            sql.push_str(&format!(" AND {}", (dialect.search.text_match)(&n)));
+        }
+    }
+    let order = match filter.sort {
+        IssueSort::LastSeen => "i.last_seen DESC",
+        IssueSort::FirstSeen => "i.first_seen DESC",
+        IssueSort::Events => "i.event_count DESC",
+        IssueSort::Users => "i.user_count DESC",
+    };
+    let limit = next(Bind::Int(page.limit + 1));
+    let offset = next(Bind::Int(page.offset));
+    sql.push_str(&format!(" ORDER BY {order}, i.id DESC LIMIT {limit} OFFSET {offset}"));
+    (sql, binds)
 }

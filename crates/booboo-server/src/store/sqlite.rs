@@ -4,6 +4,7 @@
 
 use super::migrations::{self, Backend};
 use super::rows::*;
+use super::search_sql::{issue_list_query, Dialect};
 use super::*;
 use sqlx::sqlite::{
     SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
