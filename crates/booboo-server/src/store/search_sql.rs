@@ -425,48 +425,6 @@ macro_rules! search_runner {
 }
 pub(super) use search_runner;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use booboo_core::search_query::parse;
-
-    fn queries(text: &str, sort: IssueSort) -> SearchQueries {
-        let search = IssueSearch { query: parse(text, 0).unwrap(), sort, any_status: false };
-        search_queries(&SQLITE, "1 = 1", &search, Page { offset: 0, limit: 25 })
-    }
-
-    #[test]
-    fn values_are_bound_never_formatted_in() {
-        let q = queries(
-            "env:\"x' OR 1=1 --\" browser:'evil' assigned:a@b.c lastSeen:-1h \"drop table\"",
-            IssueSort::LastSeen,
-        );
-        for text in [&q.list, &q.total] {
-            assert!(!text.contains("evil") && !text.contains("OR 1=1") && !text.contains("a@b.c"), "{text}");
-            assert!(!text.contains("drop"), "{text}");
-        }
-    }
-
-    #[test]
-    fn the_count_source_follows_the_event_terms() {
-        assert_eq!(queries("timeout level:error", IssueSort::LastSeen).source, CountSource::AllEvents);
-        assert_eq!(queries("env:prod", IssueSort::Events).source, CountSource::Counters);
-        assert_eq!(queries("!release:[1, 2]", IssueSort::LastSeen).source, CountSource::Counters);
-        assert_eq!(queries("browser:Chrome", IssueSort::LastSeen).source, CountSource::Counters);
-        assert_eq!(queries("env:prod", IssueSort::Users).source, CountSource::StoredEvents);
-        assert_eq!(queries("env:prod release:1", IssueSort::LastSeen).source, CountSource::StoredEvents);
-        assert_eq!(queries("user.id:7", IssueSort::LastSeen).source, CountSource::StoredEvents);
-    }
-
-    #[test]
-    fn postgres_placeholders_are_numbered_after_the_reserved_three() {
-        let search = IssueSearch { query: parse("env:a level:error", 0).unwrap(), ..Default::default() };
-        let q = search_queries(&POSTGRES, "TRUE", &search, Page { offset: 0, limit: 10 });
-        assert!(q.list.contains("$4") && !q.list.contains('?'), "{}", q.list);
-        assert_eq!(q.binds.len(), 5); // env, default status, level, limit, offset
-    }
-}
-
 /// The two places SQLite and PostgreSQL differ in the issue list query.
 pub(super) struct Dialect {
     /// `?N` or `$N`.
@@ -533,4 +491,46 @@ pub(super) fn issue_list_query(
     let offset = next(Bind::Int(page.offset));
     sql.push_str(&format!(" ORDER BY {order}, i.id DESC LIMIT {limit} OFFSET {offset}"));
     (sql, binds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use booboo_core::search_query::parse;
+
+    fn queries(text: &str, sort: IssueSort) -> SearchQueries {
+        let search = IssueSearch { query: parse(text, 0).unwrap(), sort, any_status: false };
+        search_queries(&SQLITE, "1 = 1", &search, Page { offset: 0, limit: 25 })
+    }
+
+    #[test]
+    fn values_are_bound_never_formatted_in() {
+        let q = queries(
+            "env:\"x' OR 1=1 --\" browser:'evil' assigned:a@b.c lastSeen:-1h \"drop table\"",
+            IssueSort::LastSeen,
+        );
+        for text in [&q.list, &q.total] {
+            assert!(!text.contains("evil") && !text.contains("OR 1=1") && !text.contains("a@b.c"), "{text}");
+            assert!(!text.contains("drop"), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_count_source_follows_the_event_terms() {
+        assert_eq!(queries("timeout level:error", IssueSort::LastSeen).source, CountSource::AllEvents);
+        assert_eq!(queries("env:prod", IssueSort::Events).source, CountSource::Counters);
+        assert_eq!(queries("!release:[1, 2]", IssueSort::LastSeen).source, CountSource::Counters);
+        assert_eq!(queries("browser:Chrome", IssueSort::LastSeen).source, CountSource::Counters);
+        assert_eq!(queries("env:prod", IssueSort::Users).source, CountSource::StoredEvents);
+        assert_eq!(queries("env:prod release:1", IssueSort::LastSeen).source, CountSource::StoredEvents);
+        assert_eq!(queries("user.id:7", IssueSort::LastSeen).source, CountSource::StoredEvents);
+    }
+
+    #[test]
+    fn postgres_placeholders_are_numbered_after_the_reserved_three() {
+        let search = IssueSearch { query: parse("env:a level:error", 0).unwrap(), ..Default::default() };
+        let q = search_queries(&POSTGRES, "TRUE", &search, Page { offset: 0, limit: 10 });
+        assert!(q.list.contains("$4") && !q.list.contains('?'), "{}", q.list);
+        assert_eq!(q.binds.len(), 5); // env, default status, level, limit, offset
+    }
 }
