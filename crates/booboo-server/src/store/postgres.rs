@@ -27,6 +27,7 @@ super::retention_sql::retention_queries!(sqlx::PgConnection);
 /// ingest locks issues, so the two never deadlock.
 const LOCK_ISSUES: &str = " FOR UPDATE";
 super::key_sql::key_queries!(sqlx::PgConnection);
+super::project_limits_sql::project_limits_queries!(sqlx::PgConnection);
 // A merge locks the issues it reads until it commits.
 super::merge_sql::merge_queries!(sqlx::PgConnection, " FOR UPDATE");
 super::resolve_sql::resolve_queries!(sqlx::PgConnection);
@@ -2091,14 +2092,8 @@ impl Store for PostgresStore {
     // --- Project limits ---
 
     async fn project_limits_all(&self) -> StoreResult<Vec<(i64, ProjectLimits)>> {
-        let rows = sqlx::query(&q(super::project_limits_sql::ALL_LIMITS))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable("reading project limits"))?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("id")?, limits_from_row(row)?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(unavailable("reading project limits"))
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        all_limit_rows(&mut conn).await.map_err(unavailable("reading project limits"))
     }
 
     async fn set_project_limits(
@@ -2120,24 +2115,9 @@ impl Store for PostgresStore {
                 .map_err(unavailable("looking up a project"))?;
         let Some(org_id) = org_id else { return Ok(None) };
         self.require_org_admin(viewer, org_id, "change a project's limits").await?;
-        let b = super::project_limits_sql::LimitBinds::of(patch);
-        let row = sqlx::query(&q(super::project_limits_sql::SET_LIMITS))
-            .bind(b.keep_max_events)
-            .bind(b.max_events)
-            .bind(b.keep_retention_days)
-            .bind(b.retention_days)
-            .bind(b.keep_rate_limit)
-            .bind(b.rate_limit_count)
-            .bind(b.keep_rate_limit)
-            .bind(b.rate_limit_seconds)
-            .bind(b.keep_spike_guard)
-            .bind(b.spike_guard)
-            .bind(project_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable("changing a project's limits"))?;
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
         // Deleted between the look-up and the change: as good as unseen.
-        row.map(|row| limits_from_row(&row)).transpose().map_err(unavailable("reading project limits"))
+        set_limit_row(&mut conn, project_id, patch).await.map_err(unavailable("changing a project's limits"))
     }
 
     async fn take_retention_lease(&self, node: &str, now: i64, until: i64) -> StoreResult<bool> {

@@ -57,3 +57,42 @@ impl LimitBinds {
         }
     }
 }
+
+/// Defines the project-limit reads and writes for one backend (expanded in
+/// `sqlite.rs` and `postgres.rs` like `key_sql.rs`): `$conn` is its
+/// connection type; `q` and `limits_from_row` are the backend's own.
+macro_rules! project_limits_queries {
+    ($conn:ty) => {
+        /// Every project's own limits, by project id.
+        async fn all_limit_rows(conn: &mut $conn) -> Result<Vec<(i64, ProjectLimits)>, sqlx::Error> {
+            let rows = sqlx::query(&q(super::project_limits_sql::ALL_LIMITS)).fetch_all(&mut *conn).await?;
+            rows.iter().map(|row| Ok((row.try_get("id")?, limits_from_row(row)?))).collect()
+        }
+
+        /// Applies a checked patch to one project; `None` when it is gone.
+        async fn set_limit_row(
+            conn: &mut $conn,
+            project_id: i64,
+            patch: &ProjectLimitsPatch,
+        ) -> Result<Option<ProjectLimits>, sqlx::Error> {
+            let b = super::project_limits_sql::LimitBinds::of(patch);
+            let row = sqlx::query(&q(super::project_limits_sql::SET_LIMITS))
+                .bind(b.keep_max_events)
+                .bind(b.max_events)
+                .bind(b.keep_retention_days)
+                .bind(b.retention_days)
+                .bind(b.keep_rate_limit)
+                .bind(b.rate_limit_count)
+                .bind(b.keep_rate_limit)
+                .bind(b.rate_limit_seconds)
+                .bind(b.keep_spike_guard)
+                .bind(b.spike_guard)
+                .bind(project_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            row.map(|row| limits_from_row(&row)).transpose()
+        }
+    };
+}
+
+pub(super) use project_limits_queries;
