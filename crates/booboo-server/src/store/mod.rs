@@ -6,6 +6,7 @@ pub mod activity;
 mod activity_sql;
 pub mod alert_rules;
 mod alert_sql;
+mod batch_counters;
 mod key_sql;
 mod merge_sql;
 mod migrations;

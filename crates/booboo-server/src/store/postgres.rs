@@ -3,6 +3,7 @@
 //! constraints with `INSERT … ON CONFLICT`, row locks taken by upserts, and
 //! advisory locks around migrations; no node keeps state of its own.
 
+use super::batch_counters::BatchCounters;
 use super::migrations::{self, Backend};
 use super::rows::*;
 use super::search_sql::{issue_list_query, Dialect};
@@ -27,6 +28,7 @@ super::retention_sql::retention_queries!(sqlx::PgConnection);
 /// ingest locks issues, so the two never deadlock.
 const LOCK_ISSUES: &str = " FOR UPDATE";
 super::key_sql::key_queries!(sqlx::PgConnection);
+super::batch_counters::batch_counter_queries!(sqlx::PgConnection, pg_text, "LEAST", "GREATEST", "DO NOTHING");
 super::project_limits_sql::project_limits_queries!(sqlx::PgConnection);
 // A merge locks the issues it reads until it commits.
 super::merge_sql::merge_queries!(sqlx::PgConnection, " FOR UPDATE");
@@ -351,76 +353,18 @@ impl PostgresStore {
             .await
             .map_err(batch_failure("reading the projects' quotas"))?;
         let mut outcomes = vec![StoreOutcome::Duplicate; batch.len()];
+        let mut counters = BatchCounters::default();
         for &i in &order {
             let rules = rules.get(&batch[i].project_id).map(Vec::as_slice).unwrap_or_default();
-            outcomes[i] =
-                store_one(&mut tx, &batch[i], rules, &mut quotas).await.map_err(batch_failure("storing an event"))?;
+            outcomes[i] = store_one(&mut tx, &batch[i], rules, &mut quotas, &mut counters)
+                .await
+                .map_err(batch_failure("storing an event"))?;
         }
         save_quotas(&mut tx, &quotas).await.map_err(batch_failure("saving the projects' quotas"))?;
-        let mut last_event: Vec<(i64, i64)> = Vec::new();
-        for (event, outcome) in batch.iter().zip(&outcomes) {
-            if outcome.issue_id().is_some() {
-                match last_event.iter_mut().find(|(p, _)| *p == event.project_id) {
-                    Some((_, at)) => *at = (*at).max(event.received_at),
-                    None => last_event.push((event.project_id, event.received_at)),
-                }
-            }
-        }
-        record_facets(&mut tx, batch, &outcomes).await.map_err(batch_failure("recording environments and releases"))?;
-        last_event.sort_unstable();
-        for (project_id, at) in last_event {
-            sqlx::query("UPDATE projects SET last_event_at = GREATEST(COALESCE(last_event_at, 0), $1) WHERE id = $2")
-                .bind(at)
-                .bind(project_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(batch_failure("marking the project's last event"))?;
-        }
+        write_batch_counters(&mut tx, &counters).await.map_err(batch_failure("counting a batch's events"))?;
         tx.commit().await.map_err(batch_failure("committing a batch"))?;
         Ok(outcomes)
     }
-}
-
-/// Remembers the environments and releases of a batch's stored events for
-/// the issue list's selectors. After the issue rows and in sorted order, so
-/// concurrent batches meet these rows in the same order; `DO NOTHING` takes
-/// no lock on a row that already exists.
-async fn record_facets(
-    tx: &mut Transaction<'_, Postgres>,
-    batch: &[NewEvent],
-    outcomes: &[StoreOutcome],
-) -> Result<(), sqlx::Error> {
-    let stored = || batch.iter().zip(outcomes).filter(|(_, o)| o.issue_id().is_some());
-    let mut environments: Vec<(i64, &str)> =
-        stored().map(|(e, _)| (e.project_id, e.processed.event.environment.as_str())).collect();
-    environments.sort_unstable();
-    environments.dedup();
-    for (project_id, environment) in environments {
-        sqlx::query(
-            "INSERT INTO project_environments (project_id, environment) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(project_id)
-        .bind(pg_text(environment))
-        .execute(&mut **tx)
-        .await?;
-    }
-    let mut releases: Vec<(i64, &str, i64)> = stored()
-        .filter(|(e, _)| !e.processed.event.release.is_empty())
-        .map(|(e, _)| (e.project_id, e.processed.event.release.as_str(), e.received_at))
-        .collect();
-    releases.sort_unstable();
-    releases.dedup_by(|b, a| (a.0, a.1) == (b.0, b.1));
-    for (project_id, release, first_seen) in releases {
-        sqlx::query(
-            "INSERT INTO project_releases (project_id, release, first_seen) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(project_id)
-        .bind(pg_text(release))
-        .bind(first_seen)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
 }
 
 /// sqlx errors can span lines; a start-up failure should read as one.
@@ -482,6 +426,7 @@ async fn store_one(
     e: &NewEvent,
     rules: &[AlertRule],
     quotas: &mut BatchQuotas,
+    counters: &mut BatchCounters,
 ) -> Result<StoreOutcome, sqlx::Error> {
     let event = &e.processed.event;
     // Over its quota an event is counted like any other; only its payload
@@ -622,45 +567,7 @@ async fn store_one(
     if ignored_until_counts {
         end_ignore_on_counts(tx, issue_id, &event.event_id, e.received_at).await?;
     }
-    sqlx::query(
-        "INSERT INTO issue_environments (issue_id, environment, event_count) VALUES ($1, $2, 1) \
-         ON CONFLICT (issue_id, environment) DO UPDATE SET event_count = issue_environments.event_count + 1",
-    )
-    .bind(issue_id)
-    .bind(pg_text(&event.environment))
-    .execute(&mut **tx)
-    .await?;
-    if !event.release.is_empty() {
-        sqlx::query(
-            "INSERT INTO issue_releases (issue_id, release, event_count, first_seen) VALUES ($1, $2, 1, $3) \
-             ON CONFLICT (issue_id, release) DO UPDATE SET event_count = issue_releases.event_count + 1, \
-             first_seen = LEAST(issue_releases.first_seen, excluded.first_seen)",
-        )
-        .bind(issue_id)
-        .bind(pg_text(&event.release))
-        .bind(e.received_at)
-        .execute(&mut **tx)
-        .await?;
-    }
-    for (key, value) in event.tags.iter().take(MAX_TAGS_COUNTED) {
-        sqlx::query(
-            "INSERT INTO issue_tags (issue_id, key, value, event_count) VALUES ($1, $2, $3, 1) \
-             ON CONFLICT (issue_id, key, value) DO UPDATE SET event_count = issue_tags.event_count + 1",
-        )
-        .bind(issue_id)
-        .bind(pg_text(key))
-        .bind(pg_text(value))
-        .execute(&mut **tx)
-        .await?;
-    }
-    sqlx::query(
-        "INSERT INTO issue_hourly (issue_id, hour, event_count) VALUES ($1, $2, 1) \
-         ON CONFLICT (issue_id, hour) DO UPDATE SET event_count = issue_hourly.event_count + 1",
-    )
-    .bind(issue_id)
-    .bind(e.received_at.div_euclid(3_600_000))
-    .execute(&mut **tx)
-    .await?;
+    counters.count(e.project_id, issue_id, event, e.received_at);
     Ok(match not_stored {
         None => StoreOutcome::Stored { issue_id },
         Some(reason) => StoreOutcome::NotStored { issue_id, reason },

@@ -2,6 +2,7 @@
 //! wait for the writer, `synchronous=FULL` so that a committed batch survives
 //! a power cut, and one writer (the ingest queue) doing group commits.
 
+use super::batch_counters::BatchCounters;
 use super::migrations::{self, Backend};
 use super::rows::*;
 use super::search_sql::{issue_list_query, Dialect};
@@ -39,6 +40,13 @@ const LOCK_ISSUES: &str = "";
 /// short hold of the write lock each.
 const VACUUM_STEP_PAGES: i64 = 256;
 super::key_sql::key_queries!(sqlx::SqliteConnection);
+super::batch_counters::batch_counter_queries!(
+    sqlx::SqliteConnection,
+    plain_text,
+    "MIN",
+    "MAX",
+    "DO UPDATE SET first_seen = MIN(project_releases.first_seen, excluded.first_seen)"
+);
 super::project_limits_sql::project_limits_queries!(sqlx::SqliteConnection);
 // One writer at a time: a merge needs no row locks.
 super::merge_sql::merge_queries!(sqlx::SqliteConnection, "");
@@ -356,6 +364,7 @@ async fn store_one(
     e: &NewEvent,
     rules: &[AlertRule],
     quotas: &mut BatchQuotas,
+    counters: &mut BatchCounters,
 ) -> Result<StoreOutcome, sqlx::Error> {
     let event = &e.processed.event;
     // Over its quota an event is counted like any other; only its payload
@@ -493,66 +502,7 @@ async fn store_one(
     if ignored_until_counts {
         end_ignore_on_counts(tx, issue_id, &event.event_id, e.received_at).await?;
     }
-    sqlx::query(
-        "INSERT INTO issue_environments (issue_id, environment, event_count) VALUES (?, ?, 1) \
-         ON CONFLICT (issue_id, environment) DO UPDATE SET event_count = event_count + 1",
-    )
-    .bind(issue_id)
-    .bind(&event.environment)
-    .execute(&mut **tx)
-    .await?;
-    if !event.release.is_empty() {
-        sqlx::query(
-            "INSERT INTO issue_releases (issue_id, release, event_count, first_seen) VALUES (?, ?, 1, ?) \
-             ON CONFLICT (issue_id, release) DO UPDATE SET event_count = event_count + 1, first_seen = MIN(first_seen, excluded.first_seen)",
-        )
-        .bind(issue_id)
-        .bind(&event.release)
-        .bind(e.received_at)
-        .execute(&mut **tx)
-        .await?;
-    }
-    for (key, value) in event.tags.iter().take(MAX_TAGS_COUNTED) {
-        sqlx::query(
-            "INSERT INTO issue_tags (issue_id, key, value, event_count) VALUES (?, ?, ?, 1) \
-             ON CONFLICT (issue_id, key, value) DO UPDATE SET event_count = event_count + 1",
-        )
-        .bind(issue_id)
-        .bind(key)
-        .bind(value)
-        .execute(&mut **tx)
-        .await?;
-    }
-    sqlx::query(
-        "INSERT INTO issue_hourly (issue_id, hour, event_count) VALUES (?, ?, 1) \
-         ON CONFLICT (issue_id, hour) DO UPDATE SET event_count = event_count + 1",
-    )
-    .bind(issue_id)
-    .bind(e.received_at.div_euclid(3_600_000))
-    .execute(&mut **tx)
-    .await?;
-    // The project's environments and releases, for the issue list's selectors.
-    sqlx::query("INSERT INTO project_environments (project_id, environment) VALUES (?, ?) ON CONFLICT DO NOTHING")
-        .bind(e.project_id)
-        .bind(&event.environment)
-        .execute(&mut **tx)
-        .await?;
-    if !event.release.is_empty() {
-        sqlx::query(
-            "INSERT INTO project_releases (project_id, release, first_seen) VALUES (?, ?, ?) \
-             ON CONFLICT (project_id, release) DO UPDATE SET first_seen = MIN(first_seen, excluded.first_seen)",
-        )
-        .bind(e.project_id)
-        .bind(&event.release)
-        .bind(e.received_at)
-        .execute(&mut **tx)
-        .await?;
-    }
-    sqlx::query("UPDATE projects SET last_event_at = MAX(COALESCE(last_event_at, 0), ?) WHERE id = ?")
-        .bind(e.received_at)
-        .bind(e.project_id)
-        .execute(&mut **tx)
-        .await?;
+    counters.count(e.project_id, issue_id, event, e.received_at);
     Ok(match not_stored {
         None => StoreOutcome::Stored { issue_id },
         Some(reason) => StoreOutcome::NotStored { issue_id, reason },
@@ -636,11 +586,16 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable("reading the projects' quotas"))?;
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut counters = BatchCounters::default();
         for event in batch {
             let rules = rules.get(&event.project_id).map(Vec::as_slice).unwrap_or_default();
-            outcomes
-                .push(store_one(&mut tx, event, rules, &mut quotas).await.map_err(unavailable("storing an event"))?);
+            outcomes.push(
+                store_one(&mut tx, event, rules, &mut quotas, &mut counters)
+                    .await
+                    .map_err(unavailable("storing an event"))?,
+            );
         }
+        write_batch_counters(&mut tx, &counters).await.map_err(unavailable("counting a batch's events"))?;
         save_quotas(&mut tx, &quotas).await.map_err(unavailable("saving the projects' quotas"))?;
         tx.commit().await.map_err(unavailable("committing a batch"))?;
         Ok(outcomes)

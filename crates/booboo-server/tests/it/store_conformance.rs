@@ -46,6 +46,8 @@ mod issue_merges;
 mod resolve;
 // Ownership and history (assignees, comments, activity, invitations).
 mod ownership;
+// A batch stores what one-by-one storage would.
+mod batching;
 
 store_tests!(
     ingest_tokens_find_their_project_only_while_live,
