@@ -7,7 +7,7 @@ use crate::ingest;
 use crate::ingest::writer::Writer;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::web;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -90,11 +90,16 @@ async fn health(State(state): State<AppState>) -> Response {
             }
             Json(body).into_response()
         }
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "unavailable", "detail": e.to_string() })),
-        )
-            .into_response(),
+        Err(e) => {
+            // On a full disk even a read can fail (a fresh connection
+            // writes its settings first): name the cause the operator must
+            // fix, not its symptom.
+            let disk_full = matches!(e, StoreError::DiskFull(_))
+                || matches!(state.store.check_writable().await, Err(StoreError::DiskFull(_)));
+            let status = if disk_full { "disk full" } else { "unavailable" };
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": status, "detail": e.to_string() })))
+                .into_response()
+        }
     }
 }
 

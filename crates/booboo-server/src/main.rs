@@ -1,8 +1,13 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // The server logs sqlx's slow-statement warnings for its operator; a
+    // one-shot command (backup, export, user …) prints its answer or one
+    // line of error, not a busy machine's timings.
+    let serving = std::env::args().skip(1).any(|a| a == "serve");
+    let default = if serving { "info,sqlx=warn,tower_http=warn" } else { "info,sqlx=error,tower_http=warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("BOOBOO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
