@@ -82,10 +82,9 @@ pub(super) fn values(rows: usize, columns: usize) -> String {
 
 /// Defines `write_batch_counters` for one backend: `$conn` is its connection
 /// type, `$text` what a text bind goes through, `$least`/`$greatest` its
-/// two-argument minimum and maximum, and `$release_seen` how an existing
-/// project release row takes a new receipt (`q` is the backend's own).
+/// two-argument minimum and maximum (`q` is the backend's own).
 macro_rules! batch_counter_queries {
-    ($conn:ty, $text:path, $least:literal, $greatest:literal, $release_seen:literal) => {
+    ($conn:ty, $text:path, $least:literal, $greatest:literal) => {
         /// Adds a batch's counters, in the batch's transaction.
         async fn write_batch_counters(
             conn: &mut $conn,
@@ -170,10 +169,13 @@ macro_rules! batch_counter_queries {
             let rows: Vec<_> = counters.project_releases.iter().collect();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 let sql = format!(
+                    // A release's first sighting is its earliest event, in
+                    // whatever order batches arrive; rows already earliest
+                    // are left alone (no write, no row lock).
                     "INSERT INTO project_releases (project_id, release, first_seen) VALUES {} \
-                     ON CONFLICT (project_id, release) {}",
-                    values(chunk.len(), 3),
-                    $release_seen
+                     ON CONFLICT (project_id, release) DO UPDATE SET first_seen = excluded.first_seen \
+                     WHERE excluded.first_seen < project_releases.first_seen",
+                    values(chunk.len(), 3)
                 );
                 let sql = q(&sql);
                 let mut query = sqlx::query(&sql);

@@ -28,7 +28,7 @@ super::retention_sql::retention_queries!(sqlx::PgConnection);
 /// ingest locks issues, so the two never deadlock.
 const LOCK_ISSUES: &str = " FOR UPDATE";
 super::key_sql::key_queries!(sqlx::PgConnection);
-super::batch_counters::batch_counter_queries!(sqlx::PgConnection, pg_text, "LEAST", "GREATEST", "DO NOTHING");
+super::batch_counters::batch_counter_queries!(sqlx::PgConnection, pg_text, "LEAST", "GREATEST");
 super::project_limits_sql::project_limits_queries!(sqlx::PgConnection);
 // A merge locks the issues it reads until it commits.
 super::merge_sql::merge_queries!(sqlx::PgConnection, " FOR UPDATE");

@@ -40,13 +40,7 @@ const LOCK_ISSUES: &str = "";
 /// short hold of the write lock each.
 const VACUUM_STEP_PAGES: i64 = 256;
 super::key_sql::key_queries!(sqlx::SqliteConnection);
-super::batch_counters::batch_counter_queries!(
-    sqlx::SqliteConnection,
-    plain_text,
-    "MIN",
-    "MAX",
-    "DO UPDATE SET first_seen = MIN(project_releases.first_seen, excluded.first_seen)"
-);
+super::batch_counters::batch_counter_queries!(sqlx::SqliteConnection, plain_text, "MIN", "MAX");
 super::project_limits_sql::project_limits_queries!(sqlx::SqliteConnection);
 // One writer at a time: a merge needs no row locks.
 super::merge_sql::merge_queries!(sqlx::SqliteConnection, "");

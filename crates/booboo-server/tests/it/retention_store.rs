@@ -18,10 +18,29 @@ store_tests!(
     eviction_keeps_first_regression_and_latest_events_and_never_changes_counts,
     age_limits_delete_old_events_and_remove_stale_empty_issues,
     the_lighter_tier_drops_locals_request_and_breadcrumbs_once,
-    the_disk_budget_evicts_from_the_biggest_project_until_under,
     two_passes_at_once_count_each_eviction_once,
     one_node_at_a_time_holds_the_retention_lease,
 );
+
+// The disk budget counts the whole database: on PostgreSQL this test has
+// one of its own, which tests running beside it cannot grow.
+mod disk_budget {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let (store, _dir) = crate::support::sqlite_store().await;
+        super::the_disk_budget_evicts_from_the_biggest_project_until_under(store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(db) = crate::support::postgres::TestDatabase::create_alone().await else {
+            eprintln!("skipped: BOOBOO_TEST_DATABASE_URL is not set");
+            return;
+        };
+        super::the_disk_budget_evicts_from_the_biggest_project_until_under(db.store.clone()).await;
+        db.drop().await;
+    }
+}
 
 fn settings(max_events: i64) -> RetentionSettings {
     RetentionSettings {

@@ -64,6 +64,8 @@ pub mod postgres {
         pub store: Arc<dyn Store>,
         admin_url: String,
         schema: String,
+        /// A database of its own (see [`TestDatabase::create_alone`]).
+        database: Option<String>,
     }
 
     impl TestDatabase {
@@ -79,13 +81,35 @@ pub mod postgres {
             let separator = if admin_url.contains('?') { '&' } else { '?' };
             let url = format!("{admin_url}{separator}options=-c%20search_path%3D{schema}");
             let store = store::open(&url).await.unwrap_or_else(|e| panic!("opening the PostgreSQL store failed: {e}"));
-            Some(TestDatabase { store, admin_url, schema })
+            Some(TestDatabase { store, admin_url, schema, database: None })
+        }
+
+        /// Like [`TestDatabase::create`], in a database of its own: for a
+        /// test that measures the whole database's size, which tests in
+        /// other schemas of a shared one would grow under it.
+        pub async fn create_alone() -> Option<TestDatabase> {
+            let admin_url = std::env::var("BOOBOO_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
+            let database = format!("booboo_test_{:016x}", super::rand_u128() as u64);
+            let mut conn = sqlx::PgConnection::connect(&admin_url)
+                .await
+                .unwrap_or_else(|e| panic!("BOOBOO_TEST_DATABASE_URL is set but unusable: {e}"));
+            sqlx::query(&format!("CREATE DATABASE {database}")).execute(&mut conn).await.unwrap();
+            let mut url = url::Url::parse(&admin_url).expect("BOOBOO_TEST_DATABASE_URL is a URL");
+            url.set_path(&database);
+            let store =
+                store::open(url.as_str()).await.unwrap_or_else(|e| panic!("opening the PostgreSQL store failed: {e}"));
+            Some(TestDatabase { store, admin_url, schema: String::new(), database: Some(database) })
         }
 
         pub async fn drop(self) {
             drop(self.store);
             let mut conn = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
-            sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.schema)).execute(&mut conn).await.unwrap();
+            match &self.database {
+                Some(database) => {
+                    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)")).execute(&mut conn).await.unwrap()
+                }
+                None => sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.schema)).execute(&mut conn).await.unwrap(),
+            };
         }
     }
 }
