@@ -7,6 +7,8 @@
 //!
 //! Without EVENTS_PER_ISSUE most issues have one event and every tenth has
 //! twenty; with it every issue has that many (10000 100 is a million events).
+//! With BOOBOO_BENCH_DATA=DIR the seeded database is kept in DIR and reused
+//! by the next run.
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -61,33 +63,28 @@ fn main() {
 }
 
 async fn run(issues: usize, per_issue: Option<usize>) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config::load(Overrides { data_dir: Some(dir.path().to_path_buf()), ..Overrides::default() }).unwrap();
+    // BOOBOO_BENCH_DATA keeps the seeded database between runs (seeding a
+    // million events takes minutes): a directory that already holds one is
+    // reused as it is, migrations and all; the arguments then only label it.
+    let kept = std::env::var_os("BOOBOO_BENCH_DATA").map(std::path::PathBuf::from);
+    let temporary = tempfile::tempdir().unwrap();
+    let data_dir = kept.clone().unwrap_or_else(|| temporary.path().to_path_buf());
+    let seeded = data_dir.join("booboo.db").exists();
+    let config = Config::load(Overrides { data_dir: Some(data_dir), ..Overrides::default() }).unwrap();
+    let opening = Instant::now();
     let store = store::open(&config.database_url).await.unwrap();
-    let admin = store.create_user("bench@example.com", "unused", true, 0).await.unwrap();
-    let (project, _) = store.create_project("acme", "web", &secrets::new_ingest_token(), 0).await.unwrap();
     let now = clock::now_millis();
-    let started = Instant::now();
-    let mut batch = Vec::new();
-    let mut stored = 0;
-    for n in 0..issues {
-        // Most issues have one event; every tenth has twenty, spread over a
-        // day (unless EVENTS_PER_ISSUE says how many each has, spread over
-        // a week).
-        let events = per_issue.unwrap_or(if n.is_multiple_of(10) { 20 } else { 1 });
-        let spacing = if per_issue.is_some() { 7 * 24 * 3_600_000 / events.max(1) as i64 } else { 3_600_000 };
-        for e in 0..events {
-            batch.push(event(project.id, now - (e as i64 * spacing) - n as i64, n, e));
-        }
-        if batch.len() >= 1_000 {
-            stored += batch.len();
-            store.store_events(&std::mem::take(&mut batch)).await.unwrap();
-        }
-    }
-    stored += batch.len();
-    store.store_events(&batch).await.unwrap();
-    println!("seeded {issues} issues ({stored} events) in {:.1} s", started.elapsed().as_secs_f64());
-
+    let (admin, project) = if seeded {
+        println!("reusing the seeded database (opened and migrated in {:.1} s)", opening.elapsed().as_secs_f64());
+        let admin = store.user_by_email("bench@example.com").await.unwrap().expect("a seeded database");
+        let project = store.project_for(admin.viewer(), "acme", "web").await.unwrap().expect("a seeded project");
+        (admin, project)
+    } else {
+        let admin = store.create_user("bench@example.com", "unused", true, 0).await.unwrap();
+        let (project, _) = store.create_project("acme", "web", &secrets::new_ingest_token(), 0).await.unwrap();
+        seed(&*store, project.id, issues, per_issue, now).await;
+        (admin, project)
+    };
     let token = secrets::new_session_token();
     let session = Session { user_id: admin.id, csrf_token: "x".into(), created_at: now, expires_at: now + 3_600_000 };
     store.create_session(&secrets::token_hash(&token), admin.id, &session).await.unwrap();
@@ -141,6 +138,9 @@ async fn run(issues: usize, per_issue: Option<usize>) {
         ("search: free text", "handler_999", store::IssueSort::LastSeen),
         ("search: level:>=error failure", "level:>=error failure", store::IssueSort::LastSeen),
         ("search: env:staging release:1.3", "env:staging release:1.3", store::IssueSort::LastSeen),
+        ("search: env:staging by users", "env:staging", store::IssueSort::Users),
+        ("search: user.id:u3", "user.id:u3", store::IssueSort::LastSeen),
+        ("search: release:[1.3, 1.4] region:eu", "release:[1.3, 1.4] region:eu", store::IssueSort::LastSeen),
     ];
     let search_rounds = ROUNDS / 10;
     for (name, text, sort) in searches {
@@ -192,4 +192,28 @@ async fn run(issues: usize, per_issue: Option<usize>) {
             bytes
         );
     }
+}
+
+/// Stores the bench's issues and events through the store's batch writer.
+async fn seed(store: &dyn store::Store, project_id: i64, issues: usize, per_issue: Option<usize>, now: i64) {
+    let started = Instant::now();
+    let mut batch = Vec::new();
+    let mut stored = 0;
+    for n in 0..issues {
+        // Most issues have one event; every tenth has twenty, spread over a
+        // day (unless EVENTS_PER_ISSUE says how many each has, spread over
+        // a week).
+        let events = per_issue.unwrap_or(if n.is_multiple_of(10) { 20 } else { 1 });
+        let spacing = if per_issue.is_some() { 7 * 24 * 3_600_000 / events.max(1) as i64 } else { 3_600_000 };
+        for e in 0..events {
+            batch.push(event(project_id, now - (e as i64 * spacing) - n as i64, n, e));
+        }
+        if batch.len() >= 1_000 {
+            stored += batch.len();
+            store.store_events(&std::mem::take(&mut batch)).await.unwrap();
+        }
+    }
+    stored += batch.len();
+    store.store_events(&batch).await.unwrap();
+    println!("seeded {issues} issues ({stored} events) in {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -2,7 +2,8 @@
 //! invitations and sign-in counters whose window ended — once at start, then
 //! every ten minutes, until shutdown. Expired rows already grant nothing
 //! (every read checks the time); pruning keeps the tables small. On several
-//! nodes each prunes; the deletes are idempotent.
+//! nodes each prunes; the deletes are idempotent. On the same beat it
+//! refreshes the query planner's statistics, which grow stale the same way.
 
 use crate::clock;
 use crate::metrics::Metrics;
@@ -26,6 +27,9 @@ impl Pruning {
         let task = tokio::spawn(async move {
             loop {
                 prune_once(&*store, &metrics).await;
+                if let Err(e) = store.refresh_planner_statistics().await {
+                    tracing::warn!("refreshing the query planner's statistics failed (retried in ten minutes): {e}");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(PRUNE_INTERVAL) => {}
                     _ = stopped.changed() => return,

@@ -42,6 +42,7 @@ const SQLITE: &[Migration] = migrations!(
     "0014_issue_search.sql",
     "0015_resolve_in_release.sql",
     "0016_issue_activity.sql",
+    "0017_event_filters.sql",
 );
 const POSTGRES: &[Migration] = migrations!(
     "postgres": "0001_initial.sql",
@@ -57,6 +58,7 @@ const POSTGRES: &[Migration] = migrations!(
     "0014_issue_search.sql",
     "0015_resolve_in_release.sql",
     "0016_issue_activity.sql",
+    "0017_event_filters.sql",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {

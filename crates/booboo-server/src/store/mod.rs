@@ -898,6 +898,10 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes expired sessions, setup links, password links, invitations and
     /// sign-in counters whose window has ended.
     async fn prune_expired(&self, now: i64) -> StoreResult<Pruned>;
+    /// Brings the query planner's statistics up to date where the database
+    /// does not do it by itself (SQLite's `PRAGMA optimize`; PostgreSQL's
+    /// autovacuum analyses on its own). Cheap when little changed.
+    async fn refresh_planner_statistics(&self) -> StoreResult<()>;
 
     // --- the dashboard: organisations, members, invitations, tokens ----------
 

@@ -580,6 +580,10 @@ impl Store for PostgresStore {
         Backend::Postgres
     }
 
+    async fn refresh_planner_statistics(&self) -> StoreResult<()> {
+        Ok(()) // autovacuum analyses changed tables by itself
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable("pinging"))?;
         Ok(())

@@ -122,6 +122,17 @@ fn event_conditions(sql: &mut Sql<'_>, search: &IssueSearch) -> String {
             EventField::Environment => ("e.environment".to_string(), values.clone()),
             EventField::Release => ("e.release".to_string(), values.clone()),
             // The user key is `id:…` whenever the event's user has an id.
+            // Wanted users narrow the events to the issues they hit first
+            // (issue_users), so a search for one user reads that user's
+            // issues' events, not the project's.
+            EventField::UserId if !*negated && !values.is_empty() => {
+                let keys = sql.list(values.iter().map(|v| format!("id:{v}")));
+                conditions.push(format!(
+                    "e.issue_id IN (SELECT iu.issue_id FROM issue_users iu WHERE iu.user_key IN ({keys})) \
+                     AND e.user_key IN ({keys})"
+                ));
+                continue;
+            }
             EventField::UserId => {
                 ("COALESCE(e.user_key, '')".to_string(), values.iter().map(|v| format!("id:{v}")).collect())
             }
@@ -258,8 +269,12 @@ pub(super) fn search_queries(
         }
         CountSource::StoredEvents => {
             let conditions = event_conditions(&mut sql, search);
+            // Distinct users are costly over many events: counted here only
+            // to sort by them, else afterwards for the listed issues alone.
+            let users =
+                if search.sort == IssueSort::Users { "COUNT(DISTINCT e.user_key)" } else { "CAST(0 AS BIGINT)" };
             let join = format!(
-                " JOIN (SELECT e.issue_id, COUNT(*) AS n, COUNT(DISTINCT e.user_key) AS u, \
+                " JOIN (SELECT e.issue_id, COUNT(*) AS n, {users} AS u, \
                  MAX(e.received_at) AS last_at, MIN(e.received_at) AS first_at \
                  FROM events e WHERE e.project_id = {project} AND {conditions} GROUP BY e.issue_id) m ON m.issue_id = i.id"
             );
@@ -291,7 +306,11 @@ pub(super) fn search_queries(
     };
     let limit = sql.bind(Bind::Int(page.limit + 1));
     let offset = sql.bind(Bind::Int(page.offset));
-    let list = format!("SELECT x.* {from} ORDER BY {order} DESC, x.id DESC LIMIT {limit} OFFSET {offset}");
+    // The total comes with the page (a window over every match, before the
+    // LIMIT): the matches are found once, not once more to count them.
+    let list = format!(
+        "SELECT x.*, COUNT(*) OVER () AS match_total {from} ORDER BY {order} DESC, x.id DESC LIMIT {limit} OFFSET {offset}"
+    );
     SearchQueries { list, total, binds: sql.binds, source }
 }
 
@@ -371,9 +390,12 @@ macro_rules! search_runner {
                 .map_err(unavailable("reading searched issues"))?;
             let more = hits.len() as i64 > page.limit;
             hits.truncate(page.limit as usize);
-            let total: i64 = if page.offset == 0 && !more {
-                hits.len() as i64
+            let total: i64 = if let Some(row) = rows.first() {
+                row.try_get("match_total").map_err(unavailable("counting searched issues"))?
+            } else if page.offset == 0 {
+                0
             } else {
+                // A page past the end has no row to carry the total.
                 let row = bound!(&built.total, &built.binds[..built.binds.len() - 2])
                     .fetch_one(pool)
                     .await
@@ -383,8 +405,10 @@ macro_rules! search_runner {
             let mut hourly = Vec::new();
             if built.source != CountSource::AllEvents && !hits.is_empty() {
                 let ids = hits.iter().map(|h| h.issue.id.to_string()).collect::<Vec<_>>().join(",");
+                // Users come from the list query only when it sorted by them.
+                let users_counted = built.source == CountSource::StoredEvents && search.sort == super::IssueSort::Users;
                 let wanted: &[Option<i64>] =
-                    if built.source == CountSource::Counters { &[Some(since_hour), None] } else { &[Some(since_hour)] };
+                    if users_counted { &[Some(since_hour)] } else { &[Some(since_hour), None] };
                 for hours in wanted {
                     let (text, binds) = super::search_sql::matching_events_query(dialect, search, &ids, *hours);
                     let mut query = sqlx::query(&text);

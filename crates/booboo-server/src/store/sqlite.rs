@@ -237,6 +237,14 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(format!("cannot open SQLite database {url:?}: {e}")))?;
         let store = SqliteStore { pool, space_probe, installation_quota: Default::default() };
         store.migrate().await?;
+        // Without statistics the planner guesses, and picks the project's
+        // whole event index for searches a narrower one answers. 0x10002:
+        // look at every table, not only those this connection used; the
+        // limit keeps the analysis to a moment on a large database.
+        sqlx::raw_sql("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")
+            .execute(&store.pool)
+            .await
+            .map_err(unavailable("gathering planner statistics"))?;
         Ok(store)
     }
 
@@ -521,6 +529,14 @@ async fn lock_counter(tx: &mut Transaction<'_, Sqlite>, key: &str) -> StoreResul
 impl Store for SqliteStore {
     fn backend(&self) -> Backend {
         Backend::Sqlite
+    }
+
+    async fn refresh_planner_statistics(&self) -> StoreResult<()> {
+        sqlx::raw_sql("PRAGMA analysis_limit = 1000; PRAGMA optimize;")
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("refreshing planner statistics"))?;
+        Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()> {
