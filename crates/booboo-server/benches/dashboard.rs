@@ -49,9 +49,7 @@ fn event(project_id: i64, at: i64, n: usize, e: usize) -> NewEvent {
     let Payload::Event(parsed) = booboo_payload::parse(&serde_json::to_vec(&body).unwrap(), when, &id).unwrap() else {
         unreachable!("an event body")
     };
-    let processed = booboo_core::process(*parsed);
-    let payload = serde_json::to_string(&processed.event).unwrap();
-    NewEvent { project_id, received_at: at, occurred_at: at, processed, payload }
+    NewEvent::new(project_id, at, at, booboo_core::process(*parsed))
 }
 
 fn main() {

@@ -161,9 +161,7 @@ pub async fn store_events(
 fn prepare(project_id: i64, event: Event, received: time::OffsetDateTime) -> NewEvent {
     let received_at = timestamp::unix_millis(received);
     let occurred_at = timestamp::parse(&event.timestamp).map(timestamp::unix_millis).unwrap_or(received_at);
-    let processed = booboo_core::process(event);
-    let payload = serde_json::to_string(&processed.event).unwrap_or_else(|_| "{}".into());
-    NewEvent { project_id, received_at, occurred_at, processed, payload }
+    NewEvent::new(project_id, received_at, occurred_at, booboo_core::process(event))
 }
 
 #[cfg(test)]

@@ -533,7 +533,7 @@ macro_rules! alert_queries {
                 };
                 let event = match &event_id {
                     Some(event_id) => sqlx::query(&q(
-                        "SELECT event_id, issue_id, project_id, received_at, payload FROM events \
+                        "SELECT event_id, issue_id, project_id, received_at, payload, body FROM events \
                          WHERE project_id = ? AND event_id = ?",
                     ))
                     .bind(project_id)

@@ -43,6 +43,7 @@ const SQLITE: &[Migration] = migrations!(
     "0015_resolve_in_release.sql",
     "0016_issue_activity.sql",
     "0017_event_filters.sql",
+    "0018_compressed_payloads.sql",
 );
 const POSTGRES: &[Migration] = migrations!(
     "postgres": "0001_initial.sql",
@@ -59,6 +60,7 @@ const POSTGRES: &[Migration] = migrations!(
     "0015_resolve_in_release.sql",
     "0016_issue_activity.sql",
     "0017_event_filters.sql",
+    "0018_compressed_payloads.sql",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {

@@ -22,6 +22,7 @@ mod rows;
 mod search_sql;
 mod sign_in_limits;
 pub mod sqlite;
+pub mod stored_payload;
 
 use async_trait::async_trait;
 use booboo_core::ProcessedEvent;
@@ -641,6 +642,19 @@ pub struct NewEvent {
     pub processed: ProcessedEvent,
     /// The normalised event serialised once, off the writer's path.
     pub payload: String,
+    /// `payload` compressed as it is stored (`stored_payload`), also off
+    /// the writer's path; `None` stores the JSON as text.
+    pub body: Option<Vec<u8>>,
+}
+
+impl NewEvent {
+    /// An event ready for the writer: serialised and compressed here, on
+    /// the caller's thread, so the single writer only writes.
+    pub fn new(project_id: i64, received_at: i64, occurred_at: i64, processed: ProcessedEvent) -> NewEvent {
+        let payload = serde_json::to_string(&processed.event).unwrap_or_else(|_| "{}".into());
+        let body = stored_payload::compress(&payload);
+        NewEvent { project_id, received_at, occurred_at, processed, payload, body }
+    }
 }
 
 /// What happened to one event of a batch.

@@ -439,8 +439,9 @@ async fn store_one(
         None
     } else {
         sqlx::query_scalar(
-        "INSERT INTO events (project_id, event_id, received_at, occurred_at, environment, release, level, user_key, payload) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
+        "INSERT INTO events (project_id, event_id, received_at, occurred_at, environment, release, level, user_key, payload, \
+         body, tags, user_email) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
     )
     .bind(e.project_id)
     .bind(&event.event_id)
@@ -450,7 +451,10 @@ async fn store_one(
     .bind(pg_text(&event.release))
     .bind(event.level.as_str())
     .bind(e.processed.user_key.as_deref().map(pg_text))
-    .bind(&e.payload)
+    .bind(if e.body.is_some() { "" } else { e.payload.as_str() })
+    .bind(e.body.as_deref())
+    .bind(stored_payload::tags_column(event))
+    .bind(stored_payload::user_email_column(event).as_deref().map(pg_text))
     .fetch_optional(&mut **tx)
     .await?
     };
@@ -964,7 +968,7 @@ impl Store for PostgresStore {
             return Ok(None);
         }
         let rows = sqlx::query(
-            "SELECT event_id, issue_id, project_id, received_at, payload FROM events \
+            "SELECT event_id, issue_id, project_id, received_at, payload, body FROM events \
              WHERE issue_id = $1 ORDER BY received_at DESC, id DESC LIMIT $2 OFFSET $3",
         )
         .bind(issue_id)
@@ -980,7 +984,7 @@ impl Store for PostgresStore {
 
     async fn event(&self, viewer: Viewer, event_id: &str) -> StoreResult<Option<StoredEvent>> {
         sqlx::query(&format!(
-            "SELECT e.event_id, e.issue_id, e.project_id, e.received_at, e.payload FROM events e \
+            "SELECT e.event_id, e.issue_id, e.project_id, e.received_at, e.payload, e.body FROM events e \
              JOIN projects p ON p.id = e.project_id \
              WHERE {VISIBLE_ORG} AND e.event_id = $3 AND e.issue_id IS NOT NULL ORDER BY e.received_at DESC LIMIT 1"
         ))
@@ -1097,7 +1101,7 @@ impl Store for PostgresStore {
         limit: i64,
     ) -> StoreResult<Vec<(i64, StoredEvent)>> {
         let rows = sqlx::query(
-            "SELECT id, event_id, issue_id, project_id, received_at, payload FROM events \
+            "SELECT id, event_id, issue_id, project_id, received_at, payload, body FROM events \
              WHERE project_id = $1 AND id > $2 AND id <= $3 AND issue_id IS NOT NULL ORDER BY id LIMIT $4",
         )
         .bind(project_id)
@@ -1786,7 +1790,7 @@ impl Store for PostgresStore {
         if !visible {
             return Ok(None);
         }
-        const COLUMNS: &str = "id, event_id, issue_id, project_id, received_at, payload";
+        const COLUMNS: &str = "id, event_id, issue_id, project_id, received_at, payload, body";
         let row = match event_id {
             Some(event_id) => {
                 sqlx::query(&format!("SELECT {COLUMNS} FROM events WHERE issue_id = $1 AND event_id = $2"))

@@ -192,13 +192,14 @@ macro_rules! retention_queries {
             before: i64,
             limit: i64,
         ) -> Result<Vec<(i64, String)>, sqlx::Error> {
-            sqlx::query_as(&q(
-                "SELECT id, payload FROM events WHERE NOT lightened AND received_at < ? ORDER BY received_at LIMIT ?",
+            let rows: Vec<(i64, String, Option<Vec<u8>>)> = sqlx::query_as(&q(
+                "SELECT id, payload, body FROM events WHERE NOT lightened AND received_at < ? ORDER BY received_at LIMIT ?",
             ))
             .bind(before)
             .bind(limit)
             .fetch_all(&mut *conn)
-            .await
+            .await?;
+            rows.into_iter().map(|(id, payload, body)| Ok((id, super::stored_payload::read(payload, body)?))).collect()
         }
 
         /// Writes lightened payloads, each once: a row another node already
@@ -206,9 +207,13 @@ macro_rules! retention_queries {
         async fn replace_lightened_in(conn: &mut $conn, payloads: &[(i64, String)]) -> Result<u64, sqlx::Error> {
             let mut done = 0;
             for (id, payload) in payloads {
-                done += sqlx::query(&q("UPDATE events SET payload = ?, lightened = ? WHERE id = ? AND NOT lightened"))
-                    .bind(payload)
-                    .bind(true)
+                let body = super::stored_payload::compress(payload);
+                done += sqlx::query(&q(
+                    "UPDATE events SET payload = ?, body = ?, lightened = ? WHERE id = ? AND NOT lightened",
+                ))
+                .bind(if body.is_some() { "" } else { payload.as_str() })
+                .bind(body)
+                .bind(true)
                     .bind(id)
                     .execute(&mut *conn)
                     .await?

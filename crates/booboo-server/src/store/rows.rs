@@ -204,7 +204,7 @@ macro_rules! row_readers {
                 issue_id: row.try_get("issue_id")?,
                 project_id: row.try_get("project_id")?,
                 received_at: row.try_get("received_at")?,
-                payload: row.try_get("payload")?,
+                payload: super::stored_payload::read(row.try_get("payload")?, row.try_get("body")?)?,
             })
         }
     };

@@ -28,20 +28,26 @@ pub(super) struct SearchDialect {
     /// The full-text query for some words (letters and digits only), each a
     /// word prefix, all required.
     pub text_query: fn(&[String]) -> String,
-    /// The text of a field of the stored event `e`'s JSON: the section
-    /// (`tags` or `user`, constants of this file) and the placeholder of the
-    /// key's bind value.
-    pub event_json: fn(&'static str, &str) -> String,
-    /// The bind value that names `key` within `section` for `event_json`.
-    pub json_key: fn(&'static str, &str) -> String,
+    /// The text of a tag of event `e`, the tag's key bound at the placeholder
+    /// given: from the event's `tags` column, or, for rows stored before
+    /// that column (`tags` NULL), from the event's JSON.
+    pub event_tag: fn(&str) -> String,
+    /// The e-mail of event `e`'s user, likewise (`stored_payload.rs`).
+    pub event_user_email: &'static str,
 }
 
 pub(super) const SQLITE: SearchDialect = SearchDialect {
     placeholder: |n| format!("?{n}"),
     text_match: |p| format!("i.id IN (SELECT rowid FROM issues_fts WHERE issues_fts MATCH {p})"),
     text_query: |words| words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" "),
-    event_json: |_, p| format!("CAST(json_extract(e.payload, {p}) AS TEXT)"),
-    json_key: |section, key| format!("$.{section}.\"{key}\""),
+    event_tag: |p| {
+        format!(
+            "CASE WHEN e.tags IS NULL THEN CAST(json_extract(e.payload, '$.tags.\"' || {p} || '\"') AS TEXT) \
+             ELSE CAST(json_extract(e.tags, '$.\"' || {p} || '\"') AS TEXT) END"
+        )
+    },
+    event_user_email: "CASE WHEN e.tags IS NULL THEN CAST(json_extract(e.payload, '$.user.email') AS TEXT) \
+                       ELSE e.user_email END",
 };
 
 pub(super) const POSTGRES: SearchDialect = SearchDialect {
@@ -56,8 +62,10 @@ pub(super) const POSTGRES: SearchDialect = SearchDialect {
     text_query: |words| words.iter().map(|w| format!("'{w}':*")).collect::<Vec<_>>().join(" & "),
     // `json`, not `jsonb`: it parses only as far as needed and accepts the
     // `\u0000` escapes jsonb refuses.
-    event_json: |section, p| format!("(e.payload::json -> '{section}' ->> {p})"),
-    json_key: |_, key| key.to_string(),
+    event_tag: |p| {
+        format!("CASE WHEN e.tags IS NULL THEN (e.payload::json -> 'tags' ->> {p}) ELSE (e.tags::json ->> {p}) END")
+    },
+    event_user_email: "CASE WHEN e.tags IS NULL THEN (e.payload::json -> 'user' ->> 'email') ELSE e.user_email END",
 };
 
 /// A query being assembled: its binds are numbered after `reserved` ones
@@ -136,13 +144,10 @@ fn event_conditions(sql: &mut Sql<'_>, search: &IssueSearch) -> String {
             EventField::UserId => {
                 ("COALESCE(e.user_key, '')".to_string(), values.iter().map(|v| format!("id:{v}")).collect())
             }
-            EventField::UserEmail => {
-                let key = sql.text(&(sql.dialect.json_key)("user", "email"));
-                (format!("COALESCE({}, '')", (sql.dialect.event_json)("user", &key)), values.clone())
-            }
+            EventField::UserEmail => (format!("COALESCE({}, '')", sql.dialect.event_user_email), values.clone()),
             EventField::Tag(tag) => {
-                let key = sql.text(&(sql.dialect.json_key)("tags", tag));
-                (format!("COALESCE({}, '')", (sql.dialect.event_json)("tags", &key)), values.clone())
+                let key = sql.text(tag);
+                (format!("COALESCE({}, '')", (sql.dialect.event_tag)(&key)), values.clone())
             }
         };
         conditions.push(sql.member(&expr, *negated, values));
@@ -151,6 +156,23 @@ fn event_conditions(sql: &mut Sql<'_>, search: &IssueSearch) -> String {
         "1 = 1".into()
     } else {
         conditions.join(" AND ")
+    }
+}
+
+/// For a search with a release term and no wanted environment: a condition
+/// that every event of the project meets (its environment is one the
+/// project has seen), written so that the index on (project, environment,
+/// release, …) can seek each environment's releases instead of the search
+/// reading every event of the project.
+fn every_environment(search: &IssueSearch, project: &str) -> String {
+    let terms = event_terms(search);
+    let on = |wanted: EventField| {
+        terms.iter().any(|t| matches!(t, Filter::Event { negated: false, field, .. } if *field == wanted))
+    };
+    if on(EventField::Release) && !on(EventField::Environment) {
+        format!(" AND e.environment IN (SELECT pe.environment FROM project_environments pe WHERE pe.project_id = {project})")
+    } else {
+        String::new()
     }
 }
 
@@ -276,7 +298,8 @@ pub(super) fn search_queries(
             let join = format!(
                 " JOIN (SELECT e.issue_id, COUNT(*) AS n, {users} AS u, \
                  MAX(e.received_at) AS last_at, MIN(e.received_at) AS first_at \
-                 FROM events e WHERE e.project_id = {project} AND {conditions} GROUP BY e.issue_id) m ON m.issue_id = i.id"
+                 FROM events e WHERE e.project_id = {project}{} AND {conditions} GROUP BY e.issue_id) m ON m.issue_id = i.id",
+                every_environment(search, &project)
             );
             ("m.n".to_string(), "m.u", "m.last_at", "m.first_at", join)
         }

@@ -379,8 +379,8 @@ async fn store_one(
         None
     } else {
         sqlx::query_scalar(
-        "INSERT INTO events (project_id, event_id, received_at, occurred_at, environment, release, level, user_key, payload) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
+        "INSERT INTO events (project_id, event_id, received_at, occurred_at, environment, release, level, user_key, payload, \
+         body, tags, user_email) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
     )
     .bind(e.project_id)
     .bind(&event.event_id)
@@ -390,7 +390,10 @@ async fn store_one(
     .bind(&event.release)
     .bind(event.level.as_str())
     .bind(&e.processed.user_key)
-    .bind(&e.payload)
+    .bind(if e.body.is_some() { "" } else { e.payload.as_str() })
+    .bind(e.body.as_deref())
+    .bind(stored_payload::tags_column(event))
+    .bind(stored_payload::user_email_column(event))
     .fetch_optional(&mut **tx)
     .await?
     };
@@ -928,7 +931,7 @@ impl Store for SqliteStore {
             return Ok(None);
         }
         let rows = sqlx::query(
-            "SELECT event_id, issue_id, project_id, received_at, payload FROM events \
+            "SELECT event_id, issue_id, project_id, received_at, payload, body FROM events \
              WHERE issue_id = ? ORDER BY received_at DESC, id DESC LIMIT ? OFFSET ?",
         )
         .bind(issue_id)
@@ -944,7 +947,7 @@ impl Store for SqliteStore {
 
     async fn event(&self, viewer: Viewer, event_id: &str) -> StoreResult<Option<StoredEvent>> {
         sqlx::query(&format!(
-            "SELECT e.event_id, e.issue_id, e.project_id, e.received_at, e.payload FROM events e \
+            "SELECT e.event_id, e.issue_id, e.project_id, e.received_at, e.payload, e.body FROM events e \
              JOIN projects p ON p.id = e.project_id \
              WHERE {VISIBLE_ORG} AND e.event_id = ?3 AND e.issue_id IS NOT NULL ORDER BY e.received_at DESC LIMIT 1"
         ))
@@ -1060,7 +1063,7 @@ impl Store for SqliteStore {
         limit: i64,
     ) -> StoreResult<Vec<(i64, StoredEvent)>> {
         let rows = sqlx::query(
-            "SELECT id, event_id, issue_id, project_id, received_at, payload FROM events \
+            "SELECT id, event_id, issue_id, project_id, received_at, payload, body FROM events \
              WHERE project_id = ? AND id > ? AND id <= ? AND issue_id IS NOT NULL ORDER BY id LIMIT ?",
         )
         .bind(project_id)
@@ -1761,7 +1764,7 @@ impl Store for SqliteStore {
         if !visible {
             return Ok(None);
         }
-        const COLUMNS: &str = "id, event_id, issue_id, project_id, received_at, payload";
+        const COLUMNS: &str = "id, event_id, issue_id, project_id, received_at, payload, body";
         let row = match event_id {
             Some(event_id) => {
                 sqlx::query(&format!("SELECT {COLUMNS} FROM events WHERE issue_id = ? AND event_id = ?"))

@@ -14,6 +14,7 @@
 //! - `quota_http`: quotas and load shedding through the router.
 //! - `quota_store`: quotas that keep counting, run per backend by `store_conformance`.
 //! - `reading_pages`: the project settings page, and how an event and an issue read.
+//! - `stored_payloads`: compressed payloads beside rows stored before compression.
 //! - `web_pages`: every dashboard page through the router on a seeded SQLite.
 //! - `ownership_http`: assignees, comments, activity and pending invitations
 //!   through the API and the dashboard.
@@ -30,6 +31,7 @@ mod sdk_capture_http;
 mod search_api;
 mod search_store;
 mod sentry_http;
+mod stored_payloads;
 #[macro_use]
 mod store_conformance;
 mod retention_store;

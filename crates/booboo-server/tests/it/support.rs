@@ -39,9 +39,7 @@ pub fn new_event(project_id: i64, at: i64, body: &Value) -> NewEvent {
     let Payload::Event(event) = booboo_payload::parse(&serde_json::to_vec(body).unwrap(), when, &id).unwrap() else {
         panic!("not an event")
     };
-    let processed = booboo_core::process(*event);
-    let payload = serde_json::to_string(&processed.event).unwrap();
-    NewEvent { project_id, received_at: at, occurred_at: at, processed, payload }
+    NewEvent::new(project_id, at, at, booboo_core::process(*event))
 }
 
 pub fn rand_u128() -> u128 {

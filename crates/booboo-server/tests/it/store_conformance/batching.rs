@@ -42,7 +42,17 @@ fn mixed_events(project_id: i64) -> Vec<NewEvent> {
 /// Everything the pages read about a project's issues, keyed by culprit.
 async fn read_back(store: &Arc<dyn Store>, p: i64) -> Vec<String> {
     let mut seen = Vec::new();
-    for text in ["", "env:staging", "!env:production", "release:2.0", "region:eu", "user.id:u3", "f3"] {
+    for text in [
+        "",
+        "env:staging",
+        "!env:production",
+        "release:2.0",
+        "region:eu",
+        "user.id:u3",
+        "f3",
+        "release:1.1 region:us",
+        "!release:1.0 shard:s2",
+    ] {
         let search = IssueSearch { query: search_query::parse(text, T0 + 6 * HOUR).unwrap(), ..IssueSearch::default() };
         let results = store.search_issues(ADMIN, p, &search, ALL, T0 / HOUR).await.unwrap();
         seen.push(format!("{text:?} total={}", results.total));
