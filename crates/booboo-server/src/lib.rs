@@ -16,6 +16,7 @@ pub mod load_shedding;
 pub mod mail;
 pub mod memory_budget;
 pub mod metrics;
+pub mod payload_dictionaries;
 pub mod pruning;
 pub mod retention;
 pub mod secrets;

@@ -9,6 +9,7 @@ use crate::ingest::writer::Writer;
 use crate::mail::Mailer;
 use crate::memory_budget::MemoryBudget;
 use crate::metrics::Metrics;
+use crate::payload_dictionaries::PayloadDictionaries;
 use crate::pruning::Pruning;
 use crate::retention::{Retention, RetentionSettings};
 use crate::store::{self, Store};
@@ -54,6 +55,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
 
     announce_setup_link(&*store, &config).await?;
     let pruning = Pruning::start(store.clone(), metrics.clone());
+    let dictionaries = PayloadDictionaries::start(store.clone());
     let retention = Retention::start(store.clone(), metrics.clone(), RetentionSettings::from_config(&config));
     let delivery = DeliveryWorker::start(
         store.clone(),
@@ -82,6 +84,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     connections::serve(listener, app(state), limits, budget, shutdown_signal()).await;
 
     pruning.stop().await;
+    dictionaries.stop().await;
     retention.stop().await;
     delivery.stop().await;
     tracing::info!("no longer accepting; storing what was accepted");

@@ -13,6 +13,7 @@ use crate::app::AppState;
 use crate::clock;
 use crate::memory_budget::Reservation;
 use crate::secrets;
+use crate::store::stored_payload::PayloadCodec;
 use crate::store::{NewEvent, StoreError, StoreOutcome};
 use axum::body::Body;
 use axum::extract::{Extension, State};
@@ -132,7 +133,8 @@ pub async fn store_events(
     if let Some((free, min)) = state.metrics.shedding().low_disk() {
         return Err(Rejection::LowDisk { free, min });
     }
-    let new_events: Vec<NewEvent> = events.into_iter().map(|e| prepare(project_id, e, received)).collect();
+    let codec = state.store.payload_codec();
+    let new_events: Vec<NewEvent> = events.into_iter().map(|e| prepare(codec, project_id, e, received)).collect();
     let ids = new_events.iter().map(|e| e.processed.event.event_id.clone()).collect();
     let json_len = new_events.iter().map(|e| e.payload.len()).sum();
     let held =
@@ -158,10 +160,10 @@ pub async fn store_events(
     Ok(ids)
 }
 
-fn prepare(project_id: i64, event: Event, received: time::OffsetDateTime) -> NewEvent {
+fn prepare(codec: &PayloadCodec, project_id: i64, event: Event, received: time::OffsetDateTime) -> NewEvent {
     let received_at = timestamp::unix_millis(received);
     let occurred_at = timestamp::parse(&event.timestamp).map(timestamp::unix_millis).unwrap_or(received_at);
-    NewEvent::new(project_id, received_at, occurred_at, booboo_core::process(event))
+    NewEvent::new(codec, project_id, received_at, occurred_at, booboo_core::process(event))
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ const SQLITE: &[Migration] = migrations!(
     "0016_issue_activity.sql",
     "0017_event_filters.sql",
     "0018_compressed_payloads.sql",
+    "0019_payload_dictionaries.sql",
 );
 const POSTGRES: &[Migration] = migrations!(
     "postgres": "0001_initial.sql",
@@ -61,6 +62,7 @@ const POSTGRES: &[Migration] = migrations!(
     "0016_issue_activity.sql",
     "0017_event_filters.sql",
     "0018_compressed_payloads.sql",
+    "0019_payload_dictionaries.sql",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {

@@ -650,9 +650,15 @@ pub struct NewEvent {
 impl NewEvent {
     /// An event ready for the writer: serialised and compressed here, on
     /// the caller's thread, so the single writer only writes.
-    pub fn new(project_id: i64, received_at: i64, occurred_at: i64, processed: ProcessedEvent) -> NewEvent {
+    pub fn new(
+        codec: &stored_payload::PayloadCodec,
+        project_id: i64,
+        received_at: i64,
+        occurred_at: i64,
+        processed: ProcessedEvent,
+    ) -> NewEvent {
         let payload = serde_json::to_string(&processed.event).unwrap_or_else(|_| "{}".into());
-        let body = stored_payload::compress(&payload);
+        let body = codec.compress(&payload);
         NewEvent { project_id, received_at, occurred_at, processed, payload, body }
     }
 }
@@ -740,6 +746,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// A cheap round trip, for `/healthz`.
     async fn ping(&self) -> StoreResult<()>;
+
+    // --- compressed payloads (stored_payload.rs) ------------------------------
+
+    /// How this store compresses new payloads: ingest compresses each
+    /// event with it before the writer sees it ([`NewEvent::new`]).
+    fn payload_codec(&self) -> &stored_payload::PayloadCodec;
+    /// Every payload dictionary stored, oldest first.
+    async fn payload_dictionaries(&self) -> StoreResult<Vec<stored_payload::PayloadDictionary>>;
+    /// Stores a payload dictionary (once per id).
+    async fn add_payload_dictionary(&self, dictionary: &stored_payload::PayloadDictionary) -> StoreResult<()>;
+    /// The newest stored payloads as JSON, up to `limit` and about
+    /// `max_bytes` in all: samples to train a dictionary on.
+    async fn payload_samples(&self, limit: i64, max_bytes: usize) -> StoreResult<Vec<String>>;
 
     /// Whether a write of some size would succeed now: asked by `/healthz`
     /// after a write failed for want of disk, to learn that space is back

@@ -16,6 +16,7 @@ use std::time::Duration;
 pub struct PostgresStore {
     pool: PgPool,
     installation_quota: quota::InstallationQuota,
+    payload_codec: stored_payload::PayloadCodec,
 }
 
 row_readers!(PgRow);
@@ -28,6 +29,7 @@ super::retention_sql::retention_queries!(sqlx::PgConnection);
 /// ingest locks issues, so the two never deadlock.
 const LOCK_ISSUES: &str = " FOR UPDATE";
 super::key_sql::key_queries!(sqlx::PgConnection);
+super::stored_payload::payload_dictionary_queries!(sqlx::PgConnection);
 super::batch_counters::batch_counter_queries!(sqlx::PgConnection, pg_text, "LEAST", "GREATEST");
 super::project_limits_sql::project_limits_queries!(sqlx::PgConnection);
 // A merge locks the issues it reads until it commits.
@@ -290,8 +292,11 @@ impl PostgresStore {
                 version % 10000
             )));
         }
-        let store = PostgresStore { pool, installation_quota: Default::default() };
+        let store = PostgresStore { pool, installation_quota: Default::default(), payload_codec: Default::default() };
         store.migrate().await?;
+        // Bodies compressed with a dictionary read back from the first request.
+        let dictionaries = store.payload_dictionaries().await?;
+        store.payload_codec.install(&dictionaries, crate::clock::now_millis());
         Ok(store)
     }
 
@@ -582,6 +587,25 @@ async fn store_one(
 impl Store for PostgresStore {
     fn backend(&self) -> Backend {
         Backend::Postgres
+    }
+
+    fn payload_codec(&self) -> &stored_payload::PayloadCodec {
+        &self.payload_codec
+    }
+
+    async fn payload_dictionaries(&self) -> StoreResult<Vec<stored_payload::PayloadDictionary>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        payload_dictionaries_in(&mut conn).await.map_err(unavailable("reading payload dictionaries"))
+    }
+
+    async fn add_payload_dictionary(&self, dictionary: &stored_payload::PayloadDictionary) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        add_payload_dictionary_in(&mut conn, dictionary).await.map_err(unavailable("storing a payload dictionary"))
+    }
+
+    async fn payload_samples(&self, limit: i64, max_bytes: usize) -> StoreResult<Vec<String>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        payload_samples_in(&mut conn, limit, max_bytes).await.map_err(unavailable("sampling stored payloads"))
     }
 
     async fn refresh_planner_statistics(&self) -> StoreResult<()> {

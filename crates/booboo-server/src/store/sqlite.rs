@@ -22,6 +22,7 @@ pub struct SqliteStore {
     /// `None` for an in-memory database.
     space_probe: Option<PathBuf>,
     installation_quota: quota::InstallationQuota,
+    payload_codec: stored_payload::PayloadCodec,
 }
 
 /// Bytes `check_writable` must be able to write beside the database.
@@ -40,6 +41,7 @@ const LOCK_ISSUES: &str = "";
 /// short hold of the write lock each.
 const VACUUM_STEP_PAGES: i64 = 256;
 super::key_sql::key_queries!(sqlx::SqliteConnection);
+super::stored_payload::payload_dictionary_queries!(sqlx::SqliteConnection);
 super::batch_counters::batch_counter_queries!(sqlx::SqliteConnection, plain_text, "MIN", "MAX");
 super::project_limits_sql::project_limits_queries!(sqlx::SqliteConnection);
 // One writer at a time: a merge needs no row locks.
@@ -235,8 +237,16 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot open SQLite database {url:?}: {e}")))?;
-        let store = SqliteStore { pool, space_probe, installation_quota: Default::default() };
+        let store = SqliteStore {
+            pool,
+            space_probe,
+            installation_quota: Default::default(),
+            payload_codec: Default::default(),
+        };
         store.migrate().await?;
+        // Bodies compressed with a dictionary read back from the first request.
+        let dictionaries = store.payload_dictionaries().await?;
+        store.payload_codec.install(&dictionaries, crate::clock::now_millis());
         // Without statistics the planner guesses, and picks the project's
         // whole event index for searches a narrower one answers. 0x10002:
         // look at every table, not only those this connection used; the
@@ -532,6 +542,25 @@ async fn lock_counter(tx: &mut Transaction<'_, Sqlite>, key: &str) -> StoreResul
 impl Store for SqliteStore {
     fn backend(&self) -> Backend {
         Backend::Sqlite
+    }
+
+    fn payload_codec(&self) -> &stored_payload::PayloadCodec {
+        &self.payload_codec
+    }
+
+    async fn payload_dictionaries(&self) -> StoreResult<Vec<stored_payload::PayloadDictionary>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        payload_dictionaries_in(&mut conn).await.map_err(unavailable("reading payload dictionaries"))
+    }
+
+    async fn add_payload_dictionary(&self, dictionary: &stored_payload::PayloadDictionary) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        add_payload_dictionary_in(&mut conn, dictionary).await.map_err(unavailable("storing a payload dictionary"))
+    }
+
+    async fn payload_samples(&self, limit: i64, max_bytes: usize) -> StoreResult<Vec<String>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        payload_samples_in(&mut conn, limit, max_bytes).await.map_err(unavailable("sampling stored payloads"))
     }
 
     async fn refresh_planner_statistics(&self) -> StoreResult<()> {

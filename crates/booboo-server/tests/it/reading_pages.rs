@@ -93,7 +93,7 @@ fn sentry_new_event(project_id: i64, at: i64, body: &serde_json::Value) -> boobo
         fallback_event_id: &id,
     };
     let event = booboo_core::sentry_event::parse(&serde_json::to_vec(body).unwrap(), arrival).unwrap();
-    booboo_server::store::NewEvent::new(project_id, at, at, booboo_core::process(event))
+    booboo_server::store::NewEvent::new(&Default::default(), project_id, at, at, booboo_core::process(event))
 }
 
 fn stored_issue(outcome: &booboo_server::store::StoreOutcome) -> i64 {

@@ -48,6 +48,8 @@ mod resolve;
 mod ownership;
 // A batch stores what one-by-one storage would.
 mod batching;
+// Payload dictionaries.
+mod dictionaries;
 
 store_tests!(
     ingest_tokens_find_their_project_only_while_live,

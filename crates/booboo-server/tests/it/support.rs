@@ -39,7 +39,7 @@ pub fn new_event(project_id: i64, at: i64, body: &Value) -> NewEvent {
     let Payload::Event(event) = booboo_payload::parse(&serde_json::to_vec(body).unwrap(), when, &id).unwrap() else {
         panic!("not an event")
     };
-    NewEvent::new(project_id, at, at, booboo_core::process(*event))
+    NewEvent::new(&Default::default(), project_id, at, at, booboo_core::process(*event))
 }
 
 pub fn rand_u128() -> u128 {
