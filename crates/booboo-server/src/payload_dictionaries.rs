@@ -18,8 +18,10 @@ use tokio::task::JoinHandle;
 /// Stored events needed before training: fewer make a dictionary that
 /// fits its samples rather than the installation.
 pub const TRAIN_AFTER_EVENTS: i64 = 1_000;
-/// Samples are the newest events, at most this many bytes of JSON.
-const SAMPLE_BYTES: usize = 32 << 20;
+/// Samples are the newest events, up to this many bytes of JSON: as much
+/// also suffices to train on (160 events of 50 KB), and it keeps training
+/// to a second or so of one core and some tens of MiB.
+pub const SAMPLE_BYTES: usize = 8 << 20;
 
 /// The running task; [`PayloadDictionaries::stop`] ends it.
 pub struct PayloadDictionaries {
@@ -52,13 +54,14 @@ impl PayloadDictionaries {
 }
 
 /// One pass: trains the installation's dictionary when it has none and at
-/// least `train_after` stored events, then loads every dictionary into the
-/// store's codec. Returns the id the codec compresses with, if any.
+/// least `train_after` stored events (or [`SAMPLE_BYTES`] of them), then
+/// loads every dictionary into the store's codec. Returns the id the codec compresses with, if any.
 pub async fn refresh_once(store: &Arc<dyn Store>, now: i64, train_after: i64) -> Result<Option<i64>, String> {
     let mut dictionaries = store.payload_dictionaries().await.map_err(|e| e.to_string())?;
     if dictionaries.is_empty() {
         let samples = store.payload_samples(train_after, SAMPLE_BYTES).await.map_err(|e| e.to_string())?;
-        if samples.len() as i64 >= train_after {
+        let bytes: usize = samples.iter().map(String::len).sum();
+        if samples.len() as i64 >= train_after || bytes >= SAMPLE_BYTES {
             let count = samples.len();
             let trained = tokio::task::spawn_blocking(move || stored_payload::train(&samples))
                 .await
