@@ -564,7 +564,9 @@ impl Store for SqliteStore {
     }
 
     async fn refresh_planner_statistics(&self) -> StoreResult<()> {
-        sqlx::raw_sql("PRAGMA analysis_limit = 1000; PRAGMA optimize;")
+        // 0x10002 as at start: plain `optimize` looks only at tables this
+        // connection has queried, and a pool connection may have queried none.
+        sqlx::raw_sql("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")
             .execute(&self.pool)
             .await
             .map_err(unavailable("refreshing planner statistics"))?;
