@@ -645,6 +645,10 @@ pub struct NewEvent {
     /// `payload` compressed as it is stored (`stored_payload`), also off
     /// the writer's path; `None` stores the JSON as text.
     pub body: Option<Vec<u8>>,
+    /// The event's tags as a JSON object and its user's e-mail, for the
+    /// columns searches read (`stored_payload`).
+    pub tags: String,
+    pub user_email: Option<String>,
 }
 
 impl NewEvent {
@@ -659,7 +663,9 @@ impl NewEvent {
     ) -> NewEvent {
         let payload = serde_json::to_string(&processed.event).unwrap_or_else(|_| "{}".into());
         let body = codec.compress(&payload);
-        NewEvent { project_id, received_at, occurred_at, processed, payload, body }
+        let tags = stored_payload::tags_column(&processed.event);
+        let user_email = stored_payload::user_email_column(&processed.event);
+        NewEvent { project_id, received_at, occurred_at, processed, payload, body, tags, user_email }
     }
 }
 

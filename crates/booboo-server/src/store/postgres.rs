@@ -29,7 +29,7 @@ super::retention_sql::retention_queries!(sqlx::PgConnection);
 /// ingest locks issues, so the two never deadlock.
 const LOCK_ISSUES: &str = " FOR UPDATE";
 super::key_sql::key_queries!(sqlx::PgConnection);
-super::stored_payload::payload_dictionary_queries!(sqlx::PgConnection);
+super::stored_payload::payload_dictionary_queries!(PgPool);
 super::batch_counters::batch_counter_queries!(sqlx::PgConnection, pg_text, "LEAST", "GREATEST");
 super::project_limits_sql::project_limits_queries!(sqlx::PgConnection);
 // A merge locks the issues it reads until it commits.
@@ -458,8 +458,8 @@ async fn store_one(
     .bind(e.processed.user_key.as_deref().map(pg_text))
     .bind(if e.body.is_some() { "" } else { e.payload.as_str() })
     .bind(e.body.as_deref())
-    .bind(stored_payload::tags_column(event))
-    .bind(stored_payload::user_email_column(event).as_deref().map(pg_text))
+    .bind(&e.tags)
+    .bind(e.user_email.as_deref().map(pg_text))
     .fetch_optional(&mut **tx)
     .await?
     };
@@ -594,18 +594,15 @@ impl Store for PostgresStore {
     }
 
     async fn payload_dictionaries(&self) -> StoreResult<Vec<stored_payload::PayloadDictionary>> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-        payload_dictionaries_in(&mut conn).await.map_err(unavailable("reading payload dictionaries"))
+        payload_dictionaries_in(&self.pool).await
     }
 
     async fn add_payload_dictionary(&self, dictionary: &stored_payload::PayloadDictionary) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-        add_payload_dictionary_in(&mut conn, dictionary).await.map_err(unavailable("storing a payload dictionary"))
+        add_payload_dictionary_in(&self.pool, dictionary).await
     }
 
     async fn payload_samples(&self, limit: i64, max_bytes: usize) -> StoreResult<Vec<String>> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-        payload_samples_in(&mut conn, limit, max_bytes).await.map_err(unavailable("sampling stored payloads"))
+        payload_samples_in(&self.pool, limit, max_bytes).await
     }
 
     async fn refresh_planner_statistics(&self) -> StoreResult<()> {

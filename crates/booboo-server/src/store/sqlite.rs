@@ -41,7 +41,7 @@ const LOCK_ISSUES: &str = "";
 /// short hold of the write lock each.
 const VACUUM_STEP_PAGES: i64 = 256;
 super::key_sql::key_queries!(sqlx::SqliteConnection);
-super::stored_payload::payload_dictionary_queries!(sqlx::SqliteConnection);
+super::stored_payload::payload_dictionary_queries!(SqlitePool);
 super::batch_counters::batch_counter_queries!(sqlx::SqliteConnection, plain_text, "MIN", "MAX");
 super::project_limits_sql::project_limits_queries!(sqlx::SqliteConnection);
 // One writer at a time: a merge needs no row locks.
@@ -402,8 +402,8 @@ async fn store_one(
     .bind(&e.processed.user_key)
     .bind(if e.body.is_some() { "" } else { e.payload.as_str() })
     .bind(e.body.as_deref())
-    .bind(stored_payload::tags_column(event))
-    .bind(stored_payload::user_email_column(event))
+    .bind(&e.tags)
+    .bind(&e.user_email)
     .fetch_optional(&mut **tx)
     .await?
     };
@@ -549,18 +549,15 @@ impl Store for SqliteStore {
     }
 
     async fn payload_dictionaries(&self) -> StoreResult<Vec<stored_payload::PayloadDictionary>> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-        payload_dictionaries_in(&mut conn).await.map_err(unavailable("reading payload dictionaries"))
+        payload_dictionaries_in(&self.pool).await
     }
 
     async fn add_payload_dictionary(&self, dictionary: &stored_payload::PayloadDictionary) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-        add_payload_dictionary_in(&mut conn, dictionary).await.map_err(unavailable("storing a payload dictionary"))
+        add_payload_dictionary_in(&self.pool, dictionary).await
     }
 
     async fn payload_samples(&self, limit: i64, max_bytes: usize) -> StoreResult<Vec<String>> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-        payload_samples_in(&mut conn, limit, max_bytes).await.map_err(unavailable("sampling stored payloads"))
+        payload_samples_in(&self.pool, limit, max_bytes).await
     }
 
     async fn refresh_planner_statistics(&self) -> StoreResult<()> {

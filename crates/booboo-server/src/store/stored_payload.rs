@@ -153,18 +153,17 @@ pub(super) fn user_email_column(event: &Event) -> Option<String> {
     }
 }
 
-/// Defines the dictionary queries for one backend (`$conn` its connection
-/// type, `q` its placeholders): written once, expanded in `sqlite.rs` and
-/// `postgres.rs`.
+/// Defines the dictionary queries for one backend (`$pool` its pool type,
+/// `q` its placeholders): written once, expanded in `sqlite.rs` and
+/// `postgres.rs`, whose `Store` methods call them.
 macro_rules! payload_dictionary_queries {
-    ($conn:ty) => {
-        async fn payload_dictionaries_in(
-            conn: &mut $conn,
-        ) -> Result<Vec<super::stored_payload::PayloadDictionary>, sqlx::Error> {
+    ($pool:ty) => {
+        async fn payload_dictionaries_in(pool: &$pool) -> StoreResult<Vec<super::stored_payload::PayloadDictionary>> {
             let rows: Vec<(i64, i64, Vec<u8>)> =
                 sqlx::query_as("SELECT id, created_at, dictionary FROM payload_dictionaries ORDER BY created_at, id")
-                    .fetch_all(&mut *conn)
-                    .await?;
+                    .fetch_all(pool)
+                    .await
+                    .map_err(unavailable("reading payload dictionaries"))?;
             Ok(rows
                 .into_iter()
                 .map(|(id, created_at, bytes)| super::stored_payload::PayloadDictionary { id, created_at, bytes })
@@ -174,32 +173,34 @@ macro_rules! payload_dictionary_queries {
         /// Stores a dictionary once (a second node that trained one with
         /// the same id at the same moment changes nothing).
         async fn add_payload_dictionary_in(
-            conn: &mut $conn,
+            pool: &$pool,
             dictionary: &super::stored_payload::PayloadDictionary,
-        ) -> Result<(), sqlx::Error> {
+        ) -> StoreResult<()> {
             sqlx::query(&q(
                 "INSERT INTO payload_dictionaries (id, created_at, dictionary) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
             ))
             .bind(dictionary.id)
             .bind(dictionary.created_at)
             .bind(&dictionary.bytes)
-            .execute(&mut *conn)
-            .await?;
+            .execute(pool)
+            .await
+            .map_err(unavailable("storing a payload dictionary"))?;
             Ok(())
         }
 
         /// The newest stored payloads, up to `limit` of them and about
         /// `max_bytes` in all, as JSON.
-        async fn payload_samples_in(conn: &mut $conn, limit: i64, max_bytes: usize) -> Result<Vec<String>, sqlx::Error> {
+        async fn payload_samples_in(pool: &$pool, limit: i64, max_bytes: usize) -> StoreResult<Vec<String>> {
             let rows: Vec<(String, Option<Vec<u8>>)> =
                 sqlx::query_as(&q("SELECT payload, body FROM events ORDER BY id DESC LIMIT ?"))
                     .bind(limit)
-                    .fetch_all(&mut *conn)
-                    .await?;
+                    .fetch_all(pool)
+                    .await
+                    .map_err(unavailable("sampling stored payloads"))?;
             let mut samples = Vec::with_capacity(rows.len());
             let mut bytes = 0;
             for (payload, body) in rows {
-                let json = super::stored_payload::read(payload, body)?;
+                let json = super::stored_payload::read(payload, body).map_err(unavailable("sampling stored payloads"))?;
                 bytes += json.len();
                 samples.push(json);
                 if bytes >= max_bytes {
