@@ -45,6 +45,7 @@ const SQLITE: &[Migration] = migrations!(
     "0017_event_filters.sql",
     "0018_compressed_payloads.sql",
     "0019_payload_dictionaries.sql",
+    "0020_tag_hashes.sql",
 );
 const POSTGRES: &[Migration] = migrations!(
     "postgres": "0001_initial.sql",
@@ -63,6 +64,7 @@ const POSTGRES: &[Migration] = migrations!(
     "0017_event_filters.sql",
     "0018_compressed_payloads.sql",
     "0019_payload_dictionaries.sql",
+    "0020_tag_hashes.sql",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {

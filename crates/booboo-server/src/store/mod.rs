@@ -649,6 +649,9 @@ pub struct NewEvent {
     /// columns searches read (`stored_payload`).
     pub tags: String,
     pub user_email: Option<String>,
+    /// A hash of each tag, for the filter index (`stored_payload`); `None`
+    /// when the event has more tags than are hashed.
+    pub tag_hashes: Option<Vec<u8>>,
 }
 
 impl NewEvent {
@@ -665,7 +668,8 @@ impl NewEvent {
         let body = codec.compress(&payload);
         let tags = stored_payload::tags_column(&processed.event);
         let user_email = stored_payload::user_email_column(&processed.event);
-        NewEvent { project_id, received_at, occurred_at, processed, payload, body, tags, user_email }
+        let tag_hashes = stored_payload::tag_hashes_column(&processed.event);
+        NewEvent { project_id, received_at, occurred_at, processed, payload, body, tags, user_email, tag_hashes }
     }
 }
 

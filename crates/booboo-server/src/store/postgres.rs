@@ -445,7 +445,7 @@ async fn store_one(
     } else {
         sqlx::query_scalar(
         "INSERT INTO events (project_id, event_id, received_at, occurred_at, environment, release, level, user_key, payload, \
-         body, tags, user_email) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         body, tags, user_email, tag_hashes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
          ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
     )
     .bind(e.project_id)
@@ -460,6 +460,7 @@ async fn store_one(
     .bind(e.body.as_deref())
     .bind(&e.tags)
     .bind(e.user_email.as_deref().map(pg_text))
+    .bind(e.tag_hashes.as_deref())
     .fetch_optional(&mut **tx)
     .await?
     };
@@ -859,6 +860,7 @@ impl Store for PostgresStore {
         for bind in binds {
             query = match bind {
                 Bind::Int(i) => query.bind(i),
+                Bind::Bytes(b) => query.bind(b),
                 Bind::Text(t) => query.bind(pg_text(&t)),
             };
         }

@@ -61,6 +61,7 @@ pub(super) const MAX_TAGS_COUNTED: usize = 50;
 pub(super) enum Bind {
     Int(i64),
     Text(String),
+    Bytes(Vec<u8>),
 }
 
 /// The ids of a page of issues as a SQL list; they are integers we read, so

@@ -15,6 +15,7 @@
 //! - otherwise: the stored events, grouped by issue.
 
 use super::rows::{Bind, ISSUE_COLUMNS};
+use super::stored_payload::tag_hash;
 use super::{CountSource, IssueFilter, IssueSearch, IssueSort, Page};
 use booboo_core::search_query::{Assignee, EventField, Filter, Status, TimeField};
 
@@ -34,6 +35,9 @@ pub(super) struct SearchDialect {
     pub event_tag: fn(&str) -> String,
     /// The e-mail of event `e`'s user, likewise (`stored_payload.rs`).
     pub event_user_email: &'static str,
+    /// A condition true when the bytes of `e.tag_hashes` contain the bytes
+    /// bound at the placeholder given.
+    pub has_tag_hash: fn(&str) -> String,
 }
 
 pub(super) const SQLITE: SearchDialect = SearchDialect {
@@ -48,6 +52,7 @@ pub(super) const SQLITE: SearchDialect = SearchDialect {
     },
     event_user_email: "CASE WHEN e.tags IS NULL THEN CAST(json_extract(e.payload, '$.user.email') AS TEXT) \
                        ELSE e.user_email END",
+    has_tag_hash: |p| format!("instr(e.tag_hashes, {p}) > 0"),
 };
 
 pub(super) const POSTGRES: SearchDialect = SearchDialect {
@@ -66,6 +71,7 @@ pub(super) const POSTGRES: SearchDialect = SearchDialect {
         format!("CASE WHEN e.tags IS NULL THEN (e.payload::json -> 'tags' ->> {p}) ELSE (e.tags::json ->> {p}) END")
     },
     event_user_email: "CASE WHEN e.tags IS NULL THEN (e.payload::json -> 'user' ->> 'email') ELSE e.user_email END",
+    has_tag_hash: |p| format!("position({p} IN e.tag_hashes) > 0"),
 };
 
 /// A query being assembled: its binds are numbered after `reserved` ones
@@ -145,6 +151,26 @@ fn event_conditions(sql: &mut Sql<'_>, search: &IssueSearch) -> String {
                 ("COALESCE(e.user_key, '')".to_string(), values.iter().map(|v| format!("id:{v}")).collect())
             }
             EventField::UserEmail => (format!("COALESCE({}, '')", sql.dialect.event_user_email), values.clone()),
+            // An event whose tags are hashed (stored_payload.rs) is judged
+            // by the hashes the filter index holds, without reading its
+            // row; others by their tags. A wanted empty value (the tag is
+            // missing or empty) is looked for in the tags alone.
+            EventField::Tag(tag) if !values.is_empty() && values.iter().all(|v| !v.is_empty()) => {
+                let key = sql.text(tag);
+                let by_tags = format!("COALESCE({}, '')", (sql.dialect.event_tag)(&key));
+                let by_tags = sql.member(&by_tags, false, values.clone());
+                let by_hashes = values
+                    .iter()
+                    .map(|value| {
+                        let p = sql.bind(Bind::Bytes(tag_hash(tag, value).to_vec()));
+                        (sql.dialect.has_tag_hash)(&p)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" OR ");
+                let condition = format!("(CASE WHEN e.tag_hashes IS NULL THEN {by_tags} ELSE ({by_hashes}) END)");
+                conditions.push(if *negated { format!("NOT {condition}") } else { condition });
+                continue;
+            }
             EventField::Tag(tag) => {
                 let key = sql.text(tag);
                 (format!("COALESCE({}, '')", (sql.dialect.event_tag)(&key)), values.clone())
@@ -392,6 +418,7 @@ macro_rules! search_runner {
                     for bind in $binds {
                         query = match bind {
                             Bind::Int(i) => query.bind(*i),
+                            Bind::Bytes(b) => query.bind(b.as_slice()),
                             Bind::Text(t) => query.bind($text(t)),
                         };
                     }
@@ -438,6 +465,7 @@ macro_rules! search_runner {
                     for bind in &binds {
                         query = match bind {
                             Bind::Int(i) => query.bind(*i),
+                            Bind::Bytes(b) => query.bind(b.as_slice()),
                             Bind::Text(t) => query.bind($text(t)),
                         };
                     }

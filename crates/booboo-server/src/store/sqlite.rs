@@ -390,7 +390,7 @@ async fn store_one(
     } else {
         sqlx::query_scalar(
         "INSERT INTO events (project_id, event_id, received_at, occurred_at, environment, release, level, user_key, payload, \
-         body, tags, user_email) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
+         body, tags, user_email, tag_hashes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
     )
     .bind(e.project_id)
     .bind(&event.event_id)
@@ -404,6 +404,7 @@ async fn store_one(
     .bind(e.body.as_deref())
     .bind(&e.tags)
     .bind(&e.user_email)
+    .bind(e.tag_hashes.as_deref())
     .fetch_optional(&mut **tx)
     .await?
     };
@@ -829,6 +830,7 @@ impl Store for SqliteStore {
         for bind in binds {
             query = match bind {
                 Bind::Int(i) => query.bind(i),
+                Bind::Bytes(b) => query.bind(b),
                 Bind::Text(t) => query.bind(t),
             };
         }

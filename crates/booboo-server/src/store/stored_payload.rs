@@ -143,6 +143,29 @@ pub(super) fn tags_column(event: &Event) -> String {
     serde_json::to_string(&event.tags).unwrap_or_else(|_| "{}".into())
 }
 
+/// At most this many tags of an event are hashed into its `tag_hashes`
+/// column; an event with more keeps it NULL (and is searched through its
+/// `tags`), so the filter index's entries stay small.
+pub(super) const MAX_HASHED_TAGS: usize = 32;
+
+/// The 8-byte hash of one tag, as the `tag_hashes` column holds it and the
+/// search looks for it. BLAKE2b, so that nobody can make up a tag that a
+/// search for another mistakes for it.
+pub(super) fn tag_hash(key: &str, value: &str) -> [u8; 8] {
+    use blake2::digest::{consts::U8, Digest};
+    let mut hasher = blake2::Blake2b::<U8>::new();
+    hasher.update((key.len() as u64).to_le_bytes());
+    hasher.update(key.as_bytes());
+    hasher.update(value.as_bytes());
+    hasher.finalize().into()
+}
+
+/// The event's tags as their hashes one after another, for the
+/// `tag_hashes` column; `None` for more than [`MAX_HASHED_TAGS`] tags.
+pub(super) fn tag_hashes_column(event: &Event) -> Option<Vec<u8>> {
+    (event.tags.len() <= MAX_HASHED_TAGS).then(|| event.tags.iter().flat_map(|(k, v)| tag_hash(k, v)).collect())
+}
+
 /// The event's user's e-mail as text, for the `user_email` column (what
 /// the search's `user.email:` compares with).
 pub(super) fn user_email_column(event: &Event) -> Option<String> {

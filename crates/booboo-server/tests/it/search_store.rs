@@ -39,6 +39,7 @@ search_tests!(
     every_term_keeps_the_right_issues,
     event_terms_count_only_the_matching_events,
     status_assignment_paging_and_access,
+    tag_terms_beside_other_terms_match_exactly,
 );
 
 const HOUR: i64 = 3_600_000;
@@ -156,6 +157,34 @@ async fn every_term_keeps_the_right_issues(store: Arc<dyn Store>) {
     for (text, expected) in cases {
         let rows = found(&store, p, text).await;
         assert_eq!(names(&rows), *expected, "{text:?}");
+    }
+}
+
+/// A tag term with another event term is judged by the tag hashes the
+/// filter index holds, or, for an event with too many tags to hash, by its
+/// tags: both give exactly what the tags say.
+async fn tag_terms_beside_other_terms_match_exactly(store: Arc<dyn Store>) {
+    let p = seed(&store).await;
+    let mut many: serde_json::Map<String, serde_json::Value> =
+        (0..40).map(|i| (format!("k{i}"), json!(format!("v{i}")))).collect();
+    many.insert("browser".into(), json!("chrome"));
+    store.store_events(&[new_event(p, T0 + HOUR, &body("bulk", json!({ "tags": many })))]).await.unwrap();
+    let cases: &[(&str, &[(&str, i64)])] = &[
+        ("env:production browser:chrome", &[("pay", 2), ("bulk", 1)]),
+        ("env:production browser:[firefox, chrome]", &[("pay", 2), ("bulk", 1)]),
+        ("env:staging browser:[firefox, chrome]", &[("pay", 1)]),
+        ("env:production !browser:chrome", &[("ship", 1)]),
+        ("env:production k39:v39", &[("bulk", 1)]),
+        ("env:production k39:v38", &[]),
+        // A hash is of the key and the value together.
+        ("env:production k38:v39", &[]),
+        ("release:1.1 browser:chrome", &[("pay", 1)]),
+        ("release:1.1 browser:Chrome", &[]),
+    ];
+    for (text, expected) in cases {
+        let rows = found(&store, p, text).await;
+        let rows: Vec<(&str, i64)> = rows.iter().map(|r| (r.0.as_str(), r.1)).collect();
+        assert_eq!(rows, *expected, "{text:?}");
     }
 }
 

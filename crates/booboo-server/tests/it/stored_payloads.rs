@@ -1,5 +1,5 @@
 //! Payloads are stored compressed, and rows stored before compression
-//! (JSON in `payload`, no `body`, `tags` or `user_email`) keep reading and
+//! (JSON in `payload`, no `body`, `tags`, `user_email` or `tag_hashes`) keep reading and
 //! searching as they did: an upgraded installation mixes both.
 
 use crate::support::*;
@@ -33,7 +33,7 @@ async fn old_uncompressed_rows_read_and_search_beside_compressed_ones() {
     assert_eq!(payload, "", "a new row keeps its JSON compressed only");
     assert!(body_len > 0);
     // Turn one row back into what an older booboo stored.
-    sqlx::query("UPDATE events SET payload = ?, body = NULL, tags = NULL, user_email = NULL WHERE event_id = ?")
+    sqlx::query("UPDATE events SET payload = ?, body = NULL, tags = NULL, user_email = NULL, tag_hashes = NULL WHERE event_id = ?")
         .bind(&old_json)
         .bind(&old_id)
         .execute(&mut db)
