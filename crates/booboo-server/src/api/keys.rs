@@ -4,8 +4,8 @@
 //! request on.
 
 use super::{time_text, ApiResult};
-use crate::app::AppState;
 use crate::error::AppError;
+use crate::state::AppState;
 use crate::store::{Project, ProjectKey, Role};
 use crate::{clock, secrets};
 use axum::body::Bytes;

@@ -8,8 +8,8 @@ mod keys;
 mod ownership;
 mod project_settings;
 
-use crate::app::AppState;
 use crate::error::AppError;
+use crate::state::AppState;
 use crate::store::{
     IgnoreCondition, Issue, IssueDetail, IssueMerge, IssueSearch, IssueSort, IssueStatus, Page, PageOf, Project,
     Resolution, StoredEvent,

@@ -4,8 +4,8 @@
 //! dashboard's, so all three refuse the same input.
 
 use super::{project_json, ApiResult};
-use crate::app::AppState;
 use crate::error::AppError;
+use crate::state::AppState;
 use crate::store::project_limits::{
     check_max_events, check_retention_days, read_max_events, read_rate_limit, read_retention_days,
 };

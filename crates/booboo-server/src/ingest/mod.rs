@@ -9,10 +9,10 @@ pub mod sentry;
 mod sentry_auth;
 pub mod writer;
 
-use crate::app::AppState;
 use crate::clock;
 use crate::memory_budget::Reservation;
 use crate::secrets;
+use crate::state::AppState;
 use crate::store::stored_payload::PayloadCodec;
 use crate::store::{NewEvent, StoreError, StoreOutcome};
 use axum::body::Body;

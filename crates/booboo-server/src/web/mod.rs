@@ -27,7 +27,7 @@ mod templates;
 mod time_text;
 mod value_tree;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;

@@ -8,7 +8,7 @@ use super::form::FormData;
 use super::page_error::PageError;
 use super::session::SignedIn;
 use super::templates::page;
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::store::project_limits::{read_max_events, read_rate_limit, read_retention_days};
 use crate::store::{LimitChange, Project, ProjectLimitsPatch, Role};
 use axum::extract::{Path, Query, State};
