@@ -41,6 +41,12 @@ impl From<StoreError> for PageError {
     }
 }
 
+impl From<templates::TemplateError> for PageError {
+    fn from(e: templates::TemplateError) -> PageError {
+        PageError::Internal(e.to_string())
+    }
+}
+
 impl PageError {
     fn status_and_text(&self) -> (StatusCode, String, String) {
         match self {
