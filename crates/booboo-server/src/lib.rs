@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod connections;
 pub mod error;
+pub mod group_commit;
 pub mod identifiers;
 pub mod ingest;
 pub mod load_shedding;

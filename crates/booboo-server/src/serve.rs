@@ -5,7 +5,7 @@ use crate::alerts::deliver::{DeliverySettings, DeliveryWorker};
 use crate::app::app;
 use crate::config::{Config, SETUP_LINK_LIFETIME_MS};
 use crate::connections::{self, ConnectionLimits};
-use crate::ingest::writer::Writer;
+use crate::group_commit::Writer;
 use crate::mail::Mailer;
 use crate::memory_budget::MemoryBudget;
 use crate::metrics::Metrics;

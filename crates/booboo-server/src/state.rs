@@ -5,7 +5,7 @@
 
 use crate::alerts::deliver::EmailSender;
 use crate::config::Config;
-use crate::ingest::writer::Writer;
+use crate::group_commit::Writer;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::store::Store;

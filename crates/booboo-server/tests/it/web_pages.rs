@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use booboo_server::app::app;
 use booboo_server::config::{Config, Overrides};
-use booboo_server::ingest::writer::Writer;
+use booboo_server::group_commit::Writer;
 use booboo_server::metrics::Metrics;
 use booboo_server::state::AppState;
 use booboo_server::store::{self, IssueStatus, Role, Store, StoreOutcome};
