@@ -1,6 +1,7 @@
 //! The booboo server: receive → normalise (booboo-core) → group → store →
 //! API and dashboard. See ARCHITECTURE.md for the map and its invariants.
 
+pub mod access;
 pub mod alerts;
 pub mod api;
 pub mod app;
