@@ -13,10 +13,11 @@
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use booboo_core::booboo_payload::{self, Payload};
-use booboo_server::app::{app, AppState};
+use booboo_server::app::app;
 use booboo_server::config::{Config, Overrides};
-use booboo_server::ingest::writer::Writer;
+use booboo_server::group_commit::Writer;
 use booboo_server::metrics::Metrics;
+use booboo_server::state::AppState;
 use booboo_server::store::{self, NewEvent, Session};
 use booboo_server::{clock, secrets};
 use http_body_util::BodyExt;

@@ -1,6 +1,7 @@
 //! The API's one error type: typed inside, turned into a status and a
 //! `{"detail": …}` body once, here.
 
+use crate::access::Refusal;
 use crate::store::StoreError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -47,6 +48,16 @@ impl From<StoreError> for AppError {
                 tracing::error!("{other}");
                 AppError::new(StatusCode::SERVICE_UNAVAILABLE, "the database is unavailable; retry shortly")
             }
+        }
+    }
+}
+
+impl From<Refusal> for AppError {
+    fn from(refusal: Refusal) -> AppError {
+        match refusal {
+            Refusal::NotFound(what) => AppError::not_found(what),
+            Refusal::NotAdmin { org, change } => AppError::new(StatusCode::FORBIDDEN, change.refusal(&org)),
+            Refusal::Store(e) => e.into(),
         }
     }
 }

@@ -2,16 +2,17 @@
 //! or SIGTERM stop accepting, finish what was accepted, then exit.
 
 use crate::alerts::deliver::{DeliverySettings, DeliveryWorker};
-use crate::app::{app, AppState};
+use crate::app::app;
 use crate::config::{Config, SETUP_LINK_LIFETIME_MS};
 use crate::connections::{self, ConnectionLimits};
-use crate::ingest::writer::Writer;
+use crate::group_commit::Writer;
 use crate::mail::Mailer;
 use crate::memory_budget::MemoryBudget;
 use crate::metrics::Metrics;
 use crate::payload_dictionaries::PayloadDictionaries;
 use crate::pruning::Pruning;
 use crate::retention::{Retention, RetentionSettings};
+use crate::state::AppState;
 use crate::store::{self, Store};
 use crate::{clock, secrets};
 use std::sync::Arc;

@@ -3,13 +3,14 @@
 //! before anything is stored, so nothing is half-created.
 
 use super::{parse_id, time_text, ApiResult, ApiUser, Params};
+use crate::access;
 use crate::alerts::message::duration_text;
 use crate::alerts::rules::{ChannelInput, FieldError, RuleInput};
 use crate::alerts::{prepare_rule, send_test};
-use crate::app::AppState;
 use crate::clock;
 use crate::error::AppError;
-use crate::store::{AlertRule, ChannelKind, DeliveryInfo, Project, User};
+use crate::state::AppState;
+use crate::store::{AlertRule, ChannelKind, DeliveryInfo};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -217,16 +218,12 @@ pub fn input_of(rule: &AlertRule) -> RuleInput {
     }
 }
 
-async fn project_of(state: &AppState, user: &User, org: &str, slug: &str) -> Result<Project, AppError> {
-    state.store.project_for(user.viewer(), org, slug).await?.ok_or_else(|| AppError::not_found("project"))
-}
-
 pub async fn list_rules(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
     Path((org, slug)): Path<(String, String)>,
 ) -> ApiResult {
-    let project = project_of(&state, &user, &org, &slug).await?;
+    let project = access::project(&*state.store, user.viewer(), &org, &slug).await?;
     let rules = state.store.alert_rules(project.id).await?;
     Ok(Json(json!({ "items": rules.iter().map(|r| rule_json(r, &[])).collect::<Vec<_>>(), "next_cursor": null })))
 }
@@ -237,7 +234,7 @@ pub async fn create_rule(
     Path((org, slug)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
-    let project = project_of(&state, &user, &org, &slug).await?;
+    let project = access::project(&*state.store, user.viewer(), &org, &slug).await?;
     let (input, _) = rule_input_from(&body, RuleInput::default())?;
     let (rule, generated) =
         prepare_rule(&input, &state.config.outbound_allow, state.mailer.is_some()).await.map_err(field_error)?;
@@ -312,7 +309,7 @@ pub async fn list_deliveries(
     Path((org, slug)): Path<(String, String)>,
     Query(params): Params,
 ) -> ApiResult {
-    let project = project_of(&state, &user, &org, &slug).await?;
+    let project = access::project(&*state.store, user.viewer(), &org, &slug).await?;
     let limit = match params.get("limit") {
         None => 50,
         Some(text) => text.parse::<i64>().ok().filter(|n| (1..=DELIVERY_LIMIT).contains(n)).ok_or_else(|| {

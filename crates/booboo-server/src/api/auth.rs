@@ -1,8 +1,8 @@
 //! `Authorization: Bearer TOKEN` for the JSON API.
 
-use crate::app::AppState;
 use crate::error::AppError;
 use crate::secrets;
+use crate::state::AppState;
 use crate::store::User;
 use axum::extract::FromRequestParts;
 use axum::http::header;

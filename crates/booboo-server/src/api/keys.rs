@@ -4,9 +4,10 @@
 //! request on.
 
 use super::{time_text, ApiResult};
-use crate::app::AppState;
+use crate::access::{self, AdminOnly};
 use crate::error::AppError;
-use crate::store::{Project, ProjectKey, Role};
+use crate::state::AppState;
+use crate::store::{Project, ProjectKey};
 use crate::{clock, secrets};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -30,21 +31,6 @@ fn key_json(state: &AppState, project: &Project, key: &ProjectKey) -> Value {
     })
 }
 
-async fn project_of(state: &AppState, user: &ApiUser, org: &str, slug: &str) -> Result<Project, AppError> {
-    state.store.project_for(user.0.viewer(), org, slug).await?.ok_or_else(|| AppError::not_found("project"))
-}
-
-async fn require_admin(state: &AppState, user: &ApiUser, org: &str) -> Result<(), AppError> {
-    match state.store.role_in(user.0.viewer(), org).await? {
-        Some(Role::Admin) => Ok(()),
-        Some(Role::Member) => Err(AppError::new(
-            StatusCode::FORBIDDEN,
-            format!("only admins of {org} can change its keys; ask one of them"),
-        )),
-        None => Err(AppError::not_found("project")),
-    }
-}
-
 async fn keys_of(state: &AppState, user: &ApiUser, project: &Project) -> Result<Vec<ProjectKey>, AppError> {
     state.store.project_keys(user.0.viewer(), project.id).await?.ok_or_else(|| AppError::not_found("project"))
 }
@@ -58,7 +44,7 @@ pub async fn list(
     user: ApiUser,
     Path((org, slug)): Path<(String, String)>,
 ) -> ApiResult {
-    let project = project_of(&state, &user, &org, &slug).await?;
+    let project = access::project(&*state.store, user.0.viewer(), &org, &slug).await?;
     let keys = keys_of(&state, &user, &project).await?;
     Ok(Json(json!({ "items": keys.iter().map(|k| key_json(&state, &project, k)).collect::<Vec<_>>() })))
 }
@@ -70,8 +56,8 @@ pub async fn add(
     Path((org, slug)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
-    let project = project_of(&state, &user, &org, &slug).await?;
-    require_admin(&state, &user, &org).await?;
+    let project = access::project(&*state.store, user.0.viewer(), &org, &slug).await?;
+    access::require_admin(&*state.store, user.0.viewer(), &org, AdminOnly::Keys).await?;
     let value: Value = if body.is_empty() {
         json!({})
     } else {
@@ -102,8 +88,8 @@ pub async fn revoke(
     user: ApiUser,
     Path((org, slug, id)): Path<(String, String, String)>,
 ) -> ApiResult {
-    let project = project_of(&state, &user, &org, &slug).await?;
-    require_admin(&state, &user, &org).await?;
+    let project = access::project(&*state.store, user.0.viewer(), &org, &slug).await?;
+    access::require_admin(&*state.store, user.0.viewer(), &org, AdminOnly::Keys).await?;
     let id = key_id(&id)?;
     if !state.store.revoke_project_key(user.0.viewer(), project.id, id, clock::now_millis()).await? {
         let known = keys_of(&state, &user, &project).await?.iter().any(|k| k.id == id);
@@ -127,8 +113,8 @@ pub async fn delete(
     user: ApiUser,
     Path((org, slug, id)): Path<(String, String, String)>,
 ) -> Result<StatusCode, AppError> {
-    let project = project_of(&state, &user, &org, &slug).await?;
-    require_admin(&state, &user, &org).await?;
+    let project = access::project(&*state.store, user.0.viewer(), &org, &slug).await?;
+    access::require_admin(&*state.store, user.0.viewer(), &org, AdminOnly::Keys).await?;
     if !state.store.delete_project_key(user.0.viewer(), project.id, key_id(&id)?).await? {
         return Err(AppError::not_found("key"));
     }

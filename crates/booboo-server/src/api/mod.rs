@@ -8,8 +8,9 @@ mod keys;
 mod ownership;
 mod project_settings;
 
-use crate::app::AppState;
+use crate::access;
 use crate::error::AppError;
+use crate::state::AppState;
 use crate::store::{
     IgnoreCondition, Issue, IssueDetail, IssueMerge, IssueSearch, IssueSort, IssueStatus, Page, PageOf, Project,
     Resolution, StoredEvent,
@@ -209,8 +210,7 @@ async fn list_issues(
     Path((org, project)): Path<(String, String)>,
     Query(params): Params,
 ) -> ApiResult {
-    let project =
-        state.store.project_for(user.viewer(), &org, &project).await?.ok_or_else(|| AppError::not_found("project"))?;
+    let project = access::project(&*state.store, user.viewer(), &org, &project).await?;
     let search = issue_search_from(&params)?;
     let since_hour = crate::clock::now_millis().div_euclid(3_600_000) - 23;
     let found = state.store.search_issues(user.viewer(), project.id, &search, page_from(&params)?, since_hour).await?;
@@ -230,7 +230,7 @@ async fn list_issues(
 
 async fn get_issue(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>) -> ApiResult {
     let id = parse_id(&id, "issue")?;
-    let detail = state.store.issue_detail(user.viewer(), id).await?.ok_or_else(|| AppError::not_found("issue"))?;
+    let detail = access::issue(&*state.store, user.viewer(), id).await?;
     Ok(Json(issue_detail_json(&detail)))
 }
 
@@ -373,7 +373,7 @@ async fn merge_issues(
     if !state.store.merge_issues(user.viewer(), &merge, crate::clock::now_millis()).await? {
         return Err(AppError::not_found("issue"));
     }
-    let detail = state.store.issue_detail(user.viewer(), target).await?.ok_or_else(|| AppError::not_found("issue"))?;
+    let detail = access::issue(&*state.store, user.viewer(), target).await?;
     Ok(Json(issue_detail_json(&detail)))
 }
 
@@ -384,8 +384,7 @@ async fn delete_project(
     ApiUser(user): ApiUser,
     Path((org, slug)): Path<(String, String)>,
 ) -> Result<StatusCode, AppError> {
-    let project =
-        state.store.project_for(user.viewer(), &org, &slug).await?.ok_or_else(|| AppError::not_found("project"))?;
+    let project = access::project(&*state.store, user.viewer(), &org, &slug).await?;
     if !state.store.delete_project(user.viewer(), project.id, crate::clock::now_millis()).await? {
         return Err(AppError::not_found("project"));
     }
@@ -398,8 +397,7 @@ async fn export_project(
     ApiUser(user): ApiUser,
     Path((org, slug)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
-    let project =
-        state.store.project_for(user.viewer(), &org, &slug).await?.ok_or_else(|| AppError::not_found("project"))?;
+    let project = access::project(&*state.store, user.viewer(), &org, &slug).await?;
     let export = export::Export::start(state.store.clone(), project).await?;
     let chunks = futures_util::stream::unfold(Some(export), |export| async move {
         let mut export = export?;

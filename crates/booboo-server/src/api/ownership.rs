@@ -3,9 +3,9 @@
 
 use super::auth::ApiUser;
 use super::{list_json, page_from, parse_id, time_text, ApiResult, Params};
-use crate::app::AppState;
 use crate::error::AppError;
 use crate::identifiers::check_email;
+use crate::state::AppState;
 use crate::store::activity::{comment_problem, BOOBOO_ACTOR};
 use crate::store::{Activity, ActivityKind, Assignment, Issue, User};
 use axum::body::Bytes;

@@ -4,8 +4,9 @@
 //! dashboard's, so all three refuse the same input.
 
 use super::{project_json, ApiResult};
-use crate::app::AppState;
+use crate::access;
 use crate::error::AppError;
+use crate::state::AppState;
 use crate::store::project_limits::{
     check_max_events, check_retention_days, read_max_events, read_rate_limit, read_retention_days,
 };
@@ -46,8 +47,7 @@ pub async fn get_project(
     ApiUser(user): ApiUser,
     Path((org, slug)): Path<(String, String)>,
 ) -> ApiResult {
-    let project =
-        state.store.project_for(user.viewer(), &org, &slug).await?.ok_or_else(|| AppError::not_found("project"))?;
+    let project = access::project(&*state.store, user.viewer(), &org, &slug).await?;
     Ok(Json(project_with_limits_json(&state, &project)))
 }
 
@@ -57,8 +57,7 @@ pub async fn patch_project(
     Path((org, slug)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
-    let project =
-        state.store.project_for(user.viewer(), &org, &slug).await?.ok_or_else(|| AppError::not_found("project"))?;
+    let project = access::project(&*state.store, user.viewer(), &org, &slug).await?;
     let value: Value = serde_json::from_slice(&body).map_err(|e| {
         AppError::bad_request(format!("body must be a JSON object such as {{\"max_events\": 1000}}: {e}"))
     })?;

@@ -7,12 +7,12 @@ mod body;
 pub mod rejection;
 pub mod sentry;
 mod sentry_auth;
-pub mod writer;
 
-use crate::app::AppState;
 use crate::clock;
+use crate::group_commit::SubmitError;
 use crate::memory_budget::Reservation;
 use crate::secrets;
+use crate::state::AppState;
 use crate::store::stored_payload::PayloadCodec;
 use crate::store::{NewEvent, StoreError, StoreOutcome};
 use axum::body::Body;
@@ -24,7 +24,6 @@ use booboo_core::booboo_payload::{self, Payload};
 use booboo_core::{timestamp, Event};
 use rejection::Rejection;
 use std::sync::Arc;
-use writer::SubmitError;
 
 pub use body::read_limited;
 

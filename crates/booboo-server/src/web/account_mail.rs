@@ -3,8 +3,8 @@
 //! link is for, and the link is never logged.
 
 use super::templates::render;
-use crate::app::AppState;
 use crate::mail::OutgoingMail;
+use crate::state::AppState;
 use minijinja::Value;
 
 fn compose(to: &str, subject: String, template: &str, context: Value) -> Result<OutgoingMail, String> {

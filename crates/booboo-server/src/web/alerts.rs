@@ -10,10 +10,10 @@ use super::templates::page;
 use crate::alerts::rules::{ChannelInput, RuleInput};
 use crate::alerts::{prepare_rule, send_test};
 use crate::api::alerts::{input_of, rule_json};
-use crate::app::AppState;
-use crate::clock;
+use crate::state::AppState;
 use crate::store::alert_rules::LEVELS;
 use crate::store::Project;
+use crate::{access, clock};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -22,10 +22,6 @@ use serde_json::Value;
 
 /// Deliveries shown on the page.
 const RECENT_DELIVERIES: i64 = 25;
-
-async fn project_of(state: &AppState, me: &SignedIn, org: &str, slug: &str) -> Result<Project, PageError> {
-    state.store.project_for(me.viewer(), org, slug).await?.ok_or(PageError::NotFound("project"))
-}
 
 /// What the page says after an action: an error, a success, a secret to
 /// show once, and the add form's values to keep after a refusal.
@@ -70,7 +66,7 @@ pub async fn show(
     me: SignedIn,
     Path((org, slug)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
-    let project = project_of(&state, &me, &org, &slug).await?;
+    let project = access::project(&*state.store, me.viewer(), &org, &slug).await?;
     alerts_page(&state, &me, &project, StatusCode::OK, Notice::default()).await
 }
 
@@ -109,7 +105,7 @@ pub async fn create(
     form: FormData,
 ) -> Result<Response, PageError> {
     me.check_csrf(&form)?;
-    let project = project_of(&state, &me, &org, &slug).await?;
+    let project = access::project(&*state.store, me.viewer(), &org, &slug).await?;
     let input = input_from(&form, RuleInput::default(), true);
     let (rule, generated) = match prepare_rule(&input, &state.config.outbound_allow, state.mailer.is_some()).await {
         Ok(prepared) => prepared,
@@ -135,7 +131,7 @@ async fn rule_of(
     slug: &str,
     id: &str,
 ) -> Result<(Project, crate::store::AlertRule), PageError> {
-    let project = project_of(state, me, org, slug).await?;
+    let project = access::project(&*state.store, me.viewer(), org, slug).await?;
     let id: i64 = id.parse().map_err(|_| PageError::NotFound("alert rule"))?;
     let rule = state
         .store

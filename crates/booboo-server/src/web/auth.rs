@@ -8,9 +8,9 @@ use super::page_error::PageError;
 use super::session::{self, ClientAddress, SignedIn};
 use super::templates::page;
 use super::time_text;
-use crate::app::AppState;
 use crate::identifiers::check_email;
 use crate::mail::Mailer;
+use crate::state::AppState;
 use crate::store::{SignInLimits, SignInReservation, StoreError};
 use crate::{clock, secrets};
 use axum::extract::{Path, Query, State};
@@ -64,6 +64,29 @@ fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response 
     response
 }
 
+/// A page whose form is sent before sign-in: the form's token comes from
+/// the browser's form cookie, which is set here when it has none yet.
+fn anonymous_form_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    name: &str,
+    context: impl FnOnce(String) -> minijinja::Value,
+) -> Result<Response, PageError> {
+    let (csrf, cookie) = session::anonymous_form_token(state, headers)?;
+    let body = page(name, context(csrf))?;
+    Ok(with_cookie((status, body).into_response(), cookie))
+}
+
+/// A page opened from a link: 404 when the link is no longer valid.
+fn link_status(valid: bool) -> StatusCode {
+    if valid {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
 /// A new password and its repetition, checked; the message says what to fix.
 pub fn check_new_password(form: &FormData, field: &str, repeat: &str) -> Result<String, String> {
     let password = form.secret(field);
@@ -105,10 +128,9 @@ pub async fn setup_form(
     Path(token): Path<String>,
 ) -> Result<Response, PageError> {
     let valid = state.store.setup_token_valid(&secrets::token_hash(&token), clock::now_millis()).await?;
-    let (csrf, cookie) = session::anonymous_form_token(&state, &headers)?;
-    let status = if valid { StatusCode::OK } else { StatusCode::NOT_FOUND };
-    let body = page("setup.html", context! { valid, csrf, token, email => "" })?;
-    Ok(with_cookie((status, body).into_response(), cookie))
+    anonymous_form_page(&state, &headers, link_status(valid), "setup.html", |csrf| {
+        context! { valid, csrf, token, email => "" }
+    })
 }
 
 pub async fn setup(
@@ -153,10 +175,10 @@ pub async fn sign_in_form(
     if signed_in.is_some() {
         return Ok(Redirect::to(safe_next(&next)).into_response());
     }
-    let (csrf, cookie) = session::anonymous_form_token(&state, &headers)?;
     let can_reset = state.mailer.is_some();
-    let body = page("signin.html", context! { csrf, next, email => "", can_reset })?;
-    Ok(with_cookie(body.into_response(), cookie))
+    anonymous_form_page(&state, &headers, StatusCode::OK, "signin.html", |csrf| {
+        context! { csrf, next, email => "", can_reset }
+    })
 }
 
 pub async fn sign_in(
@@ -240,9 +262,9 @@ pub async fn invitation_form(
         .await?
         .ok_or(PageError::NotFound("invitation"))?;
     let has_account = state.store.user_by_email(&invitation.email).await?.is_some();
-    let (csrf, cookie) = session::anonymous_form_token(&state, &headers)?;
-    let body = page("invitation.html", context! { invitation, has_account, csrf, token })?;
-    Ok(with_cookie(body.into_response(), cookie))
+    anonymous_form_page(&state, &headers, StatusCode::OK, "invitation.html", |csrf| {
+        context! { invitation, has_account, csrf, token }
+    })
 }
 
 pub async fn accept_invitation(
@@ -287,10 +309,10 @@ pub async fn password_form(
     Path(token): Path<String>,
 ) -> Result<Response, PageError> {
     let user = state.store.password_link(&secrets::token_hash(&token), clock::now_millis()).await?;
-    let (csrf, cookie) = session::anonymous_form_token(&state, &headers)?;
-    let status = if user.is_some() { StatusCode::OK } else { StatusCode::NOT_FOUND };
-    let body = page("password.html", context! { user, csrf, token, can_reset => state.mailer.is_some() })?;
-    Ok(with_cookie((status, body).into_response(), cookie))
+    let can_reset = state.mailer.is_some();
+    anonymous_form_page(&state, &headers, link_status(user.is_some()), "password.html", |csrf| {
+        context! { user, csrf, token, can_reset }
+    })
 }
 
 pub async fn use_password_link(
@@ -336,10 +358,10 @@ pub async fn use_password_link(
 /// says whom to ask instead.
 pub async fn forgot_password_form(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, PageError> {
     let enabled = state.mailer.is_some();
-    let (csrf, cookie) = session::anonymous_form_token(&state, &headers)?;
     let status = if enabled { StatusCode::OK } else { StatusCode::NOT_FOUND };
-    let body = page("forgot_password.html", context! { enabled, csrf, email => "" })?;
-    Ok(with_cookie((status, body).into_response(), cookie))
+    anonymous_form_page(&state, &headers, status, "forgot_password.html", |csrf| {
+        context! { enabled, csrf, email => "" }
+    })
 }
 
 /// `POST /forgot-password`: the answer is the same whether or not an

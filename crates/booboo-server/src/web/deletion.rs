@@ -7,8 +7,8 @@ use super::form::FormData;
 use super::page_error::PageError;
 use super::session::SignedIn;
 use super::templates::page;
-use crate::app::AppState;
-use crate::clock;
+use crate::state::AppState;
+use crate::{access, clock};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
@@ -23,7 +23,7 @@ pub async fn confirm_issue(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     let id = issue_id(&id)?;
-    let detail = state.store.issue_detail(me.viewer(), id).await?.ok_or(PageError::NotFound("issue"))?;
+    let detail = access::issue(&*state.store, me.viewer(), id).await?;
     let issue = &detail.issue;
     let body = page(
         "confirm_delete.html",
@@ -44,7 +44,7 @@ pub async fn delete_issue(
 ) -> Result<Response, PageError> {
     me.check_csrf(&form)?;
     let id = issue_id(&id)?;
-    let detail = state.store.issue_detail(me.viewer(), id).await?.ok_or(PageError::NotFound("issue"))?;
+    let detail = access::issue(&*state.store, me.viewer(), id).await?;
     let project_id = detail.issue.project_id;
     if !state.store.delete_issue(me.viewer(), id).await? {
         return Err(PageError::NotFound("issue"));
@@ -65,7 +65,7 @@ pub async fn confirm_project(
     me: SignedIn,
     Path((org, slug)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
-    let project = state.store.project_for(me.viewer(), &org, &slug).await?.ok_or(PageError::NotFound("project"))?;
+    let project = access::project(&*state.store, me.viewer(), &org, &slug).await?;
     project_page(&me, &project.org_slug, &project.slug, None)
 }
 
@@ -89,7 +89,7 @@ pub async fn delete_project(
     form: FormData,
 ) -> Result<Response, PageError> {
     me.check_csrf(&form)?;
-    let project = state.store.project_for(me.viewer(), &org, &slug).await?.ok_or(PageError::NotFound("project"))?;
+    let project = access::project(&*state.store, me.viewer(), &org, &slug).await?;
     if form.get("confirm") != project.slug {
         let error = format!("Type the project's name, {}, to confirm.", project.slug);
         let mut response = project_page(&me, &project.org_slug, &project.slug, Some(error))?;

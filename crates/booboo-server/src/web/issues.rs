@@ -9,9 +9,9 @@ use super::ownership;
 use super::page_error::PageError;
 use super::session::SignedIn;
 use super::templates::page;
-use crate::app::AppState;
-use crate::clock;
+use crate::state::AppState;
 use crate::store::{IgnoreCondition, Issue, IssueSearch, IssueSort, IssueStatus, Page, Project, Resolution, Viewer};
+use crate::{access, clock};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::{header, HeaderValue};
@@ -118,7 +118,7 @@ pub async fn list(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
     let viewer = me.viewer();
-    let project = state.store.project_for(viewer, &org, &slug).await?.ok_or(PageError::NotFound("project"))?;
+    let project = access::project(&*state.store, viewer, &org, &slug).await?;
     let (q, status, sort) = ListQuery::parse(&params)?;
     let now = clock::now_millis();
     // A query that does not parse shows the page with the reason next to the
@@ -242,7 +242,7 @@ pub async fn bulk(
     form: FormData,
 ) -> Result<Response, PageError> {
     me.check_csrf(&form)?;
-    let project = state.store.project_for(me.viewer(), &org, &slug).await?.ok_or(PageError::NotFound("project"))?;
+    let project = access::project(&*state.store, me.viewer(), &org, &slug).await?;
     if form.get("action") == "merge" {
         // Merging asks which issue to keep first (web/merge.rs).
         let mut query: Vec<(&str, &str)> = form.all("issue").map(|id| ("issue", id)).collect();
@@ -265,10 +265,7 @@ pub async fn bulk(
     // Every issue must be one of this project's before any is changed.
     let mut issues = Vec::with_capacity(ids.len());
     for id in &ids {
-        match state.store.issue_detail(me.viewer(), *id).await? {
-            Some(detail) if detail.issue.project_id == project.id => issues.push(detail.issue),
-            _ => return Err(PageError::NotFound("issue")),
-        }
+        issues.push(access::issue_of_project(&*state.store, me.viewer(), project.id, *id).await?);
     }
     let back = back_to(&form, format!("/projects/{org}/{slug}"));
     if assigning {
@@ -328,7 +325,7 @@ pub async fn show_event(
 
 async fn issue_page(state: &AppState, me: &SignedIn, id: i64, event_id: Option<&str>) -> Result<Response, PageError> {
     let viewer = me.viewer();
-    let detail = state.store.issue_detail(viewer, id).await?.ok_or(PageError::NotFound("issue"))?;
+    let detail = access::issue(&*state.store, viewer, id).await?;
     let project = project_by_id(state, viewer, detail.issue.project_id).await?;
     // An issue may have no stored event at all (every one over a rate limit,
     // or removed by retention): its page still shows what was counted.

@@ -7,9 +7,9 @@ use super::local_path::same_origin_path;
 use super::page_error::PageError;
 use super::session::SignedIn;
 use super::templates::page;
-use crate::app::AppState;
-use crate::clock;
+use crate::state::AppState;
 use crate::store::{Issue, IssueMerge, StoreError};
+use crate::{access, clock};
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
@@ -27,11 +27,7 @@ fn issue_ids<'a>(values: impl Iterator<Item = &'a str>) -> Result<Vec<i64>, Page
 async fn issues_of(state: &AppState, me: &SignedIn, project_id: i64, ids: &[i64]) -> Result<Vec<Issue>, PageError> {
     let mut issues = Vec::with_capacity(ids.len());
     for &id in ids {
-        let detail = state.store.issue_detail(me.viewer(), id).await?.ok_or(PageError::NotFound("issue"))?;
-        if detail.issue.project_id != project_id {
-            return Err(PageError::NotFound("issue"));
-        }
-        issues.push(detail.issue);
+        issues.push(access::issue_of_project(&*state.store, me.viewer(), project_id, id).await?);
     }
     issues.sort_by(|a, b| b.count.cmp(&a.count).then(a.id.cmp(&b.id)));
     Ok(issues)
@@ -43,7 +39,7 @@ pub async fn confirm(
     Path((org, slug)): Path<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PageError> {
-    let project = state.store.project_for(me.viewer(), &org, &slug).await?.ok_or(PageError::NotFound("project"))?;
+    let project = access::project(&*state.store, me.viewer(), &org, &slug).await?;
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|_| PageError::BadRequest("this merge link is malformed; tick the issues again".into()))?;
     let ids = issue_ids(pairs.iter().filter(|(k, _)| k == "issue").map(|(_, v)| v.as_str()))?;
@@ -68,7 +64,7 @@ pub async fn merge(
     form: FormData,
 ) -> Result<Response, PageError> {
     me.check_csrf(&form)?;
-    let project = state.store.project_for(me.viewer(), &org, &slug).await?.ok_or(PageError::NotFound("project"))?;
+    let project = access::project(&*state.store, me.viewer(), &org, &slug).await?;
     let target: i64 = form
         .get("target")
         .parse()

@@ -27,7 +27,7 @@ mod templates;
 mod time_text;
 mod value_tree;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
@@ -91,7 +91,7 @@ async fn home(State(state): State<AppState>, signed_in: Option<SignedIn>) -> Res
         return Ok(Redirect::to("/projects").into_response());
     }
     if state.store.user_count().await? == 0 {
-        return templates::page("welcome.html", minijinja::context! {}).map(IntoResponse::into_response);
+        return Ok(templates::page("welcome.html", minijinja::context! {})?.into_response());
     }
     Ok(Redirect::to("/signin").into_response())
 }

@@ -3,6 +3,7 @@
 //! sign-in that comes back afterwards.
 
 use super::templates;
+use crate::access::{AdminOnly, Refusal};
 use crate::store::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -38,6 +39,29 @@ impl From<StoreError> for PageError {
                 PageError::Unavailable
             }
         }
+    }
+}
+
+impl From<Refusal> for PageError {
+    fn from(refusal: Refusal) -> PageError {
+        match refusal {
+            Refusal::NotFound(what) => PageError::NotFound(what),
+            // Keys are changed on a project's page: say where the admins
+            // are listed. Members are changed on that list itself.
+            Refusal::NotAdmin { org, change: change @ AdminOnly::Keys } => {
+                PageError::Forbidden(format!("{} (Settings → {org} lists them)", change.refusal(&org)))
+            }
+            Refusal::NotAdmin { org, change: change @ AdminOnly::Members } => {
+                PageError::Forbidden(change.refusal(&org))
+            }
+            Refusal::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<templates::TemplateError> for PageError {
+    fn from(e: templates::TemplateError) -> PageError {
+        PageError::Internal(e.to_string())
     }
 }
 

@@ -8,9 +8,10 @@ use super::form::FormData;
 use super::page_error::PageError;
 use super::session::SignedIn;
 use super::templates::page;
-use crate::app::AppState;
+use crate::access;
+use crate::state::AppState;
 use crate::store::project_limits::{read_max_events, read_rate_limit, read_retention_days};
-use crate::store::{LimitChange, Project, ProjectLimitsPatch, Role};
+use crate::store::{LimitChange, Project, ProjectLimitsPatch};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -30,7 +31,7 @@ pub async fn show(
     Path((org, slug)): Path<(String, String)>,
     Query(shown): Query<Shown>,
 ) -> Result<Response, PageError> {
-    let project = state.store.project_for(me.viewer(), &org, &slug).await?.ok_or(PageError::NotFound("project"))?;
+    let project = access::project(&*state.store, me.viewer(), &org, &slug).await?;
     let success = shown.saved.map(|_| "Settings saved. Running servers apply them within seconds.");
     render(&state, &me, &project, None, BTreeMap::new(), success).await
 }
@@ -42,7 +43,7 @@ pub async fn save(
     form: FormData,
 ) -> Result<Response, PageError> {
     me.check_csrf(&form)?;
-    let project = state.store.project_for(me.viewer(), &org, &slug).await?.ok_or(PageError::NotFound("project"))?;
+    let project = access::project(&*state.store, me.viewer(), &org, &slug).await?;
     let (patch, errors) = patch_from_form(&form);
     if !errors.is_empty() {
         let typed: BTreeMap<&str, &str> =
@@ -96,7 +97,7 @@ async fn render(
     typed: BTreeMap<&str, &str>,
     success: Option<&str>,
 ) -> Result<Response, PageError> {
-    let is_admin = state.store.role_in(me.viewer(), &project.org_slug).await? == Some(Role::Admin);
+    let is_admin = access::is_admin(&*state.store, me.viewer(), &project.org_slug).await?;
     let own = project.limits;
     let defaults = state.config.limit_defaults();
     let effective = own.effective(defaults);

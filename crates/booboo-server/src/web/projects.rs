@@ -6,8 +6,9 @@ use super::page_error::PageError;
 use super::session::SignedIn;
 use super::templates::page;
 use super::time_text;
-use crate::app::AppState;
+use crate::access::{self, AdminOnly};
 use crate::identifiers::check_slug;
+use crate::state::AppState;
 use crate::store::{Project, Role};
 use crate::{clock, secrets};
 use axum::extract::{Path, State};
@@ -49,20 +50,6 @@ pub fn connection(project: &Project, now: i64) -> Connection {
             headline: "Waiting for the first event…".into(),
             detail: "Install the SDK and call booboo.init() with the DSN below; this page updates by itself.".into(),
         },
-    }
-}
-
-async fn project_of(state: &AppState, me: &SignedIn, org: &str, slug: &str) -> Result<Project, PageError> {
-    state.store.project_for(me.viewer(), org, slug).await?.ok_or(PageError::NotFound("project"))
-}
-
-async fn require_admin(state: &AppState, me: &SignedIn, org: &str) -> Result<(), PageError> {
-    match state.store.role_in(me.viewer(), org).await? {
-        Some(Role::Admin) => Ok(()),
-        Some(Role::Member) => Err(PageError::Forbidden(format!(
-            "only admins of {org} can change its keys; ask one of them (Settings → {org} lists them)"
-        ))),
-        None => Err(PageError::NotFound("project")),
     }
 }
 
@@ -138,7 +125,7 @@ pub async fn setup(
 }
 
 async fn setup_page(state: &AppState, me: &SignedIn, org: &str, slug: &str) -> Result<Response, PageError> {
-    let project = project_of(state, me, org, slug).await?;
+    let project = access::project(&*state.store, me.viewer(), org, slug).await?;
     let keys = state.store.project_keys(me.viewer(), project.id).await?.ok_or(PageError::NotFound("project"))?;
     let dsn_of = |token: &str| state.config.dsn(token, &project.org_slug, &project.slug);
     let sentry_dsn_of = |token: &str| state.config.sentry_dsn(token, project.id);
@@ -154,7 +141,7 @@ async fn setup_page(state: &AppState, me: &SignedIn, org: &str, slug: &str) -> R
             }
         })
         .collect();
-    let is_admin = state.store.role_in(me.viewer(), org).await? == Some(Role::Admin);
+    let is_admin = access::is_admin(&*state.store, me.viewer(), org).await?;
     let body = page(
         "project_setup.html",
         context! {
@@ -172,7 +159,7 @@ pub async fn status(
     me: SignedIn,
     Path((org, slug)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
-    let project = project_of(&state, &me, &org, &slug).await?;
+    let project = access::project(&*state.store, me.viewer(), &org, &slug).await?;
     Ok(Json(connection(&project, clock::now_millis())).into_response())
 }
 
@@ -183,8 +170,8 @@ pub async fn add_key(
     form: FormData,
 ) -> Result<Response, PageError> {
     me.check_csrf(&form)?;
-    let project = project_of(&state, &me, &org, &slug).await?;
-    require_admin(&state, &me, &org).await?;
+    let project = access::project(&*state.store, me.viewer(), &org, &slug).await?;
+    access::require_admin(&*state.store, me.viewer(), &org, AdminOnly::Keys).await?;
     let label = form.get("label");
     if label.chars().count() > 100 {
         return Err(PageError::BadRequest("a key's label can be at most 100 characters".into()));
@@ -205,8 +192,8 @@ pub async fn revoke_key(
     form: FormData,
 ) -> Result<Response, PageError> {
     me.check_csrf(&form)?;
-    let project = project_of(&state, &me, &org, &slug).await?;
-    require_admin(&state, &me, &org).await?;
+    let project = access::project(&*state.store, me.viewer(), &org, &slug).await?;
+    access::require_admin(&*state.store, me.viewer(), &org, AdminOnly::Keys).await?;
     let key: i64 = key.parse().map_err(|_| PageError::NotFound("key"))?;
     if !state.store.revoke_project_key(me.viewer(), project.id, key, clock::now_millis()).await? {
         return Err(PageError::NotFound("key"));
@@ -222,8 +209,8 @@ pub async fn delete_key(
     form: FormData,
 ) -> Result<Response, PageError> {
     me.check_csrf(&form)?;
-    let project = project_of(&state, &me, &org, &slug).await?;
-    require_admin(&state, &me, &org).await?;
+    let project = access::project(&*state.store, me.viewer(), &org, &slug).await?;
+    access::require_admin(&*state.store, me.viewer(), &org, AdminOnly::Keys).await?;
     let key: i64 = key.parse().map_err(|_| PageError::NotFound("key"))?;
     if !state.store.delete_project_key(me.viewer(), project.id, key).await? {
         return Err(PageError::NotFound("key"));

@@ -8,7 +8,7 @@
 
 use super::form::FormData;
 use super::page_error::PageError;
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::store::{Session, User, Viewer};
 use crate::{clock, secrets};
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};

@@ -8,9 +8,10 @@ use super::page_error::PageError;
 use super::session::SignedIn;
 use super::templates::page;
 use super::time_text::duration_words;
-use crate::app::AppState;
+use crate::access::{self, AdminOnly};
 use crate::identifiers::check_email;
 use crate::mail::MailError;
+use crate::state::AppState;
 use crate::store::{Invitation, Role, SignInLimits, SignInReservation};
 use crate::{clock, secrets};
 use axum::extract::{Path, State};
@@ -124,7 +125,7 @@ pub async fn revoke_token(
 // --- members of an organisation ----------------------------------------------
 
 async fn members_page(state: &AppState, me: &SignedIn, org: &str, notice: Notice) -> Result<Response, PageError> {
-    let role = state.store.role_in(me.viewer(), org).await?.ok_or(PageError::NotFound("organisation"))?;
+    let role = access::role(&*state.store, me.viewer(), org).await?;
     let members = state.store.members_of(me.viewer(), org).await?.ok_or(PageError::NotFound("organisation"))?;
     // Pending invitations are for admins, who can revoke them.
     let invitations = match role {
@@ -152,16 +153,6 @@ pub async fn members(
     members_page(&state, &me, &org, Notice::default()).await
 }
 
-async fn require_admin(state: &AppState, me: &SignedIn, org: &str) -> Result<(), PageError> {
-    match state.store.role_in(me.viewer(), org).await? {
-        Some(Role::Admin) => Ok(()),
-        Some(Role::Member) => {
-            Err(PageError::Forbidden(format!("only admins of {org} can change its members; ask one of them")))
-        }
-        None => Err(PageError::NotFound("organisation")),
-    }
-}
-
 fn parse_role(text: &str) -> Result<Role, PageError> {
     Role::parse(text).ok_or_else(|| PageError::BadRequest(format!("role must be member or admin, got {text:?}")))
 }
@@ -173,7 +164,7 @@ pub async fn add_member(
     form: FormData,
 ) -> Result<Response, PageError> {
     me.check_csrf(&form)?;
-    require_admin(&state, &me, &org).await?;
+    access::require_admin(&*state.store, me.viewer(), &org, AdminOnly::Members).await?;
     let role = parse_role(form.get("role"))?;
     let refuse = |message: &str| Notice {
         status: Some(StatusCode::UNPROCESSABLE_ENTITY),
@@ -359,7 +350,7 @@ pub async fn change_role(
     form: FormData,
 ) -> Result<Response, PageError> {
     me.check_csrf(&form)?;
-    require_admin(&state, &me, &org).await?;
+    access::require_admin(&*state.store, me.viewer(), &org, AdminOnly::Members).await?;
     let user_id: i64 = user.parse().map_err(|_| PageError::NotFound("member"))?;
     let role = parse_role(form.get("role"))?;
     if role == Role::Member {
@@ -381,7 +372,7 @@ pub async fn remove_member(
     form: FormData,
 ) -> Result<Response, PageError> {
     me.check_csrf(&form)?;
-    require_admin(&state, &me, &org).await?;
+    access::require_admin(&*state.store, me.viewer(), &org, AdminOnly::Members).await?;
     let user_id: i64 = user.parse().map_err(|_| PageError::NotFound("member"))?;
     check_not_last_admin(&state, &me, &org, user_id).await?;
     if !state.store.remove_membership(&org, user_id).await? {
@@ -404,7 +395,7 @@ pub async fn revoke_invitation(
     form: FormData,
 ) -> Result<Response, PageError> {
     me.check_csrf(&form)?;
-    require_admin(&state, &me, &org).await?;
+    access::require_admin(&*state.store, me.viewer(), &org, AdminOnly::Members).await?;
     let email = check_email(form.get("email")).map_err(PageError::BadRequest)?;
     let notice = if state.store.revoke_invitation(me.viewer(), &org, &email).await? {
         Notice {

@@ -2,7 +2,6 @@
 //! from `templates/` on every render, so an edit shows on reload; release
 //! builds embed them, so the binary is all there is to deploy.
 
-use super::page_error::PageError;
 use super::time_text;
 use crate::clock;
 use axum::response::Html;
@@ -86,9 +85,23 @@ pub fn render(name: &str, context: Value) -> Result<String, minijinja::Error> {
     with_environment(|env| env.get_template(name)?.render(context))
 }
 
-/// A whole page, or an internal error naming the template that failed.
-pub fn page(name: &str, context: Value) -> Result<Html<String>, PageError> {
-    render(name, context).map(Html).map_err(|e| PageError::Internal(format!("template {name}: {e:#}")))
+/// A template that failed to render, named; a page turns it into an
+/// internal error (`page_error.rs`), which is why this module needs no page.
+#[derive(Debug)]
+pub struct TemplateError {
+    pub name: String,
+    pub source: minijinja::Error,
+}
+
+impl std::fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "template {}: {:#}", self.name, self.source)
+    }
+}
+
+/// A whole page, or the error naming the template that failed.
+pub fn page(name: &str, context: Value) -> Result<Html<String>, TemplateError> {
+    render(name, context).map(Html).map_err(|source| TemplateError { name: name.to_string(), source })
 }
 
 /// `12345` → `12,345`.

@@ -18,7 +18,11 @@
 //! - `web_pages`: every dashboard page through the router on a seeded SQLite.
 //! - `ownership_http`: assignees, comments, activity and pending invitations
 //!   through the API and the dashboard.
+//! - `admin_checks_http`: changes only an organisation's admins may make,
+//!   refused to members and outsiders in the same words through the API and
+//!   the dashboard.
 
+mod admin_checks_http;
 mod architecture;
 mod ingest_http;
 mod ownership_http;

@@ -6,10 +6,11 @@
 use crate::support::*;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use booboo_server::app::{app, AppState};
+use booboo_server::app::app;
 use booboo_server::config::{Config, Overrides};
-use booboo_server::ingest::writer::Writer;
+use booboo_server::group_commit::Writer;
 use booboo_server::metrics::Metrics;
+use booboo_server::state::AppState;
 use booboo_server::store::{self, Invitation, Role, Session, Store, StoreOutcome};
 use booboo_server::{clock, secrets};
 use http_body_util::BodyExt;
@@ -17,7 +18,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use tower::ServiceExt;
 
-struct Site {
+pub(crate) struct Site {
     state: AppState,
     store: Arc<dyn Store>,
     issue: i64,
@@ -27,20 +28,20 @@ struct Site {
 }
 
 /// Someone signed in: their API token, session cookie and CSRF token.
-struct Person {
+pub(crate) struct Person {
     token: String,
     cookie: String,
     csrf: String,
 }
 
-struct Answer {
-    status: StatusCode,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
     location: String,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
 }
@@ -60,7 +61,9 @@ async fn person(store: &Arc<dyn Store>, email: &str, org: Option<(&str, Role)>) 
     Person { token, cookie: format!("booboo_session={session_token}"), csrf }
 }
 
-async fn site() -> (Site, Person, Person, Person) {
+/// acme/web with ann its admin and bob a member; eve administers only
+/// other/api.
+pub(crate) async fn site() -> (Site, Person, Person, Person) {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::load(Overrides { data_dir: Some(dir.path().to_path_buf()), ..Overrides::default() }).unwrap();
     let store = store::open(&config.database_url).await.unwrap();
@@ -95,7 +98,7 @@ impl Site {
         Answer { status, location, body }
     }
 
-    async fn api(&self, who: &Person, method: &str, path: &str, body: Option<Value>) -> Answer {
+    pub(crate) async fn api(&self, who: &Person, method: &str, path: &str, body: Option<Value>) -> Answer {
         let request = Request::builder()
             .method(method)
             .uri(format!("/api/v1{path}"))
@@ -110,7 +113,7 @@ impl Site {
         self.send(Request::get(path).header(header::COOKIE, &who.cookie).body(Body::empty()).unwrap()).await
     }
 
-    async fn form(&self, who: &Person, path: &str, fields: &[(&str, &str)]) -> Answer {
+    pub(crate) async fn form(&self, who: &Person, path: &str, fields: &[(&str, &str)]) -> Answer {
         let mut fields = fields.to_vec();
         if !fields.iter().any(|(k, _)| *k == "csrf") {
             fields.push(("csrf", &who.csrf));

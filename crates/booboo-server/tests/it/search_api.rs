@@ -5,10 +5,11 @@
 use crate::support::*;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use booboo_server::app::{app, AppState};
+use booboo_server::app::app;
 use booboo_server::config::{Config, Overrides};
-use booboo_server::ingest::writer::Writer;
+use booboo_server::group_commit::Writer;
 use booboo_server::metrics::Metrics;
+use booboo_server::state::AppState;
 use booboo_server::{secrets, store};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};

@@ -6,10 +6,11 @@
 use crate::support::*;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Request, StatusCode};
-use booboo_server::app::{app, AppState};
+use booboo_server::app::app;
 use booboo_server::config::{Config, Overrides};
-use booboo_server::ingest::writer::Writer;
+use booboo_server::group_commit::Writer;
 use booboo_server::metrics::Metrics;
+use booboo_server::state::AppState;
 use booboo_server::store::{self, IssueStatus, Role, Store, StoreOutcome};
 use booboo_server::{clock, secrets};
 use http_body_util::BodyExt;
