@@ -1,6 +1,6 @@
 //! Backup and restore of the SQLite database, for `booboo backup` and
 //! `booboo restore`, and the lock that tells the two apart from a running
-//! server. The copy itself is the store's (`Store::backup_to`); this module
+//! server. The copy itself is the store's (`Maintenance::backup_to`); this module
 //! does the file-level steps around it and checks every input first.
 
 use crate::store::{sqlite, Store};

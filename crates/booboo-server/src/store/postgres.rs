@@ -584,25 +584,9 @@ async fn store_one(
 }
 
 #[async_trait]
-impl Store for PostgresStore {
+impl Maintenance for PostgresStore {
     fn backend(&self) -> Backend {
         Backend::Postgres
-    }
-
-    fn payload_codec(&self) -> &stored_payload::PayloadCodec {
-        &self.payload_codec
-    }
-
-    async fn payload_dictionaries(&self) -> StoreResult<Vec<stored_payload::PayloadDictionary>> {
-        payload_dictionaries_in(&self.pool).await
-    }
-
-    async fn add_payload_dictionary(&self, dictionary: &stored_payload::PayloadDictionary) -> StoreResult<()> {
-        add_payload_dictionary_in(&self.pool, dictionary).await
-    }
-
-    async fn payload_samples(&self, limit: i64, max_bytes: usize) -> StoreResult<Vec<String>> {
-        payload_samples_in(&self.pool, limit, max_bytes).await
     }
 
     async fn refresh_planner_statistics(&self) -> StoreResult<()> {
@@ -627,6 +611,53 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn backup_to(&self, _dest: &std::path::Path) -> StoreResult<()> {
+        Err(StoreError::Incompatible(
+            "`booboo backup` copies SQLite databases; back up PostgreSQL with its own tools, \
+             e.g. `pg_dump --format=custom` (docs/operations.md)"
+                .into(),
+        ))
+    }
+
+    async fn used_bytes(&self) -> StoreResult<u64> {
+        let bytes: i64 = sqlx::query_scalar(super::retention_sql::POSTGRES_USED_BYTES)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable("measuring the database"))?;
+        Ok(bytes.max(0) as u64)
+    }
+
+    /// Marks the space of deleted events reusable now rather than when
+    /// autovacuum next comes by: a plain `VACUUM` (no lock against reads or
+    /// writes; pages without dead rows are skipped). The table's files keep
+    /// the space for new events rather than return it.
+    async fn reclaim_space(&self, _keep_bytes: u64) -> StoreResult<()> {
+        sqlx::raw_sql("VACUUM events").execute(&self.pool).await.map_err(unavailable("vacuuming events"))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PayloadDictionaries for PostgresStore {
+    fn payload_codec(&self) -> &stored_payload::PayloadCodec {
+        &self.payload_codec
+    }
+
+    async fn payload_dictionaries(&self) -> StoreResult<Vec<stored_payload::PayloadDictionary>> {
+        payload_dictionaries_in(&self.pool).await
+    }
+
+    async fn add_payload_dictionary(&self, dictionary: &stored_payload::PayloadDictionary) -> StoreResult<()> {
+        add_payload_dictionary_in(&self.pool, dictionary).await
+    }
+
+    async fn payload_samples(&self, limit: i64, max_bytes: usize) -> StoreResult<Vec<String>> {
+        payload_samples_in(&self.pool, limit, max_bytes).await
+    }
+}
+
+#[async_trait]
+impl Ingest for PostgresStore {
     async fn ingest_target(&self, token: &str) -> StoreResult<Option<IngestTarget>> {
         if token.contains('\0') {
             // No token holds one; PostgreSQL would refuse the lookup.
@@ -665,6 +696,13 @@ impl Store for PostgresStore {
         }
     }
 
+    fn set_installation_rate_limit(&self, limit: Option<RateLimit>) {
+        self.installation_quota.set(limit);
+    }
+}
+
+#[async_trait]
+impl Accounts for PostgresStore {
     async fn create_user(&self, email: &str, password_hash: &str, is_admin: bool, at: i64) -> StoreResult<User> {
         let row = sqlx::query(
             "INSERT INTO users (email, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4) \
@@ -707,26 +745,6 @@ impl Store for PostgresStore {
             .map_err(unavailable("counting users"))
     }
 
-    async fn set_membership(&self, org_slug: &str, user_id: i64, role: Role) -> StoreResult<()> {
-        let org_id: Option<i64> = sqlx::query_scalar("SELECT id FROM organisations WHERE slug = $1")
-            .bind(org_slug)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable("looking up an organisation"))?;
-        let org_id = org_id.ok_or_else(|| StoreError::NotFound(format!("no organisation named {org_slug}")))?;
-        sqlx::query(
-            "INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3) \
-             ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role",
-        )
-        .bind(org_id)
-        .bind(user_id)
-        .bind(role.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable("adding a member"))?;
-        Ok(())
-    }
-
     async fn create_api_token(&self, user_id: i64, token_hash: &str, label: &str, at: i64) -> StoreResult<()> {
         sqlx::query("INSERT INTO api_tokens (user_id, token_hash, label, created_at) VALUES ($1, $2, $3, $4)")
             .bind(user_id)
@@ -751,399 +769,6 @@ impl Store for PostgresStore {
         .map(|r| user_from_row(&r))
         .transpose()
         .map_err(unavailable("reading a user"))
-    }
-
-    async fn create_project(
-        &self,
-        org_slug: &str,
-        project_slug: &str,
-        token: &str,
-        at: i64,
-    ) -> StoreResult<(Project, ProjectKey)> {
-        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
-        sqlx::query(
-            "INSERT INTO organisations (slug, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (slug) DO NOTHING",
-        )
-        .bind(org_slug)
-        .bind(org_slug)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable("creating an organisation"))?;
-        let org_id: i64 = sqlx::query_scalar("SELECT id FROM organisations WHERE slug = $1")
-            .bind(org_slug)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable("looking up an organisation"))?;
-        let created = insert_project(&mut tx, org_id, org_slug, project_slug, token, at).await?;
-        tx.commit().await.map_err(unavailable("committing a project"))?;
-        Ok(created)
-    }
-
-    async fn project_with_keys(
-        &self,
-        org_slug: &str,
-        project_slug: &str,
-    ) -> StoreResult<Option<(Project, Vec<ProjectKey>)>> {
-        let row = sqlx::query(&format!(
-            "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organisations o ON o.id = p.org_id WHERE o.slug = $1 AND p.slug = $2"
-        ))
-        .bind(org_slug)
-        .bind(project_slug)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable("looking up a project"))?;
-        let Some(row) = row else { return Ok(None) };
-        let project = project_from_row(&row).map_err(unavailable("reading a project"))?;
-        let keys = sqlx::query(
-            "SELECT id, project_id, token, label, created_at, revoked_at FROM project_keys \
-             WHERE project_id = $1 AND revoked_at IS NULL ORDER BY id",
-        )
-        .bind(project.id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable("reading project keys"))?
-        .iter()
-        .map(key_from_row)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(unavailable("reading project keys"))?;
-        Ok(Some((project, keys)))
-    }
-
-    async fn projects_for(&self, viewer: Viewer) -> StoreResult<Vec<Project>> {
-        sqlx::query(&format!(
-            "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organisations o ON o.id = p.org_id \
-             WHERE {VISIBLE_ORG} ORDER BY o.slug, p.slug"
-        ))
-        .bind(viewer.is_admin)
-        .bind(viewer.user_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable("listing projects"))?
-        .iter()
-        .map(project_from_row)
-        .collect::<Result<_, _>>()
-        .map_err(unavailable("reading projects"))
-    }
-
-    async fn project_for(&self, viewer: Viewer, org_slug: &str, project_slug: &str) -> StoreResult<Option<Project>> {
-        // PostgreSQL text cannot hold U+0000, and no slug has one: not found.
-        if org_slug.contains('\0') || project_slug.contains('\0') {
-            return Ok(None);
-        }
-        sqlx::query(&format!(
-            "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organisations o ON o.id = p.org_id \
-             WHERE {VISIBLE_ORG} AND o.slug = $3 AND p.slug = $4"
-        ))
-        .bind(viewer.is_admin)
-        .bind(viewer.user_id)
-        .bind(org_slug)
-        .bind(project_slug)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable("looking up a project"))?
-        .map(|r| project_from_row(&r))
-        .transpose()
-        .map_err(unavailable("reading a project"))
-    }
-
-    async fn list_issues(
-        &self,
-        viewer: Viewer,
-        project_id: i64,
-        filter: &IssueFilter,
-        page: Page,
-    ) -> StoreResult<PageOf<Issue>> {
-        let (sql, binds) = issue_list_query(&DIALECT, VISIBLE_ORG, filter, page);
-        let mut query = sqlx::query(&sql).bind(viewer.is_admin).bind(viewer.user_id).bind(project_id);
-        for bind in binds {
-            query = match bind {
-                Bind::Int(i) => query.bind(i),
-                Bind::Text(t) => query.bind(pg_text(&t)),
-            };
-        }
-        let rows = query.fetch_all(&self.pool).await.map_err(unavailable("listing issues"))?;
-        let issues =
-            rows.iter().map(issue_from_row).collect::<Result<Vec<_>, _>>().map_err(unavailable("reading issues"))?;
-        let mut page = PageOf::from_overfetch(issues, page);
-        self.fill_environments_and_releases(&mut page.items).await?;
-        Ok(page)
-    }
-
-    async fn issue_detail(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<IssueDetail>> {
-        let row = sqlx::query(&format!(
-            "SELECT {ISSUE_COLUMNS} FROM issues i JOIN projects p ON p.id = i.project_id WHERE {VISIBLE_ORG} AND i.id = $3"
-        ))
-        .bind(viewer.is_admin)
-        .bind(viewer.user_id)
-        .bind(issue_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable("looking up an issue"))?;
-        let Some(row) = row else { return Ok(None) };
-        let mut issue = issue_from_row(&row).map_err(unavailable("reading an issue"))?;
-        let counts = |sql: &'static str| {
-            let pool = self.pool.clone();
-            async move {
-                sqlx::query(sql)
-                    .bind(issue_id)
-                    .fetch_all(&pool)
-                    .await
-                    .map_err(unavailable("reading issue counts"))?
-                    .iter()
-                    .map(|r| Ok(ValueCount { value: r.try_get(0)?, count: r.try_get(1)? }))
-                    .collect::<Result<Vec<_>, sqlx::Error>>()
-                    .map_err(unavailable("reading issue counts"))
-            }
-        };
-        let environments = counts(
-            "SELECT environment, event_count FROM issue_environments WHERE issue_id = $1 ORDER BY event_count DESC, environment",
-        )
-        .await?;
-        let releases =
-            counts("SELECT release, event_count FROM issue_releases WHERE issue_id = $1 ORDER BY first_seen, release")
-                .await?;
-        let tag_rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT key, value, event_count FROM issue_tags WHERE issue_id = $1 ORDER BY key, event_count DESC, value",
-        )
-        .bind(issue_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable("reading issue tags"))?;
-        let tags = group_tags(tag_rows);
-        issue.environments = environments.iter().map(|c| c.value.clone()).collect();
-        issue.releases = releases.iter().map(|c| c.value.clone()).collect();
-        Ok(Some(IssueDetail { issue, environment_counts: environments, release_counts: releases, tags }))
-    }
-
-    async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>> {
-        // The store is given times, but this verb predates that; the entry
-        // it records is stamped by the server's one clock.
-        self.change_issue_status(viewer, issue_id, status, None, None, crate::clock::now_millis()).await
-    }
-
-    async fn ignore_issue(
-        &self,
-        viewer: Viewer,
-        issue_id: i64,
-        condition: IgnoreCondition,
-        now: i64,
-    ) -> StoreResult<Option<Issue>> {
-        self.change_issue_status(viewer, issue_id, IssueStatus::Ignored, Some(condition), None, now).await
-    }
-
-    async fn resolve_issue(
-        &self,
-        viewer: Viewer,
-        issue_id: i64,
-        resolution: &Resolution,
-    ) -> StoreResult<Option<Issue>> {
-        let project_id: Option<i64> = sqlx::query_scalar(&format!(
-            "SELECT i.project_id FROM issues i JOIN projects p ON p.id = i.project_id WHERE {VISIBLE_ORG} AND i.id = $3"
-        ))
-        .bind(viewer.is_admin)
-        .bind(viewer.user_id)
-        .bind(issue_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable("finding an issue to resolve"))?;
-        let Some(project_id) = project_id else { return Ok(None) };
-        let releases = if *resolution == Resolution::Now {
-            Vec::new()
-        } else {
-            let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-            project_releases_seen(&mut conn, project_id).await.map_err(unavailable("reading a project's releases"))?
-        };
-        let resolved = super::resolve_sql::resolved_in(resolution, &releases)?;
-        // The activity entry is written with the resolution (change_issue_status).
-        self.change_issue_status(
-            viewer,
-            issue_id,
-            IssueStatus::Resolved,
-            None,
-            resolved.as_ref(),
-            crate::clock::now_millis(),
-        )
-        .await
-    }
-
-    async fn end_expired_ignores(&self, now: i64) -> StoreResult<u64> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-        if !any_expired_ignore(&mut conn, now).await.map_err(unavailable("looking for ignores that ended"))? {
-            return Ok(0);
-        }
-        drop(conn);
-        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
-        let ended = end_expired_ignore_rows(&mut tx, now).await.map_err(unavailable("ending ignores"))?;
-        tx.commit().await.map_err(unavailable("committing ended ignores"))?;
-        Ok(ended)
-    }
-
-    async fn issue_events(
-        &self,
-        viewer: Viewer,
-        issue_id: i64,
-        page: Page,
-    ) -> StoreResult<Option<PageOf<StoredEvent>>> {
-        if self.issue_detail(viewer, issue_id).await?.is_none() {
-            return Ok(None);
-        }
-        let rows = sqlx::query(
-            "SELECT event_id, issue_id, project_id, received_at, payload, body FROM events \
-             WHERE issue_id = $1 ORDER BY received_at DESC, id DESC LIMIT $2 OFFSET $3",
-        )
-        .bind(issue_id)
-        .bind(page.limit + 1)
-        .bind(page.offset)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable("listing events"))?;
-        let events =
-            rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>().map_err(unavailable("reading events"))?;
-        Ok(Some(PageOf::from_overfetch(events, page)))
-    }
-
-    async fn event(&self, viewer: Viewer, event_id: &str) -> StoreResult<Option<StoredEvent>> {
-        sqlx::query(&format!(
-            "SELECT e.event_id, e.issue_id, e.project_id, e.received_at, e.payload, e.body FROM events e \
-             JOIN projects p ON p.id = e.project_id \
-             WHERE {VISIBLE_ORG} AND e.event_id = $3 AND e.issue_id IS NOT NULL ORDER BY e.received_at DESC LIMIT 1"
-        ))
-        .bind(viewer.is_admin)
-        .bind(viewer.user_id)
-        .bind(event_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable("looking up an event"))?
-        .map(|r| event_from_row(&r))
-        .transpose()
-        .map_err(unavailable("reading an event"))
-    }
-    async fn delete_issue(&self, viewer: Viewer, issue_id: i64) -> StoreResult<bool> {
-        let org_id: Option<i64> = sqlx::query_scalar(&format!(
-            "SELECT p.org_id FROM issues i JOIN projects p ON p.id = i.project_id WHERE {VISIBLE_ORG} AND i.id = $3"
-        ))
-        .bind(viewer.is_admin)
-        .bind(viewer.user_id)
-        .bind(issue_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable("looking up an issue"))?;
-        let Some(org_id) = org_id else { return Ok(false) };
-        self.require_org_admin(viewer, org_id, "delete issues").await?;
-        // Fingerprints merged into it go first, so their later events start
-        // issues of their own rather than land in the one being deleted.
-        sqlx::query("DELETE FROM issue_aliases WHERE issue_id = $1")
-            .bind(issue_id)
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable("detaching an issue's merged fingerprints"))?;
-        sqlx::query("UPDATE issues SET fingerprint = $1 WHERE id = $2")
-            .bind(format!("deleted:{issue_id}"))
-            .bind(issue_id)
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable("detaching an issue"))?;
-        let sql = "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE issue_id = $1 LIMIT $2)";
-        self.delete_in_pages(sql, issue_id, "deleting an issue's events").await?;
-        sqlx::query("DELETE FROM issues WHERE id = $1")
-            .bind(issue_id)
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable("deleting an issue"))?;
-        Ok(true)
-    }
-
-    async fn delete_project(&self, viewer: Viewer, project_id: i64, at: i64) -> StoreResult<bool> {
-        let org_id: Option<i64> =
-            sqlx::query_scalar(&format!("SELECT p.org_id FROM projects p WHERE {VISIBLE_ORG} AND p.id = $3"))
-                .bind(viewer.is_admin)
-                .bind(viewer.user_id)
-                .bind(project_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(unavailable("looking up a project"))?;
-        let Some(org_id) = org_id else { return Ok(false) };
-        self.require_org_admin(viewer, org_id, "delete projects").await?;
-        sqlx::query("UPDATE project_keys SET revoked_at = $1 WHERE project_id = $2 AND revoked_at IS NULL")
-            .bind(at)
-            .bind(project_id)
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable("revoking a project's keys"))?;
-        for (table, what) in [("events", "deleting a project's events"), ("issues", "deleting a project's issues")] {
-            let sql =
-                format!("DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE project_id = $1 LIMIT $2)");
-            self.delete_in_pages(&sql, project_id, what).await?;
-        }
-        sqlx::query("DELETE FROM projects WHERE id = $1")
-            .bind(project_id)
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable("deleting a project"))?;
-        Ok(true)
-    }
-
-    async fn export_marks(&self, project_id: i64) -> StoreResult<ExportMarks> {
-        let (last_issue_id, last_event_row): (Option<i64>, Option<i64>) = sqlx::query_as(
-            "SELECT (SELECT MAX(id) FROM issues WHERE project_id = $1), \
-                    (SELECT MAX(id) FROM events WHERE project_id = $1)",
-        )
-        .bind(project_id)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(unavailable("reading where an export stops"))?;
-        Ok(ExportMarks { last_issue_id: last_issue_id.unwrap_or(0), last_event_row: last_event_row.unwrap_or(0) })
-    }
-
-    async fn export_issues(&self, project_id: i64, after: i64, up_to: i64, limit: i64) -> StoreResult<Vec<Issue>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ISSUE_COLUMNS} FROM issues i WHERE i.project_id = $1 AND i.id > $2 AND i.id <= $3 \
-             ORDER BY i.id LIMIT $4"
-        ))
-        .bind(project_id)
-        .bind(after)
-        .bind(up_to)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable("exporting issues"))?;
-        let mut issues =
-            rows.iter().map(issue_from_row).collect::<Result<Vec<_>, _>>().map_err(unavailable("reading issues"))?;
-        self.fill_environments_and_releases(&mut issues).await?;
-        Ok(issues)
-    }
-
-    async fn export_events(
-        &self,
-        project_id: i64,
-        after: i64,
-        up_to: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<(i64, StoredEvent)>> {
-        let rows = sqlx::query(
-            "SELECT id, event_id, issue_id, project_id, received_at, payload, body FROM events \
-             WHERE project_id = $1 AND id > $2 AND id <= $3 AND issue_id IS NOT NULL ORDER BY id LIMIT $4",
-        )
-        .bind(project_id)
-        .bind(after)
-        .bind(up_to)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable("exporting events"))?;
-        rows.iter()
-            .map(|row| Ok((row.try_get::<i64, _>("id")?, event_from_row(row)?)))
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(unavailable("reading events"))
-    }
-
-    async fn backup_to(&self, _dest: &std::path::Path) -> StoreResult<()> {
-        Err(StoreError::Incompatible(
-            "`booboo backup` copies SQLite databases; back up PostgreSQL with its own tools, \
-             e.g. `pg_dump --format=custom` (docs/operations.md)"
-                .into(),
-        ))
     }
 
     async fn add_setup_token(&self, token_hash: &str, at: i64, expires_at: i64) -> StoreResult<()> {
@@ -1425,6 +1050,61 @@ impl Store for PostgresStore {
         Ok(Pruned { sessions: counts[0], links: counts[1], sign_in_limits: counts[2] })
     }
 
+    async fn api_tokens_of(&self, user_id: i64) -> StoreResult<Vec<ApiTokenInfo>> {
+        sqlx::query("SELECT id, label, created_at, revoked_at FROM api_tokens WHERE user_id = $1 ORDER BY id")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable("listing API tokens"))?
+            .iter()
+            .map(|r| {
+                Ok(ApiTokenInfo {
+                    id: r.try_get("id")?,
+                    label: r.try_get("label")?,
+                    created_at: r.try_get("created_at")?,
+                    revoked_at: r.try_get("revoked_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(unavailable("reading API tokens"))
+    }
+
+    async fn revoke_api_token(&self, user_id: i64, token_id: i64, at: i64) -> StoreResult<bool> {
+        let changed =
+            sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL")
+                .bind(at)
+                .bind(token_id)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable("revoking an API token"))?
+                .rows_affected();
+        Ok(changed > 0)
+    }
+}
+
+#[async_trait]
+impl Organisations for PostgresStore {
+    async fn set_membership(&self, org_slug: &str, user_id: i64, role: Role) -> StoreResult<()> {
+        let org_id: Option<i64> = sqlx::query_scalar("SELECT id FROM organisations WHERE slug = $1")
+            .bind(org_slug)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable("looking up an organisation"))?;
+        let org_id = org_id.ok_or_else(|| StoreError::NotFound(format!("no organisation named {org_slug}")))?;
+        sqlx::query(
+            "INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3) \
+             ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role",
+        )
+        .bind(org_id)
+        .bind(user_id)
+        .bind(role.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("adding a member"))?;
+        Ok(())
+    }
+
     async fn organisations_for(&self, viewer: Viewer) -> StoreResult<Vec<OrgAccess>> {
         let rows = sqlx::query(
             "SELECT o.slug, CASE WHEN $1 THEN 'admin' ELSE m.role END AS role FROM organisations o \
@@ -1595,36 +1275,128 @@ impl Store for PostgresStore {
         Ok((user, created))
     }
 
-    async fn api_tokens_of(&self, user_id: i64) -> StoreResult<Vec<ApiTokenInfo>> {
-        sqlx::query("SELECT id, label, created_at, revoked_at FROM api_tokens WHERE user_id = $1 ORDER BY id")
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable("listing API tokens"))?
-            .iter()
-            .map(|r| {
-                Ok(ApiTokenInfo {
-                    id: r.try_get("id")?,
-                    label: r.try_get("label")?,
-                    created_at: r.try_get("created_at")?,
-                    revoked_at: r.try_get("revoked_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(unavailable("reading API tokens"))
+    async fn pending_invitations(
+        &self,
+        viewer: Viewer,
+        org_slug: &str,
+        now: i64,
+    ) -> StoreResult<Option<Vec<PendingInvitation>>> {
+        match self.role_in(viewer, org_slug).await? {
+            None => return Ok(None),
+            Some(Role::Member) => {
+                return Err(StoreError::Forbidden("only an admin of the organisation may see its invitations".into()))
+            }
+            Some(Role::Admin) => {}
+        }
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        pending_invitation_rows(&mut conn, org_slug, now).await.map(Some).map_err(unavailable("listing invitations"))
     }
 
-    async fn revoke_api_token(&self, user_id: i64, token_id: i64, at: i64) -> StoreResult<bool> {
-        let changed =
-            sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL")
-                .bind(at)
-                .bind(token_id)
-                .bind(user_id)
-                .execute(&self.pool)
-                .await
-                .map_err(unavailable("revoking an API token"))?
-                .rows_affected();
-        Ok(changed > 0)
+    async fn revoke_invitation(&self, viewer: Viewer, org_slug: &str, email: &str) -> StoreResult<bool> {
+        if self.role_in(viewer, org_slug).await? != Some(Role::Admin) {
+            return Err(StoreError::Forbidden("only an admin of the organisation may revoke its invitations".into()));
+        }
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        let revoked =
+            revoke_invitation_rows(&mut conn, org_slug, email).await.map_err(unavailable("revoking an invitation"))?;
+        Ok(revoked > 0)
+    }
+}
+
+#[async_trait]
+impl Projects for PostgresStore {
+    async fn create_project(
+        &self,
+        org_slug: &str,
+        project_slug: &str,
+        token: &str,
+        at: i64,
+    ) -> StoreResult<(Project, ProjectKey)> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        sqlx::query(
+            "INSERT INTO organisations (slug, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (slug) DO NOTHING",
+        )
+        .bind(org_slug)
+        .bind(org_slug)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable("creating an organisation"))?;
+        let org_id: i64 = sqlx::query_scalar("SELECT id FROM organisations WHERE slug = $1")
+            .bind(org_slug)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable("looking up an organisation"))?;
+        let created = insert_project(&mut tx, org_id, org_slug, project_slug, token, at).await?;
+        tx.commit().await.map_err(unavailable("committing a project"))?;
+        Ok(created)
+    }
+
+    async fn project_with_keys(
+        &self,
+        org_slug: &str,
+        project_slug: &str,
+    ) -> StoreResult<Option<(Project, Vec<ProjectKey>)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organisations o ON o.id = p.org_id WHERE o.slug = $1 AND p.slug = $2"
+        ))
+        .bind(org_slug)
+        .bind(project_slug)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("looking up a project"))?;
+        let Some(row) = row else { return Ok(None) };
+        let project = project_from_row(&row).map_err(unavailable("reading a project"))?;
+        let keys = sqlx::query(
+            "SELECT id, project_id, token, label, created_at, revoked_at FROM project_keys \
+             WHERE project_id = $1 AND revoked_at IS NULL ORDER BY id",
+        )
+        .bind(project.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("reading project keys"))?
+        .iter()
+        .map(key_from_row)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(unavailable("reading project keys"))?;
+        Ok(Some((project, keys)))
+    }
+
+    async fn projects_for(&self, viewer: Viewer) -> StoreResult<Vec<Project>> {
+        sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organisations o ON o.id = p.org_id \
+             WHERE {VISIBLE_ORG} ORDER BY o.slug, p.slug"
+        ))
+        .bind(viewer.is_admin)
+        .bind(viewer.user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("listing projects"))?
+        .iter()
+        .map(project_from_row)
+        .collect::<Result<_, _>>()
+        .map_err(unavailable("reading projects"))
+    }
+
+    async fn project_for(&self, viewer: Viewer, org_slug: &str, project_slug: &str) -> StoreResult<Option<Project>> {
+        // PostgreSQL text cannot hold U+0000, and no slug has one: not found.
+        if org_slug.contains('\0') || project_slug.contains('\0') {
+            return Ok(None);
+        }
+        sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organisations o ON o.id = p.org_id \
+             WHERE {VISIBLE_ORG} AND o.slug = $3 AND p.slug = $4"
+        ))
+        .bind(viewer.is_admin)
+        .bind(viewer.user_id)
+        .bind(org_slug)
+        .bind(project_slug)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("looking up a project"))?
+        .map(|r| project_from_row(&r))
+        .transpose()
+        .map_err(unavailable("reading a project"))
     }
 
     async fn create_project_for(
@@ -1745,6 +1517,156 @@ impl Store for PostgresStore {
         Ok(changed > 0)
     }
 
+    async fn project_limits_all(&self) -> StoreResult<Vec<(i64, ProjectLimits)>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        all_limit_rows(&mut conn).await.map_err(unavailable("reading project limits"))
+    }
+
+    async fn set_project_limits(
+        &self,
+        viewer: Viewer,
+        project_id: i64,
+        patch: &ProjectLimitsPatch,
+    ) -> StoreResult<Option<ProjectLimits>> {
+        if let Err((field, message)) = patch.check() {
+            return Err(StoreError::Conflict(format!("{field}: {message}")));
+        }
+        let org_id: Option<i64> =
+            sqlx::query_scalar(&format!("SELECT p.org_id FROM projects p WHERE {VISIBLE_ORG} AND p.id = $3"))
+                .bind(viewer.is_admin)
+                .bind(viewer.user_id)
+                .bind(project_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable("looking up a project"))?;
+        let Some(org_id) = org_id else { return Ok(None) };
+        self.require_org_admin(viewer, org_id, "change a project's limits").await?;
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        // Deleted between the look-up and the change: as good as unseen.
+        set_limit_row(&mut conn, project_id, patch).await.map_err(unavailable("changing a project's limits"))
+    }
+
+    async fn delete_project_key(&self, viewer: Viewer, project_id: i64, key_id: i64) -> StoreResult<bool> {
+        if !self.project_visible(viewer, project_id).await? {
+            return Ok(false);
+        }
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        delete_key_row(&mut conn, project_id, key_id).await.map_err(unavailable("deleting a project key"))
+    }
+}
+
+#[async_trait]
+impl IssueReads for PostgresStore {
+    async fn list_issues(
+        &self,
+        viewer: Viewer,
+        project_id: i64,
+        filter: &IssueFilter,
+        page: Page,
+    ) -> StoreResult<PageOf<Issue>> {
+        let (sql, binds) = issue_list_query(&DIALECT, VISIBLE_ORG, filter, page);
+        let mut query = sqlx::query(&sql).bind(viewer.is_admin).bind(viewer.user_id).bind(project_id);
+        for bind in binds {
+            query = match bind {
+                Bind::Int(i) => query.bind(i),
+                Bind::Text(t) => query.bind(pg_text(&t)),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(unavailable("listing issues"))?;
+        let issues =
+            rows.iter().map(issue_from_row).collect::<Result<Vec<_>, _>>().map_err(unavailable("reading issues"))?;
+        let mut page = PageOf::from_overfetch(issues, page);
+        self.fill_environments_and_releases(&mut page.items).await?;
+        Ok(page)
+    }
+
+    async fn issue_detail(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<IssueDetail>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ISSUE_COLUMNS} FROM issues i JOIN projects p ON p.id = i.project_id WHERE {VISIBLE_ORG} AND i.id = $3"
+        ))
+        .bind(viewer.is_admin)
+        .bind(viewer.user_id)
+        .bind(issue_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("looking up an issue"))?;
+        let Some(row) = row else { return Ok(None) };
+        let mut issue = issue_from_row(&row).map_err(unavailable("reading an issue"))?;
+        let counts = |sql: &'static str| {
+            let pool = self.pool.clone();
+            async move {
+                sqlx::query(sql)
+                    .bind(issue_id)
+                    .fetch_all(&pool)
+                    .await
+                    .map_err(unavailable("reading issue counts"))?
+                    .iter()
+                    .map(|r| Ok(ValueCount { value: r.try_get(0)?, count: r.try_get(1)? }))
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+                    .map_err(unavailable("reading issue counts"))
+            }
+        };
+        let environments = counts(
+            "SELECT environment, event_count FROM issue_environments WHERE issue_id = $1 ORDER BY event_count DESC, environment",
+        )
+        .await?;
+        let releases =
+            counts("SELECT release, event_count FROM issue_releases WHERE issue_id = $1 ORDER BY first_seen, release")
+                .await?;
+        let tag_rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT key, value, event_count FROM issue_tags WHERE issue_id = $1 ORDER BY key, event_count DESC, value",
+        )
+        .bind(issue_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("reading issue tags"))?;
+        let tags = group_tags(tag_rows);
+        issue.environments = environments.iter().map(|c| c.value.clone()).collect();
+        issue.releases = releases.iter().map(|c| c.value.clone()).collect();
+        Ok(Some(IssueDetail { issue, environment_counts: environments, release_counts: releases, tags }))
+    }
+
+    async fn issue_events(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        page: Page,
+    ) -> StoreResult<Option<PageOf<StoredEvent>>> {
+        if self.issue_detail(viewer, issue_id).await?.is_none() {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT event_id, issue_id, project_id, received_at, payload, body FROM events \
+             WHERE issue_id = $1 ORDER BY received_at DESC, id DESC LIMIT $2 OFFSET $3",
+        )
+        .bind(issue_id)
+        .bind(page.limit + 1)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("listing events"))?;
+        let events =
+            rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>().map_err(unavailable("reading events"))?;
+        Ok(Some(PageOf::from_overfetch(events, page)))
+    }
+
+    async fn event(&self, viewer: Viewer, event_id: &str) -> StoreResult<Option<StoredEvent>> {
+        sqlx::query(&format!(
+            "SELECT e.event_id, e.issue_id, e.project_id, e.received_at, e.payload, e.body FROM events e \
+             JOIN projects p ON p.id = e.project_id \
+             WHERE {VISIBLE_ORG} AND e.event_id = $3 AND e.issue_id IS NOT NULL ORDER BY e.received_at DESC LIMIT 1"
+        ))
+        .bind(viewer.is_admin)
+        .bind(viewer.user_id)
+        .bind(event_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("looking up an event"))?
+        .map(|r| event_from_row(&r))
+        .transpose()
+        .map_err(unavailable("reading an event"))
+    }
+
     async fn issue_hourly(
         &self,
         viewer: Viewer,
@@ -1859,6 +1781,193 @@ impl Store for PostgresStore {
         Ok(Some(EventInIssue { event, older, newer }))
     }
 
+    async fn merged_issue_target(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<i64>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        merged_issue_target(&mut conn, viewer, issue_id).await.map_err(unavailable("looking up a merged issue"))
+    }
+
+    async fn search_issues(
+        &self,
+        viewer: Viewer,
+        project_id: i64,
+        search: &IssueSearch,
+        page: Page,
+        since_hour: i64,
+    ) -> StoreResult<SearchResults> {
+        let (mut hits, total, counts, mut hourly, more) =
+            search_issues_with(&self.pool, viewer, project_id, search, page, since_hour).await?;
+        let mut issues: Vec<Issue> = hits.iter().map(|h| h.issue.clone()).collect();
+        self.fill_environments_and_releases(&mut issues).await?;
+        for (hit, issue) in hits.iter_mut().zip(issues) {
+            hit.issue = issue;
+        }
+        if counts == CountSource::AllEvents {
+            let ids: Vec<i64> = hits.iter().map(|h| h.issue.id).collect();
+            hourly = self.issue_hourly(viewer, project_id, &ids, since_hour).await?;
+        }
+        Ok(SearchResults {
+            hits: PageOf { items: hits, next_offset: more.then_some(page.offset + page.limit) },
+            total,
+            counts,
+            hourly,
+        })
+    }
+}
+
+#[async_trait]
+impl Triage for PostgresStore {
+    async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>> {
+        // The store is given times, but this verb predates that; the entry
+        // it records is stamped by the server's one clock.
+        self.change_issue_status(viewer, issue_id, status, None, None, crate::clock::now_millis()).await
+    }
+
+    async fn ignore_issue(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        condition: IgnoreCondition,
+        now: i64,
+    ) -> StoreResult<Option<Issue>> {
+        self.change_issue_status(viewer, issue_id, IssueStatus::Ignored, Some(condition), None, now).await
+    }
+
+    async fn resolve_issue(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        resolution: &Resolution,
+    ) -> StoreResult<Option<Issue>> {
+        let project_id: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT i.project_id FROM issues i JOIN projects p ON p.id = i.project_id WHERE {VISIBLE_ORG} AND i.id = $3"
+        ))
+        .bind(viewer.is_admin)
+        .bind(viewer.user_id)
+        .bind(issue_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("finding an issue to resolve"))?;
+        let Some(project_id) = project_id else { return Ok(None) };
+        let releases = if *resolution == Resolution::Now {
+            Vec::new()
+        } else {
+            let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+            project_releases_seen(&mut conn, project_id).await.map_err(unavailable("reading a project's releases"))?
+        };
+        let resolved = super::resolve_sql::resolved_in(resolution, &releases)?;
+        // The activity entry is written with the resolution (change_issue_status).
+        self.change_issue_status(
+            viewer,
+            issue_id,
+            IssueStatus::Resolved,
+            None,
+            resolved.as_ref(),
+            crate::clock::now_millis(),
+        )
+        .await
+    }
+
+    async fn end_expired_ignores(&self, now: i64) -> StoreResult<u64> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        if !any_expired_ignore(&mut conn, now).await.map_err(unavailable("looking for ignores that ended"))? {
+            return Ok(0);
+        }
+        drop(conn);
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let ended = end_expired_ignore_rows(&mut tx, now).await.map_err(unavailable("ending ignores"))?;
+        tx.commit().await.map_err(unavailable("committing ended ignores"))?;
+        Ok(ended)
+    }
+
+    async fn merge_issues(&self, viewer: Viewer, merge: &IssueMerge, at: i64) -> StoreResult<bool> {
+        // A merge that loses a deadlock to a batch of another node (whose
+        // events were reordered by earlier merges) runs again, like a batch.
+        let mut attempt = 1;
+        loop {
+            let mut tx = self.pool.begin().await.map_err(unavailable("starting a merge"))?;
+            let result = match merge_issue_rows(&mut tx, viewer, merge, at).await {
+                Ok(MergeOutcome::Merged) => tx.commit().await.map(|()| MergeOutcome::Merged),
+                other => other,
+            };
+            match result {
+                Err(e) if attempt < BATCH_ATTEMPTS && is_lost_race(&e) => attempt += 1,
+                Err(e) => return Err(unavailable("merging issues")(e)),
+                Ok(outcome) => return outcome.answer(merge.target()),
+            }
+        }
+    }
+
+    async fn assign_issue(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        assignee: Option<&str>,
+        at: i64,
+    ) -> StoreResult<Assignment> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let outcome = assign_issue_row(&mut tx, viewer, issue_id, assignee, at)
+            .await
+            .map_err(unavailable("assigning an issue"))?;
+        tx.commit().await.map_err(unavailable("committing an assignment"))?;
+        match outcome {
+            Assignment::Done(issue) => {
+                let mut issues = vec![*issue];
+                self.fill_environments_and_releases(&mut issues).await?;
+                Ok(issues.pop().map(|i| Assignment::Done(Box::new(i))).unwrap_or(Assignment::IssueNotFound))
+            }
+            other => Ok(other),
+        }
+    }
+
+    async fn add_issue_comment(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        text: &str,
+        at: i64,
+    ) -> StoreResult<Option<Activity>> {
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
+        let comment =
+            add_comment_row(&mut tx, viewer, issue_id, text, at).await.map_err(unavailable("adding a comment"))?;
+        tx.commit().await.map_err(unavailable("committing a comment"))?;
+        Ok(comment)
+    }
+
+    async fn issue_activity(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        kind: Option<ActivityKind>,
+        page: Page,
+    ) -> StoreResult<Option<PageOf<Activity>>> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        if visible_issue_org(&mut conn, viewer, issue_id).await.map_err(unavailable("looking up an issue"))?.is_none() {
+            return Ok(None);
+        }
+        activity_page(&mut conn, issue_id, kind, page)
+            .await
+            .map(Some)
+            .map_err(unavailable("reading an issue's activity"))
+    }
+
+    async fn record_issue_activity(
+        &self,
+        issue_id: i64,
+        actor: Option<i64>,
+        kind: ActivityKind,
+        detail: &serde_json::Value,
+        at: i64,
+    ) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+        insert_activity(&mut conn, issue_id, actor, kind, detail, at)
+            .await
+            .map_err(unavailable("recording an issue's activity"))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Alerting for PostgresStore {
     async fn create_alert_rule(&self, project_id: i64, rule: &NewAlertRule, at: i64) -> StoreResult<AlertRule> {
         let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
         let id = insert_alert_rule(&mut tx, project_id, rule, at).await.map_err(|e| {
@@ -2024,23 +2133,46 @@ impl Store for PostgresStore {
         let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
         opt_out_rows(&mut conn, user_id).await.map_err(unavailable("reading e-mail opt-outs"))
     }
+}
 
-    // --- Project limits ---
-
-    async fn project_limits_all(&self) -> StoreResult<Vec<(i64, ProjectLimits)>> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-        all_limit_rows(&mut conn).await.map_err(unavailable("reading project limits"))
+#[async_trait]
+impl DataLifecycle for PostgresStore {
+    async fn delete_issue(&self, viewer: Viewer, issue_id: i64) -> StoreResult<bool> {
+        let org_id: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT p.org_id FROM issues i JOIN projects p ON p.id = i.project_id WHERE {VISIBLE_ORG} AND i.id = $3"
+        ))
+        .bind(viewer.is_admin)
+        .bind(viewer.user_id)
+        .bind(issue_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("looking up an issue"))?;
+        let Some(org_id) = org_id else { return Ok(false) };
+        self.require_org_admin(viewer, org_id, "delete issues").await?;
+        // Fingerprints merged into it go first, so their later events start
+        // issues of their own rather than land in the one being deleted.
+        sqlx::query("DELETE FROM issue_aliases WHERE issue_id = $1")
+            .bind(issue_id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("detaching an issue's merged fingerprints"))?;
+        sqlx::query("UPDATE issues SET fingerprint = $1 WHERE id = $2")
+            .bind(format!("deleted:{issue_id}"))
+            .bind(issue_id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("detaching an issue"))?;
+        let sql = "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE issue_id = $1 LIMIT $2)";
+        self.delete_in_pages(sql, issue_id, "deleting an issue's events").await?;
+        sqlx::query("DELETE FROM issues WHERE id = $1")
+            .bind(issue_id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("deleting an issue"))?;
+        Ok(true)
     }
 
-    async fn set_project_limits(
-        &self,
-        viewer: Viewer,
-        project_id: i64,
-        patch: &ProjectLimitsPatch,
-    ) -> StoreResult<Option<ProjectLimits>> {
-        if let Err((field, message)) = patch.check() {
-            return Err(StoreError::Conflict(format!("{field}: {message}")));
-        }
+    async fn delete_project(&self, viewer: Viewer, project_id: i64, at: i64) -> StoreResult<bool> {
         let org_id: Option<i64> =
             sqlx::query_scalar(&format!("SELECT p.org_id FROM projects p WHERE {VISIBLE_ORG} AND p.id = $3"))
                 .bind(viewer.is_admin)
@@ -2049,11 +2181,79 @@ impl Store for PostgresStore {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(unavailable("looking up a project"))?;
-        let Some(org_id) = org_id else { return Ok(None) };
-        self.require_org_admin(viewer, org_id, "change a project's limits").await?;
-        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-        // Deleted between the look-up and the change: as good as unseen.
-        set_limit_row(&mut conn, project_id, patch).await.map_err(unavailable("changing a project's limits"))
+        let Some(org_id) = org_id else { return Ok(false) };
+        self.require_org_admin(viewer, org_id, "delete projects").await?;
+        sqlx::query("UPDATE project_keys SET revoked_at = $1 WHERE project_id = $2 AND revoked_at IS NULL")
+            .bind(at)
+            .bind(project_id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("revoking a project's keys"))?;
+        for (table, what) in [("events", "deleting a project's events"), ("issues", "deleting a project's issues")] {
+            let sql =
+                format!("DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE project_id = $1 LIMIT $2)");
+            self.delete_in_pages(&sql, project_id, what).await?;
+        }
+        sqlx::query("DELETE FROM projects WHERE id = $1")
+            .bind(project_id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("deleting a project"))?;
+        Ok(true)
+    }
+
+    async fn export_marks(&self, project_id: i64) -> StoreResult<ExportMarks> {
+        let (last_issue_id, last_event_row): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT MAX(id) FROM issues WHERE project_id = $1), \
+                    (SELECT MAX(id) FROM events WHERE project_id = $1)",
+        )
+        .bind(project_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable("reading where an export stops"))?;
+        Ok(ExportMarks { last_issue_id: last_issue_id.unwrap_or(0), last_event_row: last_event_row.unwrap_or(0) })
+    }
+
+    async fn export_issues(&self, project_id: i64, after: i64, up_to: i64, limit: i64) -> StoreResult<Vec<Issue>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ISSUE_COLUMNS} FROM issues i WHERE i.project_id = $1 AND i.id > $2 AND i.id <= $3 \
+             ORDER BY i.id LIMIT $4"
+        ))
+        .bind(project_id)
+        .bind(after)
+        .bind(up_to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("exporting issues"))?;
+        let mut issues =
+            rows.iter().map(issue_from_row).collect::<Result<Vec<_>, _>>().map_err(unavailable("reading issues"))?;
+        self.fill_environments_and_releases(&mut issues).await?;
+        Ok(issues)
+    }
+
+    async fn export_events(
+        &self,
+        project_id: i64,
+        after: i64,
+        up_to: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, StoredEvent)>> {
+        let rows = sqlx::query(
+            "SELECT id, event_id, issue_id, project_id, received_at, payload, body FROM events \
+             WHERE project_id = $1 AND id > $2 AND id <= $3 AND issue_id IS NOT NULL ORDER BY id LIMIT $4",
+        )
+        .bind(project_id)
+        .bind(after)
+        .bind(up_to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("exporting events"))?;
+        rows.iter()
+            .map(|row| Ok((row.try_get::<i64, _>("id")?, event_from_row(row)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(unavailable("reading events"))
     }
 
     async fn take_retention_lease(&self, node: &str, now: i64, until: i64) -> StoreResult<bool> {
@@ -2111,186 +2311,6 @@ impl Store for PostgresStore {
         let n = replace_lightened_in(&mut tx, payloads).await.map_err(unavailable("lightening events"))?;
         tx.commit().await.map_err(unavailable("committing lightened events"))?;
         Ok(n)
-    }
-
-    async fn used_bytes(&self) -> StoreResult<u64> {
-        let bytes: i64 = sqlx::query_scalar(super::retention_sql::POSTGRES_USED_BYTES)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(unavailable("measuring the database"))?;
-        Ok(bytes.max(0) as u64)
-    }
-
-    /// Marks the space of deleted events reusable now rather than when
-    /// autovacuum next comes by: a plain `VACUUM` (no lock against reads or
-    /// writes; pages without dead rows are skipped). The table's files keep
-    /// the space for new events rather than return it.
-    async fn reclaim_space(&self, _keep_bytes: u64) -> StoreResult<()> {
-        sqlx::raw_sql("VACUUM events").execute(&self.pool).await.map_err(unavailable("vacuuming events"))?;
-        Ok(())
-    }
-
-    // --- merging issues (store/merge_sql.rs) ---------------------------------
-
-    async fn merge_issues(&self, viewer: Viewer, merge: &IssueMerge, at: i64) -> StoreResult<bool> {
-        // A merge that loses a deadlock to a batch of another node (whose
-        // events were reordered by earlier merges) runs again, like a batch.
-        let mut attempt = 1;
-        loop {
-            let mut tx = self.pool.begin().await.map_err(unavailable("starting a merge"))?;
-            let result = match merge_issue_rows(&mut tx, viewer, merge, at).await {
-                Ok(MergeOutcome::Merged) => tx.commit().await.map(|()| MergeOutcome::Merged),
-                other => other,
-            };
-            match result {
-                Err(e) if attempt < BATCH_ATTEMPTS && is_lost_race(&e) => attempt += 1,
-                Err(e) => return Err(unavailable("merging issues")(e)),
-                Ok(outcome) => return outcome.answer(merge.target()),
-            }
-        }
-    }
-
-    async fn merged_issue_target(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<i64>> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-        merged_issue_target(&mut conn, viewer, issue_id).await.map_err(unavailable("looking up a merged issue"))
-    }
-
-    async fn delete_project_key(&self, viewer: Viewer, project_id: i64, key_id: i64) -> StoreResult<bool> {
-        if !self.project_visible(viewer, project_id).await? {
-            return Ok(false);
-        }
-        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-        delete_key_row(&mut conn, project_id, key_id).await.map_err(unavailable("deleting a project key"))
-    }
-
-    // --- ownership and history ------------------------------------------------
-
-    async fn assign_issue(
-        &self,
-        viewer: Viewer,
-        issue_id: i64,
-        assignee: Option<&str>,
-        at: i64,
-    ) -> StoreResult<Assignment> {
-        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
-        let outcome = assign_issue_row(&mut tx, viewer, issue_id, assignee, at)
-            .await
-            .map_err(unavailable("assigning an issue"))?;
-        tx.commit().await.map_err(unavailable("committing an assignment"))?;
-        match outcome {
-            Assignment::Done(issue) => {
-                let mut issues = vec![*issue];
-                self.fill_environments_and_releases(&mut issues).await?;
-                Ok(issues.pop().map(|i| Assignment::Done(Box::new(i))).unwrap_or(Assignment::IssueNotFound))
-            }
-            other => Ok(other),
-        }
-    }
-
-    async fn add_issue_comment(
-        &self,
-        viewer: Viewer,
-        issue_id: i64,
-        text: &str,
-        at: i64,
-    ) -> StoreResult<Option<Activity>> {
-        let mut tx = self.pool.begin().await.map_err(unavailable("starting a transaction"))?;
-        let comment =
-            add_comment_row(&mut tx, viewer, issue_id, text, at).await.map_err(unavailable("adding a comment"))?;
-        tx.commit().await.map_err(unavailable("committing a comment"))?;
-        Ok(comment)
-    }
-
-    async fn issue_activity(
-        &self,
-        viewer: Viewer,
-        issue_id: i64,
-        kind: Option<ActivityKind>,
-        page: Page,
-    ) -> StoreResult<Option<PageOf<Activity>>> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-        if visible_issue_org(&mut conn, viewer, issue_id).await.map_err(unavailable("looking up an issue"))?.is_none() {
-            return Ok(None);
-        }
-        activity_page(&mut conn, issue_id, kind, page)
-            .await
-            .map(Some)
-            .map_err(unavailable("reading an issue's activity"))
-    }
-
-    async fn record_issue_activity(
-        &self,
-        issue_id: i64,
-        actor: Option<i64>,
-        kind: ActivityKind,
-        detail: &serde_json::Value,
-        at: i64,
-    ) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-        insert_activity(&mut conn, issue_id, actor, kind, detail, at)
-            .await
-            .map_err(unavailable("recording an issue's activity"))?;
-        Ok(())
-    }
-
-    async fn pending_invitations(
-        &self,
-        viewer: Viewer,
-        org_slug: &str,
-        now: i64,
-    ) -> StoreResult<Option<Vec<PendingInvitation>>> {
-        match self.role_in(viewer, org_slug).await? {
-            None => return Ok(None),
-            Some(Role::Member) => {
-                return Err(StoreError::Forbidden("only an admin of the organisation may see its invitations".into()))
-            }
-            Some(Role::Admin) => {}
-        }
-        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-        pending_invitation_rows(&mut conn, org_slug, now).await.map(Some).map_err(unavailable("listing invitations"))
-    }
-
-    async fn revoke_invitation(&self, viewer: Viewer, org_slug: &str, email: &str) -> StoreResult<bool> {
-        if self.role_in(viewer, org_slug).await? != Some(Role::Admin) {
-            return Err(StoreError::Forbidden("only an admin of the organisation may revoke its invitations".into()));
-        }
-        let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-        let revoked =
-            revoke_invitation_rows(&mut conn, org_slug, email).await.map_err(unavailable("revoking an invitation"))?;
-        Ok(revoked > 0)
-    }
-
-    // --- quotas that keep counting (issue #12) ---------------------------
-
-    fn set_installation_rate_limit(&self, limit: Option<RateLimit>) {
-        self.installation_quota.set(limit);
-    }
-
-    async fn search_issues(
-        &self,
-        viewer: Viewer,
-        project_id: i64,
-        search: &IssueSearch,
-        page: Page,
-        since_hour: i64,
-    ) -> StoreResult<SearchResults> {
-        let (mut hits, total, counts, mut hourly, more) =
-            search_issues_with(&self.pool, viewer, project_id, search, page, since_hour).await?;
-        let mut issues: Vec<Issue> = hits.iter().map(|h| h.issue.clone()).collect();
-        self.fill_environments_and_releases(&mut issues).await?;
-        for (hit, issue) in hits.iter_mut().zip(issues) {
-            hit.issue = issue;
-        }
-        if counts == CountSource::AllEvents {
-            let ids: Vec<i64> = hits.iter().map(|h| h.issue.id).collect();
-            hourly = self.issue_hourly(viewer, project_id, &ids, since_hour).await?;
-        }
-        Ok(SearchResults {
-            hits: PageOf { items: hits, next_offset: more.then_some(page.offset + page.limit) },
-            total,
-            counts,
-            hourly,
-        })
     }
 }
 
