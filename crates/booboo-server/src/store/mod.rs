@@ -2,17 +2,24 @@
 //! through [`Store`], whose methods are domain verbs; no SQL lives outside
 //! this folder. One implementation per backend, one file each.
 
+mod accounts_sql;
 pub mod activity;
 mod activity_sql;
 pub mod alert_rules;
 mod alert_sql;
 mod batch_counters;
+mod dialect;
+mod ingest_sql;
+mod issues_sql;
 mod key_sql;
+mod lifecycle_sql;
 mod merge_sql;
 mod migrations;
+mod organisations_sql;
 pub mod postgres;
 pub mod project_limits;
 mod project_limits_sql;
+mod projects_sql;
 pub mod quota;
 mod resolve_sql;
 pub use quota::NotStoredReason;
@@ -23,6 +30,7 @@ mod search_sql;
 mod sign_in_limits;
 pub mod sqlite;
 pub mod stored_payload;
+mod triage_sql;
 
 use async_trait::async_trait;
 use booboo_core::ProcessedEvent;

@@ -37,7 +37,8 @@ pub(super) struct SearchDialect {
 }
 
 pub(super) const SQLITE: SearchDialect = SearchDialect {
-    placeholder: |n| format!("?{n}"),
+    // sqlx binds SQLite's `$N` to the N-th argument, as PostgreSQL does.
+    placeholder: |n| format!("${n}"),
     text_match: |p| format!("i.id IN (SELECT rowid FROM issues_fts WHERE issues_fts MATCH {p})"),
     text_query: |words| words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" "),
     event_tag: |p| {
