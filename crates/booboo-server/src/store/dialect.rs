@@ -10,6 +10,8 @@
 //! on both (SQLite reads them as 1 and 0), and both have `RETURNING` and
 //! `ON CONFLICT`. What differs is below.
 
+use super::search_sql::{self, SearchDialect};
+
 pub(super) struct SqlDialect {
     /// Whether `?` placeholders are numbered into `$1, $2, …` (PostgreSQL
     /// knows no bare `?`).
@@ -39,6 +41,9 @@ pub(super) struct SqlDialect {
     /// can be released at start; on PostgreSQL other nodes may hold live
     /// claims, which end with their lease.
     pub one_server_per_database: bool,
+    /// The issue search's differences: the full-text index and reading a
+    /// field of an event's JSON (`search_sql.rs`).
+    pub search: &'static SearchDialect,
 }
 
 pub(super) const SQLITE: SqlDialect = SqlDialect {
@@ -50,6 +55,7 @@ pub(super) const SQLITE: SqlDialect = SqlDialect {
     text_holds_nul: true,
     lock_first_admin: "",
     one_server_per_database: true,
+    search: &search_sql::SQLITE,
 };
 
 pub(super) const POSTGRES: SqlDialect = SqlDialect {
@@ -62,6 +68,7 @@ pub(super) const POSTGRES: SqlDialect = SqlDialect {
     // The key is 0x626f_6f62_6f61 ("booboa"), the one nodes always took.
     lock_first_admin: "SELECT pg_advisory_xact_lock(108230749613921)",
     one_server_per_database: false,
+    search: &search_sql::POSTGRES,
 };
 
 impl SqlDialect {

@@ -29,6 +29,7 @@ mod rows;
 mod search_sql;
 mod sign_in_limits;
 pub mod sqlite;
+mod sql_backend;
 pub mod stored_payload;
 mod triage_sql;
 

@@ -7,7 +7,7 @@ use super::batch_counters::BatchCounters;
 use super::migrations::{self, Backend};
 use super::rows::*;
 use super::dialect::SqlDialect;
-use super::search_sql::{issue_list_query, Dialect};
+use super::search_sql::issue_list_query;
 use super::*;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
@@ -20,46 +20,10 @@ pub struct PostgresStore {
     payload_codec: stored_payload::PayloadCodec,
 }
 
-row_readers!(PgRow);
-
 /// What this backend does differently: see `dialect.rs`.
 const SQL: &SqlDialect = &super::dialect::POSTGRES;
 
-// The older query macros' names for parts of the dialect.
-fn q(sql: &str) -> String {
-    SQL.placeholders(sql)
-}
-fn pg_text(text: &str) -> String {
-    SQL.text(text)
-}
-/// Nodes claim deliveries side by side: a row another node is claiming is
-/// skipped rather than waited for, so each delivery goes to one node.
-const SKIP_LOCKED: &str = SQL.skip_locked;
-/// Retention locks an issue's row before deleting its events, in the order
-/// ingest locks issues, so the two never deadlock.
-const LOCK_ISSUES: &str = SQL.for_update;
-
-super::quota_sql::quota_queries!(sqlx::PgConnection);
-super::search_sql::search_runner!(PgPool, PgRow, pg_text, &super::search_sql::POSTGRES, VISIBLE_ORG);
-super::alert_sql::alert_queries!(sqlx::PgConnection, PgRow);
-super::retention_sql::retention_queries!(sqlx::PgConnection);
-super::key_sql::key_queries!(sqlx::PgConnection);
-super::batch_counters::batch_counter_queries!(sqlx::PgConnection, pg_text, SQL.least, SQL.greatest);
-super::project_limits_sql::project_limits_queries!(sqlx::PgConnection);
-super::merge_sql::merge_queries!(sqlx::PgConnection, SQL.for_update);
-super::resolve_sql::resolve_queries!(sqlx::PgConnection);
-super::activity_sql::activity_queries!(sqlx::PgConnection, PgRow);
-
-// The store's traits, each written once for both backends.
-super::stored_payload::payload_dictionary_queries!(PostgresStore, PgPool);
-super::accounts_sql::accounts_store!(PostgresStore, sqlx::PgConnection);
-super::organisations_sql::organisations_store!(PostgresStore, sqlx::PgConnection);
-super::projects_sql::projects_store!(PostgresStore, sqlx::PgConnection);
-super::issues_sql::issue_reads_store!(PostgresStore, sqlx::PgConnection);
-super::triage_sql::triage_store!(PostgresStore, sqlx::PgConnection);
-super::alert_sql::alerting_store!(PostgresStore, sqlx::PgConnection);
-super::lifecycle_sql::lifecycle_store!(PostgresStore, sqlx::PgConnection);
-super::ingest_sql::ingest_store!(PostgresStore, sqlx::PgConnection);
+super::sql_backend::sql_backend!(PostgresStore, PgPool, sqlx::PgConnection, PgRow);
 
 /// The oldest PostgreSQL booboo runs on (identity columns, `ON CONFLICT`).
 const MINIMUM_SERVER_VERSION: i64 = 120000;
@@ -77,7 +41,6 @@ fn batch_failure(doing: &'static str) -> impl FnOnce(sqlx::Error) -> BatchFailur
     move |e| BatchFailure { lost_race: is_lost_race(&e), error: StoreError::Unavailable(format!("{doing}: {e}")) }
 }
 
-const DIALECT: Dialect = Dialect { placeholder: |n| format!("${n}"), search: &super::search_sql::POSTGRES };
 
 impl PostgresStore {
     /// The batch of `Ingest::store_events`: attempts in event order (see

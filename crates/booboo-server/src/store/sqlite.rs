@@ -6,7 +6,7 @@ use super::batch_counters::BatchCounters;
 use super::migrations::{self, Backend};
 use super::rows::*;
 use super::dialect::SqlDialect;
-use super::search_sql::{issue_list_query, Dialect};
+use super::search_sql::issue_list_query;
 use super::*;
 use sqlx::sqlite::{
     SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -29,48 +29,15 @@ pub struct SqliteStore {
 /// Bytes `check_writable` must be able to write beside the database.
 const SPACE_PROBE_BYTES: usize = 1 << 20;
 
-row_readers!(SqliteRow);
-
 /// What this backend does differently: see `dialect.rs`.
 const SQL: &SqlDialect = &super::dialect::SQLITE;
 
-// The older query macros' names for parts of the dialect.
-fn q(sql: &str) -> String {
-    SQL.placeholders(sql)
-}
-fn plain_text(text: &str) -> String {
-    SQL.text(text)
-}
-const SKIP_LOCKED: &str = SQL.skip_locked;
-const LOCK_ISSUES: &str = SQL.for_update;
-
-super::quota_sql::quota_queries!(sqlx::SqliteConnection);
-super::search_sql::search_runner!(SqlitePool, SqliteRow, plain_text, &super::search_sql::SQLITE, VISIBLE_ORG);
-super::alert_sql::alert_queries!(sqlx::SqliteConnection, SqliteRow);
-super::retention_sql::retention_queries!(sqlx::SqliteConnection);
-super::key_sql::key_queries!(sqlx::SqliteConnection);
-super::batch_counters::batch_counter_queries!(sqlx::SqliteConnection, plain_text, SQL.least, SQL.greatest);
-super::project_limits_sql::project_limits_queries!(sqlx::SqliteConnection);
-super::merge_sql::merge_queries!(sqlx::SqliteConnection, SQL.for_update);
-super::resolve_sql::resolve_queries!(sqlx::SqliteConnection);
-super::activity_sql::activity_queries!(sqlx::SqliteConnection, SqliteRow);
-
-// The store's traits, each written once for both backends.
-super::stored_payload::payload_dictionary_queries!(SqliteStore, SqlitePool);
-super::accounts_sql::accounts_store!(SqliteStore, sqlx::SqliteConnection);
-super::organisations_sql::organisations_store!(SqliteStore, sqlx::SqliteConnection);
-super::projects_sql::projects_store!(SqliteStore, sqlx::SqliteConnection);
-super::issues_sql::issue_reads_store!(SqliteStore, sqlx::SqliteConnection);
-super::triage_sql::triage_store!(SqliteStore, sqlx::SqliteConnection);
-super::alert_sql::alerting_store!(SqliteStore, sqlx::SqliteConnection);
-super::lifecycle_sql::lifecycle_store!(SqliteStore, sqlx::SqliteConnection);
-super::ingest_sql::ingest_store!(SqliteStore, sqlx::SqliteConnection);
+super::sql_backend::sql_backend!(SqliteStore, SqlitePool, sqlx::SqliteConnection, SqliteRow);
 
 /// Free pages returned to the file system per `incremental_vacuum` step: a
 /// short hold of the write lock each.
 const VACUUM_STEP_PAGES: i64 = 256;
 
-const DIALECT: Dialect = Dialect { placeholder: |n| format!("${n}"), search: &super::search_sql::SQLITE };
 
 impl SqliteStore {
     /// The batch of `Ingest::store_events`, in one transaction under the
