@@ -1,8 +1,9 @@
-//! The alert queries, written once for both backends: a macro expanded in
-//! `sqlite.rs` and `postgres.rs`, because sqlx's connection and row types
-//! differ per backend while the SQL does not. Each backend defines `q`,
-//! which turns the `?` placeholders here into its own, and `SKIP_LOCKED`,
-//! which lets nodes claim deliveries without waiting for each other.
+//! The alert queries and [`super::Alerting`], written once for both
+//! backends: macros expanded for each (`sql_backend.rs`), because sqlx's
+//! connection and row types differ per backend while the SQL does not. From
+//! the backend's dialect come `q`, which turns the `?` placeholders here into
+//! its own, and `SKIP_LOCKED`, which lets nodes claim deliveries without
+//! waiting for each other.
 
 /// Defines the alert functions for one backend: `$conn` is its connection
 /// type, `$row` its row type.

@@ -1,6 +1,14 @@
 //! The one storage seam. Everything that reads or writes the database goes
-//! through [`Store`], whose methods are domain verbs; no SQL lives outside
-//! this folder. One implementation per backend, one file each.
+//! through [`Store`], the sum of small traits named by job ([`Ingest`],
+//! [`Accounts`], [`Organisations`], [`Projects`], [`IssueReads`], [`Triage`],
+//! [`Alerting`], [`DataLifecycle`], [`PayloadDictionaries`], [`Maintenance`]),
+//! whose methods are domain verbs; no SQL lives outside this folder.
+//!
+//! Both databases run one SQL text: each job's queries are written once in a
+//! `*_sql.rs` module, and `sqlite.rs` and `postgres.rs` expand them all
+//! (`sql_backend.rs`), keeping only what differs: connecting, pragmas and
+//! migrations, how a batch's transaction runs, and [`Maintenance`]. What the
+//! SQL itself must say differently is `dialect.rs`.
 
 mod accounts_sql;
 pub mod activity;
@@ -28,8 +36,8 @@ mod retention_sql;
 mod rows;
 mod search_sql;
 mod sign_in_limits;
-pub mod sqlite;
 mod sql_backend;
+pub mod sqlite;
 pub mod stored_payload;
 mod triage_sql;
 

@@ -4,13 +4,13 @@
 //! advisory locks around migrations; no node keeps state of its own.
 
 use super::batch_counters::BatchCounters;
+use super::dialect::SqlDialect;
 use super::migrations::{self, Backend};
 use super::rows::*;
-use super::dialect::SqlDialect;
 use super::search_sql::issue_list_query;
 use super::*;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection, Postgres, Row, Transaction};
+use sqlx::{Postgres, Row, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -40,7 +40,6 @@ struct BatchFailure {
 fn batch_failure(doing: &'static str) -> impl FnOnce(sqlx::Error) -> BatchFailure {
     move |e| BatchFailure { lost_race: is_lost_race(&e), error: StoreError::Unavailable(format!("{doing}: {e}")) }
 }
-
 
 impl PostgresStore {
     /// The batch of `Ingest::store_events`: attempts in event order (see
@@ -83,18 +82,9 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(5))
-            .after_release(|conn, _| {
-                Box::pin(async move {
-                    // Never hand out a connection whose transaction did not
-                    // end cleanly: let a queued rollback run, then close the
-                    // connection if it still counts an open transaction.
-                    if !conn.is_in_transaction() {
-                        return Ok(true);
-                    }
-                    conn.ping().await?;
-                    Ok(!conn.is_in_transaction())
-                })
-            })
+            // Never hand out a connection whose transaction did not end
+            // cleanly.
+            .after_release(|conn, _| release_if_clean(conn))
             .connect_with(options)
             .await
             .map_err(|e| {

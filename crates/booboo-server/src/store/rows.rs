@@ -49,6 +49,22 @@ pub(crate) fn is_lost_race(e: &sqlx::Error) -> bool {
     e.as_database_error().and_then(|d| d.code()).is_some_and(|code| code == "40P01" || code == "40001")
 }
 
+/// The pool's check on a connection handed back, the same on both backends:
+/// keep it if it is out of any transaction; otherwise let a queued rollback
+/// run, and close it unless that ended the transaction (each backend says
+/// why at its pool).
+pub(super) fn release_if_clean<C: sqlx::Connection>(
+    conn: &mut C,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
+    Box::pin(async move {
+        if !conn.is_in_transaction() {
+            return Ok(true);
+        }
+        conn.ping().await?;
+        Ok(!conn.is_in_transaction())
+    })
+}
+
 /// Rows deleted per statement (and so per transaction) when a deletion may
 /// be large: short transactions keep the single writer responsive.
 pub(super) const DELETE_PAGE: i64 = 1000;

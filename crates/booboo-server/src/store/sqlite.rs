@@ -3,9 +3,9 @@
 //! a power cut, and one writer (the ingest queue) doing group commits.
 
 use super::batch_counters::BatchCounters;
+use super::dialect::SqlDialect;
 use super::migrations::{self, Backend};
 use super::rows::*;
-use super::dialect::SqlDialect;
 use super::search_sql::issue_list_query;
 use super::*;
 use sqlx::sqlite::{
@@ -37,7 +37,6 @@ super::sql_backend::sql_backend!(SqliteStore, SqlitePool, sqlx::SqliteConnection
 /// Free pages returned to the file system per `incremental_vacuum` step: a
 /// short hold of the write lock each.
 const VACUUM_STEP_PAGES: i64 = 256;
-
 
 impl SqliteStore {
     /// The batch of `Ingest::store_events`, in one transaction under the
@@ -83,23 +82,12 @@ impl SqliteStore {
             .map(|_| PathBuf::from(format!("{}-space-probe", options.get_filename().display())));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .after_release(|conn, _| {
-                Box::pin(async move {
-                    // A transaction whose end failed leaves sqlx's count of
-                    // open transactions out of step with SQLite's (on
-                    // SQLITE_FULL SQLite rolls back by itself, so the pool's
-                    // ROLLBACK fails too); reused, such a connection would
-                    // turn the next transaction into a savepoint that never
-                    // commits, or hold the write lock for ever. Let a queued
-                    // rollback run, and close the connection unless it is
-                    // cleanly out of any transaction.
-                    if !conn.is_in_transaction() {
-                        return Ok(true);
-                    }
-                    conn.ping().await?;
-                    Ok(!conn.is_in_transaction())
-                })
-            })
+            // A transaction whose end failed leaves sqlx's count of open
+            // transactions out of step with SQLite's (on SQLITE_FULL SQLite
+            // rolls back by itself, so the pool's ROLLBACK fails too); reused,
+            // such a connection would turn the next transaction into a
+            // savepoint that never commits, or hold the write lock for ever.
+            .after_release(|conn, _| release_if_clean(conn))
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot open SQLite database {url:?}: {e}")))?;
@@ -297,4 +285,3 @@ impl Maintenance for SqliteStore {
         Ok(())
     }
 }
-
