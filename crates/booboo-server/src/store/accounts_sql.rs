@@ -26,7 +26,13 @@ macro_rules! accounts_store {
 
         #[async_trait]
         impl Accounts for $store {
-            async fn create_user(&self, email: &str, password_hash: &str, is_admin: bool, at: i64) -> StoreResult<User> {
+            async fn create_user(
+                &self,
+                email: &str,
+                password_hash: &str,
+                is_admin: bool,
+                at: i64,
+            ) -> StoreResult<User> {
                 let row = sqlx::query(
                     "INSERT INTO users (email, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4) \
                      RETURNING id, email, password_hash, is_admin",
@@ -82,7 +88,8 @@ macro_rules! accounts_store {
 
             async fn user_for_api_token(&self, token_hash: &str) -> StoreResult<Option<User>> {
                 sqlx::query(
-                    "SELECT u.id, u.email, u.password_hash, u.is_admin FROM api_tokens t JOIN users u ON u.id = t.user_id \
+                    "SELECT u.id, u.email, u.password_hash, u.is_admin \
+                     FROM api_tokens t JOIN users u ON u.id = t.user_id \
                      WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
                 )
                 .bind(token_hash)
@@ -96,7 +103,8 @@ macro_rules! accounts_store {
 
             async fn add_setup_token(&self, token_hash: &str, at: i64, expires_at: i64) -> StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO setup_tokens (token_hash, created_at, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    "INSERT INTO setup_tokens (token_hash, created_at, expires_at) \
+                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 )
                 .bind(token_hash)
                 .bind(at)
@@ -136,13 +144,14 @@ macro_rules! accounts_store {
                         .await
                         .map_err(unavailable("locking the setup link"))?;
                 }
-                let known: bool =
-                    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM setup_tokens WHERE token_hash = $1 AND expires_at > $2)")
-                        .bind(setup_token_hash)
-                        .bind(at)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(unavailable("checking a setup link"))?;
+                let known: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM setup_tokens WHERE token_hash = $1 AND expires_at > $2)",
+                )
+                .bind(setup_token_hash)
+                .bind(at)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable("checking a setup link"))?;
                 let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
                     .fetch_one(&mut *tx)
                     .await
@@ -178,7 +187,8 @@ macro_rules! accounts_store {
 
             async fn create_session(&self, token_hash: &str, user_id: i64, session: &Session) -> StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
                 )
                 .bind(token_hash)
                 .bind(user_id)
@@ -224,7 +234,12 @@ macro_rules! accounts_store {
                 Ok(())
             }
 
-            async fn set_password(&self, user_id: i64, password_hash: &str, keep_session_hash: &str) -> StoreResult<()> {
+            async fn set_password(
+                &self,
+                user_id: i64,
+                password_hash: &str,
+                keep_session_hash: &str,
+            ) -> StoreResult<()> {
                 let mut tx = self.begin_write().await?;
                 sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                     .bind(password_hash)
@@ -285,11 +300,14 @@ macro_rules! accounts_store {
 
             async fn sign_in_succeeded(&self, address_key: &str, account_key: &str) -> StoreResult<()> {
                 let mut tx = self.begin_write().await?;
-                sqlx::query(&format!("UPDATE sign_in_limits SET checks = {}(checks - 1, 0) WHERE key = $1", SQL.greatest))
-                    .bind(address_key)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable("giving a sign-in check back"))?;
+                sqlx::query(&format!(
+                    "UPDATE sign_in_limits SET checks = {}(checks - 1, 0) WHERE key = $1",
+                    SQL.greatest
+                ))
+                .bind(address_key)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable("giving a sign-in check back"))?;
                 sqlx::query("DELETE FROM sign_in_limits WHERE key = $1")
                     .bind(account_key)
                     .execute(&mut *tx)
@@ -298,21 +316,30 @@ macro_rules! accounts_store {
                 tx.commit().await.map_err(unavailable("committing a sign-in"))
             }
 
-            async fn create_password_link(&self, token_hash: &str, user_id: i64, at: i64, expires_at: i64) -> StoreResult<()> {
-                sqlx::query("INSERT INTO password_links (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-                    .bind(token_hash)
-                    .bind(user_id)
-                    .bind(at)
-                    .bind(expires_at)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(unavailable("creating a password link"))?;
+            async fn create_password_link(
+                &self,
+                token_hash: &str,
+                user_id: i64,
+                at: i64,
+                expires_at: i64,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO password_links (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(token_hash)
+                .bind(user_id)
+                .bind(at)
+                .bind(expires_at)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable("creating a password link"))?;
                 Ok(())
             }
 
             async fn password_link(&self, token_hash: &str, now: i64) -> StoreResult<Option<User>> {
                 sqlx::query(
-                    "SELECT u.id, u.email, u.password_hash, u.is_admin FROM password_links l JOIN users u ON u.id = l.user_id \
+                    "SELECT u.id, u.email, u.password_hash, u.is_admin \
+                     FROM password_links l JOIN users u ON u.id = l.user_id \
                      WHERE l.token_hash = $1 AND l.used_at IS NULL AND l.expires_at > $2",
                 )
                 .bind(token_hash)
@@ -331,7 +358,8 @@ macro_rules! accounts_store {
                 // nothing (on PostgreSQL it waits for this row lock, then finds
                 // the link used).
                 let user_id: i64 = sqlx::query_scalar(
-                    "UPDATE password_links SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+                    "UPDATE password_links SET used_at = $1 \
+                     WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
                      RETURNING user_id",
                 )
                 .bind(now)
@@ -399,15 +427,16 @@ macro_rules! accounts_store {
             }
 
             async fn revoke_api_token(&self, user_id: i64, token_id: i64, at: i64) -> StoreResult<bool> {
-                let changed =
-                    sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL")
-                        .bind(at)
-                        .bind(token_id)
-                        .bind(user_id)
-                        .execute(&self.pool)
-                        .await
-                        .map_err(unavailable("revoking an API token"))?
-                        .rows_affected();
+                let changed = sqlx::query(
+                    "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+                )
+                .bind(at)
+                .bind(token_id)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable("revoking an API token"))?
+                .rows_affected();
                 Ok(changed > 0)
             }
         }

@@ -858,7 +858,13 @@ macro_rules! alerting_store {
                     .map_err(unavailable("recording a channel's result"))
             }
 
-            async fn claim_deliveries(&self, node: &str, now: i64, lease_ms: i64, limit: i64) -> StoreResult<Vec<DueDelivery>> {
+            async fn claim_deliveries(
+                &self,
+                node: &str,
+                now: i64,
+                lease_ms: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<DueDelivery>> {
                 let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
                 if !any_due_delivery(&mut conn, now).await.map_err(unavailable("looking for due alert deliveries"))? {
                     return Ok(Vec::new());
@@ -872,10 +878,17 @@ macro_rules! alerting_store {
                 Ok(due)
             }
 
-            async fn finish_delivery(&self, id: i64, node: &str, now: i64, result: &AttemptResult) -> StoreResult<bool> {
+            async fn finish_delivery(
+                &self,
+                id: i64,
+                node: &str,
+                now: i64,
+                result: &AttemptResult,
+            ) -> StoreResult<bool> {
                 let mut tx = self.begin_write().await?;
-                let held =
-                    finish_delivery_row(&mut tx, id, node, now, result).await.map_err(unavailable("recording a delivery"))?;
+                let held = finish_delivery_row(&mut tx, id, node, now, result)
+                    .await
+                    .map_err(unavailable("recording a delivery"))?;
                 tx.commit().await.map_err(unavailable("committing a delivery"))?;
                 Ok(held)
             }
@@ -886,10 +899,12 @@ macro_rules! alerting_store {
                 if !SQL.one_server_per_database {
                     return Ok(());
                 }
-                sqlx::query("UPDATE alert_deliveries SET claimed_by = NULL, claimed_until = NULL WHERE status = 'pending'")
-                    .execute(&self.pool)
-                    .await
-                    .map_err(unavailable("releasing delivery claims"))?;
+                sqlx::query(
+                    "UPDATE alert_deliveries SET claimed_by = NULL, claimed_until = NULL WHERE status = 'pending'",
+                )
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable("releasing delivery claims"))?;
                 Ok(())
             }
 
@@ -918,17 +933,29 @@ macro_rules! alerting_store {
 
             async fn alert_email_recipients(&self, project_id: i64) -> StoreResult<Vec<String>> {
                 let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-                email_recipient_rows(&mut conn, project_id).await.map_err(unavailable("listing alert e-mail recipients"))
+                email_recipient_rows(&mut conn, project_id)
+                    .await
+                    .map_err(unavailable("listing alert e-mail recipients"))
             }
 
-            async fn reserve_alert_email(&self, address: &str, now: i64, cap: i64, window_ms: i64) -> StoreResult<bool> {
+            async fn reserve_alert_email(
+                &self,
+                address: &str,
+                now: i64,
+                cap: i64,
+                window_ms: i64,
+            ) -> StoreResult<bool> {
                 let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-                reserve_email_row(&mut conn, address, now, cap, window_ms).await.map_err(unavailable("counting alert e-mails"))
+                reserve_email_row(&mut conn, address, now, cap, window_ms)
+                    .await
+                    .map_err(unavailable("counting alert e-mails"))
             }
 
             async fn hold_alert_email(&self, address: &str, now: i64, summary: &str, url: &str) -> StoreResult<()> {
                 let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-                hold_email_row(&mut conn, address, now, summary, url).await.map_err(unavailable("holding an alert e-mail"))
+                hold_email_row(&mut conn, address, now, summary, url)
+                    .await
+                    .map_err(unavailable("holding an alert e-mail"))
             }
 
             async fn take_alert_email_digests(&self, now: i64) -> StoreResult<Vec<HeldEmail>> {

@@ -30,8 +30,9 @@ macro_rules! ingest_store {
                 None
             } else {
                 sqlx::query_scalar(
-                    "INSERT INTO events (project_id, event_id, received_at, occurred_at, environment, release, level, user_key, payload, \
-                     body, tags, user_email) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                    "INSERT INTO events (project_id, event_id, received_at, occurred_at, environment, release, level, \
+                     user_key, payload, body, tags, user_email) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
                      ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
                 )
                 .bind(e.project_id)
@@ -68,18 +69,18 @@ macro_rules! ingest_store {
                 prior_status,
                 (issue_id, event_count, ignored_until_counts, status, resolved_kind, resolved_release, resolved_semver),
             ) = loop {
-                let prior_status: Option<String> =
-                    sqlx::query_scalar(&format!(
-                        "SELECT status FROM issues WHERE project_id = $1 AND fingerprint = $2{}",
-                        SQL.for_update
-                    ))
-                    .bind(e.project_id)
-                    .bind(&fingerprint)
-                    .fetch_optional(&mut *conn)
-                    .await?;
+                let prior_status: Option<String> = sqlx::query_scalar(&format!(
+                    "SELECT status FROM issues WHERE project_id = $1 AND fingerprint = $2{}",
+                    SQL.for_update
+                ))
+                .bind(e.project_id)
+                .bind(&fingerprint)
+                .fetch_optional(&mut *conn)
+                .await?;
                 #[allow(clippy::type_complexity)]
                 let row: (i64, i64, bool, String, Option<String>, Option<String>, bool) = sqlx::query_as(&format!(
-                    "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, event_count, first_release) \
+                    "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, \
+                     event_count, first_release) \
                      VALUES ($1, $2, $3, $4, $5, 'unresolved', $6, $6, 1, NULLIF($7, '')) \
                      ON CONFLICT (project_id, fingerprint) DO UPDATE SET \
                        title = excluded.title, culprit = excluded.culprit, level = excluded.level, \
@@ -87,8 +88,10 @@ macro_rules! ingest_store {
                        last_seen = {greatest}(issues.last_seen, excluded.last_seen), \
                        event_count = issues.event_count + 1, \
                        first_release = COALESCE(issues.first_release, excluded.first_release), \
-                       is_regression = CASE WHEN issues.status = 'resolved' AND issues.resolved_kind IS NULL THEN TRUE ELSE issues.is_regression END, \
-                       status = CASE WHEN issues.status = 'resolved' AND issues.resolved_kind IS NULL THEN 'unresolved' ELSE issues.status END \
+                       is_regression = CASE WHEN issues.status = 'resolved' AND issues.resolved_kind IS NULL \
+                         THEN TRUE ELSE issues.is_regression END, \
+                       status = CASE WHEN issues.status = 'resolved' AND issues.resolved_kind IS NULL \
+                         THEN 'unresolved' ELSE issues.status END \
                      RETURNING id, event_count, (ignore_until_count IS NOT NULL OR ignore_until_users IS NOT NULL), \
                        status, resolved_kind, resolved_release, resolved_semver",
                     least = SQL.least,
@@ -129,11 +132,14 @@ macro_rules! ingest_store {
                 _ => None,
             };
             let regressed_by_release = match &release_bound {
-                Some(resolved) => regress_by_release(conn, e.project_id, issue_id, resolved, &SQL.text(&event.release)).await?,
+                Some(resolved) => {
+                    regress_by_release(conn, e.project_id, issue_id, resolved, &SQL.text(&event.release)).await?
+                }
                 None => false,
             };
             // Regressed: reopened by this event, plainly or by its release.
-            let regressed = regressed_by_release || (prior_status.as_deref() == Some("resolved") && status != "resolved");
+            let regressed =
+                regressed_by_release || (prior_status.as_deref() == Some("resolved") && status != "resolved");
             if regressed {
                 let release = Some(event.release.as_str()).filter(|r| !r.is_empty());
                 let detail = serde_json::json!({ "event_id": event.event_id, "release": release });
@@ -143,7 +149,11 @@ macro_rules! ingest_store {
             // retention whatever the limits.
             // (A rate-limited event has no payload row to keep.)
             if let (Some(row_id), true) = (inserted, event_count == 1 || regressed) {
-                sqlx::query("UPDATE events SET kept = $1 WHERE id = $2").bind(true).bind(row_id).execute(&mut *conn).await?;
+                sqlx::query("UPDATE events SET kept = $1 WHERE id = $2")
+                    .bind(true)
+                    .bind(row_id)
+                    .execute(&mut *conn)
+                    .await?;
             }
             if !rules.is_empty() {
                 let facts = IssueFacts { created: event_count == 1, regressed };

@@ -17,7 +17,8 @@ macro_rules! issue_reads_store {
                 let ids = id_list(issues);
                 for (table, column) in [("issue_environments", "environment"), ("issue_releases", "release")] {
                     let rows: Vec<(i64, String)> = sqlx::query_as(&format!(
-                        "SELECT issue_id, {column} FROM {table} WHERE issue_id IN ({ids}) ORDER BY event_count DESC, {column}"
+                        "SELECT issue_id, {column} \
+                         FROM {table} WHERE issue_id IN ({ids}) ORDER BY event_count DESC, {column}"
                     ))
                     .fetch_all(&self.pool)
                     .await
@@ -46,8 +47,11 @@ macro_rules! issue_reads_store {
                     };
                 }
                 let rows = query.fetch_all(&self.pool).await.map_err(unavailable("listing issues"))?;
-                let issues =
-                    rows.iter().map(issue_from_row).collect::<Result<Vec<_>, _>>().map_err(unavailable("reading issues"))?;
+                let issues = rows
+                    .iter()
+                    .map(issue_from_row)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(unavailable("reading issues"))?;
                 let mut page = PageOf::from_overfetch(issues, page);
                 self.fill_environments_and_releases(&mut page.items).await?;
                 Ok(page)
@@ -55,7 +59,8 @@ macro_rules! issue_reads_store {
 
             async fn issue_detail(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<IssueDetail>> {
                 let row = sqlx::query(&format!(
-                    "SELECT {ISSUE_COLUMNS} FROM issues i JOIN projects p ON p.id = i.project_id WHERE {VISIBLE_ORG} AND i.id = $3"
+                    "SELECT {ISSUE_COLUMNS} \
+                     FROM issues i JOIN projects p ON p.id = i.project_id WHERE {VISIBLE_ORG} AND i.id = $3"
                 ))
                 .bind(viewer.is_admin)
                 .bind(viewer.user_id)
@@ -80,14 +85,17 @@ macro_rules! issue_reads_store {
                     }
                 };
                 let environments = counts(
-                    "SELECT environment, event_count FROM issue_environments WHERE issue_id = $1 ORDER BY event_count DESC, environment",
+                    "SELECT environment, event_count \
+                     FROM issue_environments WHERE issue_id = $1 ORDER BY event_count DESC, environment",
                 )
                 .await?;
-                let releases =
-                    counts("SELECT release, event_count FROM issue_releases WHERE issue_id = $1 ORDER BY first_seen, release")
-                        .await?;
+                let releases = counts(
+                    "SELECT release, event_count FROM issue_releases WHERE issue_id = $1 ORDER BY first_seen, release",
+                )
+                .await?;
                 let tag_rows: Vec<(String, String, i64)> = sqlx::query_as(
-                    "SELECT key, value, event_count FROM issue_tags WHERE issue_id = $1 ORDER BY key, event_count DESC, value",
+                    "SELECT key, value, event_count \
+                     FROM issue_tags WHERE issue_id = $1 ORDER BY key, event_count DESC, value",
                 )
                 .bind(issue_id)
                 .fetch_all(&self.pool)
@@ -118,8 +126,11 @@ macro_rules! issue_reads_store {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(unavailable("listing events"))?;
-                let events =
-                    rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>().map_err(unavailable("reading events"))?;
+                let events = rows
+                    .iter()
+                    .map(event_from_row)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(unavailable("reading events"))?;
                 Ok(Some(PageOf::from_overfetch(events, page)))
             }
 
@@ -127,7 +138,8 @@ macro_rules! issue_reads_store {
                 sqlx::query(&format!(
                     "SELECT e.event_id, e.issue_id, e.project_id, e.received_at, e.payload, e.body FROM events e \
                      JOIN projects p ON p.id = e.project_id \
-                     WHERE {VISIBLE_ORG} AND e.event_id = $3 AND e.issue_id IS NOT NULL ORDER BY e.received_at DESC LIMIT 1"
+                     WHERE {VISIBLE_ORG} AND e.event_id = $3 AND e.issue_id IS NOT NULL \
+                     ORDER BY e.received_at DESC LIMIT 1"
                 ))
                 .bind(viewer.is_admin)
                 .bind(viewer.user_id)
@@ -179,7 +191,8 @@ macro_rules! issue_reads_store {
                 .await
                 .map_err(unavailable("listing environments"))?;
                 let releases: Vec<String> = sqlx::query_scalar(
-                    "SELECT release FROM project_releases WHERE project_id = $1 ORDER BY first_seen DESC, release LIMIT 200",
+                    "SELECT release FROM project_releases \
+                     WHERE project_id = $1 ORDER BY first_seen DESC, release LIMIT 200",
                 )
                 .bind(project_id)
                 .fetch_all(&self.pool)
@@ -195,7 +208,8 @@ macro_rules! issue_reads_store {
                 event_id: Option<&str>,
             ) -> StoreResult<Option<EventInIssue>> {
                 let visible: bool = sqlx::query_scalar(&format!(
-                    "SELECT EXISTS (SELECT 1 FROM issues i JOIN projects p ON p.id = i.project_id WHERE {VISIBLE_ORG} AND i.id = $3)"
+                    "SELECT EXISTS (SELECT 1 \
+                     FROM issues i JOIN projects p ON p.id = i.project_id WHERE {VISIBLE_ORG} AND i.id = $3)"
                 ))
                 .bind(viewer.is_admin)
                 .bind(viewer.user_id)
@@ -215,14 +229,12 @@ macro_rules! issue_reads_store {
                             .fetch_optional(&self.pool)
                             .await
                     }
-                    None => {
-                        sqlx::query(&format!(
-                            "SELECT {COLUMNS} FROM events WHERE issue_id = $1 ORDER BY received_at DESC, id DESC LIMIT 1"
-                        ))
-                        .bind(issue_id)
-                        .fetch_optional(&self.pool)
-                        .await
-                    }
+                    None => sqlx::query(&format!(
+                        "SELECT {COLUMNS} FROM events WHERE issue_id = $1 ORDER BY received_at DESC, id DESC LIMIT 1"
+                    ))
+                    .bind(issue_id)
+                    .fetch_optional(&self.pool)
+                    .await,
                 }
                 .map_err(unavailable("looking up an event"))?;
                 let Some(row) = row else { return Ok(None) };
@@ -242,12 +254,14 @@ macro_rules! issue_reads_store {
                     }
                 };
                 let older = neighbour(
-                    "SELECT event_id FROM events WHERE issue_id = $1 AND (received_at < $2 OR (received_at = $2 AND id < $3)) \
+                    "SELECT event_id FROM events \
+                     WHERE issue_id = $1 AND (received_at < $2 OR (received_at = $2 AND id < $3)) \
                      ORDER BY received_at DESC, id DESC LIMIT 1",
                 )
                 .await?;
                 let newer = neighbour(
-                    "SELECT event_id FROM events WHERE issue_id = $1 AND (received_at > $2 OR (received_at = $2 AND id > $3)) \
+                    "SELECT event_id FROM events \
+                     WHERE issue_id = $1 AND (received_at > $2 OR (received_at = $2 AND id > $3)) \
                      ORDER BY received_at, id LIMIT 1",
                 )
                 .await?;

@@ -31,7 +31,8 @@ macro_rules! lifecycle_store {
         impl DataLifecycle for $store {
             async fn delete_issue(&self, viewer: Viewer, issue_id: i64) -> StoreResult<bool> {
                 let org_id: Option<i64> = sqlx::query_scalar(&format!(
-                    "SELECT p.org_id FROM issues i JOIN projects p ON p.id = i.project_id WHERE {VISIBLE_ORG} AND i.id = $3"
+                    "SELECT p.org_id FROM issues i JOIN projects p ON p.id = i.project_id \
+                     WHERE {VISIBLE_ORG} AND i.id = $3"
                 ))
                 .bind(viewer.is_admin)
                 .bind(viewer.user_id)
@@ -81,9 +82,12 @@ macro_rules! lifecycle_store {
                     .execute(&self.pool)
                     .await
                     .map_err(unavailable("revoking a project's keys"))?;
-                for (table, what) in [("events", "deleting a project's events"), ("issues", "deleting a project's issues")] {
-                    let sql =
-                        format!("DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE project_id = $1 LIMIT $2)");
+                for (table, what) in
+                    [("events", "deleting a project's events"), ("issues", "deleting a project's issues")]
+                {
+                    let sql = format!(
+                        "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE project_id = $1 LIMIT $2)"
+                    );
                     self.delete_in_pages(&sql, project_id, what).await?;
                 }
                 sqlx::query("DELETE FROM projects WHERE id = $1")
@@ -103,10 +107,19 @@ macro_rules! lifecycle_store {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(unavailable("reading where an export stops"))?;
-                Ok(ExportMarks { last_issue_id: last_issue_id.unwrap_or(0), last_event_row: last_event_row.unwrap_or(0) })
+                Ok(ExportMarks {
+                    last_issue_id: last_issue_id.unwrap_or(0),
+                    last_event_row: last_event_row.unwrap_or(0),
+                })
             }
 
-            async fn export_issues(&self, project_id: i64, after: i64, up_to: i64, limit: i64) -> StoreResult<Vec<Issue>> {
+            async fn export_issues(
+                &self,
+                project_id: i64,
+                after: i64,
+                up_to: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<Issue>> {
                 let rows = sqlx::query(&format!(
                     "SELECT {ISSUE_COLUMNS} FROM issues i WHERE i.project_id = $1 AND i.id > $2 AND i.id <= $3 \
                      ORDER BY i.id LIMIT $4"
@@ -118,8 +131,11 @@ macro_rules! lifecycle_store {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(unavailable("exporting issues"))?;
-                let mut issues =
-                    rows.iter().map(issue_from_row).collect::<Result<Vec<_>, _>>().map_err(unavailable("reading issues"))?;
+                let mut issues = rows
+                    .iter()
+                    .map(issue_from_row)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(unavailable("reading issues"))?;
                 self.fill_environments_and_releases(&mut issues).await?;
                 Ok(issues)
             }
@@ -150,7 +166,9 @@ macro_rules! lifecycle_store {
 
             async fn take_retention_lease(&self, node: &str, now: i64, until: i64) -> StoreResult<bool> {
                 let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-                take_retention_lease_in(&mut conn, node, now, until).await.map_err(unavailable("taking the retention lease"))
+                take_retention_lease_in(&mut conn, node, now, until)
+                    .await
+                    .map_err(unavailable("taking the retention lease"))
             }
 
             async fn stored_per_project(&self) -> StoreResult<Vec<(i64, i64)>> {
@@ -177,8 +195,9 @@ macro_rules! lifecycle_store {
 
             async fn expire_events(&self, project_id: i64, before: i64, limit: i64) -> StoreResult<u64> {
                 let mut tx = self.begin_write().await?;
-                let events =
-                    expired_events_in(&mut tx, project_id, before, limit).await.map_err(unavailable("finding old events"))?;
+                let events = expired_events_in(&mut tx, project_id, before, limit)
+                    .await
+                    .map_err(unavailable("finding old events"))?;
                 let n = expire_in(&mut tx, &events, before).await.map_err(unavailable("deleting old events"))?;
                 tx.commit().await.map_err(unavailable("committing old events' deletion"))?;
                 Ok(n)

@@ -93,7 +93,8 @@ macro_rules! organisations_store {
 
             async fn remove_membership(&self, org_slug: &str, user_id: i64) -> StoreResult<bool> {
                 let removed = sqlx::query(
-                    "DELETE FROM memberships WHERE user_id = $1 AND org_id = (SELECT id FROM organisations WHERE slug = $2)",
+                    "DELETE FROM memberships \
+                     WHERE user_id = $1 AND org_id = (SELECT id FROM organisations WHERE slug = $2)",
                 )
                 .bind(user_id)
                 .bind(org_slug)
@@ -127,7 +128,8 @@ macro_rules! organisations_store {
 
             async fn invitation(&self, token_hash: &str, now: i64) -> StoreResult<Option<Invitation>> {
                 let row = sqlx::query(
-                    "SELECT o.slug, i.email, i.role, i.expires_at FROM invitations i JOIN organisations o ON o.id = i.org_id \
+                    "SELECT o.slug, i.email, i.role, i.expires_at \
+                     FROM invitations i JOIN organisations o ON o.id = i.org_id \
                      WHERE i.token_hash = $1 AND i.accepted_at IS NULL AND i.expires_at > $2",
                 )
                 .bind(token_hash)
@@ -148,11 +150,17 @@ macro_rules! organisations_store {
                 read().map(Some).map_err(unavailable("reading an invitation"))
             }
 
-            async fn accept_invitation(&self, token_hash: &str, password_hash: &str, now: i64) -> StoreResult<(User, bool)> {
+            async fn accept_invitation(
+                &self,
+                token_hash: &str,
+                password_hash: &str,
+                now: i64,
+            ) -> StoreResult<(User, bool)> {
                 let mut tx = self.begin_write().await?;
                 // Marking it used first makes a second, concurrent use find nothing.
                 let row = sqlx::query(
-                    "UPDATE invitations SET accepted_at = $1 WHERE token_hash = $2 AND accepted_at IS NULL AND expires_at > $1 \
+                    "UPDATE invitations SET accepted_at = $1 \
+                     WHERE token_hash = $2 AND accepted_at IS NULL AND expires_at > $1 \
                      RETURNING org_id, email, role",
                 )
                 .bind(now)
@@ -207,21 +215,29 @@ macro_rules! organisations_store {
                 match self.role_in(viewer, org_slug).await? {
                     None => return Ok(None),
                     Some(Role::Member) => {
-                        return Err(StoreError::Forbidden("only an admin of the organisation may see its invitations".into()))
+                        return Err(StoreError::Forbidden(
+                            "only an admin of the organisation may see its invitations".into(),
+                        ))
                     }
                     Some(Role::Admin) => {}
                 }
                 let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-                pending_invitation_rows(&mut conn, org_slug, now).await.map(Some).map_err(unavailable("listing invitations"))
+                pending_invitation_rows(&mut conn, org_slug, now)
+                    .await
+                    .map(Some)
+                    .map_err(unavailable("listing invitations"))
             }
 
             async fn revoke_invitation(&self, viewer: Viewer, org_slug: &str, email: &str) -> StoreResult<bool> {
                 if self.role_in(viewer, org_slug).await? != Some(Role::Admin) {
-                    return Err(StoreError::Forbidden("only an admin of the organisation may revoke its invitations".into()));
+                    return Err(StoreError::Forbidden(
+                        "only an admin of the organisation may revoke its invitations".into(),
+                    ));
                 }
                 let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-                let revoked =
-                    revoke_invitation_rows(&mut conn, org_slug, email).await.map_err(unavailable("revoking an invitation"))?;
+                let revoked = revoke_invitation_rows(&mut conn, org_slug, email)
+                    .await
+                    .map_err(unavailable("revoking an invitation"))?;
                 Ok(revoked > 0)
             }
         }

@@ -54,19 +54,19 @@ macro_rules! projects_store {
             Ok((project, key))
         }
 
-
         impl $store {
             /// Whether the viewer may see a project: the access rule of every read.
             async fn project_visible(&self, viewer: Viewer, project_id: i64) -> StoreResult<bool> {
-                sqlx::query_scalar(&format!("SELECT EXISTS (SELECT 1 FROM projects p WHERE {VISIBLE_ORG} AND p.id = $3)"))
-                    .bind(viewer.is_admin)
-                    .bind(viewer.user_id)
-                    .bind(project_id)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(unavailable("checking access to a project"))
+                sqlx::query_scalar(&format!(
+                    "SELECT EXISTS (SELECT 1 FROM projects p WHERE {VISIBLE_ORG} AND p.id = $3)"
+                ))
+                .bind(viewer.is_admin)
+                .bind(viewer.user_id)
+                .bind(project_id)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(unavailable("checking access to a project"))
             }
-
 
             /// `Forbidden` unless the viewer administers the organisation (or the
             /// installation).
@@ -100,7 +100,8 @@ macro_rules! projects_store {
             ) -> StoreResult<(Project, ProjectKey)> {
                 let mut tx = self.begin_write().await?;
                 sqlx::query(
-                    "INSERT INTO organisations (slug, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (slug) DO NOTHING",
+                    "INSERT INTO organisations (slug, name, created_at) \
+                     VALUES ($1, $2, $3) ON CONFLICT (slug) DO NOTHING",
                 )
                 .bind(org_slug)
                 .bind(org_slug)
@@ -124,7 +125,8 @@ macro_rules! projects_store {
                 project_slug: &str,
             ) -> StoreResult<Option<(Project, Vec<ProjectKey>)>> {
                 let row = sqlx::query(&format!(
-                    "SELECT {PROJECT_COLUMNS} FROM projects p JOIN organisations o ON o.id = p.org_id WHERE o.slug = $1 AND p.slug = $2"
+                    "SELECT {PROJECT_COLUMNS} \
+                     FROM projects p JOIN organisations o ON o.id = p.org_id WHERE o.slug = $1 AND p.slug = $2"
                 ))
                 .bind(org_slug)
                 .bind(project_slug)
@@ -164,7 +166,12 @@ macro_rules! projects_store {
                 .map_err(unavailable("reading projects"))
             }
 
-            async fn project_for(&self, viewer: Viewer, org_slug: &str, project_slug: &str) -> StoreResult<Option<Project>> {
+            async fn project_for(
+                &self,
+                viewer: Viewer,
+                org_slug: &str,
+                project_slug: &str,
+            ) -> StoreResult<Option<Project>> {
                 // PostgreSQL text cannot hold U+0000, and no slug has one: not found.
                 if !SQL.can_hold(org_slug) || !SQL.can_hold(project_slug) {
                     return Ok(None);
@@ -249,7 +256,8 @@ macro_rules! projects_store {
                     return Ok(None);
                 }
                 sqlx::query(
-                    "SELECT id, project_id, token, label, created_at, revoked_at FROM project_keys WHERE project_id = $1 ORDER BY id",
+                    "SELECT id, project_id, token, label, created_at, revoked_at \
+                     FROM project_keys WHERE project_id = $1 ORDER BY id",
                 )
                 .bind(project_id)
                 .fetch_all(&self.pool)
@@ -287,7 +295,13 @@ macro_rules! projects_store {
                 key_from_row(&row).map(Some).map_err(unavailable("reading a project key"))
             }
 
-            async fn revoke_project_key(&self, viewer: Viewer, project_id: i64, key_id: i64, at: i64) -> StoreResult<bool> {
+            async fn revoke_project_key(
+                &self,
+                viewer: Viewer,
+                project_id: i64,
+                key_id: i64,
+                at: i64,
+            ) -> StoreResult<bool> {
                 if !self.project_visible(viewer, project_id).await? {
                     return Ok(false);
                 }

@@ -30,7 +30,8 @@ macro_rules! triage_store {
                         .await
                         .map_err(unavailable("reading an issue's status"))?;
                 let row = sqlx::query(&format!(
-                    "UPDATE issues SET status = $4, is_regression = CASE WHEN $4 = 'ignored' THEN is_regression ELSE FALSE END, \
+                    "UPDATE issues SET status = $4, is_regression = CASE WHEN $4 = 'ignored' \
+                     THEN is_regression ELSE FALSE END, \
                      ignore_until = $5, ignore_until_count = event_count + $6, ignore_until_users = user_count + $7, \
                      resolved_kind = $8, resolved_release = $9, resolved_semver = $10 \
                      WHERE id = $3 AND project_id IN (SELECT p.id FROM projects p WHERE {VISIBLE_ORG}) RETURNING {}",
@@ -74,7 +75,12 @@ macro_rules! triage_store {
 
         #[async_trait]
         impl Triage for $store {
-            async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>> {
+            async fn set_issue_status(
+                &self,
+                viewer: Viewer,
+                issue_id: i64,
+                status: IssueStatus,
+            ) -> StoreResult<Option<Issue>> {
                 // The store is given times, but this verb predates that; the entry
                 // it records is stamped by the server's one clock.
                 self.change_issue_status(viewer, issue_id, status, None, None, crate::clock::now_millis()).await
@@ -97,7 +103,8 @@ macro_rules! triage_store {
                 resolution: &Resolution,
             ) -> StoreResult<Option<Issue>> {
                 let project_id: Option<i64> = sqlx::query_scalar(&format!(
-                    "SELECT i.project_id FROM issues i JOIN projects p ON p.id = i.project_id WHERE {VISIBLE_ORG} AND i.id = $3"
+                    "SELECT i.project_id FROM issues i JOIN projects p ON p.id = i.project_id \
+                     WHERE {VISIBLE_ORG} AND i.id = $3"
                 ))
                 .bind(viewer.is_admin)
                 .bind(viewer.user_id)
@@ -110,7 +117,9 @@ macro_rules! triage_store {
                     Vec::new()
                 } else {
                     let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-                    project_releases_seen(&mut conn, project_id).await.map_err(unavailable("reading a project's releases"))?
+                    project_releases_seen(&mut conn, project_id)
+                        .await
+                        .map_err(unavailable("reading a project's releases"))?
                 };
                 let resolved = super::resolve_sql::resolved_in(resolution, &releases)?;
                 // The activity entry is written with the resolution (change_issue_status).
@@ -186,8 +195,9 @@ macro_rules! triage_store {
                 at: i64,
             ) -> StoreResult<Option<Activity>> {
                 let mut tx = self.begin_write().await?;
-                let comment =
-                    add_comment_row(&mut tx, viewer, issue_id, text, at).await.map_err(unavailable("adding a comment"))?;
+                let comment = add_comment_row(&mut tx, viewer, issue_id, text, at)
+                    .await
+                    .map_err(unavailable("adding a comment"))?;
                 tx.commit().await.map_err(unavailable("committing a comment"))?;
                 Ok(comment)
             }
@@ -200,7 +210,11 @@ macro_rules! triage_store {
                 page: Page,
             ) -> StoreResult<Option<PageOf<Activity>>> {
                 let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
-                if visible_issue_org(&mut conn, viewer, issue_id).await.map_err(unavailable("looking up an issue"))?.is_none() {
+                if visible_issue_org(&mut conn, viewer, issue_id)
+                    .await
+                    .map_err(unavailable("looking up an issue"))?
+                    .is_none()
+                {
                     return Ok(None);
                 }
                 activity_page(&mut conn, issue_id, kind, page)
