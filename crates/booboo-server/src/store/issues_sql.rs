@@ -38,7 +38,7 @@ macro_rules! issue_reads_store {
                 filter: &IssueFilter,
                 page: Page,
             ) -> StoreResult<PageOf<Issue>> {
-                let (sql, binds) = issue_list_query(&DIALECT, VISIBLE_ORG, filter, page);
+                let (sql, binds) = issue_list_query(SQL.search, VISIBLE_ORG, filter, page);
                 let mut query = sqlx::query(&sql).bind(viewer.is_admin).bind(viewer.user_id).bind(project_id);
                 for bind in binds {
                     query = match bind {

@@ -24,8 +24,6 @@ macro_rules! sql_backend {
         }
         const SKIP_LOCKED: &str = SQL.skip_locked;
         const LOCK_ISSUES: &str = SQL.for_update;
-        const DIALECT: super::search_sql::Dialect =
-            super::search_sql::Dialect { placeholder: |n| format!("${n}"), search: SQL.search };
 
         super::quota_sql::quota_queries!($conn);
         super::search_sql::search_runner!($pool, $row, text_bind, SQL.search, VISIBLE_ORG);
