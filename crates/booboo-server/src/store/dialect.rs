@@ -11,6 +11,7 @@
 //! `ON CONFLICT`. What differs is below.
 
 use super::search_sql::{self, SearchDialect};
+use std::borrow::Cow;
 
 pub(super) struct SqlDialect {
     /// Whether `?` placeholders are numbered into `$1, $2, …` (PostgreSQL
@@ -92,12 +93,12 @@ impl SqlDialect {
 
     /// Text from an event as it is bound: where text cannot hold U+0000, it
     /// is written as `\u0000`, the way the event's JSON payload writes it,
-    /// rather than refused (and retried) for ever.
-    pub fn text(&self, text: &str) -> String {
-        if self.text_holds_nul {
-            text.to_string()
+    /// rather than refused (and retried) for ever. Borrowed unless changed.
+    pub fn text<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        if self.text_holds_nul || !text.contains('\0') {
+            Cow::Borrowed(text)
         } else {
-            text.replace('\0', "\\u0000")
+            Cow::Owned(text.replace('\0', "\\u0000"))
         }
     }
 
@@ -117,6 +118,14 @@ mod tests {
     fn postgres_numbers_placeholders_and_sqlite_keeps_them() {
         assert_eq!(POSTGRES.placeholders("a = ? AND b = ?"), "a = $1 AND b = $2");
         assert_eq!(SQLITE.placeholders("a = ? AND b = ?"), "a = ? AND b = ?");
+    }
+
+    #[test]
+    fn only_postgres_rewrites_nul_in_text() {
+        assert!(matches!(SQLITE.text("a\0b"), Cow::Borrowed("a\0b")));
+        assert!(matches!(POSTGRES.text("plain"), Cow::Borrowed("plain")));
+        assert_eq!(POSTGRES.text("a\0b"), "a\\u0000b");
+        assert!(SQLITE.can_hold("a\0b") && !POSTGRES.can_hold("a\0b") && POSTGRES.can_hold("ab"));
     }
 
     #[test]

@@ -63,22 +63,12 @@ macro_rules! ingest_store {
             let mut fingerprint = merged_fingerprint(conn, e.project_id, &e.processed.fingerprint.fingerprint)
                 .await?
                 .unwrap_or_else(|| e.processed.fingerprint.fingerprint.clone());
-            // A resolution bound to releases is left for the rule below to judge;
-            // any other resolved issue is unresolved again by its next event.
-            let (
-                prior_status,
-                (issue_id, event_count, ignored_until_counts, status, resolved_kind, resolved_release, resolved_semver),
-            ) = loop {
-                let prior_status: Option<String> = sqlx::query_scalar(&format!(
-                    "SELECT status FROM issues WHERE project_id = $1 AND fingerprint = $2{}",
-                    SQL.for_update
-                ))
-                .bind(e.project_id)
-                .bind(&fingerprint)
-                .fetch_optional(&mut *conn)
-                .await?;
-                #[allow(clippy::type_complexity)]
-                let row: (i64, i64, bool, String, Option<String>, Option<String>, bool) = sqlx::query_as(&format!(
+            // Each backend's two statements of the hot path, formatted once.
+            static PRIOR_STATUS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                format!("SELECT status FROM issues WHERE project_id = $1 AND fingerprint = $2{}", SQL.for_update)
+            });
+            static UPSERT_ISSUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                format!(
                     "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, \
                      event_count, first_release) \
                      VALUES ($1, $2, $3, $4, $5, 'unresolved', $6, $6, 1, NULLIF($7, '')) \
@@ -96,16 +86,30 @@ macro_rules! ingest_store {
                        status, resolved_kind, resolved_release, resolved_semver",
                     least = SQL.least,
                     greatest = SQL.greatest,
-                ))
-                .bind(e.project_id)
-                .bind(&fingerprint)
-                .bind(SQL.text(&e.processed.title))
-                .bind(SQL.text(&e.processed.culprit))
-                .bind(event.level.as_str())
-                .bind(e.received_at)
-                .bind(SQL.text(&event.release))
-                .fetch_one(&mut *conn)
-                .await?;
+                )
+            });
+            // A resolution bound to releases is left for the rule below to judge;
+            // any other resolved issue is unresolved again by its next event.
+            let (
+                prior_status,
+                (issue_id, event_count, ignored_until_counts, status, resolved_kind, resolved_release, resolved_semver),
+            ) = loop {
+                let prior_status: Option<String> = sqlx::query_scalar(&PRIOR_STATUS)
+                    .bind(e.project_id)
+                    .bind(&fingerprint)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                #[allow(clippy::type_complexity)]
+                let row: (i64, i64, bool, String, Option<String>, Option<String>, bool) = sqlx::query_as(&UPSERT_ISSUE)
+                    .bind(e.project_id)
+                    .bind(&fingerprint)
+                    .bind(SQL.text(&e.processed.title))
+                    .bind(SQL.text(&e.processed.culprit))
+                    .bind(event.level.as_str())
+                    .bind(e.received_at)
+                    .bind(SQL.text(&event.release))
+                    .fetch_one(&mut *conn)
+                    .await?;
                 if row.1 == 1 {
                     if let Some(target) = merged_meanwhile(conn, e.project_id, &fingerprint, row.0).await? {
                         fingerprint = target;

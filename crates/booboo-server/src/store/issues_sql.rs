@@ -40,10 +40,10 @@ macro_rules! issue_reads_store {
             ) -> StoreResult<PageOf<Issue>> {
                 let (sql, binds) = issue_list_query(SQL.search, VISIBLE_ORG, filter, page);
                 let mut query = sqlx::query(&sql).bind(viewer.is_admin).bind(viewer.user_id).bind(project_id);
-                for bind in binds {
+                for bind in &binds {
                     query = match bind {
-                        Bind::Int(i) => query.bind(i),
-                        Bind::Text(t) => query.bind(SQL.text(&t)),
+                        Bind::Int(i) => query.bind(*i),
+                        Bind::Text(t) => query.bind(SQL.text(t)),
                     };
                 }
                 let rows = query.fetch_all(&self.pool).await.map_err(unavailable("listing issues"))?;

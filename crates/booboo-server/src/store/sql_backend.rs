@@ -19,7 +19,7 @@ macro_rules! sql_backend {
         fn q(sql: &str) -> String {
             SQL.placeholders(sql)
         }
-        fn text_bind(text: &str) -> String {
+        fn text_bind(text: &str) -> std::borrow::Cow<'_, str> {
             SQL.text(text)
         }
         const SKIP_LOCKED: &str = SQL.skip_locked;
