@@ -1,9 +1,9 @@
 //! Backup and restore of the SQLite database, for `booboo backup` and
 //! `booboo restore`, and the lock that tells the two apart from a running
-//! server. The copy itself is the store's (`Store::backup_to`); this module
+//! server. The copy itself is the store's (`Maintenance::backup_to`); this module
 //! does the file-level steps around it and checks every input first.
 
-use crate::store::{sqlite, Store};
+use crate::store::{sqlite, Maintenance};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -49,7 +49,7 @@ pub fn lock_database(db: &Path) -> Result<DatabaseLock, String> {
 
 /// `booboo backup PATH`: a consistent copy of the live database at a new
 /// path, taken while the server keeps ingesting.
-pub async fn backup(store: &dyn Store, dest: &Path) -> Result<(), String> {
+pub async fn backup(store: &dyn Maintenance, dest: &Path) -> Result<(), String> {
     if store.backend() == crate::store::Backend::Postgres {
         // Nothing to copy here: say what to use instead, not that it failed.
         return store.backup_to(dest).await.map_err(|e| e.to_string());

@@ -5,7 +5,7 @@ use crate::config::{Config, Overrides};
 use crate::identifiers::{check_email, check_slug};
 use crate::mail::{Mailer, OutgoingMail};
 use crate::serve::open_store;
-use crate::store::{Role, Store};
+use crate::store::{Accounts, Role, Store};
 use crate::{backup, clock, secrets, serve};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Read;
@@ -570,7 +570,7 @@ fn read_password() -> Result<String, String> {
     Ok(password)
 }
 
-async fn create_user(store: &dyn Store, email: &str, admin: bool) -> Result<(), String> {
+async fn create_user(store: &dyn Accounts, email: &str, admin: bool) -> Result<(), String> {
     let email = check_email(email)?;
     let password = read_password()?;
     let hash = secrets::hash_password(&password)?;
@@ -579,7 +579,7 @@ async fn create_user(store: &dyn Store, email: &str, admin: bool) -> Result<(), 
     Ok(())
 }
 
-async fn set_password(store: &dyn Store, email: &str) -> Result<(), String> {
+async fn set_password(store: &dyn Accounts, email: &str) -> Result<(), String> {
     let user = user_named(store, email).await?;
     let password = read_password()?;
     let hash = secrets::hash_password(&password)?;
@@ -624,7 +624,7 @@ async fn send_test_email(config: &Config, to: &str) -> Result<(), String> {
     Ok(())
 }
 
-async fn user_named(store: &dyn Store, email: &str) -> Result<crate::store::User, String> {
+async fn user_named(store: &dyn Accounts, email: &str) -> Result<crate::store::User, String> {
     let email = check_email(email)?;
     store
         .user_by_email(&email)

@@ -12,7 +12,7 @@ pub mod outbound;
 pub mod rules;
 
 use crate::clock;
-use crate::store::{AlertKind, AlertRule, ChannelKind, NewAlertRule, Project, Store, StoreResult};
+use crate::store::{AlertKind, AlertRule, Alerting, ChannelKind, NewAlertRule, Project, StoreResult};
 use message::AlertMessage;
 use outbound::OutboundPolicy;
 use rules::FieldError;
@@ -67,7 +67,7 @@ pub struct TestResult {
 /// Sends "a test message" to every channel of a rule now and records each
 /// result on its channel (a success clears the last failure).
 pub async fn send_test(
-    store: &dyn Store,
+    store: &dyn Alerting,
     email: &deliver::EmailSender,
     policy: &OutboundPolicy,
     public_url: &str,
@@ -109,7 +109,7 @@ pub async fn send_test(
 /// The rules a new project gets when e-mail is configured: new issues and
 /// regressions, e-mailed to the organisation's members (each member can
 /// stop them per project in their settings).
-pub async fn add_default_email_rules(store: &dyn Store, project_id: i64, at: i64) -> StoreResult<()> {
+pub async fn add_default_email_rules(store: &dyn Alerting, project_id: i64, at: i64) -> StoreResult<()> {
     for trigger in [crate::store::Trigger::NewIssue, crate::store::Trigger::Regression] {
         let name = match trigger {
             crate::store::Trigger::NewIssue => "New issues (e-mail to members)",

@@ -313,7 +313,7 @@ pub struct DueDelivery {
     pub event: Option<super::StoredEvent>,
 }
 
-/// How an attempt ended, for [`super::Store::finish_delivery`].
+/// How an attempt ended, for [`super::Alerting::finish_delivery`].
 #[derive(Debug, Clone)]
 pub enum AttemptResult {
     Sent {

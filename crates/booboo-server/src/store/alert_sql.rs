@@ -1,8 +1,9 @@
-//! The alert queries, written once for both backends: a macro expanded in
-//! `sqlite.rs` and `postgres.rs`, because sqlx's connection and row types
-//! differ per backend while the SQL does not. Each backend defines `q`,
-//! which turns the `?` placeholders here into its own, and `SKIP_LOCKED`,
-//! which lets nodes claim deliveries without waiting for each other.
+//! The alert queries and [`super::Alerting`], written once for both
+//! backends: macros expanded for each (`sql_backend.rs`), because sqlx's
+//! connection and row types differ per backend while the SQL does not. From
+//! the backend's dialect come `q`, which turns the `?` placeholders here into
+//! its own, and `SKIP_LOCKED`, which lets nodes claim deliveries without
+//! waiting for each other.
 
 /// Defines the alert functions for one backend: `$conn` is its connection
 /// type, `$row` its row type.
@@ -765,3 +766,216 @@ macro_rules! alert_queries {
     };
 }
 pub(super) use alert_queries;
+
+/// Defines `impl Alerting` for one backend's store, on the queries of
+/// `alert_queries`: `$conn` is its connection type.
+macro_rules! alerting_store {
+    ($store:ty, $conn:ty) => {
+        #[async_trait]
+        impl Alerting for $store {
+            async fn create_alert_rule(&self, project_id: i64, rule: &NewAlertRule, at: i64) -> StoreResult<AlertRule> {
+                let mut tx = self.begin_write().await?;
+                let id = insert_alert_rule(&mut tx, project_id, rule, at).await.map_err(|e| {
+                    if e.as_database_error().is_some_and(|d| d.is_foreign_key_violation()) {
+                        StoreError::NotFound("project not found".into())
+                    } else {
+                        unavailable("creating an alert rule")(e)
+                    }
+                })?;
+                let created = load_alert_rules(&mut tx, &format!("r.id = {id}"))
+                    .await
+                    .map_err(unavailable("reading an alert rule"))?
+                    .pop()
+                    .ok_or_else(|| StoreError::Unavailable("the new alert rule vanished".into()))?;
+                tx.commit().await.map_err(unavailable("committing an alert rule"))?;
+                Ok(created)
+            }
+
+            async fn alert_rules(&self, project_id: i64) -> StoreResult<Vec<AlertRule>> {
+                let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+                load_alert_rules(&mut conn, &format!("r.project_id = {project_id}"))
+                    .await
+                    .map_err(unavailable("reading alert rules"))
+            }
+
+            async fn alert_rule(&self, viewer: Viewer, id: i64) -> StoreResult<Option<AlertRule>> {
+                let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+                if !alert_rule_visible(&mut conn, viewer, id).await.map_err(unavailable("checking access to a rule"))? {
+                    return Ok(None);
+                }
+                Ok(load_alert_rules(&mut conn, &format!("r.id = {id}"))
+                    .await
+                    .map_err(unavailable("reading an alert rule"))?
+                    .pop())
+            }
+
+            async fn update_alert_rule(
+                &self,
+                viewer: Viewer,
+                id: i64,
+                rule: &NewAlertRule,
+                replace_channels: bool,
+            ) -> StoreResult<Option<AlertRule>> {
+                let mut tx = self.begin_write().await?;
+                if !alert_rule_visible(&mut tx, viewer, id).await.map_err(unavailable("checking access to a rule"))? {
+                    return Ok(None);
+                }
+                update_alert_rule_row(&mut tx, id, rule, replace_channels)
+                    .await
+                    .map_err(unavailable("changing an alert rule"))?;
+                let updated = load_alert_rules(&mut tx, &format!("r.id = {id}"))
+                    .await
+                    .map_err(unavailable("reading an alert rule"))?
+                    .pop();
+                tx.commit().await.map_err(unavailable("committing an alert rule"))?;
+                Ok(updated)
+            }
+
+            async fn delete_alert_rule(&self, viewer: Viewer, id: i64) -> StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                if !alert_rule_visible(&mut tx, viewer, id).await.map_err(unavailable("checking access to a rule"))? {
+                    return Ok(false);
+                }
+                sqlx::query(&q("DELETE FROM alert_rules WHERE id = ?"))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable("deleting an alert rule"))?;
+                tx.commit().await.map_err(unavailable("committing a deletion"))?;
+                Ok(true)
+            }
+
+            async fn record_channel_result(
+                &self,
+                channel_id: i64,
+                at: i64,
+                status: Option<i64>,
+                failure: Option<&str>,
+            ) -> StoreResult<()> {
+                let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+                record_channel_row(&mut conn, channel_id, at, status, failure)
+                    .await
+                    .map_err(unavailable("recording a channel's result"))
+            }
+
+            async fn claim_deliveries(
+                &self,
+                node: &str,
+                now: i64,
+                lease_ms: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<DueDelivery>> {
+                let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+                if !any_due_delivery(&mut conn, now).await.map_err(unavailable("looking for due alert deliveries"))? {
+                    return Ok(Vec::new());
+                }
+                drop(conn);
+                let mut tx = self.begin_write().await?;
+                let due = claim_due_deliveries(&mut tx, node, now, lease_ms, limit)
+                    .await
+                    .map_err(unavailable("claiming alert deliveries"))?;
+                tx.commit().await.map_err(unavailable("committing a claim"))?;
+                Ok(due)
+            }
+
+            async fn finish_delivery(
+                &self,
+                id: i64,
+                node: &str,
+                now: i64,
+                result: &AttemptResult,
+            ) -> StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let held = finish_delivery_row(&mut tx, id, node, now, result)
+                    .await
+                    .map_err(unavailable("recording a delivery"))?;
+                tx.commit().await.map_err(unavailable("committing a delivery"))?;
+                Ok(held)
+            }
+
+            async fn release_delivery_claims(&self) -> StoreResult<()> {
+                // Only where one server runs on the database are the claims
+                // it finds at start its own previous run's.
+                if !SQL.one_server_per_database {
+                    return Ok(());
+                }
+                sqlx::query(
+                    "UPDATE alert_deliveries SET claimed_by = NULL, claimed_until = NULL WHERE status = 'pending'",
+                )
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable("releasing delivery claims"))?;
+                Ok(())
+            }
+
+            async fn project_deliveries(&self, project_id: i64, limit: i64) -> StoreResult<Vec<DeliveryInfo>> {
+                let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+                list_delivery_rows(&mut conn, &format!("d.project_id = {project_id}"), limit)
+                    .await
+                    .map_err(unavailable("listing alert deliveries"))
+            }
+
+            async fn issue_deliveries(&self, issue_id: i64, limit: i64) -> StoreResult<Vec<DeliveryInfo>> {
+                let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+                list_delivery_rows(&mut conn, &format!("d.issue_id = {issue_id}"), limit)
+                    .await
+                    .map_err(unavailable("listing an issue's alerts"))
+            }
+
+            async fn pending_deliveries(&self) -> StoreResult<Vec<(String, i64)>> {
+                sqlx::query_as(
+                    "SELECT channel_kind, COUNT(*) FROM alert_deliveries WHERE status = 'pending' GROUP BY channel_kind ORDER BY channel_kind",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable("counting pending deliveries"))
+            }
+
+            async fn alert_email_recipients(&self, project_id: i64) -> StoreResult<Vec<String>> {
+                let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+                email_recipient_rows(&mut conn, project_id)
+                    .await
+                    .map_err(unavailable("listing alert e-mail recipients"))
+            }
+
+            async fn reserve_alert_email(
+                &self,
+                address: &str,
+                now: i64,
+                cap: i64,
+                window_ms: i64,
+            ) -> StoreResult<bool> {
+                let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+                reserve_email_row(&mut conn, address, now, cap, window_ms)
+                    .await
+                    .map_err(unavailable("counting alert e-mails"))
+            }
+
+            async fn hold_alert_email(&self, address: &str, now: i64, summary: &str, url: &str) -> StoreResult<()> {
+                let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+                hold_email_row(&mut conn, address, now, summary, url)
+                    .await
+                    .map_err(unavailable("holding an alert e-mail"))
+            }
+
+            async fn take_alert_email_digests(&self, now: i64) -> StoreResult<Vec<HeldEmail>> {
+                let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+                take_digest_rows(&mut conn, now).await.map_err(unavailable("taking alert e-mail digests"))
+            }
+
+            async fn set_alert_email_opt_out(&self, user_id: i64, project_id: i64, opted_out: bool) -> StoreResult<()> {
+                let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+                set_opt_out_row(&mut conn, user_id, project_id, opted_out)
+                    .await
+                    .map_err(unavailable("changing an e-mail opt-out"))
+            }
+
+            async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>> {
+                let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
+                opt_out_rows(&mut conn, user_id).await.map_err(unavailable("reading e-mail opt-outs"))
+            }
+        }
+    };
+}
+
+pub(super) use alerting_store;

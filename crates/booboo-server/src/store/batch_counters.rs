@@ -84,7 +84,7 @@ pub(super) fn values(rows: usize, columns: usize) -> String {
 /// type, `$text` what a text bind goes through, `$least`/`$greatest` its
 /// two-argument minimum and maximum (`q` is the backend's own).
 macro_rules! batch_counter_queries {
-    ($conn:ty, $text:path, $least:literal, $greatest:literal) => {
+    ($conn:ty, $text:path, $least:expr, $greatest:expr) => {
         /// Adds a batch's counters, in the batch's transaction.
         async fn write_batch_counters(
             conn: &mut $conn,

@@ -51,7 +51,7 @@ macro_rules! merge_queries {
             Ok(Some(target))
         }
 
-        /// Merges inside the caller's transaction; see [`Store::merge_issues`].
+        /// Merges inside the caller's transaction; see [`Triage::merge_issues`].
         async fn merge_issue_rows(
             conn: &mut $conn,
             viewer: Viewer,

@@ -1,18 +1,33 @@
 //! The one storage seam. Everything that reads or writes the database goes
-//! through [`Store`], whose methods are domain verbs; no SQL lives outside
-//! this folder. One implementation per backend, one file each.
+//! through [`Store`], the sum of small traits named by job ([`Ingest`],
+//! [`Accounts`], [`Organisations`], [`Projects`], [`IssueReads`], [`Triage`],
+//! [`Alerting`], [`DataLifecycle`], [`PayloadDictionaries`], [`Maintenance`]),
+//! whose methods are domain verbs; no SQL lives outside this folder.
+//!
+//! Both databases run one SQL text: each job's queries are written once in a
+//! `*_sql.rs` module, and `sqlite.rs` and `postgres.rs` expand them all
+//! (`sql_backend.rs`), keeping only what differs: connecting, pragmas and
+//! migrations, how a batch's transaction runs, and [`Maintenance`]. What the
+//! SQL itself must say differently is `dialect.rs`.
 
+mod accounts_sql;
 pub mod activity;
 mod activity_sql;
 pub mod alert_rules;
 mod alert_sql;
 mod batch_counters;
+mod dialect;
+mod ingest_sql;
+mod issues_sql;
 mod key_sql;
+mod lifecycle_sql;
 mod merge_sql;
 mod migrations;
+mod organisations_sql;
 pub mod postgres;
 pub mod project_limits;
 mod project_limits_sql;
+mod projects_sql;
 pub mod quota;
 mod resolve_sql;
 pub use quota::NotStoredReason;
@@ -21,8 +36,10 @@ mod retention_sql;
 mod rows;
 mod search_sql;
 mod sign_in_limits;
+mod sql_backend;
 pub mod sqlite;
 pub mod stored_payload;
+mod triage_sql;
 
 use async_trait::async_trait;
 use booboo_core::ProcessedEvent;
@@ -550,7 +567,7 @@ pub struct StoredEvent {
     pub payload: String,
 }
 
-/// Where an export of a project stops: see [`Store::export_marks`].
+/// Where an export of a project stops: see [`DataLifecycle::export_marks`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ExportMarks {
     pub last_issue_id: i64,
@@ -749,34 +766,64 @@ impl IssueMerge {
     }
 }
 
+/// The database itself rather than what it holds: which backend, whether it
+/// answers and can write, its planner statistics, its size and free space,
+/// a copy of it. These are what differ most between the backends, so each
+/// implements this trait in its own file (`sqlite.rs`, `postgres.rs`).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Maintenance: Send + Sync + 'static {
     /// Which backend this is, for logs and `/metrics`.
     fn backend(&self) -> Backend;
 
     /// A cheap round trip, for `/healthz`.
     async fn ping(&self) -> StoreResult<()>;
 
-    // --- compressed payloads (stored_payload.rs) ------------------------------
-
-    /// How this store compresses new payloads: ingest compresses each
-    /// event with it before the writer sees it ([`NewEvent::new`]).
-    fn payload_codec(&self) -> &stored_payload::PayloadCodec;
-    /// Every payload dictionary stored, oldest first.
-    async fn payload_dictionaries(&self) -> StoreResult<Vec<stored_payload::PayloadDictionary>>;
-    /// Stores a payload dictionary (once per id).
-    async fn add_payload_dictionary(&self, dictionary: &stored_payload::PayloadDictionary) -> StoreResult<()>;
-    /// The newest stored payloads as JSON, up to `limit` and about
-    /// `max_bytes` in all: samples to train a dictionary on.
-    async fn payload_samples(&self, limit: i64, max_bytes: usize) -> StoreResult<Vec<String>>;
-
     /// Whether a write of some size would succeed now: asked by `/healthz`
     /// after a write failed for want of disk, to learn that space is back
     /// without waiting for the next event. [`StoreError::DiskFull`] if not.
     async fn check_writable(&self) -> StoreResult<()>;
 
-    // --- ingestion -------------------------------------------------------
+    /// Writes a consistent copy of the whole database to a new file at
+    /// `dest`, while ingest goes on. SQLite only; PostgreSQL has `pg_dump`.
+    async fn backup_to(&self, dest: &std::path::Path) -> StoreResult<()>;
 
+    /// Brings the query planner's statistics up to date where the database
+    /// does not do it by itself (SQLite's `PRAGMA optimize`; PostgreSQL's
+    /// autovacuum analyses on its own). Cheap when little changed.
+    async fn refresh_planner_statistics(&self) -> StoreResult<()>;
+
+    /// The bytes the database uses now, as the disk budget counts them.
+    async fn used_bytes(&self) -> StoreResult<u64>;
+
+    /// Makes the space of removed events reusable: SQLite returns free pages
+    /// to the file system in small steps (`incremental_vacuum`), keeping
+    /// `keep_bytes` of them for new events; PostgreSQL runs `VACUUM events`.
+    async fn reclaim_space(&self, keep_bytes: u64) -> StoreResult<()>;
+}
+
+/// How stored payloads are compressed (`stored_payload.rs`): the codec
+/// ingest compresses with, and the zstd dictionaries it is trained into.
+#[async_trait]
+pub trait PayloadDictionaries: Send + Sync + 'static {
+    /// How this store compresses new payloads: ingest compresses each
+    /// event with it before the writer sees it ([`NewEvent::new`]).
+    fn payload_codec(&self) -> &stored_payload::PayloadCodec;
+
+    /// Every payload dictionary stored, oldest first.
+    async fn payload_dictionaries(&self) -> StoreResult<Vec<stored_payload::PayloadDictionary>>;
+
+    /// Stores a payload dictionary (once per id).
+    async fn add_payload_dictionary(&self, dictionary: &stored_payload::PayloadDictionary) -> StoreResult<()>;
+
+    /// The newest stored payloads as JSON, up to `limit` and about
+    /// `max_bytes` in all: samples to train a dictionary on.
+    async fn payload_samples(&self, limit: i64, max_bytes: usize) -> StoreResult<Vec<String>>;
+}
+
+/// The ingest path: which project a token sends to, and the writer's one
+/// verb, a batch of events stored in one transaction (`ingest_sql.rs`).
+#[async_trait]
+pub trait Ingest: Send + Sync + 'static {
     /// The project an ingestion token may send to, if the token is live.
     async fn ingest_target(&self, token: &str) -> StoreResult<Option<IngestTarget>>;
 
@@ -786,116 +833,34 @@ pub trait Store: Send + Sync + 'static {
     /// committed (outcomes in order) or none is (an error).
     async fn store_events(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreOutcome>>;
 
-    // --- people and access ------------------------------------------------
+    /// Sets the installation-wide rate limit, on all projects together
+    /// (`None`: off), besides each project's own. Applies from the next
+    /// batch; set once at start-up from the config.
+    fn set_installation_rate_limit(&self, limit: Option<RateLimit>);
+}
 
+/// People and how they prove who they are: users, the first-run setup link,
+/// sessions, passwords and password links, sign-in limits and API tokens
+/// (`accounts_sql.rs`).
+#[async_trait]
+pub trait Accounts: Send + Sync + 'static {
     async fn create_user(&self, email: &str, password_hash: &str, is_admin: bool, at: i64) -> StoreResult<User>;
+
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+
     async fn user_count(&self) -> StoreResult<i64>;
-    /// Adds a membership or changes its role.
-    async fn set_membership(&self, org_slug: &str, user_id: i64, role: Role) -> StoreResult<()>;
+
     async fn create_api_token(&self, user_id: i64, token_hash: &str, label: &str, at: i64) -> StoreResult<()>;
+
     async fn user_for_api_token(&self, token_hash: &str) -> StoreResult<Option<User>>;
-
-    // --- projects ---------------------------------------------------------
-
-    /// Creates the organisation if needed and the project with its first key.
-    /// `Conflict` if the project exists.
-    async fn create_project(
-        &self,
-        org_slug: &str,
-        project_slug: &str,
-        token: &str,
-        at: i64,
-    ) -> StoreResult<(Project, ProjectKey)>;
-    /// A project with its live keys, looked up without access checks (CLI).
-    async fn project_with_keys(
-        &self,
-        org_slug: &str,
-        project_slug: &str,
-    ) -> StoreResult<Option<(Project, Vec<ProjectKey>)>>;
-    async fn projects_for(&self, viewer: Viewer) -> StoreResult<Vec<Project>>;
-    async fn project_for(&self, viewer: Viewer, org_slug: &str, project_slug: &str) -> StoreResult<Option<Project>>;
-
-    // --- issues and events --------------------------------------------------
-
-    async fn list_issues(
-        &self,
-        viewer: Viewer,
-        project_id: i64,
-        filter: &IssueFilter,
-        page: Page,
-    ) -> StoreResult<PageOf<Issue>>;
-    async fn issue_detail(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<IssueDetail>>;
-    /// Changes an issue's status; resolving or reopening clears the
-    /// regression mark, and any change forgets a release resolution (see
-    /// [`Store::resolve_issue`], which the API and dashboard use to resolve).
-    async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>>;
-    /// Ignores an issue until `condition` ends (counted from `now` and the
-    /// issue's counts at this moment). Setting any status clears the
-    /// condition; ending it by hand fires no alert.
-    async fn ignore_issue(
-        &self,
-        viewer: Viewer,
-        issue_id: i64,
-        condition: IgnoreCondition,
-        now: i64,
-    ) -> StoreResult<Option<Issue>>;
-    /// Resolves an issue, now or with respect to releases (see
-    /// [`Resolution`]); the one place a resolution is written, so whatever
-    /// else must record it (an activity entry) goes here. `Conflict` for
-    /// the current release of a project without releases.
-    async fn resolve_issue(&self, viewer: Viewer, issue_id: i64, resolution: &Resolution)
-        -> StoreResult<Option<Issue>>;
-    /// Ends the timed ignores due at `now`: each issue becomes unresolved and
-    /// its project's unignored rules write their deliveries, in one
-    /// transaction, once even with several nodes. Returns how many ended.
-    async fn end_expired_ignores(&self, now: i64) -> StoreResult<u64>;
-    /// Events of an issue, newest first.
-    async fn issue_events(&self, viewer: Viewer, issue_id: i64, page: Page)
-        -> StoreResult<Option<PageOf<StoredEvent>>>;
-    async fn event(&self, viewer: Viewer, event_id: &str) -> StoreResult<Option<StoredEvent>>;
-
-    // --- deletion --------------------------------------------------------------
-
-    /// Deletes an issue with its events and counts. The issue is first
-    /// detached from its fingerprint (later events of it start a new issue),
-    /// then its events go a page per transaction, so ingest keeps flowing
-    /// however many there are. `Ok(false)` when the viewer cannot see it;
-    /// `Forbidden` unless they administer its organisation.
-    async fn delete_issue(&self, viewer: Viewer, issue_id: i64) -> StoreResult<bool>;
-    /// Deletes a project: its keys are revoked first (ingest refuses it from
-    /// then on), then its events and issues go a page per transaction, then
-    /// the project. Same answers as [`Store::delete_issue`].
-    async fn delete_project(&self, viewer: Viewer, project_id: i64, at: i64) -> StoreResult<bool>;
-
-    // --- export and backup ---------------------------------------------------
-
-    /// The highest issue id and event row id of a project now: an export
-    /// stops there, so what it writes is one consistent cut even while
-    /// events keep arriving. The caller has checked the project is visible.
-    async fn export_marks(&self, project_id: i64) -> StoreResult<ExportMarks>;
-    /// Issues of a project with ids in `(after, up_to]`, in id order.
-    async fn export_issues(&self, project_id: i64, after: i64, up_to: i64, limit: i64) -> StoreResult<Vec<Issue>>;
-    /// Stored events of a project with row ids in `(after, up_to]`, in
-    /// storage order, each with its row id (the next page's `after`).
-    async fn export_events(
-        &self,
-        project_id: i64,
-        after: i64,
-        up_to: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<(i64, StoredEvent)>>;
-    /// Writes a consistent copy of the whole database to a new file at
-    /// `dest`, while ingest goes on. SQLite only; PostgreSQL has `pg_dump`.
-    async fn backup_to(&self, dest: &std::path::Path) -> StoreResult<()>;
-
-    // --- the dashboard: first run, sessions, sign-in limits -----------------
 
     /// Remembers a setup link's token (hashed) while no user exists.
     async fn add_setup_token(&self, token_hash: &str, at: i64, expires_at: i64) -> StoreResult<()>;
+
     /// Whether a setup link is still good: it is known, unexpired, and no
     /// user exists.
     async fn setup_token_valid(&self, token_hash: &str, now: i64) -> StoreResult<bool>;
+
     /// Creates the first administrator through a setup link and forgets
     /// every setup link. `NotFound` for an unknown or expired link,
     /// `Conflict` once a user exists.
@@ -906,14 +871,19 @@ pub trait Store: Send + Sync + 'static {
         password_hash: &str,
         at: i64,
     ) -> StoreResult<User>;
+
     async fn create_session(&self, token_hash: &str, user_id: i64, session: &Session) -> StoreResult<()>;
+
     /// The live session a cookie's hash names, with its user.
     async fn session(&self, token_hash: &str, now: i64) -> StoreResult<Option<(User, Session)>>;
+
     async fn end_session(&self, token_hash: &str) -> StoreResult<()>;
+
     /// Changes a password, ends every other session of that user (all of
     /// them when `keep_session_hash` is empty) and voids their unused
     /// password links.
     async fn set_password(&self, user_id: i64, password_hash: &str, keep_session_hash: &str) -> StoreResult<()>;
+
     /// Reserves one password check for a sign-in from `address_key` to
     /// `account_key`, atomically: the check is counted before the password
     /// is verified, so parallel requests cannot all slip under a limit.
@@ -924,51 +894,101 @@ pub trait Store: Send + Sync + 'static {
         limits: &SignInLimits,
         now: i64,
     ) -> StoreResult<SignInReservation>;
+
     /// A reserved check found the right password: the address gets its
     /// check back and the account's count starts again.
     async fn sign_in_succeeded(&self, address_key: &str, account_key: &str) -> StoreResult<()>;
 
-    // --- the dashboard: password links ----------------------------------------
-
     /// Remembers a one-time link (hashed) that lets a user choose a password.
     async fn create_password_link(&self, token_hash: &str, user_id: i64, at: i64, expires_at: i64) -> StoreResult<()>;
+
     /// The user an unused, unexpired password link is for.
     async fn password_link(&self, token_hash: &str, now: i64) -> StoreResult<Option<User>>;
+
     /// Uses a password link up: sets the password, ends every session of the
     /// user and voids their other links. `NotFound` if the link is unknown,
     /// used or expired.
     async fn use_password_link(&self, token_hash: &str, password_hash: &str, now: i64) -> StoreResult<User>;
+
     /// Deletes expired sessions, setup links, password links, invitations and
     /// sign-in counters whose window has ended.
     async fn prune_expired(&self, now: i64) -> StoreResult<Pruned>;
-    /// Brings the query planner's statistics up to date where the database
-    /// does not do it by itself (SQLite's `PRAGMA optimize`; PostgreSQL's
-    /// autovacuum analyses on its own). Cheap when little changed.
-    async fn refresh_planner_statistics(&self) -> StoreResult<()>;
 
-    // --- the dashboard: organisations, members, invitations, tokens ----------
+    async fn api_tokens_of(&self, user_id: i64) -> StoreResult<Vec<ApiTokenInfo>>;
+
+    /// Revokes one of the user's own tokens; whether it was theirs and live.
+    async fn revoke_api_token(&self, user_id: i64, token_id: i64, at: i64) -> StoreResult<bool>;
+}
+
+/// Organisations and who belongs to them: memberships, roles and
+/// invitations (`organisations_sql.rs`).
+#[async_trait]
+pub trait Organisations: Send + Sync + 'static {
+    /// Adds a membership or changes its role.
+    async fn set_membership(&self, org_slug: &str, user_id: i64, role: Role) -> StoreResult<()>;
 
     async fn organisations_for(&self, viewer: Viewer) -> StoreResult<Vec<OrgAccess>>;
+
     /// The viewer's role in an organisation; `None` if they cannot see it
     /// (or it does not exist).
     async fn role_in(&self, viewer: Viewer, org_slug: &str) -> StoreResult<Option<Role>>;
+
     /// Members of an organisation the viewer can see, by email.
     async fn members_of(&self, viewer: Viewer, org_slug: &str) -> StoreResult<Option<Vec<Member>>>;
+
     /// Removes a membership; whether there was one.
     async fn remove_membership(&self, org_slug: &str, user_id: i64) -> StoreResult<bool>;
+
     async fn create_invitation(&self, token_hash: &str, invitation: &Invitation, at: i64) -> StoreResult<()>;
+
     /// An unused, unexpired invitation.
     async fn invitation(&self, token_hash: &str, now: i64) -> StoreResult<Option<Invitation>>;
+
     /// Creates the invited user (or finds them by email, keeping their
     /// password), makes them a member and uses the invitation up; the flag
     /// says whether the user was created now. `NotFound` if the invitation is
     /// unknown, used or expired.
     async fn accept_invitation(&self, token_hash: &str, password_hash: &str, now: i64) -> StoreResult<(User, bool)>;
-    async fn api_tokens_of(&self, user_id: i64) -> StoreResult<Vec<ApiTokenInfo>>;
-    /// Revokes one of the user's own tokens; whether it was theirs and live.
-    async fn revoke_api_token(&self, user_id: i64, token_id: i64, at: i64) -> StoreResult<bool>;
 
-    // --- the dashboard: projects and keys -----------------------------------
+    /// An organisation's invitations not yet used nor expired at `now`,
+    /// newest first: `None` if the viewer cannot see the organisation,
+    /// `Forbidden` unless they administer it.
+    async fn pending_invitations(
+        &self,
+        viewer: Viewer,
+        org_slug: &str,
+        now: i64,
+    ) -> StoreResult<Option<Vec<PendingInvitation>>>;
+
+    /// Revokes an organisation's unused invitations to one address (their
+    /// links stop working); whether there was any. `Forbidden` unless the
+    /// viewer administers the organisation.
+    async fn revoke_invitation(&self, viewer: Viewer, org_slug: &str, email: &str) -> StoreResult<bool>;
+}
+
+/// Projects, their ingestion keys and their limits (`projects_sql.rs`).
+#[async_trait]
+pub trait Projects: Send + Sync + 'static {
+    /// Creates the organisation if needed and the project with its first key.
+    /// `Conflict` if the project exists.
+    async fn create_project(
+        &self,
+        org_slug: &str,
+        project_slug: &str,
+        token: &str,
+        at: i64,
+    ) -> StoreResult<(Project, ProjectKey)>;
+
+    /// A project with its live keys, looked up without access checks (CLI).
+    async fn project_with_keys(
+        &self,
+        org_slug: &str,
+        project_slug: &str,
+    ) -> StoreResult<Option<(Project, Vec<ProjectKey>)>>;
+
+    async fn projects_for(&self, viewer: Viewer) -> StoreResult<Vec<Project>>;
+
+    async fn project_for(&self, viewer: Viewer, org_slug: &str, project_slug: &str) -> StoreResult<Option<Project>>;
 
     /// Creates a project for a signed-in user. A new organisation gets the
     /// viewer as its admin; in an existing one the viewer must be an admin
@@ -981,8 +1001,10 @@ pub trait Store: Send + Sync + 'static {
         token: &str,
         at: i64,
     ) -> StoreResult<(Project, ProjectKey)>;
+
     /// Every key of a project, revoked ones too, oldest first.
     async fn project_keys(&self, viewer: Viewer, project_id: i64) -> StoreResult<Option<Vec<ProjectKey>>>;
+
     async fn add_project_key(
         &self,
         viewer: Viewer,
@@ -991,95 +1013,14 @@ pub trait Store: Send + Sync + 'static {
         label: &str,
         at: i64,
     ) -> StoreResult<Option<ProjectKey>>;
+
     /// Revokes a key: its token is refused from then on. Whether it was live.
     async fn revoke_project_key(&self, viewer: Viewer, project_id: i64, key_id: i64, at: i64) -> StoreResult<bool>;
-
-    // --- the dashboard: charts, filters, event navigation --------------------
-
-    /// Events per hour since `since_hour` for some issues of one project.
-    async fn issue_hourly(
-        &self,
-        viewer: Viewer,
-        project_id: i64,
-        issue_ids: &[i64],
-        since_hour: i64,
-    ) -> StoreResult<Vec<HourCount>>;
-    /// The environments and releases a project's issues were seen in.
-    async fn project_facets(&self, viewer: Viewer, project_id: i64) -> StoreResult<ProjectFacets>;
-    /// One event of an issue (the latest when `event_id` is `None`) with its
-    /// older and newer neighbours.
-    async fn issue_event(
-        &self,
-        viewer: Viewer,
-        issue_id: i64,
-        event_id: Option<&str>,
-    ) -> StoreResult<Option<EventInIssue>>;
-
-    // --- alerts: rules, channels and the outbox -------------------------------
-
-    /// Stores a validated rule with its channels in one transaction.
-    async fn create_alert_rule(&self, project_id: i64, rule: &NewAlertRule, at: i64) -> StoreResult<AlertRule>;
-    /// A project's rules, oldest first. The caller has checked access.
-    async fn alert_rules(&self, project_id: i64) -> StoreResult<Vec<AlertRule>>;
-    /// A rule the viewer can see.
-    async fn alert_rule(&self, viewer: Viewer, id: i64) -> StoreResult<Option<AlertRule>>;
-    /// Replaces a rule's settings, and its channels when `replace_channels`.
-    async fn update_alert_rule(
-        &self,
-        viewer: Viewer,
-        id: i64,
-        rule: &NewAlertRule,
-        replace_channels: bool,
-    ) -> StoreResult<Option<AlertRule>>;
-    /// Deletes a rule the viewer can see; whether there was one. Its pending
-    /// deliveries are marked failed when next claimed.
-    async fn delete_alert_rule(&self, viewer: Viewer, id: i64) -> StoreResult<bool>;
-    /// Sets (or with `failure` `None`, clears) a channel's last failure.
-    async fn record_channel_result(
-        &self,
-        channel_id: i64,
-        at: i64,
-        status: Option<i64>,
-        failure: Option<&str>,
-    ) -> StoreResult<()>;
-    /// Claims due deliveries for one node until `now + lease_ms`; each due
-    /// delivery is claimed by exactly one node.
-    async fn claim_deliveries(&self, node: &str, now: i64, lease_ms: i64, limit: i64) -> StoreResult<Vec<DueDelivery>>;
-    /// Records how an attempt ended; `false` if this node no longer held the
-    /// claim (another node took it over after the lease ran out).
-    async fn finish_delivery(&self, id: i64, node: &str, now: i64, result: &AttemptResult) -> StoreResult<bool>;
-    /// At start: releases claims left by a previous run of this server, so
-    /// pending deliveries are attempted at once. SQLite only (one server per
-    /// database); on PostgreSQL other nodes may hold live claims, which
-    /// expire with their lease.
-    async fn release_delivery_claims(&self) -> StoreResult<()>;
-    /// A project's deliveries, newest first.
-    async fn project_deliveries(&self, project_id: i64, limit: i64) -> StoreResult<Vec<DeliveryInfo>>;
-    /// The alerts an issue triggered, newest first.
-    async fn issue_deliveries(&self, issue_id: i64, limit: i64) -> StoreResult<Vec<DeliveryInfo>>;
-    /// Pending deliveries by channel kind, for `/metrics`.
-    async fn pending_deliveries(&self) -> StoreResult<Vec<(String, i64)>>;
-
-    // --- alerts by e-mail ---------------------------------------------------
-
-    /// The addresses a project's "members" e-mail goes to: its organisation's
-    /// members, less those who opted out of this project's alerts.
-    async fn alert_email_recipients(&self, project_id: i64) -> StoreResult<Vec<String>>;
-    /// Counts one alert e-mail to `address`; `false` when it is over `cap`
-    /// within the current window (then hold it for the digest).
-    async fn reserve_alert_email(&self, address: &str, now: i64, cap: i64, window_ms: i64) -> StoreResult<bool>;
-    async fn hold_alert_email(&self, address: &str, now: i64, summary: &str, url: &str) -> StoreResult<()>;
-    /// Takes what was held for addresses whose window has ended.
-    async fn take_alert_email_digests(&self, now: i64) -> StoreResult<Vec<HeldEmail>>;
-    async fn set_alert_email_opt_out(&self, user_id: i64, project_id: i64, opted_out: bool) -> StoreResult<()>;
-    /// The projects whose alert e-mails a user opted out of.
-    async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>>;
-
-    // --- Project limits (settings; the retention and quota engines read them) ---
 
     /// Every project's own limits (not the effective ones), by project id;
     /// cheap enough for an engine to call on every tick, so none caches them.
     async fn project_limits_all(&self) -> StoreResult<Vec<(i64, ProjectLimits)>>;
+
     /// Changes a project's limits (an organisation admin only) and returns
     /// them as they now are; `None` when the viewer cannot see the project.
     /// Fields the patch leaves are kept, even against a concurrent change.
@@ -1090,133 +1031,57 @@ pub trait Store: Send + Sync + 'static {
         patch: &ProjectLimitsPatch,
     ) -> StoreResult<Option<ProjectLimits>>;
 
-    // --- retention (issue 12; crates/booboo-server/src/retention.rs runs it) ---
-    // Each write is one short transaction over at most a page of rows, and
-    // counts exactly the rows it removed, so several nodes may run retention
-    // at once.
-
-    /// Takes or renews the retention lease for `node` until `until`: `true`
-    /// if this node holds it, `false` while another node's is live.
-    async fn take_retention_lease(&self, node: &str, now: i64, until: i64) -> StoreResult<bool>;
-    /// Stored payloads per project, for projects that have any.
-    async fn stored_per_project(&self) -> StoreResult<Vec<(i64, i64)>>;
-    /// Stored payloads per issue of a project, as `(issue_id, stored, not
-    /// kept)`: kept events (first, regressions) are never evicted.
-    async fn stored_per_issue(&self, project_id: i64) -> StoreResult<Vec<(i64, i64, i64)>>;
-    /// An issue's stored events, oldest first.
-    async fn issue_event_ages(&self, issue_id: i64) -> StoreResult<Vec<EventAge>>;
-    /// Deletes those of `ids` that belong to the issue and are neither kept
-    /// nor its latest event, and adds them to its `not_stored.retention`;
-    /// how many went.
-    async fn evict_events(&self, issue_id: i64, ids: &[i64]) -> StoreResult<u64>;
-    /// Deletes up to `limit` of a project's events received before `before`
-    /// (oldest first), counted on their issues as removed by retention.
-    async fn expire_events(&self, project_id: i64, before: i64, limit: i64) -> StoreResult<u64>;
-    /// Removes up to `limit` issues of a project last seen before `before`
-    /// with no stored event left.
-    async fn remove_empty_issues(&self, project_id: i64, before: i64, limit: i64) -> StoreResult<u64>;
-    /// Up to `limit` events received before `before` whose payload was not
-    /// lightened yet, oldest first, as `(row id, payload)`.
-    async fn events_to_lighten(&self, before: i64, limit: i64) -> StoreResult<Vec<(i64, String)>>;
-    /// Replaces payloads with their lightened form and marks them, once.
-    async fn replace_lightened(&self, payloads: &[(i64, String)]) -> StoreResult<u64>;
-    /// The bytes the database uses now, as the disk budget counts them.
-    async fn used_bytes(&self) -> StoreResult<u64>;
-    /// Makes the space of removed events reusable: SQLite returns free pages
-    /// to the file system in small steps (`incremental_vacuum`), keeping
-    /// `keep_bytes` of them for new events; PostgreSQL runs `VACUUM events`.
-    async fn reclaim_space(&self, keep_bytes: u64) -> StoreResult<()>;
-
-    // --- merging issues (store/merge_sql.rs) -------------------------------------
-
-    /// Merges issues of one project into the target, in one transaction:
-    /// counts, users, first and last seen, environments, releases, tags,
-    /// hourly history, events and alert history move to the target, the
-    /// merged issues are deleted, and their fingerprints (and those merged
-    /// into them before) lead to the target from then on, so later events of
-    /// any of them are counted there. Any viewer who can see the issues may
-    /// merge them. `Ok(false)` when the viewer cannot see the target;
-    /// `NotFound` for a merged issue they cannot see, `Conflict` for one of
-    /// another project. (A "merged" activity entry belongs in this method.)
-    async fn merge_issues(&self, viewer: Viewer, merge: &IssueMerge, at: i64) -> StoreResult<bool>;
-    /// The issue that an issue merged away now lives on as, for links to it.
-    async fn merged_issue_target(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<i64>>;
-
-    // --- deleting project keys (store/key_sql.rs) --------------------------------
-
     /// Deletes a key, live or revoked: its token is refused from then on and
     /// it leaves the project's list. Whether the viewer could see the project
     /// and the key was one of its keys. The caller checks the viewer
-    /// administers the organisation, as for [`Store::revoke_project_key`].
+    /// administers the organisation, as for [`Projects::revoke_project_key`].
     async fn delete_project_key(&self, viewer: Viewer, project_id: i64, key_id: i64) -> StoreResult<bool>;
+}
 
-    // --- ownership and history: assignee, comments, activity, invitations -----
-    // (Status changes, regressions, ended ignores and sent alerts record their
-    // activity inside the transactions of the verbs above.)
-
-    /// Assigns an issue the viewer can see to a member of its organisation,
-    /// by e-mail, or unassigns it (`None`), recording the change in its
-    /// activity in the same transaction.
-    async fn assign_issue(
+/// Reading issues and events as the API and the dashboard show them: lists,
+/// search, details, charts and event navigation (`issues_sql.rs`). Every
+/// read takes a [`Viewer`]: another organisation's ids answer as not found.
+#[async_trait]
+pub trait IssueReads: Send + Sync + 'static {
+    async fn list_issues(
         &self,
         viewer: Viewer,
-        issue_id: i64,
-        assignee: Option<&str>,
-        at: i64,
-    ) -> StoreResult<Assignment>;
-    /// Adds the viewer's comment to an issue's activity; `None` when the
-    /// viewer cannot see the issue. The caller has checked the text
-    /// ([`activity::comment_problem`]).
-    async fn add_issue_comment(
-        &self,
-        viewer: Viewer,
-        issue_id: i64,
-        text: &str,
-        at: i64,
-    ) -> StoreResult<Option<Activity>>;
-    /// An issue's activity, newest first, only entries of `kind` when given;
-    /// `None` when the viewer cannot see the issue.
-    async fn issue_activity(
-        &self,
-        viewer: Viewer,
-        issue_id: i64,
-        kind: Option<ActivityKind>,
+        project_id: i64,
+        filter: &IssueFilter,
         page: Page,
-    ) -> StoreResult<Option<PageOf<Activity>>>;
-    /// Records one entry of an issue's activity on its own, for changes made
-    /// outside the verbs above (e.g. a merge); `actor` `None` is booboo.
-    /// Changes made inside a store transaction call `insert_activity` from
-    /// `activity_sql.rs` on that transaction instead.
-    async fn record_issue_activity(
-        &self,
-        issue_id: i64,
-        actor: Option<i64>,
-        kind: ActivityKind,
-        detail: &serde_json::Value,
-        at: i64,
-    ) -> StoreResult<()>;
-    /// An organisation's invitations not yet used nor expired at `now`,
-    /// newest first: `None` if the viewer cannot see the organisation,
-    /// `Forbidden` unless they administer it.
-    async fn pending_invitations(
+    ) -> StoreResult<PageOf<Issue>>;
+
+    async fn issue_detail(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<IssueDetail>>;
+
+    /// Events of an issue, newest first.
+    async fn issue_events(&self, viewer: Viewer, issue_id: i64, page: Page)
+        -> StoreResult<Option<PageOf<StoredEvent>>>;
+
+    async fn event(&self, viewer: Viewer, event_id: &str) -> StoreResult<Option<StoredEvent>>;
+
+    /// Events per hour since `since_hour` for some issues of one project.
+    async fn issue_hourly(
         &self,
         viewer: Viewer,
-        org_slug: &str,
-        now: i64,
-    ) -> StoreResult<Option<Vec<PendingInvitation>>>;
-    /// Revokes an organisation's unused invitations to one address (their
-    /// links stop working); whether there was any. `Forbidden` unless the
-    /// viewer administers the organisation.
-    async fn revoke_invitation(&self, viewer: Viewer, org_slug: &str, email: &str) -> StoreResult<bool>;
+        project_id: i64,
+        issue_ids: &[i64],
+        since_hour: i64,
+    ) -> StoreResult<Vec<HourCount>>;
 
-    // --- quotas that keep counting (issue #12) ---------------------------
+    /// The environments and releases a project's issues were seen in.
+    async fn project_facets(&self, viewer: Viewer, project_id: i64) -> StoreResult<ProjectFacets>;
 
-    /// Sets the installation-wide rate limit, on all projects together
-    /// (`None`: off), besides each project's own. Applies from the next
-    /// batch; set once at start-up from the config.
-    fn set_installation_rate_limit(&self, limit: Option<RateLimit>);
+    /// One event of an issue (the latest when `event_id` is `None`) with its
+    /// older and newer neighbours.
+    async fn issue_event(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        event_id: Option<&str>,
+    ) -> StoreResult<Option<EventInIssue>>;
 
-    // --- issue search (the search language; SQL in search_sql.rs) -------------
+    /// The issue that an issue merged away now lives on as, for links to it.
+    async fn merged_issue_target(&self, viewer: Viewer, issue_id: i64) -> StoreResult<Option<i64>>;
 
     /// A project's issues that match a search, a page of them with counts,
     /// users and hourly counts (from `since_hour`) over the matching events,
@@ -1229,6 +1094,278 @@ pub trait Store: Send + Sync + 'static {
         page: Page,
         since_hour: i64,
     ) -> StoreResult<SearchResults>;
+}
+
+/// Changing an issue: its status (resolve, ignore, reopen), its assignee,
+/// comments and activity, and merging issues (`triage_sql.rs`). Each change
+/// writes its activity entry in the transaction that makes it.
+#[async_trait]
+pub trait Triage: Send + Sync + 'static {
+    /// Changes an issue's status; resolving or reopening clears the
+    /// regression mark, and any change forgets a release resolution (see
+    /// [`Triage::resolve_issue`], which the API and dashboard use to resolve).
+    async fn set_issue_status(&self, viewer: Viewer, issue_id: i64, status: IssueStatus) -> StoreResult<Option<Issue>>;
+
+    /// Ignores an issue until `condition` ends (counted from `now` and the
+    /// issue's counts at this moment). Setting any status clears the
+    /// condition; ending it by hand fires no alert.
+    async fn ignore_issue(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        condition: IgnoreCondition,
+        now: i64,
+    ) -> StoreResult<Option<Issue>>;
+
+    /// Resolves an issue, now or with respect to releases (see
+    /// [`Resolution`]); the one place a resolution is written, so whatever
+    /// else must record it (an activity entry) goes here. `Conflict` for
+    /// the current release of a project without releases.
+    async fn resolve_issue(&self, viewer: Viewer, issue_id: i64, resolution: &Resolution)
+        -> StoreResult<Option<Issue>>;
+
+    /// Ends the timed ignores due at `now`: each issue becomes unresolved and
+    /// its project's unignored rules write their deliveries, in one
+    /// transaction, once even with several nodes. Returns how many ended.
+    async fn end_expired_ignores(&self, now: i64) -> StoreResult<u64>;
+
+    /// Merges issues of one project into the target, in one transaction:
+    /// counts, users, first and last seen, environments, releases, tags,
+    /// hourly history, events and alert history move to the target, the
+    /// merged issues are deleted, and their fingerprints (and those merged
+    /// into them before) lead to the target from then on, so later events of
+    /// any of them are counted there. Any viewer who can see the issues may
+    /// merge them. `Ok(false)` when the viewer cannot see the target;
+    /// `NotFound` for a merged issue they cannot see, `Conflict` for one of
+    /// another project. (A "merged" activity entry belongs in this method.)
+    async fn merge_issues(&self, viewer: Viewer, merge: &IssueMerge, at: i64) -> StoreResult<bool>;
+
+    /// Assigns an issue the viewer can see to a member of its organisation,
+    /// by e-mail, or unassigns it (`None`), recording the change in its
+    /// activity in the same transaction.
+    async fn assign_issue(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        assignee: Option<&str>,
+        at: i64,
+    ) -> StoreResult<Assignment>;
+
+    /// Adds the viewer's comment to an issue's activity; `None` when the
+    /// viewer cannot see the issue. The caller has checked the text
+    /// ([`activity::comment_problem`]).
+    async fn add_issue_comment(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        text: &str,
+        at: i64,
+    ) -> StoreResult<Option<Activity>>;
+
+    /// An issue's activity, newest first, only entries of `kind` when given;
+    /// `None` when the viewer cannot see the issue.
+    async fn issue_activity(
+        &self,
+        viewer: Viewer,
+        issue_id: i64,
+        kind: Option<ActivityKind>,
+        page: Page,
+    ) -> StoreResult<Option<PageOf<Activity>>>;
+
+    /// Records one entry of an issue's activity on its own, for changes made
+    /// outside the verbs above (e.g. a merge); `actor` `None` is booboo.
+    /// Changes made inside a store transaction call `insert_activity` from
+    /// `activity_sql.rs` on that transaction instead.
+    async fn record_issue_activity(
+        &self,
+        issue_id: i64,
+        actor: Option<i64>,
+        kind: ActivityKind,
+        detail: &serde_json::Value,
+        at: i64,
+    ) -> StoreResult<()>;
+}
+
+/// Alert rules, their channels and the delivery outbox, and alerts by
+/// e-mail (`alert_sql.rs`). The decision to alert is taken inside
+/// [`Ingest::store_events`]; this is what the rules pages and the delivery
+/// worker use.
+#[async_trait]
+pub trait Alerting: Send + Sync + 'static {
+    /// Stores a validated rule with its channels in one transaction.
+    async fn create_alert_rule(&self, project_id: i64, rule: &NewAlertRule, at: i64) -> StoreResult<AlertRule>;
+
+    /// A project's rules, oldest first. The caller has checked access.
+    async fn alert_rules(&self, project_id: i64) -> StoreResult<Vec<AlertRule>>;
+
+    /// A rule the viewer can see.
+    async fn alert_rule(&self, viewer: Viewer, id: i64) -> StoreResult<Option<AlertRule>>;
+
+    /// Replaces a rule's settings, and its channels when `replace_channels`.
+    async fn update_alert_rule(
+        &self,
+        viewer: Viewer,
+        id: i64,
+        rule: &NewAlertRule,
+        replace_channels: bool,
+    ) -> StoreResult<Option<AlertRule>>;
+
+    /// Deletes a rule the viewer can see; whether there was one. Its pending
+    /// deliveries are marked failed when next claimed.
+    async fn delete_alert_rule(&self, viewer: Viewer, id: i64) -> StoreResult<bool>;
+
+    /// Sets (or with `failure` `None`, clears) a channel's last failure.
+    async fn record_channel_result(
+        &self,
+        channel_id: i64,
+        at: i64,
+        status: Option<i64>,
+        failure: Option<&str>,
+    ) -> StoreResult<()>;
+
+    /// Claims due deliveries for one node until `now + lease_ms`; each due
+    /// delivery is claimed by exactly one node.
+    async fn claim_deliveries(&self, node: &str, now: i64, lease_ms: i64, limit: i64) -> StoreResult<Vec<DueDelivery>>;
+
+    /// Records how an attempt ended; `false` if this node no longer held the
+    /// claim (another node took it over after the lease ran out).
+    async fn finish_delivery(&self, id: i64, node: &str, now: i64, result: &AttemptResult) -> StoreResult<bool>;
+
+    /// At start: releases claims left by a previous run of this server, so
+    /// pending deliveries are attempted at once. SQLite only (one server per
+    /// database); on PostgreSQL other nodes may hold live claims, which
+    /// expire with their lease.
+    async fn release_delivery_claims(&self) -> StoreResult<()>;
+
+    /// A project's deliveries, newest first.
+    async fn project_deliveries(&self, project_id: i64, limit: i64) -> StoreResult<Vec<DeliveryInfo>>;
+
+    /// The alerts an issue triggered, newest first.
+    async fn issue_deliveries(&self, issue_id: i64, limit: i64) -> StoreResult<Vec<DeliveryInfo>>;
+
+    /// Pending deliveries by channel kind, for `/metrics`.
+    async fn pending_deliveries(&self) -> StoreResult<Vec<(String, i64)>>;
+
+    /// The addresses a project's "members" e-mail goes to: its organisation's
+    /// members, less those who opted out of this project's alerts.
+    async fn alert_email_recipients(&self, project_id: i64) -> StoreResult<Vec<String>>;
+
+    /// Counts one alert e-mail to `address`; `false` when it is over `cap`
+    /// within the current window (then hold it for the digest).
+    async fn reserve_alert_email(&self, address: &str, now: i64, cap: i64, window_ms: i64) -> StoreResult<bool>;
+
+    async fn hold_alert_email(&self, address: &str, now: i64, summary: &str, url: &str) -> StoreResult<()>;
+
+    /// Takes what was held for addresses whose window has ended.
+    async fn take_alert_email_digests(&self, now: i64) -> StoreResult<Vec<HeldEmail>>;
+
+    async fn set_alert_email_opt_out(&self, user_id: i64, project_id: i64, opted_out: bool) -> StoreResult<()>;
+
+    /// The projects whose alert e-mails a user opted out of.
+    async fn alert_email_opt_outs(&self, user_id: i64) -> StoreResult<Vec<i64>>;
+}
+
+/// Data leaving the store: deletion, export and retention
+/// (`lifecycle_sql.rs`). Large removals go a page per transaction, so
+/// ingest keeps flowing. Each retention write is one short transaction over
+/// at most a page of rows and counts exactly the rows it removed, so several
+/// nodes may run retention at once (`crates/booboo-server/src/retention.rs`).
+#[async_trait]
+pub trait DataLifecycle: Send + Sync + 'static {
+    /// Deletes an issue with its events and counts. The issue is first
+    /// detached from its fingerprint (later events of it start a new issue),
+    /// then its events go a page per transaction, so ingest keeps flowing
+    /// however many there are. `Ok(false)` when the viewer cannot see it;
+    /// `Forbidden` unless they administer its organisation.
+    async fn delete_issue(&self, viewer: Viewer, issue_id: i64) -> StoreResult<bool>;
+
+    /// Deletes a project: its keys are revoked first (ingest refuses it from
+    /// then on), then its events and issues go a page per transaction, then
+    /// the project. Same answers as [`DataLifecycle::delete_issue`].
+    async fn delete_project(&self, viewer: Viewer, project_id: i64, at: i64) -> StoreResult<bool>;
+
+    /// The highest issue id and event row id of a project now: an export
+    /// stops there, so what it writes is one consistent cut even while
+    /// events keep arriving. The caller has checked the project is visible.
+    async fn export_marks(&self, project_id: i64) -> StoreResult<ExportMarks>;
+
+    /// Issues of a project with ids in `(after, up_to]`, in id order.
+    async fn export_issues(&self, project_id: i64, after: i64, up_to: i64, limit: i64) -> StoreResult<Vec<Issue>>;
+
+    /// Stored events of a project with row ids in `(after, up_to]`, in
+    /// storage order, each with its row id (the next page's `after`).
+    async fn export_events(
+        &self,
+        project_id: i64,
+        after: i64,
+        up_to: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, StoredEvent)>>;
+
+    /// Takes or renews the retention lease for `node` until `until`: `true`
+    /// if this node holds it, `false` while another node's is live.
+    async fn take_retention_lease(&self, node: &str, now: i64, until: i64) -> StoreResult<bool>;
+
+    /// Stored payloads per project, for projects that have any.
+    async fn stored_per_project(&self) -> StoreResult<Vec<(i64, i64)>>;
+
+    /// Stored payloads per issue of a project, as `(issue_id, stored, not
+    /// kept)`: kept events (first, regressions) are never evicted.
+    async fn stored_per_issue(&self, project_id: i64) -> StoreResult<Vec<(i64, i64, i64)>>;
+
+    /// An issue's stored events, oldest first.
+    async fn issue_event_ages(&self, issue_id: i64) -> StoreResult<Vec<EventAge>>;
+
+    /// Deletes those of `ids` that belong to the issue and are neither kept
+    /// nor its latest event, and adds them to its `not_stored.retention`;
+    /// how many went.
+    async fn evict_events(&self, issue_id: i64, ids: &[i64]) -> StoreResult<u64>;
+
+    /// Deletes up to `limit` of a project's events received before `before`
+    /// (oldest first), counted on their issues as removed by retention.
+    async fn expire_events(&self, project_id: i64, before: i64, limit: i64) -> StoreResult<u64>;
+
+    /// Removes up to `limit` issues of a project last seen before `before`
+    /// with no stored event left.
+    async fn remove_empty_issues(&self, project_id: i64, before: i64, limit: i64) -> StoreResult<u64>;
+
+    /// Up to `limit` events received before `before` whose payload was not
+    /// lightened yet, oldest first, as `(row id, payload)`.
+    async fn events_to_lighten(&self, before: i64, limit: i64) -> StoreResult<Vec<(i64, String)>>;
+
+    /// Replaces payloads with their lightened form and marks them, once.
+    async fn replace_lightened(&self, payloads: &[(i64, String)]) -> StoreResult<u64>;
+}
+
+/// The whole store: every job above, held as `Arc<dyn Store>`. Code that
+/// needs one job only may take that trait instead.
+pub trait Store:
+    Maintenance
+    + PayloadDictionaries
+    + Ingest
+    + Accounts
+    + Organisations
+    + Projects
+    + IssueReads
+    + Triage
+    + Alerting
+    + DataLifecycle
+{
+}
+
+impl<
+        T: Maintenance
+            + PayloadDictionaries
+            + Ingest
+            + Accounts
+            + Organisations
+            + Projects
+            + IssueReads
+            + Triage
+            + Alerting
+            + DataLifecycle,
+    > Store for T
+{
 }
 
 /// Opens the store a database URL names, creating and migrating it.

@@ -36,9 +36,42 @@ pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error().is_some_and(|d| d.is_unique_violation())
 }
 
+/// Attempts at a transaction that lost a deadlock or serialisation race to a
+/// concurrent one from another node; the loser simply runs again. Only
+/// PostgreSQL's nodes race so: SQLite's one writer never loses one.
+pub(super) const BATCH_ATTEMPTS: usize = 5;
+
+/// Whether an error is a lost race that running the transaction again may
+/// win: a deadlock (SQLSTATE 40P01) or a serialisation failure (40001). Read
+/// from the SQLSTATE, never the message, which an event's own text can
+/// appear in.
+pub(crate) fn is_lost_race(e: &sqlx::Error) -> bool {
+    e.as_database_error().and_then(|d| d.code()).is_some_and(|code| code == "40P01" || code == "40001")
+}
+
+/// The pool's check on a connection handed back, the same on both backends:
+/// keep it if it is out of any transaction; otherwise let a queued rollback
+/// run, and close it unless that ended the transaction (each backend says
+/// why at its pool).
+pub(super) fn release_if_clean<C: sqlx::Connection>(
+    conn: &mut C,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
+    Box::pin(async move {
+        if !conn.is_in_transaction() {
+            return Ok(true);
+        }
+        conn.ping().await?;
+        Ok(!conn.is_in_transaction())
+    })
+}
+
 /// Rows deleted per statement (and so per transaction) when a deletion may
 /// be large: short transactions keep the single writer responsive.
 pub(super) const DELETE_PAGE: i64 = 1000;
+
+/// The access rule every read shares: administrators see everything, other
+/// users the organisations they are members of. Binds: is_admin, user_id.
+pub(super) const VISIBLE_ORG: &str = "($1 OR p.org_id IN (SELECT org_id FROM memberships WHERE user_id = $2))";
 
 pub(super) const PROJECT_COLUMNS: &str =
     "p.id, o.slug AS org_slug, p.slug, p.name, p.created_at, p.connected_at, p.connected_sdk, p.last_event_at, \

@@ -1,8 +1,8 @@
 //! The issue search's SQL, written once for both backends. The query text is
 //! assembled from a parsed search; every value from the user is a bind
-//! parameter, and what SQLite and PostgreSQL do differently (placeholders,
-//! the full-text index, reading a field of the stored event's JSON) is in
-//! [`SearchDialect`], one constant per backend. The functions that run the
+//! parameter, and what SQLite and PostgreSQL do differently (the full-text
+//! index, reading a field of the stored event's JSON) is in
+//! [`SearchDialect`], one constant per backend (part of `dialect.rs`). The functions that run the
 //! queries are a macro expanded in `sqlite.rs` and `postgres.rs`, because
 //! sqlx's pool and row types differ per backend while the SQL does not.
 //!
@@ -19,10 +19,14 @@ use super::stored_payload::tag_hash;
 use super::{CountSource, IssueFilter, IssueSearch, IssueSort, Page};
 use booboo_core::search_query::{Assignee, EventField, Filter, Status, TimeField};
 
+/// The placeholder of the N-th bind: `$N` on both backends (sqlx binds
+/// SQLite's `$N` to the N-th argument, as PostgreSQL does).
+fn placeholder(n: usize) -> String {
+    format!("${n}")
+}
+
 /// What the search SQL does differently per backend.
 pub(super) struct SearchDialect {
-    /// `?N` or `$N`.
-    pub placeholder: fn(usize) -> String,
     /// A condition on `i` true when the issue's text matches the full-text
     /// query bound at the placeholder given.
     pub text_match: fn(&str) -> String,
@@ -41,7 +45,6 @@ pub(super) struct SearchDialect {
 }
 
 pub(super) const SQLITE: SearchDialect = SearchDialect {
-    placeholder: |n| format!("?{n}"),
     text_match: |p| format!("i.id IN (SELECT rowid FROM issues_fts WHERE issues_fts MATCH {p})"),
     text_query: |words| words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" "),
     event_tag: |p| {
@@ -56,7 +59,6 @@ pub(super) const SQLITE: SearchDialect = SearchDialect {
 };
 
 pub(super) const POSTGRES: SearchDialect = SearchDialect {
-    placeholder: |n| format!("${n}"),
     // The expression of the index `issues_search` (migration 0014), exactly.
     text_match: |p| {
         format!(
@@ -85,7 +87,7 @@ struct Sql<'d> {
 impl Sql<'_> {
     fn bind(&mut self, value: Bind) -> String {
         self.binds.push(value);
-        (self.dialect.placeholder)(self.reserved + self.binds.len())
+        placeholder(self.reserved + self.binds.len())
     }
 
     fn text(&mut self, value: &str) -> String {
@@ -258,7 +260,7 @@ fn issue_conditions(sql: &mut Sql<'_>, search: &IssueSearch) -> Vec<String> {
             Filter::Assigned { negated, to } => {
                 let target = match to {
                     // The viewer's id is bound second by every caller.
-                    Assignee::Me => format!("i.assignee_id = {}", (sql.dialect.placeholder)(2)),
+                    Assignee::Me => format!("i.assignee_id = {}", placeholder(2)),
                     Assignee::Email(email) => {
                         let p = sql.text(email);
                         format!("i.assignee_id IN (SELECT u.id FROM users u WHERE LOWER(u.email) = {p})")
@@ -306,7 +308,7 @@ pub(super) fn search_queries(
     page: Page,
 ) -> SearchQueries {
     let mut sql = Sql { dialect, reserved: 3, binds: Vec::new() };
-    let project = (dialect.placeholder)(3);
+    let project = placeholder(3);
     let source = count_source(search);
     let (count, users, last, first, join) = match source {
         CountSource::AllEvents => {
@@ -500,19 +502,12 @@ macro_rules! search_runner {
 }
 pub(super) use search_runner;
 
-/// The two places SQLite and PostgreSQL differ in the issue list query.
-pub(super) struct Dialect {
-    /// `?N` or `$N`.
-    pub placeholder: fn(usize) -> String,
-    /// The full-text search the issue search uses, for free text here too.
-    pub search: &'static SearchDialect,
-}
-
 /// The issue list query: the access rule and project take parameters 1 to
 /// 3 (`is_admin`, `user_id`, `project_id`, bound by the caller); the filters
-/// add theirs after, returned in order.
+/// add theirs after, returned in order. Free text goes through the full-text
+/// search the issue search uses.
 pub(super) fn issue_list_query(
-    dialect: &Dialect,
+    dialect: &SearchDialect,
     visible_org: &str,
     filter: &IssueFilter,
     page: Page,
@@ -520,12 +515,12 @@ pub(super) fn issue_list_query(
     let mut sql = format!(
         "SELECT {ISSUE_COLUMNS} FROM issues i JOIN projects p ON p.id = i.project_id \
          WHERE {visible_org} AND i.project_id = {}",
-        (dialect.placeholder)(3)
+        placeholder(3)
     );
     let mut binds = Vec::new();
     let mut next = |b: Bind| {
         binds.push(b);
-        (dialect.placeholder)(binds.len() + 3)
+        placeholder(binds.len() + 3)
     };
     if let Some(status) = filter.status {
         sql.push_str(&format!(" AND i.status = {}", next(Bind::Text(status.as_str().into()))));
@@ -552,8 +547,8 @@ pub(super) fn issue_list_query(
         if words.is_empty() {
             sql.push_str(" AND 1 = 0");
         } else {
-            let n = next(Bind::Text((dialect.search.text_query)(&words)));
-            sql.push_str(&format!(" AND {}", (dialect.search.text_match)(&n)));
+            let n = next(Bind::Text((dialect.text_query)(&words)));
+            sql.push_str(&format!(" AND {}", (dialect.text_match)(&n)));
         }
     }
     let order = match filter.sort {
@@ -602,7 +597,7 @@ mod tests {
     }
 
     #[test]
-    fn postgres_placeholders_are_numbered_after_the_reserved_three() {
+    fn placeholders_are_numbered_after_the_reserved_three() {
         let search = IssueSearch { query: parse("env:a level:error", 0).unwrap(), ..Default::default() };
         let q = search_queries(&POSTGRES, "TRUE", &search, Page { offset: 0, limit: 10 });
         assert!(q.list.contains("$4") && !q.list.contains('?'), "{}", q.list);

@@ -176,11 +176,11 @@ pub(super) fn user_email_column(event: &Event) -> Option<String> {
     }
 }
 
-/// Defines the dictionary queries for one backend (`$pool` its pool type,
-/// `q` its placeholders): written once, expanded in `sqlite.rs` and
-/// `postgres.rs`, whose `Store` methods call them.
+/// Defines the dictionary queries and `impl PayloadDictionaries` for one
+/// backend's store (`$pool` its pool type, `q` its placeholders): written
+/// once, expanded in `sqlite.rs` and `postgres.rs`.
 macro_rules! payload_dictionary_queries {
-    ($pool:ty) => {
+    ($store:ty, $pool:ty) => {
         async fn payload_dictionaries_in(pool: &$pool) -> StoreResult<Vec<super::stored_payload::PayloadDictionary>> {
             let rows: Vec<(i64, i64, Vec<u8>)> =
                 sqlx::query_as("SELECT id, created_at, dictionary FROM payload_dictionaries ORDER BY created_at, id")
@@ -231,6 +231,28 @@ macro_rules! payload_dictionary_queries {
                 }
             }
             Ok(samples)
+        }
+
+        #[async_trait]
+        impl PayloadDictionaries for $store {
+            fn payload_codec(&self) -> &super::stored_payload::PayloadCodec {
+                &self.payload_codec
+            }
+
+            async fn payload_dictionaries(&self) -> StoreResult<Vec<super::stored_payload::PayloadDictionary>> {
+                payload_dictionaries_in(&self.pool).await
+            }
+
+            async fn add_payload_dictionary(
+                &self,
+                dictionary: &super::stored_payload::PayloadDictionary,
+            ) -> StoreResult<()> {
+                add_payload_dictionary_in(&self.pool, dictionary).await
+            }
+
+            async fn payload_samples(&self, limit: i64, max_bytes: usize) -> StoreResult<Vec<String>> {
+                payload_samples_in(&self.pool, limit, max_bytes).await
+            }
         }
     };
 }
