@@ -363,24 +363,27 @@ class Pending:
 
 _EVENT_IDS_AHEAD = 64
 _event_ids = []
-"""Event ids made ahead of need, so that a capture makes no system call for its id: on a busy
-machine the ``getrandom`` call of ``os.urandom(16)`` cost the capturing thread several
-microseconds. ``list.pop`` is atomic, so two threads never take the same id; a forked child starts
-with none, so it never repeats its parent's."""
+"""Event ids made ahead of need by the sender's thread, so that a capture makes no system call
+for its id: on a busy machine the ``getrandom`` call of ``os.urandom(16)`` cost the capturing
+thread several microseconds. ``list.pop`` is atomic, so two threads never take the same id; a
+forked child starts with none, so it never repeats its parent's."""
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_event_ids.clear)
 
 
+def make_event_ids_ahead():
+    """Top up the ids captures take; called on the sender's thread, so their cost is not the application's."""
+    if len(_event_ids) < _EVENT_IDS_AHEAD // 2:
+        block = os.urandom(16 * _EVENT_IDS_AHEAD).hex()
+        _event_ids.extend([block[start : start + 32] for start in range(0, len(block), 32)])
+
+
 def _new_event_id():
-    """32 random hex digits."""
+    """32 random hex digits: one made ahead, or, in a burst that used them all, a new one."""
     try:
         return _event_ids.pop()
     except IndexError:
-        block = os.urandom(16 * _EVENT_IDS_AHEAD).hex()
-        ids = [block[start : start + 32] for start in range(0, len(block), 32)]
-        event_id = ids.pop()
-        _event_ids.extend(ids)
-        return event_id
+        return os.urandom(16).hex()
 
 
 def snapshot_exception(exc, scope, request=None):
