@@ -142,3 +142,5 @@ def test_forked_child_has_its_own_working_sender(server):
     assert "child exit 0 parent flushed True" in result.stdout, result.stderr
     messages = sorted(e["message"].split(" ")[0] + " " + e["message"].split(" ")[1] for e in server.events())
     assert messages == ["from child", "parent after", "parent before"]
+    # Event ids are made ahead in batches; the child must not take the ones its parent will use.
+    assert len({e["event_id"] for e in server.events()}) == 3

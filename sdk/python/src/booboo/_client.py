@@ -383,6 +383,7 @@ class Client:
     # --- sending (the worker thread) -------------------------------------
 
     def _process(self, item):
+        _event.make_event_ids_ahead()
         kind, payload = item
         if kind == _HANDSHAKE:
             self._send_handshake(payload)

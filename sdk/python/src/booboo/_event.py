@@ -351,7 +351,7 @@ class Pending:
     __slots__ = ("event_id", "created", "base", "chain", "scope", "stack")
 
     def __init__(self, base, chain, scope, stack=None):
-        self.event_id = os.urandom(16).hex()
+        self.event_id = _new_event_id()
         self.created = time.time()
         self.base = base
         self.chain = chain
@@ -359,6 +359,31 @@ class Pending:
         """``(user, tags, contexts, breadcrumbs, request)`` as the capture saw them."""
         self.stack = stack
         """Frames of a message event that carries the stack it was logged from."""
+
+
+_EVENT_IDS_AHEAD = 64
+_event_ids = []
+"""Event ids made ahead of need by the sender's thread, so that a capture makes no system call
+for its id: on a busy machine the ``getrandom`` call of ``os.urandom(16)`` cost the capturing
+thread several microseconds. ``list.pop`` is atomic, so two threads never take the same id; a
+forked child starts with none, so it never repeats its parent's."""
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_event_ids.clear)
+
+
+def make_event_ids_ahead():
+    """Top up the ids captures take; called on the sender's thread, so their cost is not the application's."""
+    if len(_event_ids) < _EVENT_IDS_AHEAD // 2:
+        block = os.urandom(16 * _EVENT_IDS_AHEAD).hex()
+        _event_ids.extend([block[start : start + 32] for start in range(0, len(block), 32)])
+
+
+def _new_event_id():
+    """32 random hex digits: one made ahead, or, in a burst that used them all, a new one."""
+    try:
+        return _event_ids.pop()
+    except IndexError:
+        return os.urandom(16).hex()
 
 
 def snapshot_exception(exc, scope, request=None):
@@ -491,6 +516,14 @@ def _snapshot_frames(tb, seen_frames, budget_end):
         head = MAX_FRAMES // 10
         entries = entries[:head] + entries[len(entries) - (MAX_FRAMES - head):]
     first_with_locals = len(entries) - FRAMES_WITH_LOCALS
+    if first_with_locals <= 0 and seen_frames is None and _LINES_LATER:
+        # The usual case, a lone exception with every frame's locals read,
+        # in one comprehension: this loop runs on the application's thread.
+        return [
+            (frame.f_code, entry.tb_lasti, None, _locals_of(frame, budget_end), frame.f_globals)
+            for entry in entries
+            for frame in (entry.tb_frame,)
+        ]
     frames = []
     append = frames.append
     position = 0
@@ -536,14 +569,27 @@ def _line_number(code, offset):
 NO_LOCALS = ({}, None)
 """The locals of a frame that are not read."""
 
-_ATOM, _TEXT_ATOM, _COPIED, _COPIED_DICT, _IMMUTABLE = range(5)
-_SNAPSHOT_KINDS = {
+_ATOM, _TEXT_ATOM, _ADDRESS, _COPIED, _COPIED_DICT, _IMMUTABLE, _RENDERED = range(7)
+_snapshot_kinds = {
     int: _ATOM, float: _ATOM, bool: _ATOM, type(None): _ATOM, complex: _ATOM,
     str: _TEXT_ATOM, bytes: _TEXT_ATOM,
     list: _COPIED, set: _COPIED, dict: _COPIED_DICT,
     tuple: _IMMUTABLE, frozenset: _IMMUTABLE,
 }
-"""How _locals_of keeps a value of exactly this builtin type; other types are rendered at once."""
+"""How _locals_of keeps a value of exactly this type; other types are learnt on first sight."""
+
+
+def _snapshot_kind(kind):
+    """How _locals_of keeps a value of type ``kind`` that is not a builtin it knows; remembered.
+
+    An object whose class keeps ``object.__repr__`` is kept as its type and
+    address, all that repr shows; any other is rendered at once.
+    """
+    way = _repr_ways.get(kind) or _repr_way(kind)
+    snapshot_kind = _ADDRESS if way[0] == _DEFAULT else _RENDERED
+    if len(_snapshot_kinds) < 1024:
+        _snapshot_kinds[kind] = snapshot_kind
+    return snapshot_kind
 
 
 def _locals_of(frame, budget_end):
@@ -556,6 +602,10 @@ def _locals_of(frame, budget_end):
     maps to None there, and to its repr, finished now, in ``texts`` (None
     when there is no such name). Secret names are FILTERED; dunder names are
     left out.
+
+    Every step here runs for every local of every frame of a crash, on the
+    application's thread; the branches are ordered by how often they are
+    taken, and the kind of each type is found with a single lookup.
     """
     texts = None
     try:
@@ -570,32 +620,43 @@ def _locals_of(frame, budget_end):
             kept = f_locals.copy()
         else:
             kept, texts = _named_locals(f_locals)
-        kinds = _SNAPSHOT_KINDS
+        kinds = _snapshot_kinds
         scalars = _SCALARS
         # Values are replaced in place, so the locals keep their order.
         for name, value in kept.items():
             kind = kinds.get(type(value))
             if kind == _ATOM:
                 continue
+            if kind is None:
+                kind = _snapshot_kind(type(value))
             if kind == _TEXT_ATOM:
                 if len(value) > MAX_REPR:
                     kept[name] = value[: MAX_REPR + 1]
                 continue
-            if kind is not None and len(value) <= _FLAT_LIMIT:
+            if kind == _ADDRESS:
+                # object.__repr__ shows only the type and address; formatted later.
+                if texts is None:
+                    texts = {}
+                texts[name] = (type(value), id(value))
+                kept[name] = None  # the queued event holds no reference to it
+                continue
+            if kind != _RENDERED and len(value) <= _FLAT_LIMIT:
                 # A builtin container of at most _FLAT_LIMIT numbers and short
                 # strings: its items cannot change, so a shallow copy renders
                 # later exactly as the container would now. Secret keys of a
-                # dict are filtered when it is rendered.
-                items = value
+                # dict are filtered when it is rendered. (Gathering the items'
+                # types with map(type, ...) in C measured no cheaper on
+                # CPython 3.11 than this loop.)
                 if kind == _COPIED_DICT:
-                    if not value.keys() <= _harmless_names and not _atoms_only(value.keys()):
-                        items = None
-                    else:
+                    if value.keys() <= _harmless_names or _atoms_only(value.keys()):
                         items = value.values()
+                    else:
+                        items = None
+                else:
+                    items = value
                 if items is not None:
                     for item in items:
-                        item_type = type(item)
-                        if item_type not in scalars and not (item_type is str and len(item) <= MAX_REPR):
+                        if type(item) not in scalars and (type(item) is not str or len(item) > MAX_REPR):
                             break
                     else:
                         if kind != _IMMUTABLE:
@@ -603,13 +664,8 @@ def _locals_of(frame, budget_end):
                         continue
             if texts is None:
                 texts = {}
-            way = _repr_ways.get(type(value))
-            if way is not None and way[0] == _DEFAULT:
-                # object.__repr__ shows only the type and address; formatted later.
-                texts[name] = (type(value), id(value))
-            else:
-                texts[name] = _repr_now(value, budget_end)
-            kept[name] = None  # the queued event holds no reference to it
+            texts[name] = _repr_now(value, budget_end)
+            kept[name] = None
     except Exception:
         # A module frame's namespace may change size under us while another
         # thread imports; a capture goes on without its locals.
