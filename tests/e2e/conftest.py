@@ -172,7 +172,14 @@ class Project:
             time.sleep(0.1)
 
     def events(self, issue_id: int) -> list:
-        return self.api(f"/issues/{issue_id}/events?limit=500")["items"]
+        """Every stored event of the issue, newest first, page after page."""
+        items, cursor = [], ""
+        while True:
+            page = self.api(f"/issues/{issue_id}/events?limit=500&cursor={cursor}")
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return items
 
 
 def create_project(server: Server, org: str | None = None, slug: str | None = None) -> Project:
