@@ -66,14 +66,7 @@ macro_rules! lifecycle_store {
             }
 
             async fn delete_project(&self, viewer: Viewer, project_id: i64, at: i64) -> StoreResult<bool> {
-                let org_id: Option<i64> =
-                    sqlx::query_scalar(&format!("SELECT p.org_id FROM projects p WHERE {VISIBLE_ORG} AND p.id = $3"))
-                        .bind(viewer.is_admin)
-                        .bind(viewer.user_id)
-                        .bind(project_id)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(unavailable("looking up a project"))?;
+                let org_id = self.visible_project_org(viewer, project_id).await?;
                 let Some(org_id) = org_id else { return Ok(false) };
                 self.require_org_admin(viewer, org_id, "delete projects").await?;
                 sqlx::query("UPDATE project_keys SET revoked_at = $1 WHERE project_id = $2 AND revoked_at IS NULL")

@@ -68,6 +68,18 @@ macro_rules! projects_store {
                 .map_err(unavailable("checking access to a project"))
             }
 
+            /// The organisation of a project the viewer may see; `None` if it
+            /// may not (or there is no such project).
+            async fn visible_project_org(&self, viewer: Viewer, project_id: i64) -> StoreResult<Option<i64>> {
+                sqlx::query_scalar(&format!("SELECT p.org_id FROM projects p WHERE {VISIBLE_ORG} AND p.id = $3"))
+                    .bind(viewer.is_admin)
+                    .bind(viewer.user_id)
+                    .bind(project_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable("looking up a project"))
+            }
+
             /// `Forbidden` unless the viewer administers the organisation (or the
             /// installation).
             async fn require_org_admin(&self, viewer: Viewer, org_id: i64, doing: &str) -> StoreResult<()> {
@@ -332,14 +344,7 @@ macro_rules! projects_store {
                 if let Err((field, message)) = patch.check() {
                     return Err(StoreError::Conflict(format!("{field}: {message}")));
                 }
-                let org_id: Option<i64> =
-                    sqlx::query_scalar(&format!("SELECT p.org_id FROM projects p WHERE {VISIBLE_ORG} AND p.id = $3"))
-                        .bind(viewer.is_admin)
-                        .bind(viewer.user_id)
-                        .bind(project_id)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(unavailable("looking up a project"))?;
+                let org_id = self.visible_project_org(viewer, project_id).await?;
                 let Some(org_id) = org_id else { return Ok(None) };
                 self.require_org_admin(viewer, org_id, "change a project's limits").await?;
                 let mut conn = self.pool.acquire().await.map_err(unavailable("connecting"))?;
