@@ -1,7 +1,8 @@
 //! A batch's counters, summed in memory and written once per batch.
 //!
 //! Every counted event adds one to its issue's environment, release, tag and
-//! hour counters, names its project's environment and release, and moves the
+//! hour counters, adds its user to the issue's users in that environment
+//! (a new one adds one to the environment's `user_count`), names its project's environment and release, and moves the
 //! project's last event time. Written event by event that was four
 //! statements plus one per tag (24 for an event with 20 tags, as sentry-sdk
 //! sends); summed over the batch first, it is one multi-row statement per
@@ -27,6 +28,7 @@ struct Seen<'a> {
     environment: &'a str,
     release: &'a str,
     tags: &'a BTreeMap<String, String>,
+    user_key: Option<&'a str>,
 }
 
 /// The counter increments of one batch.
@@ -34,6 +36,8 @@ struct Seen<'a> {
 pub(super) struct BatchCounters {
     /// Events per issue and environment.
     pub environments: BTreeMap<(i64, String), i64>,
+    /// The users seen per issue and environment.
+    pub environment_users: BTreeSet<(i64, String, String)>,
     /// Events per issue and release, with the earliest receipt.
     pub releases: BTreeMap<(i64, String), (i64, i64)>,
     /// Events per issue, tag key and value.
@@ -49,15 +53,18 @@ pub(super) struct BatchCounters {
 }
 
 impl BatchCounters {
-    /// Counts one event on its issue.
-    pub fn count(&mut self, project_id: i64, issue_id: i64, event: &Event, received_at: i64) {
-        let seen = Seen { environment: &event.environment, release: &event.release, tags: &event.tags };
+    /// Counts one event on its issue; `user_key` is its user's, if it has one.
+    pub fn count(&mut self, project_id: i64, issue_id: i64, event: &Event, user_key: Option<&str>, received_at: i64) {
+        let seen = Seen { environment: &event.environment, release: &event.release, tags: &event.tags, user_key };
         self.add(project_id, issue_id, &seen, received_at);
     }
 
     fn add(&mut self, project_id: i64, issue_id: i64, seen: &Seen<'_>, received_at: i64) {
         *self.environments.entry((issue_id, seen.environment.to_string())).or_default() += 1;
         self.project_environments.insert((project_id, seen.environment.to_string()));
+        if let Some(user_key) = seen.user_key {
+            self.environment_users.insert((issue_id, seen.environment.to_string(), user_key.to_string()));
+        }
         if !seen.release.is_empty() {
             let (n, first) = self.releases.entry((issue_id, seen.release.to_string())).or_insert((0, received_at));
             *n += 1;
@@ -91,18 +98,43 @@ macro_rules! batch_counter_queries {
             counters: &super::batch_counters::BatchCounters,
         ) -> Result<(), sqlx::Error> {
             use super::batch_counters::{values, ROWS_PER_STATEMENT};
-            let rows: Vec<_> = counters.environments.iter().collect();
+            use sqlx::Row as _;
+            // The users new to an issue's environment, counted per
+            // environment: the rows the insert returns are the new ones.
+            let mut new_users = std::collections::BTreeMap::<(i64, String), i64>::new();
+            let rows: Vec<_> = counters.environment_users.iter().collect();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 let sql = format!(
-                    "INSERT INTO issue_environments (issue_id, environment, event_count) VALUES {} \
-                     ON CONFLICT (issue_id, environment) \
-                     DO UPDATE SET event_count = issue_environments.event_count + excluded.event_count",
+                    "INSERT INTO issue_environment_users (issue_id, environment, user_key) VALUES {} \
+                     ON CONFLICT DO NOTHING RETURNING issue_id, environment",
                     values(chunk.len(), 3)
                 );
                 let sql = q(&sql);
                 let mut query = sqlx::query(&sql);
+                for (issue_id, environment, user_key) in chunk {
+                    query = query.bind(*issue_id).bind($text(environment)).bind($text(user_key));
+                }
+                for row in query.fetch_all(&mut *conn).await? {
+                    *new_users.entry((row.try_get(0)?, row.try_get(1)?)).or_default() += 1;
+                }
+            }
+            let rows: Vec<_> = counters.environments.iter().collect();
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "INSERT INTO issue_environments (issue_id, environment, event_count, user_count) VALUES {} \
+                     ON CONFLICT (issue_id, environment) DO UPDATE SET \
+                     event_count = issue_environments.event_count + excluded.event_count, \
+                     user_count = issue_environments.user_count + excluded.user_count",
+                    values(chunk.len(), 4)
+                );
+                let sql = q(&sql);
+                let mut query = sqlx::query(&sql);
                 for ((issue_id, environment), n) in chunk {
-                    query = query.bind(*issue_id).bind($text(environment)).bind(*n);
+                    // Keyed as the returned rows are (a backend's text, e.g.
+                    // PostgreSQL's without NUL characters).
+                    let environment = $text(environment);
+                    let users = new_users.get(&(*issue_id, environment.to_string())).copied().unwrap_or(0);
+                    query = query.bind(*issue_id).bind(environment).bind(*n).bind(users);
                 }
                 query.execute(&mut *conn).await?;
             }
@@ -211,7 +243,8 @@ mod tests {
         at: i64,
     ) {
         let tags = tag.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        counters.add(1, issue_id, &Seen { environment, release, tags: &tags }, at);
+        let user_key = Some("id:1").filter(|_| issue_id == 10);
+        counters.add(1, issue_id, &Seen { environment, release, tags: &tags, user_key }, at);
     }
 
     #[test]
@@ -221,6 +254,7 @@ mod tests {
         count(&mut counters, 10, "prod", "1.0", Some(("region", "us")), 3_600_001);
         count(&mut counters, 11, "staging", "", None, 3_600_002);
         assert_eq!(counters.environments[&(10, "prod".into())], 2);
+        assert_eq!(counters.environment_users.len(), 1, "one user, twice in one environment");
         assert_eq!(counters.releases[&(10, "1.0".into())], (2, 3_600_001));
         assert!(!counters.releases.contains_key(&(11, String::new())), "no release, no release row");
         assert_eq!(counters.tags.len(), 2);

@@ -183,7 +183,7 @@ macro_rules! ingest_store {
             if ignored_until_counts {
                 end_ignore_on_counts(conn, issue_id, &event.event_id, e.received_at).await?;
             }
-            counters.count(e.project_id, issue_id, event, e.received_at);
+            counters.count(e.project_id, issue_id, event, e.processed.user_key.as_deref(), e.received_at);
             Ok(match not_stored {
                 None => StoreOutcome::Stored { issue_id },
                 Some(reason) => StoreOutcome::NotStored { issue_id, reason },

@@ -119,6 +119,9 @@ macro_rules! merge_queries {
                 for sql in [
                     "INSERT INTO issue_users (issue_id, user_key) SELECT ?, user_key FROM issue_users \
                      WHERE issue_id = ? ON CONFLICT DO NOTHING",
+                    "INSERT INTO issue_environment_users (issue_id, environment, user_key) \
+                     SELECT ?, environment, user_key FROM issue_environment_users WHERE issue_id = ? \
+                     ON CONFLICT DO NOTHING",
                     "INSERT INTO issue_environments (issue_id, environment, event_count) \
                      SELECT ?, environment, event_count FROM issue_environments WHERE issue_id = ? \
                      ON CONFLICT (issue_id, environment) DO UPDATE \
@@ -167,6 +170,13 @@ macro_rules! merge_queries {
                 sqlx::query(&q("DELETE FROM issues WHERE id = ?")).bind(from).execute(&mut *conn).await?;
             }
 
+            // A user seen in one environment by both issues is one user there.
+            sqlx::query(&q("UPDATE issue_environments SET user_count = (SELECT COUNT(*) \
+                   FROM issue_environment_users u WHERE u.issue_id = issue_environments.issue_id \
+                   AND u.environment = issue_environments.environment) WHERE issue_id = ?"))
+            .bind(kept.0)
+            .execute(&mut *conn)
+            .await?;
             let users: i64 = sqlx::query_scalar(&q("SELECT COUNT(*) FROM issue_users WHERE issue_id = ?"))
                 .bind(kept.0)
                 .fetch_one(&mut *conn)

@@ -46,6 +46,7 @@ const SQLITE: &[Migration] = migrations!(
     "0018_compressed_payloads.sql",
     "0019_payload_dictionaries.sql",
     "0020_tag_hashes.sql",
+    "0021_environment_users.sql",
 );
 const POSTGRES: &[Migration] = migrations!(
     "postgres": "0001_initial.sql",
@@ -65,6 +66,7 @@ const POSTGRES: &[Migration] = migrations!(
     "0018_compressed_payloads.sql",
     "0019_payload_dictionaries.sql",
     "0020_tag_hashes.sql",
+    "0021_environment_users.sql",
 );
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {

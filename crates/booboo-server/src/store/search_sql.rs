@@ -11,7 +11,9 @@
 //! - none: the issue's own columns (`event_count`, `user_count`);
 //! - one term on an environment, a release or a tag (unless sorting by
 //!   users): the per-issue counter tables, which count every event received
-//!   and survive retention; users and the chart from the stored events;
+//!   and survive retention; the chart from the stored events, and users too
+//!   unless the term wants one environment, whose users are counted per
+//!   issue (`issue_environments.user_count`), sorted by them or not;
 //! - otherwise: the stored events, grouped by issue.
 
 use super::rows::{Bind, ISSUE_COLUMNS};
@@ -119,6 +121,9 @@ pub(super) fn count_source(search: &IssueSearch) -> CountSource {
     let terms = event_terms(search);
     match terms.as_slice() {
         [] => CountSource::AllEvents,
+        [Filter::Event { negated: false, field: EventField::Environment, values }] if values.len() == 1 => {
+            CountSource::Counters
+        }
         [Filter::Event { field: EventField::Environment | EventField::Release | EventField::Tag(_), .. }]
             if search.sort != IssueSort::Users =>
         {
@@ -230,6 +235,22 @@ fn counter_count(sql: &mut Sql<'_>, search: &IssueSearch) -> String {
     }
 }
 
+/// The distinct users of issue `i` in the one environment a
+/// [`CountSource::Counters`] search wants, if it wants exactly one (users in
+/// several environments, or outside one, may be the same person: they are
+/// counted from the stored events instead).
+fn counter_users(sql: &mut Sql<'_>, search: &IssueSearch) -> Option<String> {
+    let [Filter::Event { negated: false, field: EventField::Environment, values }] = event_terms(search).as_slice()
+    else {
+        return None;
+    };
+    let [environment] = values.as_slice() else { return None };
+    let p = sql.text(environment);
+    Some(format!(
+        "COALESCE((SELECT c.user_count FROM issue_environments c WHERE c.issue_id = i.id AND c.environment = {p}), 0)"
+    ))
+}
+
 /// The conditions on issue `i` (status, assignment, level, times, text).
 fn issue_conditions(sql: &mut Sql<'_>, search: &IssueSearch) -> Vec<String> {
     let mut conditions = Vec::new();
@@ -299,6 +320,9 @@ pub(super) struct SearchQueries {
     pub total: String,
     pub binds: Vec<Bind>,
     pub source: CountSource,
+    /// Whether the list query's users are the matching events' users (else
+    /// they are counted afterwards, for the listed issues alone).
+    pub users_counted: bool,
 }
 
 pub(super) fn search_queries(
@@ -312,10 +336,12 @@ pub(super) fn search_queries(
     let source = count_source(search);
     let (count, users, last, first, join) = match source {
         CountSource::AllEvents => {
-            ("i.event_count".to_string(), "i.user_count", "i.last_seen", "i.first_seen", String::new())
+            ("i.event_count".to_string(), "i.user_count".to_string(), "i.last_seen", "i.first_seen", String::new())
         }
         CountSource::Counters => {
-            (counter_count(&mut sql, search), "i.user_count", "i.last_seen", "i.first_seen", String::new())
+            let count = counter_count(&mut sql, search);
+            let users = counter_users(&mut sql, search).unwrap_or_else(|| "i.user_count".into());
+            (count, users, "i.last_seen", "i.first_seen", String::new())
         }
         CountSource::StoredEvents => {
             let conditions = event_conditions(&mut sql, search);
@@ -329,7 +355,7 @@ pub(super) fn search_queries(
                  FROM events e WHERE e.project_id = {project}{} AND {conditions} GROUP BY e.issue_id) m ON m.issue_id = i.id",
                 every_environment(search, &project)
             );
-            ("m.n".to_string(), "m.u", "m.last_at", "m.first_at", join)
+            ("m.n".to_string(), "m.u".to_string(), "m.last_at", "m.first_at", join)
         }
     };
     let mut conditions = issue_conditions(&mut sql, search);
@@ -362,7 +388,12 @@ pub(super) fn search_queries(
     let list = format!(
         "SELECT x.*, COUNT(*) OVER () AS match_total {from} ORDER BY {order} DESC, x.id DESC LIMIT {limit} OFFSET {offset}"
     );
-    SearchQueries { list, total, binds: sql.binds, source }
+    let users_counted = match source {
+        CountSource::AllEvents => true,
+        CountSource::Counters => users != "i.user_count",
+        CountSource::StoredEvents => search.sort == IssueSort::Users,
+    };
+    SearchQueries { list, total, binds: sql.binds, source, users_counted }
 }
 
 /// For some listed issues (integer ids, formatted in, which the access-checked
@@ -457,10 +488,8 @@ macro_rules! search_runner {
             let mut hourly = Vec::new();
             if built.source != CountSource::AllEvents && !hits.is_empty() {
                 let ids = hits.iter().map(|h| h.issue.id.to_string()).collect::<Vec<_>>().join(",");
-                // Users come from the list query only when it sorted by them.
-                let users_counted = built.source == CountSource::StoredEvents && search.sort == super::IssueSort::Users;
                 let wanted: &[Option<i64>] =
-                    if users_counted { &[Some(since_hour)] } else { &[Some(since_hour), None] };
+                    if built.users_counted { &[Some(since_hour)] } else { &[Some(since_hour), None] };
                 for hours in wanted {
                     let (text, binds) = super::search_sql::matching_events_query(dialect, search, &ids, *hours);
                     let mut query = sqlx::query(&text);
@@ -591,7 +620,12 @@ mod tests {
         assert_eq!(queries("env:prod", IssueSort::Events).source, CountSource::Counters);
         assert_eq!(queries("!release:[1, 2]", IssueSort::LastSeen).source, CountSource::Counters);
         assert_eq!(queries("browser:Chrome", IssueSort::LastSeen).source, CountSource::Counters);
-        assert_eq!(queries("env:prod", IssueSort::Users).source, CountSource::StoredEvents);
+        assert_eq!(queries("env:prod", IssueSort::Users).source, CountSource::Counters);
+        assert!(queries("env:prod", IssueSort::Users).users_counted);
+        assert!(!queries("env:prod", IssueSort::LastSeen).list.contains("m.u"));
+        assert_eq!(queries("env:[prod, dev]", IssueSort::Users).source, CountSource::StoredEvents);
+        assert_eq!(queries("!env:prod", IssueSort::Users).source, CountSource::StoredEvents);
+        assert!(!queries("!env:prod", IssueSort::LastSeen).users_counted);
         assert_eq!(queries("env:prod release:1", IssueSort::LastSeen).source, CountSource::StoredEvents);
         assert_eq!(queries("user.id:7", IssueSort::LastSeen).source, CountSource::StoredEvents);
     }

@@ -40,6 +40,7 @@ search_tests!(
     event_terms_count_only_the_matching_events,
     status_assignment_paging_and_access,
     tag_terms_beside_other_terms_match_exactly,
+    one_environment_counts_its_users_once_across_batches_and_merges,
 );
 
 const HOUR: i64 = 3_600_000;
@@ -219,13 +220,60 @@ async fn event_terms_count_only_the_matching_events(store: Arc<dyn Store>) {
     assert_eq!(both.hourly.iter().map(|h| (h.hour - T0 / HOUR, h.count)).collect::<Vec<_>>(), vec![(2, 1)]);
     assert_eq!(found(&store, p, "user.id:u1").await, vec![("refund".into(), 1, 1), ("pay".into(), 1, 1)]);
 
-    // Sorting by users reads stored events even for one term.
+    // Sorting by users reads the counters for one wanted environment, the
+    // stored events for several (a user may be in both).
     let by_users = search(&store, ADMIN, p, "env:staging", IssueSort::Users).await;
-    assert_eq!(by_users.counts, CountSource::StoredEvents);
+    assert_eq!(by_users.counts, CountSource::Counters);
     assert_eq!(by_users.hits.items.len(), 2);
+    let by_users = search(&store, ADMIN, p, "env:[staging, production]", IssueSort::Users).await;
+    assert_eq!(by_users.counts, CountSource::StoredEvents);
+    assert_eq!(by_users.hits.items.iter().map(|h| h.users).collect::<Vec<_>>(), vec![3, 1, 0]);
     // Sorting by last seen follows the matching events when they are read.
     let latest = search(&store, ADMIN, p, "env:production user.id:u1", IssueSort::LastSeen).await;
     assert_eq!(latest.hits.items.len(), 1);
+}
+
+/// The users of one environment, sorted by or not: a user is one user per
+/// issue and environment however many batches bring them, a user of two
+/// environments counts in each, and a merge adds the merged issue's users
+/// without counting a shared one twice.
+async fn one_environment_counts_its_users_once_across_batches_and_merges(store: Arc<dyn Store>) {
+    let p = seed(&store).await;
+    let users_of = |rows: Vec<(String, i64, i64)>| rows.into_iter().map(|r| (r.0, r.2)).collect::<Vec<_>>();
+    assert_eq!(users_of(found(&store, p, "env:staging").await), vec![("refund".into(), 1), ("pay".into(), 1)]);
+    let user = |id: &str| json!({"context": {"user": {"id": id}}, "environment": "staging"});
+    // u2 again (one batch and then another), u3 new, and u1 (seen by `pay`
+    // in production only) now in staging too.
+    store.store_events(&[new_event(p, T0 + 5 * HOUR, &body("pay", user("u2")))]).await.unwrap();
+    let batch: Vec<_> = ["u2", "u3", "u3", "u1"]
+        .iter()
+        .enumerate()
+        .map(|(n, id)| new_event(p, T0 + (6 + n as i64) * HOUR, &body("pay", user(id))))
+        .collect();
+    store.store_events(&batch).await.unwrap();
+    let by_users = search(&store, ADMIN, p, "env:staging", IssueSort::Users).await;
+    assert_eq!(by_users.counts, CountSource::Counters);
+    let rows: Vec<(String, i64, i64)> = by_users
+        .hits
+        .items
+        .iter()
+        .map(|h| (h.issue.culprit.split(' ').next().unwrap().to_string(), h.count, h.users))
+        .collect();
+    assert_eq!(rows, vec![("pay".into(), 6, 3), ("refund".into(), 1, 1)]);
+    assert_eq!(users_of(found(&store, p, "env:production").await)[0], ("pay".into(), 2));
+
+    // `refund`'s staging user u1 is already one of `pay`'s there.
+    let [pay, refund] = ["pay", "refund"].map(|name| {
+        by_users.hits.items.iter().find(|h| h.issue.culprit.starts_with(name)).unwrap().issue.id
+    });
+    let merge = booboo_server::store::IssueMerge::new(pay, &[refund]).unwrap();
+    assert!(store.merge_issues(ADMIN, &merge, NOW).await.unwrap());
+    assert_eq!(users_of(found(&store, p, "env:staging").await), vec![("pay".into(), 3)]);
+    // The merged fingerprint's next event lands on `pay` (and names it).
+    store.store_events(&[new_event(p, NOW, &body("refund", user("u4")))]).await.unwrap();
+    let merged = search(&store, ADMIN, p, "env:staging", IssueSort::Users).await;
+    let rows: Vec<(i64, i64)> = merged.hits.items.iter().map(|h| (h.issue.id, h.users)).collect();
+    assert_eq!(rows, vec![(pay, 4)]);
 }
 
 async fn status_assignment_paging_and_access(store: Arc<dyn Store>) {
