@@ -263,9 +263,8 @@ async fn one_environment_counts_its_users_once_across_batches_and_merges(store: 
     assert_eq!(users_of(found(&store, p, "env:production").await)[0], ("pay".into(), 2));
 
     // `refund`'s staging user u1 is already one of `pay`'s there.
-    let [pay, refund] = ["pay", "refund"].map(|name| {
-        by_users.hits.items.iter().find(|h| h.issue.culprit.starts_with(name)).unwrap().issue.id
-    });
+    let [pay, refund] = ["pay", "refund"]
+        .map(|name| by_users.hits.items.iter().find(|h| h.issue.culprit.starts_with(name)).unwrap().issue.id);
     let merge = booboo_server::store::IssueMerge::new(pay, &[refund]).unwrap();
     assert!(store.merge_issues(ADMIN, &merge, NOW).await.unwrap());
     assert_eq!(users_of(found(&store, p, "env:staging").await), vec![("pay".into(), 3)]);
