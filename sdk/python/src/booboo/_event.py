@@ -642,7 +642,7 @@ def _locals_of(frame, budget_end):
         if (
             type(f_locals) is dict
             and len(f_locals) <= MAX_LOCALS
-            and f_locals.keys() <= _plain_local_names
+            and _plain_local_names.issuperset(f_locals)
         ):
             # The usual case: names seen before, none secret or dunder, so
             # the namespace is copied at once.
@@ -677,7 +677,7 @@ def _locals_of(frame, budget_end):
                 # types with map(type, ...) in C measured no cheaper on
                 # CPython 3.11 than this loop.)
                 if kind == _COPIED_DICT:
-                    if value.keys() <= _harmless_names or _atoms_only(value.keys()):
+                    if _harmless_names.issuperset(value) or _atoms_only(value.keys()):
                         items = value.values()
                     else:
                         items = None
