@@ -543,16 +543,17 @@ def _snapshot_frames(tb, seen_frames, budget_end):
     if len(entries) > MAX_FRAMES:
         head = MAX_FRAMES // 10
         entries = entries[:head] + entries[len(entries) - (MAX_FRAMES - head):]
-    first_with_locals = len(entries) - FRAMES_WITH_LOCALS
-    if first_with_locals <= 0 and seen_frames is None and _LINES_LATER:
+    if len(entries) <= FRAMES_WITH_LOCALS and seen_frames is None and _LINES_LATER:
         # The usual case, a lone exception with every frame's locals read.
-        # A plain loop: on CPython 3.11 a comprehension makes a function object each time.
+        # A plain loop calling frames.append: on CPython 3.11 a comprehension
+        # makes a function object each time, and a bound ``append`` a method
+        # object; each is code that a capture starting cold must fetch.
         frames = []
-        append = frames.append
         for entry in entries:
             frame = entry.tb_frame
-            append((frame.f_code, entry.tb_lasti, None, _locals_of(frame, budget_end), frame.f_globals))
+            frames.append((frame.f_code, entry.tb_lasti, None, _locals_of(frame, budget_end), frame.f_globals))
         return frames
+    first_with_locals = len(entries) - FRAMES_WITH_LOCALS
     frames = []
     append = frames.append
     position = 0
