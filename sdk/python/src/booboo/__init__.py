@@ -66,15 +66,16 @@ def capture_exception(exc=None):
         if client is None:
             return None
         if exc is None:
-            exc = _exception_being_handled()
+            exc = _exception_being_handled()  # an exception or None, nothing else
             if exc is None:
                 return None
-        elif isinstance(exc, tuple) and len(exc) == 3:  # an exc_info() triple
-            exc = exc[1]
-        if not isinstance(exc, BaseException):
-            client._warn("capture_exception", "booboo: capture_exception() takes an exception, not %s",
-                         type(exc).__name__)
-            return None
+        else:
+            if isinstance(exc, tuple) and len(exc) == 3:  # an exc_info() triple
+                exc = exc[1]
+            if not isinstance(exc, BaseException):
+                client._warn("capture_exception", "booboo: capture_exception() takes an exception, not %s",
+                             type(exc).__name__)
+                return None
         return client.capture_exception(exc)
     except Exception:
         return None
