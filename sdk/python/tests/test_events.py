@@ -226,6 +226,31 @@ def test_chain_with_cause_and_context():
     assert chain[2]["stacktrace"][-1]["context_line"].strip() == '{}["missing"]'
 
 
+def test_a_lone_exception_and_a_chained_one_show_the_same_frames():
+    # A lone exception takes a shorter path than a chain; both must read a
+    # frame the same way.
+    plain = Plain()
+
+    def crash(items, mapping, text, owner):
+        secret = "s3cr3t"  # noqa: F841
+        raise ValueError("x")
+
+    def chained():
+        try:
+            crash([1, "two"], {"token": "t", "ok": [3]}, "y" * 300, plain)
+        except ValueError as exc:
+            raise RuntimeError("wrapped") from exc
+
+    lone = captured(crash, [1, "two"], {"token": "t", "ok": [3]}, "y" * 300, plain)
+    inner = captured(chained)["exceptions"][1]
+    assert inner["type"] == "ValueError" and inner["chain_type"] == "cause"
+    assert inner["stacktrace"][-1] == lone["stacktrace"][-1]
+    assert lone["stacktrace"][-1]["vars"]["secret"] == "[filtered]"
+    assert lone["stacktrace"][-1]["vars"]["mapping"] == "{'token': [filtered], 'ok': [3]}"
+    assert lone["stacktrace"][-1]["vars"]["owner"] == repr(plain)
+    assert lone["exception_type"] == "ValueError" and lone["message"] == "x"
+
+
 def test_suppressed_context_is_left_out():
     def crash():
         try:

@@ -55,22 +55,27 @@ def init(dsn=None, app=None, environment="", **options):
         raise
 
 
+# sys.exception() (3.11+) gives the exception without building the exc_info() tuple.
+_exception_being_handled = getattr(sys, "exception", None) or (lambda: sys.exc_info()[1])
+
+
 def capture_exception(exc=None):
     """Report ``exc`` (by default the exception being handled); return the event id or None."""
     try:
-        client = _client.current()
+        client = _client._current
         if client is None:
             return None
         if exc is None:
-            exc = sys.exc_info()[1]
+            exc = _exception_being_handled()  # an exception or None, nothing else
             if exc is None:
                 return None
-        elif isinstance(exc, tuple) and len(exc) == 3:  # an exc_info() triple
-            exc = exc[1]
-        if not isinstance(exc, BaseException):
-            client._warn("capture_exception", "booboo: capture_exception() takes an exception, not %s",
-                         type(exc).__name__)
-            return None
+        else:
+            if isinstance(exc, tuple) and len(exc) == 3:  # an exc_info() triple
+                exc = exc[1]
+            if not isinstance(exc, BaseException):
+                client._warn("capture_exception", "booboo: capture_exception() takes an exception, not %s",
+                             type(exc).__name__)
+                return None
         return client.capture_exception(exc)
     except Exception:
         return None

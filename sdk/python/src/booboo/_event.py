@@ -150,11 +150,23 @@ def safe_repr(value, budget_end):
     return text
 
 
+_type_names = {}
+
+
 def _type_name(value):
-    try:
-        return type(value).__name__
-    except Exception:  # a hostile metaclass
-        return "object"
+    """``type(value).__name__``, remembered per type (a builtin type's name is decoded anew each time)."""
+    kind = type(value)
+    name = _type_names.get(kind)
+    if name is None:
+        try:
+            name = kind.__name__
+        except Exception:  # a hostile metaclass
+            return "object"
+        if type(name) is not str:
+            return "object"
+        if len(_type_names) < 1024:
+            _type_names[kind] = name
+    return name
 
 
 _SCALAR, _TEXT, _CONTAINER, _PYTHON, _NATIVE, _DEFAULT = range(6)
@@ -345,20 +357,33 @@ class Pending:
     later; and ``locals``, ``(kept, texts)`` from ``_locals_of``: values that
     cannot change any more, rendered later, and reprs finished at capture
     time. The module globals are kept only so that source lines of modules
-    loaded from a zip or another loader can be found later.
+    loaded from a zip or another loader can be found later. ``scope`` is
+    ``(user, tags, contexts, breadcrumbs, request)`` as the capture saw them;
+    ``stack`` the frames of a message event that carries the stack it was
+    logged from. Made by ``new_pending``.
     """
 
     __slots__ = ("event_id", "created", "base", "chain", "scope", "stack")
 
-    def __init__(self, base, chain, scope, stack=None):
-        self.event_id = _new_event_id()
-        self.created = time.time()
-        self.base = base
-        self.chain = chain
-        self.scope = scope
-        """``(user, tags, contexts, breadcrumbs, request)`` as the capture saw them."""
-        self.stack = stack
-        """Frames of a message event that carries the stack it was logged from."""
+
+def new_pending(base, chain, scope, stack=None):
+    """A Pending with a new event id and the time now.
+
+    Pending has no ``__init__``: the attributes are set here, because calling
+    a Python ``__init__`` from the class call costs the capturing thread more
+    than this (on a cold cache, most of all).
+    """
+    pending = Pending()
+    try:
+        pending.event_id = _event_ids.pop()
+    except IndexError:
+        pending.event_id = os.urandom(16).hex()
+    pending.created = time.time()
+    pending.base = base
+    pending.chain = chain
+    pending.scope = scope
+    pending.stack = stack
+    return pending
 
 
 _EVENT_IDS_AHEAD = 64
@@ -378,26 +403,36 @@ def make_event_ids_ahead():
         _event_ids.extend([block[start : start + 32] for start in range(0, len(block), 32)])
 
 
-def _new_event_id():
-    """32 random hex digits: one made ahead, or, in a burst that used them all, a new one."""
-    try:
-        return _event_ids.pop()
-    except IndexError:
-        return os.urandom(16).hex()
-
-
 def snapshot_exception(exc, scope, request=None):
     """Copy what an event needs from ``exc`` and its chain; return a Pending."""
+    started = time.perf_counter()
+    budget_end = started + LOCALS_TIME_BUDGET
+    if exc.__cause__ is None and exc.__context__ is None:
+        # A lone exception, the usual case: no chain to follow, no frame
+        # shown twice, so no set of exceptions seen and no map of frames read.
+        type_name = _type_name(exc)
+        chain = [(type_name, safe_str(exc, started + REPR_TIME_LIMIT),
+                  _snapshot_frames(exc.__traceback__, None, budget_end), None)]
+    else:
+        chain = _snapshot_chain(exc, budget_end)
+        type_name = chain[0][0]
+    base = {"message": chain[0][1], "exception_type": type_name, "level": "error"}
+    if request is not None:
+        base["request"] = request
+    return new_pending(base, chain, scope)
+
+
+def _snapshot_chain(exc, budget_end):
+    """The ``chain`` of a Pending for an exception with a cause or a context."""
     clock = time.perf_counter
-    budget_end = clock() + LOCALS_TIME_BUDGET
-    # Only a chain can show one frame twice; a lone exception needs no map.
-    seen_frames = {} if exc.__cause__ is not None or exc.__context__ is not None else None
+    seen_frames = {}
     chain = []
     seen = set()
     current, chain_type = exc, None
     while current is not None and id(current) not in seen and len(chain) < MAX_CHAIN:
         seen.add(id(current))
-        value = safe_str(current, min(budget_end, clock() + REPR_TIME_LIMIT))
+        deadline = clock() + REPR_TIME_LIMIT
+        value = safe_str(current, deadline if deadline < budget_end else budget_end)
         frames = _snapshot_frames(current.__traceback__, seen_frames, budget_end)
         chain.append((_type_name(current), value, frames, chain_type))
         if current.__cause__ is not None:
@@ -406,21 +441,14 @@ def snapshot_exception(exc, scope, request=None):
             current, chain_type = current.__context__, "context"
         else:
             current = None
-    base = {
-        "message": chain[0][1],
-        "exception_type": chain[0][0],
-        "level": "error",
-    }
-    if request is not None:
-        base["request"] = request
-    return Pending(base, chain, scope)
+    return chain
 
 
 def snapshot_message(message, level, scope):
     text = message if type(message) is str else safe_str(message, time.perf_counter() + REPR_TIME_LIMIT)
     if len(text) > MAX_MESSAGE:
         text = text[: MAX_MESSAGE - 3] + "..."
-    return Pending({"message": text, "exception_type": "", "level": level}, [], scope)
+    return new_pending({"message": text, "exception_type": "", "level": level}, [], scope)
 
 
 MAX_LOG_PARAMS = 32
@@ -478,7 +506,7 @@ def snapshot_log_message(record, scope):
     base = {"message": fields["logentry"]["formatted"], "exception_type": "", "level": fields["level"],
             "handled": True}
     base.update(fields)
-    return Pending(base, [], scope, _caller_stack())
+    return new_pending(base, [], scope, _caller_stack())
 
 
 def _caller_stack():
@@ -515,15 +543,17 @@ def _snapshot_frames(tb, seen_frames, budget_end):
     if len(entries) > MAX_FRAMES:
         head = MAX_FRAMES // 10
         entries = entries[:head] + entries[len(entries) - (MAX_FRAMES - head):]
+    if len(entries) <= FRAMES_WITH_LOCALS and seen_frames is None and _LINES_LATER:
+        # The usual case, a lone exception with every frame's locals read.
+        # A plain loop calling frames.append: on CPython 3.11 a comprehension
+        # makes a function object each time, and a bound ``append`` a method
+        # object; each is code that a capture starting cold must fetch.
+        frames = []
+        for entry in entries:
+            frame = entry.tb_frame
+            frames.append((frame.f_code, entry.tb_lasti, None, _locals_of(frame, budget_end), frame.f_globals))
+        return frames
     first_with_locals = len(entries) - FRAMES_WITH_LOCALS
-    if first_with_locals <= 0 and seen_frames is None and _LINES_LATER:
-        # The usual case, a lone exception with every frame's locals read,
-        # in one comprehension: this loop runs on the application's thread.
-        return [
-            (frame.f_code, entry.tb_lasti, None, _locals_of(frame, budget_end), frame.f_globals)
-            for entry in entries
-            for frame in (entry.tb_frame,)
-        ]
     frames = []
     append = frames.append
     position = 0
@@ -613,7 +643,7 @@ def _locals_of(frame, budget_end):
         if (
             type(f_locals) is dict
             and len(f_locals) <= MAX_LOCALS
-            and f_locals.keys() <= _plain_local_names
+            and _plain_local_names.issuperset(f_locals)
         ):
             # The usual case: names seen before, none secret or dunder, so
             # the namespace is copied at once.
@@ -648,7 +678,7 @@ def _locals_of(frame, budget_end):
                 # types with map(type, ...) in C measured no cheaper on
                 # CPython 3.11 than this loop.)
                 if kind == _COPIED_DICT:
-                    if value.keys() <= _harmless_names or _atoms_only(value.keys()):
+                    if _harmless_names.issuperset(value) or _atoms_only(value.keys()):
                         items = value.values()
                     else:
                         items = None

@@ -67,7 +67,8 @@ class Scope:
                 request = self.request = request()
             except Exception:
                 request = self.request = None
-        return (user, self.tags, self.contexts, _copy(self.breadcrumbs), request)
+        breadcrumbs = self.breadcrumbs
+        return (user, self.tags, self.contexts, _copy(breadcrumbs) if breadcrumbs else (), request)
 
 
 def _copy(breadcrumbs):
