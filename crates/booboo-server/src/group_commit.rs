@@ -11,7 +11,12 @@
 //! retried by the client later), the writer remembers it for `/healthz`, and
 //! the next batch simply tries again: once space is freed, storing resumes
 //! without a restart.
+//!
+//! The writer also holds the ingestion keys handlers have seen
+//! (`ingest_keys.rs`): before storing a batch it asks the database which of
+//! the batch's keys are still live, and refuses the jobs of the others.
 
+use crate::ingest_keys::IngestKeys;
 use crate::memory_budget::Held;
 use crate::metrics::Metrics;
 use crate::store::{NewEvent, Store, StoreError, StoreOutcome};
@@ -23,7 +28,10 @@ use tokio::task::JoinHandle;
 
 struct Job {
     events: Vec<NewEvent>,
-    reply: oneshot::Sender<Result<Vec<StoreOutcome>, StoreError>>,
+    /// The ingestion key the events came with, checked once more before
+    /// they are stored (`None`: nothing to check).
+    key: Option<String>,
+    reply: oneshot::Sender<Result<Vec<StoreOutcome>, SubmitError>>,
     /// The events' share of the memory budget, given back once they are
     /// stored (or refused), even if the client that sent them has gone.
     held: Option<Held>,
@@ -35,6 +43,9 @@ pub enum SubmitError {
     QueueFull,
     /// The writer is gone (shutting down).
     Closed,
+    /// The events' key was revoked (or its project deleted) since the
+    /// request began: nothing was stored.
+    KeyRevoked,
     Store(StoreError),
 }
 
@@ -43,6 +54,7 @@ pub struct Writer {
     sender: mpsc::Sender<Job>,
     capacity: usize,
     disk: Arc<DiskState>,
+    keys: Arc<IngestKeys>,
 }
 
 /// Whether the last write failed for want of disk space.
@@ -79,29 +91,67 @@ impl Writer {
     ) -> (Writer, JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(capacity);
         let disk = Arc::new(DiskState::default());
-        let task = tokio::spawn(run(store, metrics, receiver, max_batch, disk.clone()));
-        (Writer { sender, capacity, disk }, task)
+        let keys = Arc::new(IngestKeys::default());
+        let task = tokio::spawn(run(store, metrics, receiver, max_batch, disk.clone(), keys.clone()));
+        (Writer { sender, capacity, disk, keys }, task)
+    }
+
+    /// The project `token` sends to, if it is live: from memory when this
+    /// node has seen it, else from the database. A remembered key may have
+    /// been revoked since; [`Writer::submit_keyed`] checks it again.
+    pub async fn ingest_project(&self, store: &dyn Store, token: &str) -> Result<Option<i64>, StoreError> {
+        if let Some(project_id) = self.keys.project_of(token) {
+            return Ok(Some(project_id));
+        }
+        let target = store.ingest_target(token).await?;
+        if let Some(target) = &target {
+            self.keys.remember(token, target.project_id);
+        }
+        Ok(target.map(|t| t.project_id))
+    }
+
+    /// Whether `token` is live now, asked of the database (forgotten if
+    /// not): for answers that store nothing, so never pass the writer's check.
+    pub async fn confirm_key(&self, store: &dyn Store, token: &str) -> Result<bool, StoreError> {
+        let live = !store.live_ingest_tokens(&[token]).await?.is_empty();
+        if !live {
+            self.keys.forget(token);
+        }
+        Ok(live)
     }
 
     /// Queues the events of one request and waits until all of them are
     /// committed; the outcomes are in the order given.
     pub async fn submit(&self, events: Vec<NewEvent>) -> Result<Vec<StoreOutcome>, SubmitError> {
-        self.submit_holding(events, None).await
+        self.submit_job(events, None, None).await
     }
 
-    /// The same, the events holding `held` of the memory budget while queued.
-    pub async fn submit_holding(
+    /// The same for events that came with ingestion key `key`, holding
+    /// `held` of the memory budget while queued: refused with
+    /// [`SubmitError::KeyRevoked`] if the key is no longer live when their
+    /// batch is stored.
+    pub async fn submit_keyed(
         &self,
         events: Vec<NewEvent>,
+        key: &str,
+        held: Option<Held>,
+    ) -> Result<Vec<StoreOutcome>, SubmitError> {
+        self.submit_job(events, Some(key.to_string()), held).await
+    }
+
+    async fn submit_job(
+        &self,
+        events: Vec<NewEvent>,
+        key: Option<String>,
         held: Option<Held>,
     ) -> Result<Vec<StoreOutcome>, SubmitError> {
         let (reply, answer) = oneshot::channel();
-        self.sender.try_send(Job { events, reply, held }).map_err(|e| match e {
+        self.sender.try_send(Job { events, key, reply, held }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SubmitError::QueueFull,
             mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
         })?;
         match answer.await {
-            Ok(result) => result.map_err(SubmitError::Store),
+            Ok(result) => result,
             Err(_) => Err(SubmitError::Closed),
         }
     }
@@ -131,9 +181,21 @@ async fn run(
     mut receiver: mpsc::Receiver<Job>,
     max_batch: usize,
     disk: Arc<DiskState>,
+    keys: Arc<IngestKeys>,
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
     while receiver.recv_many(&mut jobs, max_batch).await > 0 {
+        if let Err(error) = refuse_revoked_keys(&*store, &keys, &mut jobs).await {
+            // The check could not run: the batch is not stored, as if
+            // storing it had failed.
+            for job in jobs.drain(..) {
+                let _ = job.reply.send(Err(SubmitError::Store(error.clone())));
+            }
+            continue;
+        }
+        if jobs.is_empty() {
+            continue;
+        }
         // The events' budget shares are given back once the batch is done.
         let held: Vec<Held> = jobs.iter_mut().filter_map(|j| j.held.take()).collect();
         let sizes: Vec<usize> = jobs.iter().map(|j| j.events.len()).collect();
@@ -156,7 +218,8 @@ async fn run(
                 let error = StoreError::DiskFull(why);
                 disk.write_failed(&error);
                 for reply in replies {
-                    let _ = reply.send(Err(StoreError::DiskFull("no space left to store the event".into())));
+                    let _ = reply
+                        .send(Err(SubmitError::Store(StoreError::DiskFull("no space left to store the event".into()))));
                 }
             }
             Err(batch_error) => {
@@ -181,11 +244,37 @@ async fn run(
                         Err(e @ StoreError::DiskFull(_)) => disk.write_failed(e),
                         Err(_) => {}
                     }
-                    let _ = reply.send(result);
+                    let _ = reply.send(result.map_err(SubmitError::Store));
                 }
             }
         }
         drop(held);
     }
     tracing::info!("ingest writer drained and stopped");
+}
+
+/// Answers the jobs whose key is no longer live with
+/// [`SubmitError::KeyRevoked`] (and forgets the key), leaving the others:
+/// one query for the batch's keys.
+async fn refuse_revoked_keys(store: &dyn Store, keys: &IngestKeys, jobs: &mut Vec<Job>) -> Result<(), StoreError> {
+    let mut wanted: Vec<&str> = jobs.iter().filter_map(|j| j.key.as_deref()).collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    wanted.sort_unstable();
+    wanted.dedup();
+    let live = store.live_ingest_tokens(&wanted).await?;
+    if live.len() == wanted.len() {
+        return Ok(());
+    }
+    for job in std::mem::take(jobs) {
+        match &job.key {
+            Some(key) if !live.contains(key) => {
+                keys.forget(key);
+                let _ = job.reply.send(Err(SubmitError::KeyRevoked));
+            }
+            _ => jobs.push(job),
+        }
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod group_commit;
 pub mod identifiers;
 pub mod ingest;
+pub mod ingest_keys;
 pub mod load_shedding;
 pub mod mail;
 pub mod memory_budget;

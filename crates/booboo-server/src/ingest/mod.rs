@@ -52,8 +52,12 @@ async fn accept(
         .map(token_from_header)
         .filter(|t| !t.is_empty())
         .ok_or(Rejection::MissingToken { header: "X-Booboo-DSN" })?;
-    let target =
-        state.store.ingest_target(token).await.map_err(Rejection::from_store)?.ok_or(Rejection::UnknownToken)?;
+    let project_id = state
+        .writer
+        .ingest_project(&*state.store, token)
+        .await
+        .map_err(Rejection::from_store)?
+        .ok_or(Rejection::UnknownToken)?;
     let bytes = read_limited(headers, body, state.config.max_body_bytes, reservation.clone()).await?;
     let received = clock::now();
     let payload = booboo_payload::parse(&bytes, received, &secrets::new_event_id()).map_err(Rejection::Payload)?;
@@ -61,16 +65,20 @@ async fn accept(
     drop(bytes);
     match payload {
         Payload::Handshake { sdk } => {
+            // Stores nothing through the writer, so the key is checked here.
+            if !state.writer.confirm_key(&*state.store, token).await.map_err(Rejection::from_store)? {
+                return Err(Rejection::UnknownToken);
+            }
             state
                 .store
-                .record_handshake(target.project_id, &sdk, timestamp::unix_millis(received))
+                .record_handshake(project_id, &sdk, timestamp::unix_millis(received))
                 .await
                 .map_err(Rejection::from_store)?;
             state.metrics.handshake_accepted();
             Ok(Json(serde_json::json!({ "ok": true })).into_response())
         }
         Payload::Event(event) => {
-            let id = store_event(state, target.project_id, *event, received, &reservation).await?;
+            let id = store_event(state, project_id, token, *event, received, &reservation).await?;
             Ok(Json(serde_json::json!({ "id": id })).into_response())
         }
     }
@@ -106,11 +114,12 @@ fn keep_for_parsed(reservation: &Reservation, json_len: usize) {
 pub async fn store_event(
     state: &AppState,
     project_id: i64,
+    key: &str,
     event: Event,
     received: time::OffsetDateTime,
     reservation: &Reservation,
 ) -> Result<String, Rejection> {
-    let mut ids = store_events(state, project_id, vec![event], received, reservation).await?;
+    let mut ids = store_events(state, project_id, key, vec![event], received, reservation).await?;
     Ok(ids.pop().unwrap_or_default())
 }
 
@@ -122,6 +131,7 @@ pub async fn store_event(
 pub async fn store_events(
     state: &AppState,
     project_id: i64,
+    key: &str,
     events: Vec<Event>,
     received: time::OffsetDateTime,
     reservation: &Reservation,
@@ -138,7 +148,7 @@ pub async fn store_events(
     let json_len = new_events.iter().map(|e| e.payload.len()).sum();
     let held =
         reservation.split(in_memory_size(json_len)).map_err(|over| Rejection::OverBudget { limit: over.limit })?;
-    match state.writer.submit_holding(new_events, Some(held)).await {
+    match state.writer.submit_keyed(new_events, key, Some(held)).await {
         Ok(outcomes) => {
             for outcome in outcomes {
                 match outcome {
@@ -150,6 +160,7 @@ pub async fn store_events(
         }
         Err(SubmitError::QueueFull) => return Err(Rejection::QueueFull),
         Err(SubmitError::Closed) => return Err(Rejection::ShuttingDown),
+        Err(SubmitError::KeyRevoked) => return Err(Rejection::UnknownToken),
         Err(SubmitError::Store(StoreError::DiskFull(_))) => return Err(Rejection::DiskFull),
         Err(SubmitError::Store(e)) => {
             tracing::error!("storing events failed: {e}");

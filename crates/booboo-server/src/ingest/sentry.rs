@@ -99,11 +99,16 @@ fn url_project(raw: &str) -> Result<i64, Rejection> {
 
 /// The key's project, which must be the one the URL names.
 async fn authorize(state: &AppState, key: &str, url_project: i64) -> Result<i64, Rejection> {
-    let target = state.store.ingest_target(key).await.map_err(Rejection::from_store)?.ok_or(Rejection::UnknownToken)?;
-    if target.project_id != url_project {
+    let project_id = state
+        .writer
+        .ingest_project(&*state.store, key)
+        .await
+        .map_err(Rejection::from_store)?
+        .ok_or(Rejection::UnknownToken)?;
+    if project_id != url_project {
         return Err(Rejection::WrongProject { url_project });
     }
-    Ok(target.project_id)
+    Ok(project_id)
 }
 
 /// A DSN from an envelope header must name the same key as the request
@@ -164,7 +169,12 @@ async fn accept_envelope(
 
     // Every event of the envelope in one transaction; the answer names an
     // id only when an event was stored under it.
-    let ids = store_events(state, project_id, events, received, &reservation).await?;
+    // An envelope without events stores nothing through the writer, so
+    // its key is checked here.
+    if events.is_empty() && !state.writer.confirm_key(&*state.store, &key).await.map_err(Rejection::from_store)? {
+        return Err(Rejection::UnknownToken);
+    }
+    let ids = store_events(state, project_id, &key, events, received, &reservation).await?;
     for item_type in ignored {
         state.metrics.envelope_item_ignored(&item_type);
     }
@@ -257,6 +267,10 @@ async fn accept_store(
     keep_for_parsed(&reservation, bytes.len());
     drop(bytes);
     if sentry_event::is_transaction(&obj) {
+        // Stores nothing through the writer, so the key is checked here.
+        if !state.writer.confirm_key(&*state.store, &key).await.map_err(Rejection::from_store)? {
+            return Err(Rejection::UnknownToken);
+        }
         state.metrics.envelope_item_ignored("transaction");
         let id = obj.get("event_id").and_then(|v| v.as_str()).and_then(booboo_payload::normalise_event_id);
         return Ok(answer(id));
@@ -264,7 +278,7 @@ async fn accept_store(
     let arrival =
         Arrival { received_at: received, envelope_event_id: None, fallback_event_id: &secrets::new_event_id() };
     let event = sentry_event::read(obj, arrival).map_err(Rejection::Payload)?;
-    let id = store_event(state, project_id, event, received, &reservation).await?;
+    let id = store_event(state, project_id, &key, event, received, &reservation).await?;
     Ok(answer(Some(id)))
 }
 

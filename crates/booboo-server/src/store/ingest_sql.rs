@@ -205,6 +205,20 @@ macro_rules! ingest_store {
                 Ok(project_id.map(|project_id| IngestTarget { project_id }))
             }
 
+            async fn live_ingest_tokens(&self, tokens: &[&str]) -> StoreResult<Vec<String>> {
+                let tokens: Vec<&str> = tokens.iter().copied().filter(|t| SQL.can_hold(t)).collect();
+                if tokens.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let list = (1..=tokens.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+                let sql = format!("SELECT token FROM project_keys WHERE revoked_at IS NULL AND token IN ({list})");
+                let mut query = sqlx::query_scalar(&sql);
+                for token in tokens {
+                    query = query.bind(token);
+                }
+                query.fetch_all(&self.pool).await.map_err(unavailable("checking ingestion tokens"))
+            }
+
             async fn record_handshake(&self, project_id: i64, sdk: &str, at: i64) -> StoreResult<()> {
                 sqlx::query("UPDATE projects SET connected_at = $1, connected_sdk = $2 WHERE id = $3")
                     .bind(at)

@@ -57,7 +57,7 @@ pub use project_limits::{EffectiveLimits, LimitChange, LimitDefaults, ProjectLim
 pub use sign_in_limits::{SignInLimits, SignInReservation};
 
 /// A failure of the storage layer, with what was being done.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum StoreError {
     /// The database could not be reached or answered with an error; worth
     /// retrying later.
@@ -826,6 +826,10 @@ pub trait PayloadDictionaries: Send + Sync + 'static {
 pub trait Ingest: Send + Sync + 'static {
     /// The project an ingestion token may send to, if the token is live.
     async fn ingest_target(&self, token: &str) -> StoreResult<Option<IngestTarget>>;
+
+    /// Which of `tokens` are live now (neither revoked nor deleted): one
+    /// query for a batch's keys (`ingest_keys.rs`).
+    async fn live_ingest_tokens(&self, tokens: &[&str]) -> StoreResult<Vec<String>>;
 
     async fn record_handshake(&self, project_id: i64, sdk: &str, at: i64) -> StoreResult<()>;
 

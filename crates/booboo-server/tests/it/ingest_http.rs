@@ -76,6 +76,33 @@ async fn ingest_rejects_unknown_token() {
     assert_eq!(h.state.metrics.rejected_count("unknown_token"), 1);
 }
 
+/// A node remembers the keys it has seen (`ingest_keys.rs`); a key revoked
+/// elsewhere (another node, the CLI: here a second store on the same file)
+/// is still refused at once, by the writer's check of each batch's keys, and
+/// the handshake, which stores nothing through the writer, checks it itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_elsewhere_is_refused_at_once_though_remembered() {
+    let h = harness(100, 10).await;
+    let (status, _, _) = post(&h.state, &h.token, &body("pay", json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "the key is now remembered");
+    let (status, _, _) = post(&h.state, &h.token, &json!({"handshake": true, "sdk": "python/1.0"})).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let elsewhere = store::open(&h.state.config.database_url).await.unwrap();
+    let project = elsewhere.project_for(ADMIN, "acme", "web").await.unwrap().unwrap();
+    let keys = elsewhere.project_keys(ADMIN, project.id).await.unwrap().unwrap();
+    assert!(elsewhere.revoke_project_key(ADMIN, project.id, keys[0].id, T0).await.unwrap());
+
+    let (status, _, answer) = post(&h.state, &h.token, &body("pay", json!({}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert!(answer["detail"].as_str().unwrap().contains("revoked"), "{answer}");
+    let (status, _, _) = post(&h.state, &h.token, &json!({"handshake": true, "sdk": "python/1.0"})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite:{}", h.db_path.display())).await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&mut db).await.unwrap();
+    assert_eq!(stored, 1, "nothing sent after the revocation was stored");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_503_with_retry_after_and_loses_nothing_it_accepted() {
     let h = harness(1, 1).await;
