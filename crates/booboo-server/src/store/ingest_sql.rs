@@ -66,7 +66,23 @@ impl From<sqlx::Error> for EventsFailure {
 }
 
 impl EventsFailure {
-    pub(super) const RACED: &'static str = "storing a batch's events: another node stored one of them meanwhile";
+    /// Whether running the batch again may succeed: it lost a race to
+    /// another node.
+    pub(super) fn lost_race(&self) -> bool {
+        match self {
+            EventsFailure::Database(e) => super::rows::is_lost_race(e),
+            EventsFailure::RacedDuplicate => true,
+        }
+    }
+
+    pub(super) fn into_store_error(self) -> super::StoreError {
+        match self {
+            EventsFailure::Database(e) => super::rows::unavailable("storing a batch's events")(e),
+            EventsFailure::RacedDuplicate => super::StoreError::Unavailable(
+                "storing a batch's events: another node stored one of them meanwhile".into(),
+            ),
+        }
+    }
 }
 
 /// Defines `store_batch_events` and `impl Ingest` for one backend's store:

@@ -171,12 +171,7 @@ impl PostgresStore {
         let mut counters = BatchCounters::default();
         let outcomes = store_batch_events(&mut tx, batch, &order, &rules, &mut quotas, &mut counters)
             .await
-            .map_err(|failure| match failure {
-                EventsFailure::Database(e) => batch_failure("storing a batch's events")(e),
-                EventsFailure::RacedDuplicate => {
-                    BatchFailure { lost_race: true, error: StoreError::Unavailable(EventsFailure::RACED.into()) }
-                }
-            })?;
+            .map_err(|failure| BatchFailure { lost_race: failure.lost_race(), error: failure.into_store_error() })?;
         save_quotas(&mut tx, &quotas).await.map_err(batch_failure("saving the projects' quotas"))?;
         write_batch_counters(&mut tx, &counters).await.map_err(batch_failure("counting a batch's events"))?;
         tx.commit().await.map_err(batch_failure("committing a batch"))?;

@@ -51,11 +51,7 @@ impl SqliteStore {
         let order: Vec<usize> = (0..batch.len()).collect();
         let outcomes = store_batch_events(&mut tx, batch, &order, &rules, &mut quotas, &mut counters)
             .await
-            .map_err(|failure| match failure {
-                EventsFailure::Database(e) => unavailable("storing a batch's events")(e),
-                // Cannot happen under the write lock; said plainly should it.
-                EventsFailure::RacedDuplicate => StoreError::Unavailable(EventsFailure::RACED.into()),
-            })?;
+            .map_err(EventsFailure::into_store_error)?;
         write_batch_counters(&mut tx, &counters).await.map_err(unavailable("counting a batch's events"))?;
         save_quotas(&mut tx, &quotas).await.map_err(unavailable("saving the projects' quotas"))?;
         tx.commit().await.map_err(unavailable("committing a batch"))?;

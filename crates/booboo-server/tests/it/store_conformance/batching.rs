@@ -6,8 +6,8 @@
 use crate::support::*;
 use booboo_core::search_query;
 use booboo_server::store::{
-    IssueFilter, IssueSearch, IssueStatus, NewEvent, NotStoredReason, Page, RateLimit, Store, StoreError,
-    StoreOutcome, Trigger,
+    IssueFilter, IssueSearch, IssueStatus, NewEvent, NotStoredReason, Page, RateLimit, Store, StoreError, StoreOutcome,
+    Trigger,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -170,7 +170,8 @@ async fn alert_counts_include_the_batchs_own_events(store: Arc<dyn Store>) {
     let mut fired = Vec::new();
     for (slug, split) in [("one-batch", vec![5]), ("two-batches", vec![2, 3]), ("one-by-one", vec![1; 5])] {
         let p = store.create_project("acme", slug, &format!("{:032x}", rand_u128()), T0).await.unwrap().0.id;
-        for trigger in [Trigger::Frequency { count: 3, window_ms: 60_000 }, Trigger::Users { count: 3, window_ms: 60_000 }]
+        for trigger in
+            [Trigger::Frequency { count: 3, window_ms: 60_000 }, Trigger::Users { count: 3, window_ms: 60_000 }]
         {
             store.create_alert_rule(p, &super::alert_rule(trigger, 1), T0).await.unwrap();
         }
