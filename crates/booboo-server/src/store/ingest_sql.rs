@@ -11,9 +11,14 @@
 //! once per event: which of its events are already stored, which of its
 //! fingerprints were merged into another issue, and the status of each of
 //! its issues (locked on PostgreSQL, in the order merges and retention lock
-//! them). Each event then costs its issue upsert (and its user); its row is
-//! inserted at the end of the batch, with its issue and its `kept` mark
-//! known, by one multi-row statement per [`EVENT_ROWS_PER_STATEMENT`] events.
+//! them). Each event then costs its user; its issue costs one upsert per
+//! batch for all of the batch's events of an issue that is neither resolved
+//! nor ignored ([`IssueGroup`]: nothing in such an upsert depends on the
+//! order of its events but what the group sums), one upsert per event
+//! otherwise (regressions, release-bound resolutions and ignores that end
+//! at a count are judged event by event). Its row is inserted at the end of
+//! the batch, with its issue and its `kept` mark known, by one multi-row
+//! statement per [`EVENT_ROWS_PER_STATEMENT`] events.
 
 use super::NewEvent;
 
@@ -32,17 +37,88 @@ pub(super) struct PendingEvent<'a> {
     pub kept: bool,
 }
 
+/// What an issue's upsert says of the issue, after the events it counted.
+#[derive(Clone)]
+pub(super) struct UpsertedIssue {
+    pub id: i64,
+    pub event_count: i64,
+    /// Whether an ignore that ends at a count is set.
+    pub ignored_until_counts: bool,
+    pub status: String,
+    pub resolved_kind: Option<String>,
+    pub resolved_release: Option<String>,
+    pub resolved_semver: bool,
+}
+
+/// What events tell their issue's upsert: for one event, its own; for an
+/// [`IssueGroup`], the sum of its events, in the order they are stored.
+pub(super) struct IssueSeen<'a> {
+    /// The last event's: each event overwrites them.
+    pub title: &'a str,
+    pub culprit: &'a str,
+    pub level: &'a str,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub events: i64,
+    /// The first non-empty release: the issue's first release if it has none.
+    pub release: &'a str,
+}
+
+impl<'a> IssueSeen<'a> {
+    pub fn of(e: &'a NewEvent) -> IssueSeen<'a> {
+        let event = &e.processed.event;
+        IssueSeen {
+            title: &e.processed.title,
+            culprit: &e.processed.culprit,
+            level: event.level.as_str(),
+            first_seen: e.received_at,
+            last_seen: e.received_at,
+            events: 1,
+            release: &event.release,
+        }
+    }
+
+    /// Adds a later event of the same issue.
+    pub fn add(&mut self, e: &'a NewEvent) {
+        let next = IssueSeen::of(e);
+        (self.title, self.culprit, self.level) = (next.title, next.culprit, next.level);
+        self.first_seen = self.first_seen.min(next.first_seen);
+        self.last_seen = self.last_seen.max(next.last_seen);
+        self.events += 1;
+        if self.release.is_empty() {
+            self.release = next.release;
+        }
+    }
+}
+
+/// Two or more of a batch's events counted on one issue that was neither
+/// resolved nor ignored when the batch read it (and is locked on
+/// PostgreSQL): no event of theirs can regress it or end an ignore, so one
+/// upsert counts them all, at the first of them, and each event takes its
+/// place in the count (`created` and `kept` for the first of a new issue,
+/// as one by one).
+pub(super) struct IssueGroup<'a> {
+    pub seen: IssueSeen<'a>,
+    /// Whether the batch found no issue: one that another node created
+    /// meanwhile sends the batch round again.
+    pub new: bool,
+    /// After the upsert: the issue, and the count of the group's next event.
+    pub upserted: Option<(UpsertedIssue, i64)>,
+}
+
 /// What a batch knows while its events are stored one after another.
 #[derive(Default)]
 pub(super) struct BatchState<'a> {
-    /// `(project, event_id)` of the events already stored and of those met
-    /// earlier in the batch: a later one is a duplicate.
-    pub seen: std::collections::HashSet<(i64, String)>,
+    /// Whether each event of the batch (by its index) is counted: neither
+    /// already stored nor met earlier in the batch.
+    pub counted: Vec<bool>,
     /// A merged fingerprint → the fingerprint of the issue it was merged into.
     pub merged: std::collections::HashMap<(i64, String), String>,
     /// The status of each issue the batch counts on, as the batch leaves it
     /// so far (`None`: no issue yet); only whether it is resolved is read.
     pub statuses: std::collections::HashMap<(i64, String), Option<String>>,
+    /// The batch's groups of events sharing one upsert, by issue.
+    pub groups: std::collections::HashMap<(i64, String), IssueGroup<'a>>,
     /// The rows to insert at the end, in the order the events were stored.
     pub pending: Vec<PendingEvent<'a>>,
     /// Events counted but not stored (over a quota), per issue.
@@ -53,10 +129,11 @@ pub(super) struct BatchState<'a> {
 #[derive(Debug)]
 pub(super) enum EventsFailure {
     Database(sqlx::Error),
-    /// An event the batch judged new was stored by another transaction
-    /// before the batch inserted it (another PostgreSQL node): the batch
-    /// runs again and then sees it as a duplicate.
-    RacedDuplicate,
+    /// Another transaction (another PostgreSQL node) changed what the batch
+    /// read before it wrote: stored one of its events, created one of its
+    /// issues or merged one of its fingerprints. The batch runs again, and
+    /// then reads it.
+    Raced,
 }
 
 impl From<sqlx::Error> for EventsFailure {
@@ -71,15 +148,16 @@ impl EventsFailure {
     pub(super) fn lost_race(&self) -> bool {
         match self {
             EventsFailure::Database(e) => super::rows::is_lost_race(e),
-            EventsFailure::RacedDuplicate => true,
+            EventsFailure::Raced => true,
         }
     }
 
     pub(super) fn into_store_error(self) -> super::StoreError {
         match self {
             EventsFailure::Database(e) => super::rows::unavailable("storing a batch's events")(e),
-            EventsFailure::RacedDuplicate => super::StoreError::Unavailable(
-                "storing a batch's events: another node stored one of them meanwhile".into(),
+            EventsFailure::Raced => super::StoreError::Unavailable(
+                "storing a batch's events: another node stored one of them, or changed one of their issues, meanwhile"
+                    .into(),
             ),
         }
     }
@@ -89,7 +167,10 @@ impl EventsFailure {
 /// `$conn` is its connection type.
 macro_rules! ingest_store {
     ($store:ty, $conn:ty) => {
-        use super::ingest_sql::{BatchState, EventsFailure, PendingEvent, EVENT_ROWS_PER_STATEMENT, KEYS_PER_LOOKUP};
+        use super::ingest_sql::{
+            BatchState, EventsFailure, IssueGroup, IssueSeen, PendingEvent, UpsertedIssue, EVENT_ROWS_PER_STATEMENT,
+            KEYS_PER_LOOKUP,
+        };
 
         /// Stores a batch's events inside its transaction, in `order` (the
         /// backend's), and returns each event's outcome in the batch's order.
@@ -101,21 +182,47 @@ macro_rules! ingest_store {
             quotas: &mut BatchQuotas,
             counters: &mut BatchCounters,
         ) -> Result<Vec<StoreOutcome>, EventsFailure> {
-            let mut state = BatchState { seen: stored_event_ids(conn, batch).await?, ..BatchState::default() };
+            let mut seen = stored_event_ids(conn, batch).await?;
+            let mut state = BatchState::default();
+            state.counted = vec![false; batch.len()];
+            for &i in order {
+                state.counted[i] = seen.insert((batch[i].project_id, batch[i].processed.event.event_id.clone()));
+            }
             state.merged = merged_fingerprints(conn, batch).await?;
-            // The issues the batch's new events count on, under their merged
-            // fingerprints; duplicates lock nothing.
-            let mut issues: std::collections::BTreeMap<i64, std::collections::BTreeSet<&str>> = Default::default();
-            for e in batch.iter().filter(|e| !state.seen.contains(&(e.project_id, e.processed.event.event_id.clone()))) {
+            let issue_of = |e: &NewEvent, merged: &std::collections::HashMap<(i64, String), String>| {
                 let own = &e.processed.fingerprint.fingerprint;
-                let fingerprint = state.merged.get(&(e.project_id, own.clone())).unwrap_or(own);
-                issues.entry(e.project_id).or_default().insert(fingerprint.as_str());
+                (e.project_id, merged.get(&(e.project_id, own.clone())).unwrap_or(own).clone())
+            };
+            // The issues the batch's counted events count on, under their
+            // merged fingerprints; duplicates lock nothing.
+            let mut issues: std::collections::BTreeMap<i64, std::collections::BTreeSet<String>> = Default::default();
+            for &i in order.iter().filter(|&&i| state.counted[i]) {
+                let (project_id, fingerprint) = issue_of(&batch[i], &state.merged);
+                issues.entry(project_id).or_default().insert(fingerprint);
             }
             state.statuses = issue_statuses(conn, &issues).await?;
+            let mut groups: std::collections::HashMap<(i64, String), IssueGroup<'_>> = Default::default();
+            for &i in order.iter().filter(|&&i| state.counted[i]) {
+                let issue = issue_of(&batch[i], &state.merged);
+                let status = state.statuses.get(&issue).cloned().flatten();
+                if matches!(status.as_deref(), Some("resolved" | "ignored")) {
+                    continue;
+                }
+                match groups.get_mut(&issue) {
+                    Some(group) => group.seen.add(&batch[i]),
+                    None => {
+                        let seen = IssueSeen::of(&batch[i]);
+                        groups.insert(issue, IssueGroup { seen, new: status.is_none(), upserted: None });
+                    }
+                }
+            }
+            // A group of one is an event stored on its own.
+            groups.retain(|_, group| group.seen.events > 1);
+            state.groups = groups;
             let mut outcomes = vec![StoreOutcome::Duplicate; batch.len()];
             for &i in order {
                 let rules = rules.get(&batch[i].project_id).map(Vec::as_slice).unwrap_or_default();
-                outcomes[i] = store_one(conn, &batch[i], rules, quotas, counters, &mut state).await?;
+                outcomes[i] = store_one(conn, i, &batch[i], rules, quotas, counters, &mut state).await?;
             }
             count_not_stored(conn, &state.not_stored).await?;
             insert_events(conn, &state.pending).await?;
@@ -189,11 +296,11 @@ macro_rules! ingest_store {
         /// as the upserts would lock them anyway.
         async fn issue_statuses(
             conn: &mut $conn,
-            issues: &std::collections::BTreeMap<i64, std::collections::BTreeSet<&str>>,
+            issues: &std::collections::BTreeMap<i64, std::collections::BTreeSet<String>>,
         ) -> Result<std::collections::HashMap<(i64, String), Option<String>>, sqlx::Error> {
             let mut statuses = std::collections::HashMap::new();
             for (project_id, fingerprints) in issues {
-                let fingerprints: Vec<&str> = fingerprints.iter().copied().collect();
+                let fingerprints: Vec<&String> = fingerprints.iter().collect();
                 for chunk in fingerprints.chunks(KEYS_PER_LOOKUP) {
                     statuses.extend(chunk.iter().map(|f| ((*project_id, f.to_string()), None)));
                     let sql = q(&format!(
@@ -216,19 +323,21 @@ macro_rules! ingest_store {
 
         /// Stores one event of the batch: counts it on its issue; its row
         /// waits in `state.pending` for the batch's end.
+        #[allow(clippy::too_many_arguments)]
         async fn store_one<'a>(
             conn: &mut $conn,
+            index: usize,
             e: &'a NewEvent,
             rules: &[AlertRule],
             quotas: &mut BatchQuotas,
             counters: &mut BatchCounters,
             state: &mut BatchState<'a>,
-        ) -> Result<StoreOutcome, sqlx::Error> {
+        ) -> Result<StoreOutcome, EventsFailure> {
             let event = &e.processed.event;
             // Over its quota an event is counted like any other; only its payload
             // (the events row) is not stored.
             let not_stored = quotas.charge(e.project_id, e.received_at).err();
-            if !state.seen.insert((e.project_id, event.event_id.clone())) {
+            if !state.counted[index] {
                 // Already stored, or earlier in this batch: the charge is
                 // given back (its window may have moved on, as for any event).
                 if not_stored.is_none() {
@@ -240,67 +349,62 @@ macro_rules! ingest_store {
             // A fingerprint merged into another issue is counted on that issue.
             let own = &e.processed.fingerprint.fingerprint;
             let mut fingerprint = state.merged.get(&(e.project_id, own.clone())).unwrap_or(own).clone();
-            // Each backend's two statements of the hot path, formatted once.
             static PRIOR_STATUS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                 format!("SELECT status FROM issues WHERE project_id = $1 AND fingerprint = $2{}", SQL.for_update)
             });
-            static UPSERT_ISSUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-                format!(
-                    "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, \
-                     event_count, first_release) \
-                     VALUES ($1, $2, $3, $4, $5, 'unresolved', $6, $6, 1, NULLIF($7, '')) \
-                     ON CONFLICT (project_id, fingerprint) DO UPDATE SET \
-                       title = excluded.title, culprit = excluded.culprit, level = excluded.level, \
-                       first_seen = {least}(issues.first_seen, excluded.first_seen), \
-                       last_seen = {greatest}(issues.last_seen, excluded.last_seen), \
-                       event_count = issues.event_count + 1, \
-                       first_release = COALESCE(issues.first_release, excluded.first_release), \
-                       is_regression = CASE WHEN issues.status = 'resolved' AND issues.resolved_kind IS NULL \
-                         THEN TRUE ELSE issues.is_regression END, \
-                       status = CASE WHEN issues.status = 'resolved' AND issues.resolved_kind IS NULL \
-                         THEN 'unresolved' ELSE issues.status END \
-                     RETURNING id, event_count, (ignore_until_count IS NOT NULL OR ignore_until_users IS NOT NULL), \
-                       status, resolved_kind, resolved_release, resolved_semver",
-                    least = SQL.least,
-                    greatest = SQL.greatest,
-                )
-            });
-            // A resolution bound to releases is left for the rule below to judge;
-            // any other resolved issue is unresolved again by its next event.
-            let (
-                prior_status,
-                (issue_id, event_count, ignored_until_counts, status, resolved_kind, resolved_release, resolved_semver),
-            ) = loop {
-                let prior_status = match state.statuses.get(&(e.project_id, fingerprint.clone())) {
-                    Some(status) => status.clone(),
-                    // An issue the batch did not look at: the target of a
-                    // merge that committed meanwhile.
-                    None => sqlx::query_scalar(&PRIOR_STATUS)
-                        .bind(e.project_id)
-                        .bind(&fingerprint)
-                        .fetch_optional(&mut *conn)
-                        .await?,
-                };
-                #[allow(clippy::type_complexity)]
-                let row: (i64, i64, bool, String, Option<String>, Option<String>, bool) = sqlx::query_as(&UPSERT_ISSUE)
-                    .bind(e.project_id)
-                    .bind(&fingerprint)
-                    .bind(SQL.text(&e.processed.title))
-                    .bind(SQL.text(&e.processed.culprit))
-                    .bind(event.level.as_str())
-                    .bind(e.received_at)
-                    .bind(SQL.text(&event.release))
-                    .fetch_one(&mut *conn)
-                    .await?;
-                if row.1 == 1 {
-                    if let Some(target) = merged_meanwhile(conn, e.project_id, &fingerprint, row.0).await? {
-                        state.merged.insert((e.project_id, own.clone()), target.clone());
-                        fingerprint = target;
-                        continue;
+            // The issue's status before the event, and the issue after it.
+            let (prior_status, issue) = match state.groups.get_mut(&(e.project_id, fingerprint.clone())) {
+                Some(group) => {
+                    if group.upserted.is_none() {
+                        let issue = upsert_issue(conn, e.project_id, &fingerprint, &group.seen).await?;
+                        let created = issue.event_count == group.seen.events;
+                        // Another node created the issue, or merged its
+                        // fingerprint, since the batch looked.
+                        if group.new != created
+                            || created && merged_fingerprint(conn, e.project_id, &fingerprint).await?.is_some()
+                        {
+                            return Err(EventsFailure::Raced);
+                        }
+                        let first = issue.event_count - group.seen.events + 1;
+                        group.upserted = Some((issue, first));
                     }
+                    let Some((issue, next)) = group.upserted.as_mut() else { unreachable!("upserted above") };
+                    let mut counted = issue.clone();
+                    counted.event_count = *next;
+                    *next += 1;
+                    (state.statuses.get(&(e.project_id, fingerprint.clone())).cloned().flatten(), counted)
                 }
-                break (prior_status, row);
+                None => loop {
+                    let prior_status = match state.statuses.get(&(e.project_id, fingerprint.clone())) {
+                        Some(status) => status.clone(),
+                        // An issue the batch did not look at: the target of a
+                        // merge that committed meanwhile.
+                        None => sqlx::query_scalar(&PRIOR_STATUS)
+                            .bind(e.project_id)
+                            .bind(&fingerprint)
+                            .fetch_optional(&mut *conn)
+                            .await?,
+                    };
+                    let issue = upsert_issue(conn, e.project_id, &fingerprint, &IssueSeen::of(e)).await?;
+                    if issue.event_count == 1 {
+                        if let Some(target) = merged_meanwhile(conn, e.project_id, &fingerprint, issue.id).await? {
+                            state.merged.insert((e.project_id, own.clone()), target.clone());
+                            fingerprint = target;
+                            continue;
+                        }
+                    }
+                    break (prior_status, issue);
+                },
             };
+            let UpsertedIssue {
+                id: issue_id,
+                event_count,
+                ignored_until_counts,
+                status,
+                resolved_kind,
+                resolved_release,
+                resolved_semver,
+            } = issue;
 
             if not_stored.is_some() {
                 *state.not_stored.entry(issue_id).or_default() += 1;
@@ -362,6 +466,61 @@ macro_rules! ingest_store {
             })
         }
 
+        /// Counts `seen` on the issue of `fingerprint`, created if new. A
+        /// resolution bound to releases is left for `regress_by_release` to
+        /// judge; any other resolved issue is unresolved again.
+        async fn upsert_issue(
+            conn: &mut $conn,
+            project_id: i64,
+            fingerprint: &str,
+            seen: &IssueSeen<'_>,
+        ) -> Result<UpsertedIssue, sqlx::Error> {
+            // The hot path's statement, formatted once per backend.
+            static UPSERT_ISSUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                format!(
+                    "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, \
+                     event_count, first_release) \
+                     VALUES ($1, $2, $3, $4, $5, 'unresolved', $6, $7, $8, NULLIF($9, '')) \
+                     ON CONFLICT (project_id, fingerprint) DO UPDATE SET \
+                       title = excluded.title, culprit = excluded.culprit, level = excluded.level, \
+                       first_seen = {least}(issues.first_seen, excluded.first_seen), \
+                       last_seen = {greatest}(issues.last_seen, excluded.last_seen), \
+                       event_count = issues.event_count + excluded.event_count, \
+                       first_release = COALESCE(issues.first_release, excluded.first_release), \
+                       is_regression = CASE WHEN issues.status = 'resolved' AND issues.resolved_kind IS NULL \
+                         THEN TRUE ELSE issues.is_regression END, \
+                       status = CASE WHEN issues.status = 'resolved' AND issues.resolved_kind IS NULL \
+                         THEN 'unresolved' ELSE issues.status END \
+                     RETURNING id, event_count, (ignore_until_count IS NOT NULL OR ignore_until_users IS NOT NULL), \
+                       status, resolved_kind, resolved_release, resolved_semver",
+                    least = SQL.least,
+                    greatest = SQL.greatest,
+                )
+            });
+            #[allow(clippy::type_complexity)]
+            let row: (i64, i64, bool, String, Option<String>, Option<String>, bool) = sqlx::query_as(&UPSERT_ISSUE)
+                .bind(project_id)
+                .bind(fingerprint)
+                .bind(SQL.text(seen.title))
+                .bind(SQL.text(seen.culprit))
+                .bind(seen.level)
+                .bind(seen.first_seen)
+                .bind(seen.last_seen)
+                .bind(seen.events)
+                .bind(SQL.text(seen.release))
+                .fetch_one(&mut *conn)
+                .await?;
+            Ok(UpsertedIssue {
+                id: row.0,
+                event_count: row.1,
+                ignored_until_counts: row.2,
+                status: row.3,
+                resolved_kind: row.4,
+                resolved_release: row.5,
+                resolved_semver: row.6,
+            })
+        }
+
         /// Inserts the batch's event rows, each with its issue and `kept`
         /// mark. Another node may have stored one of them since the batch
         /// looked (PostgreSQL): then fewer rows go in, and the batch fails
@@ -399,7 +558,7 @@ macro_rules! ingest_store {
                 inserted += query.execute(&mut *conn).await?.rows_affected();
             }
             if inserted < pending.len() as u64 {
-                return Err(EventsFailure::RacedDuplicate);
+                return Err(EventsFailure::Raced);
             }
             Ok(())
         }

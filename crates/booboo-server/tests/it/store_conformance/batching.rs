@@ -6,8 +6,8 @@
 use crate::support::*;
 use booboo_core::search_query;
 use booboo_server::store::{
-    IssueFilter, IssueSearch, IssueStatus, NewEvent, NotStoredReason, Page, RateLimit, Store, StoreError, StoreOutcome,
-    Trigger,
+    IgnoreCondition, IssueFilter, IssueSearch, IssueStatus, NewEvent, NotStoredReason, Page, RateLimit, Resolution,
+    Store, StoreError, StoreOutcome, Trigger,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -17,6 +17,7 @@ store_tests!(
     duplicates_count_once_and_first_and_regression_events_are_kept,
     alert_counts_include_the_batchs_own_events,
     concurrent_batches_of_the_same_events_store_each_once,
+    regressions_ignores_and_new_issues_in_one_batch_are_judged_as_one_by_one,
 );
 
 const HOUR: i64 = 3_600_000;
@@ -225,4 +226,73 @@ async fn concurrent_batches_of_the_same_events_store_each_once(store: Arc<dyn St
     let all = IssueFilter { status: None, ..IssueFilter::default() };
     let issues = store.list_issues(ADMIN, p, &all, ALL).await.unwrap().items;
     assert_eq!(issues.iter().map(|i| (i.count, i.stored)).collect::<Vec<_>>(), [(4, 4); 3]);
+}
+
+/// Events of one issue share one upsert in a batch only while nothing can
+/// happen between them; an issue that is resolved (plainly or in a release)
+/// or ignored until a count is judged event by event. One batch and one
+/// event at a time reach the same issues, alerts and kept marks.
+async fn regressions_ignores_and_new_issues_in_one_batch_are_judged_as_one_by_one(store: Arc<dyn Store>) {
+    let mut seen = Vec::new();
+    for slug in ["one-batch", "one-by-one"] {
+        let p = store.create_project("acme", slug, &format!("{:032x}", rand_u128()), T0).await.unwrap().0.id;
+        for trigger in [Trigger::NewIssue, Trigger::Regression, Trigger::Unignored] {
+            store.create_alert_rule(p, &super::alert_rule(trigger, 1), T0).await.unwrap();
+        }
+        let event = |t: i64, function: &str, release: &str| {
+            new_event(p, T0 + t, &body(function, json!({"release": release, "context": {"user": {"id": "u1"}}})))
+        };
+        let mut issue = std::collections::BTreeMap::new();
+        for function in ["open", "resolved", "in-release", "ignored"] {
+            let outcome = store.store_events(&[event(0, function, "1.0")]).await.unwrap();
+            issue.insert(function, outcome[0].issue_id().unwrap());
+        }
+        store.set_issue_status(ADMIN, issue["resolved"], IssueStatus::Resolved).await.unwrap();
+        store.resolve_issue(ADMIN, issue["in-release"], &Resolution::InRelease("2.0".into())).await.unwrap();
+        store.ignore_issue(ADMIN, issue["ignored"], IgnoreCondition::Events(2), T0).await.unwrap().unwrap();
+        let batch: Vec<NewEvent> = [
+            ("open", "1.0"),
+            ("resolved", "1.0"),
+            ("in-release", "1.0"),
+            ("ignored", "1.0"),
+            ("new", ""),
+            ("open", "1.1"),
+            ("resolved", "1.0"),
+            ("in-release", "2.0"),
+            ("ignored", "1.0"),
+            ("new", "1.2"),
+            ("in-release", "2.1"),
+            ("ignored", "1.0"),
+            ("new", "1.3"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (function, release))| event(10 + i as i64, function, release))
+        .collect();
+        if slug == "one-batch" {
+            store.store_events(&batch).await.unwrap();
+        } else {
+            for e in batch {
+                store.store_events(&[e]).await.unwrap();
+            }
+        }
+        let all = IssueFilter { status: None, ..IssueFilter::default() };
+        let mut issues = store.list_issues(ADMIN, p, &all, ALL).await.unwrap().items;
+        issues.sort_by(|a, b| a.culprit.cmp(&b.culprit));
+        let mut rows = Vec::new();
+        for i in &issues {
+            let kept: Vec<(i64, bool)> =
+                store.issue_event_ages(i.id).await.unwrap().iter().map(|e| (e.received_at - T0, e.kept)).collect();
+            let mut alerts: Vec<String> =
+                store.issue_deliveries(i.id, 50).await.unwrap().into_iter().map(|d| d.kind.to_string()).collect();
+            alerts.sort();
+            rows.push(format!(
+                "{} {:?} regression={} count={} first={} last={} first_release={:?} kept={kept:?} alerts={alerts:?}",
+                i.culprit, i.status, i.is_regression, i.count, i.first_seen, i.last_seen, i.first_release
+            ));
+        }
+        seen.push(rows);
+    }
+    assert!(seen[0].iter().any(|row| row.contains("regression=true")), "{:#?}", seen[0]);
+    assert_eq!(seen[0], seen[1], "one batch (left) and one by one (right) differ");
 }
