@@ -164,17 +164,19 @@ macro_rules! alert_queries {
             Ok(())
         }
 
-        /// The in-transaction decision: after an event is stored (its row
-        /// carries its issue id), every rule of its project that fires
-        /// writes its deliveries and its throttle mark in the same
-        /// transaction. Counts for frequency and users rules use the
-        /// `(issue_id, received_at)` index and are skipped while throttled.
+        /// The in-transaction decision: after an event is counted, every
+        /// rule of its project that fires writes its deliveries and its
+        /// throttle mark in the same transaction. Counts for frequency and
+        /// users rules use the `(issue_id, received_at)` index, plus the
+        /// batch's rows not inserted yet (`in_batch`, this event's among
+        /// them), and are skipped while throttled.
         async fn fire_alert_rules(
             conn: &mut $conn,
             rules: &[AlertRule],
             e: &NewEvent,
             issue_id: i64,
             facts: &IssueFacts,
+            in_batch: &[super::ingest_sql::PendingEvent<'_>],
         ) -> Result<(), sqlx::Error> {
             let event = &e.processed.event;
             let seen = EventFacts {
@@ -194,6 +196,9 @@ macro_rules! alert_queries {
                 if rule.throttled(last, now) {
                     continue;
                 }
+                let batch_rows = |window_ms: i64| {
+                    in_batch.iter().filter(move |p| p.issue_id == issue_id && p.event.received_at > now - window_ms)
+                };
                 let reached = match rule.trigger {
                     Trigger::Frequency { count, window_ms } => {
                         // Counting stops at the threshold, so a busy issue
@@ -206,19 +211,27 @@ macro_rules! alert_queries {
                         .bind(count)
                         .fetch_one(&mut *conn)
                         .await?;
-                        n >= count
+                        n + batch_rows(window_ms).count() as i64 >= count
                     }
                     Trigger::Users { count, window_ms } => {
-                        let n: i64 = sqlx::query_scalar(&q(
-                            "SELECT COUNT(*) FROM (SELECT DISTINCT user_key FROM events \
-                             WHERE issue_id = ? AND received_at > ? AND user_key IS NOT NULL LIMIT ?) w",
+                        // Fewer than `count` stored users are all of them, so
+                        // adding the batch's users to them counts exactly.
+                        let stored: Vec<String> = sqlx::query_scalar(&q(
+                            "SELECT DISTINCT user_key FROM events \
+                             WHERE issue_id = ? AND received_at > ? AND user_key IS NOT NULL LIMIT ?",
                         ))
                         .bind(issue_id)
                         .bind(now - window_ms)
                         .bind(count)
-                        .fetch_one(&mut *conn)
+                        .fetch_all(&mut *conn)
                         .await?;
-                        n >= count
+                        let mut users: std::collections::HashSet<String> = stored.into_iter().collect();
+                        users.extend(
+                            batch_rows(window_ms)
+                                .filter_map(|p| p.event.processed.user_key.as_deref())
+                                .map(|key| text_bind(key).into_owned()),
+                        );
+                        users.len() as i64 >= count
                     }
                     _ => true,
                 };

@@ -153,8 +153,9 @@ impl PostgresStore {
     }
 
     /// One attempt at a batch: events in a fixed order (project, then
-    /// fingerprint) so that concurrent batches on other nodes take row locks
-    /// in the same order and rarely deadlock.
+    /// fingerprint; an issue's events in the order they came) so that
+    /// concurrent batches on other nodes take row locks in the same order
+    /// and rarely deadlock.
     async fn store_batch_once(&self, batch: &[NewEvent]) -> Result<Vec<StoreOutcome>, BatchFailure> {
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by(|&a, &b| {
@@ -167,14 +168,10 @@ impl PostgresStore {
         let mut quotas = quotas_for_batch(&mut tx, batch, self.installation_quota.get())
             .await
             .map_err(batch_failure("reading the projects' quotas"))?;
-        let mut outcomes = vec![StoreOutcome::Duplicate; batch.len()];
         let mut counters = BatchCounters::default();
-        for &i in &order {
-            let rules = rules.get(&batch[i].project_id).map(Vec::as_slice).unwrap_or_default();
-            outcomes[i] = store_one(&mut tx, &batch[i], rules, &mut quotas, &mut counters)
-                .await
-                .map_err(batch_failure("storing an event"))?;
-        }
+        let outcomes = store_batch_events(&mut tx, batch, &order, &rules, &mut quotas, &mut counters)
+            .await
+            .map_err(|failure| BatchFailure { lost_race: failure.lost_race(), error: failure.into_store_error() })?;
         save_quotas(&mut tx, &quotas).await.map_err(batch_failure("saving the projects' quotas"))?;
         write_batch_counters(&mut tx, &counters).await.map_err(batch_failure("counting a batch's events"))?;
         tx.commit().await.map_err(batch_failure("committing a batch"))?;

@@ -149,23 +149,19 @@ macro_rules! quota_queries {
             Ok(())
         }
 
-        /// Whether an event of this project is already stored (a resend):
-        /// asked for an event over its quota, which inserts no row.
-        async fn event_already_stored(conn: &mut $conn, project_id: i64, event_id: &str) -> Result<bool, sqlx::Error> {
-            let found: Option<i64> = sqlx::query_scalar(&q("SELECT id FROM events WHERE project_id = ? AND event_id = ?"))
-                .bind(project_id)
-                .bind(event_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-            Ok(found.is_some())
-        }
-
-        /// Counts an event whose payload was not stored on its issue.
-        async fn count_not_stored(conn: &mut $conn, issue_id: i64) -> Result<(), sqlx::Error> {
-            sqlx::query(&q("UPDATE issues SET not_stored_rate_limit = not_stored_rate_limit + 1 WHERE id = ?"))
-                .bind(issue_id)
-                .execute(&mut *conn)
-                .await?;
+        /// Counts the events of a batch whose payloads were not stored on
+        /// their issues: one statement per issue, in issue order.
+        async fn count_not_stored(
+            conn: &mut $conn,
+            per_issue: &std::collections::BTreeMap<i64, i64>,
+        ) -> Result<(), sqlx::Error> {
+            for (issue_id, n) in per_issue {
+                sqlx::query(&q("UPDATE issues SET not_stored_rate_limit = not_stored_rate_limit + ? WHERE id = ?"))
+                    .bind(*n)
+                    .bind(*issue_id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
             Ok(())
         }
     };

@@ -47,16 +47,11 @@ impl SqliteStore {
         let mut quotas = quotas_for_batch(&mut tx, batch, self.installation_quota.get())
             .await
             .map_err(unavailable("reading the projects' quotas"))?;
-        let mut outcomes = Vec::with_capacity(batch.len());
         let mut counters = BatchCounters::default();
-        for event in batch {
-            let rules = rules.get(&event.project_id).map(Vec::as_slice).unwrap_or_default();
-            outcomes.push(
-                store_one(&mut tx, event, rules, &mut quotas, &mut counters)
-                    .await
-                    .map_err(unavailable("storing an event"))?,
-            );
-        }
+        let order: Vec<usize> = (0..batch.len()).collect();
+        let outcomes = store_batch_events(&mut tx, batch, &order, &rules, &mut quotas, &mut counters)
+            .await
+            .map_err(EventsFailure::into_store_error)?;
         write_batch_counters(&mut tx, &counters).await.map_err(unavailable("counting a batch's events"))?;
         save_quotas(&mut tx, &quotas).await.map_err(unavailable("saving the projects' quotas"))?;
         tx.commit().await.map_err(unavailable("committing a batch"))?;

@@ -1,14 +1,24 @@
 //! The writer sums a batch's counters in memory and writes each table once
-//! per batch: what it stores must be exactly what storing the same events
-//! one at a time stores, on every backend.
+//! per batch, and inserts the batch's event rows at its end: what it stores
+//! must be exactly what storing the same events one at a time stores, on
+//! every backend.
 
 use crate::support::*;
 use booboo_core::search_query;
-use booboo_server::store::{IssueFilter, IssueSearch, NewEvent, Page, Store, StoreOutcome};
+use booboo_server::store::{
+    IgnoreCondition, IssueFilter, IssueSearch, IssueStatus, NewEvent, NotStoredReason, Page, RateLimit, Resolution,
+    Store, StoreError, StoreOutcome, Trigger,
+};
 use serde_json::json;
 use std::sync::Arc;
 
-store_tests!(a_mixed_batch_stores_exactly_what_one_by_one_storage_would);
+store_tests!(
+    a_mixed_batch_stores_exactly_what_one_by_one_storage_would,
+    duplicates_count_once_and_first_and_regression_events_are_kept,
+    alert_counts_include_the_batchs_own_events,
+    concurrent_batches_of_the_same_events_store_each_once,
+    regressions_ignores_and_new_issues_in_one_batch_are_judged_as_one_by_one,
+);
 
 const HOUR: i64 = 3_600_000;
 const ALL: Page = Page { offset: 0, limit: 100 };
@@ -117,4 +127,172 @@ async fn a_mixed_batch_stores_exactly_what_one_by_one_storage_would(store: Arc<d
         assert_eq!(a, b, "one batch (left) and one by one (right) differ");
     }
     assert_eq!(one_batch.len(), one_by_one.len());
+}
+
+async fn duplicates_count_once_and_first_and_regression_events_are_kept(store: Arc<dyn Store>) {
+    let p = store.create_project("acme", "web", &format!("{:032x}", rand_u128()), T0).await.unwrap().0.id;
+    crate::quota_store::set_quota(&store, p, Some(RateLimit { count: 2, seconds: 3600 }), false).await;
+    let pay = |at: i64| new_event(p, at, &body("pay", json!({})));
+    let (e1, e2, e3) = (pay(T0), pay(T0 + 1), pay(T0 + 2));
+
+    // Sent twice in one batch, stored or over the quota: counted once.
+    let outcomes = store.store_events(&[e1.clone(), e1.clone(), e2.clone(), e3.clone(), e3.clone()]).await.unwrap();
+    let StoreOutcome::Stored { issue_id } = outcomes[0] else { panic!("{outcomes:?}") };
+    assert_eq!(
+        outcomes[1..],
+        [
+            StoreOutcome::Duplicate,
+            StoreOutcome::Stored { issue_id },
+            StoreOutcome::NotStored { issue_id, reason: NotStoredReason::RateLimit },
+            StoreOutcome::Duplicate,
+        ]
+    );
+    // Sent again in a later batch: duplicates, even over the quota.
+    assert_eq!(store.store_events(&[e2, e1]).await.unwrap(), [StoreOutcome::Duplicate, StoreOutcome::Duplicate]);
+    let issue = store.issue_detail(ADMIN, issue_id).await.unwrap().unwrap().issue;
+    assert_eq!((issue.count, issue.stored, issue.not_stored.rate_limit), (3, 2, 1));
+
+    // The next hour's batch regresses the resolved issue with its first event.
+    store.set_issue_status(ADMIN, issue_id, IssueStatus::Resolved).await.unwrap();
+    let outcomes = store.store_events(&[pay(T0 + HOUR), pay(T0 + HOUR + 1)]).await.unwrap();
+    assert!(outcomes.iter().all(|o| *o == StoreOutcome::Stored { issue_id }), "{outcomes:?}");
+    let issue = store.issue_detail(ADMIN, issue_id).await.unwrap().unwrap().issue;
+    assert_eq!((issue.status, issue.is_regression, issue.count, issue.stored), (IssueStatus::Unresolved, true, 5, 4));
+    // Kept by retention: the issue's first event and the regression's.
+    let kept: Vec<(i64, bool)> =
+        store.issue_event_ages(issue_id).await.unwrap().iter().map(|e| (e.received_at - T0, e.kept)).collect();
+    assert_eq!(kept, [(0, true), (1, false), (HOUR, true), (HOUR + 1, false)]);
+}
+
+/// Frequency and users rules count the events stored before the batch and
+/// the batch's own, whose rows are inserted at its end: one batch, two
+/// batches and one event at a time fire the same alerts.
+async fn alert_counts_include_the_batchs_own_events(store: Arc<dyn Store>) {
+    let mut fired = Vec::new();
+    for (slug, split) in [("one-batch", vec![5]), ("two-batches", vec![2, 3]), ("one-by-one", vec![1; 5])] {
+        let p = store.create_project("acme", slug, &format!("{:032x}", rand_u128()), T0).await.unwrap().0.id;
+        for trigger in
+            [Trigger::Frequency { count: 3, window_ms: 60_000 }, Trigger::Users { count: 3, window_ms: 60_000 }]
+        {
+            store.create_alert_rule(p, &super::alert_rule(trigger, 1), T0).await.unwrap();
+        }
+        let mut events = ["u1", "u2", "u2", "u3", "u3"]
+            .iter()
+            .enumerate()
+            .map(|(i, user)| new_event(p, T0 + i as i64, &body("pay", json!({"context": {"user": {"id": user}}}))));
+        for n in split {
+            let batch: Vec<NewEvent> = events.by_ref().take(n).collect();
+            store.store_events(&batch).await.unwrap();
+        }
+        let mut kinds: Vec<String> =
+            store.project_deliveries(p, 50).await.unwrap().into_iter().map(|d| d.kind.to_string()).collect();
+        kinds.sort();
+        fired.push((slug, kinds));
+    }
+    for (slug, kinds) in &fired {
+        assert_eq!(kinds, &["issue.frequency", "issue.users"], "{slug}");
+    }
+}
+
+/// Batches that share events, stored at once (on PostgreSQL, in parallel
+/// transactions that each find the events new, then race to insert them):
+/// each event is stored and counted once.
+async fn concurrent_batches_of_the_same_events_store_each_once(store: Arc<dyn Store>) {
+    let p = store.create_project("acme", "web", &format!("{:032x}", rand_u128()), T0).await.unwrap().0.id;
+    let events: Vec<NewEvent> =
+        (0..12).map(|i| new_event(p, T0 + i, &body(&format!("f{}", i % 3), json!({})))).collect();
+    let tasks: Vec<_> = (0..4)
+        .map(|k| {
+            let (store, batch) = (store.clone(), events[k * 2..k * 2 + 6].to_vec());
+            tokio::spawn(async move {
+                loop {
+                    match store.store_events(&batch).await {
+                        Ok(outcomes) => return outcomes,
+                        // SQLite's one writer: busy, as the writer's clients see it.
+                        Err(StoreError::Unavailable(_)) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(5)).await
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for task in tasks {
+        stored += task.await.unwrap().iter().filter(|o| matches!(o, StoreOutcome::Stored { .. })).count();
+    }
+    assert_eq!(stored, 12);
+    let all = IssueFilter { status: None, ..IssueFilter::default() };
+    let issues = store.list_issues(ADMIN, p, &all, ALL).await.unwrap().items;
+    assert_eq!(issues.iter().map(|i| (i.count, i.stored)).collect::<Vec<_>>(), [(4, 4); 3]);
+}
+
+/// Events of one issue share one upsert in a batch only while nothing can
+/// happen between them; an issue that is resolved (plainly or in a release)
+/// or ignored until a count is judged event by event. One batch and one
+/// event at a time reach the same issues, alerts and kept marks.
+async fn regressions_ignores_and_new_issues_in_one_batch_are_judged_as_one_by_one(store: Arc<dyn Store>) {
+    let mut seen = Vec::new();
+    for slug in ["one-batch", "one-by-one"] {
+        let p = store.create_project("acme", slug, &format!("{:032x}", rand_u128()), T0).await.unwrap().0.id;
+        for trigger in [Trigger::NewIssue, Trigger::Regression, Trigger::Unignored] {
+            store.create_alert_rule(p, &super::alert_rule(trigger, 1), T0).await.unwrap();
+        }
+        let event = |t: i64, function: &str, release: &str| {
+            new_event(p, T0 + t, &body(function, json!({"release": release, "context": {"user": {"id": "u1"}}})))
+        };
+        let mut issue = std::collections::BTreeMap::new();
+        for function in ["open", "resolved", "in-release", "ignored"] {
+            let outcome = store.store_events(&[event(0, function, "1.0")]).await.unwrap();
+            issue.insert(function, outcome[0].issue_id().unwrap());
+        }
+        store.set_issue_status(ADMIN, issue["resolved"], IssueStatus::Resolved).await.unwrap();
+        store.resolve_issue(ADMIN, issue["in-release"], &Resolution::InRelease("2.0".into())).await.unwrap();
+        store.ignore_issue(ADMIN, issue["ignored"], IgnoreCondition::Events(2), T0).await.unwrap().unwrap();
+        let batch: Vec<NewEvent> = [
+            ("open", "1.0"),
+            ("resolved", "1.0"),
+            ("in-release", "1.0"),
+            ("ignored", "1.0"),
+            ("new", ""),
+            ("open", "1.1"),
+            ("resolved", "1.0"),
+            ("in-release", "2.0"),
+            ("ignored", "1.0"),
+            ("new", "1.2"),
+            ("in-release", "2.1"),
+            ("ignored", "1.0"),
+            ("new", "1.3"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (function, release))| event(10 + i as i64, function, release))
+        .collect();
+        if slug == "one-batch" {
+            store.store_events(&batch).await.unwrap();
+        } else {
+            for e in batch {
+                store.store_events(&[e]).await.unwrap();
+            }
+        }
+        let all = IssueFilter { status: None, ..IssueFilter::default() };
+        let mut issues = store.list_issues(ADMIN, p, &all, ALL).await.unwrap().items;
+        issues.sort_by(|a, b| a.culprit.cmp(&b.culprit));
+        let mut rows = Vec::new();
+        for i in &issues {
+            let kept: Vec<(i64, bool)> =
+                store.issue_event_ages(i.id).await.unwrap().iter().map(|e| (e.received_at - T0, e.kept)).collect();
+            let mut alerts: Vec<String> =
+                store.issue_deliveries(i.id, 50).await.unwrap().into_iter().map(|d| d.kind.to_string()).collect();
+            alerts.sort();
+            rows.push(format!(
+                "{} {:?} regression={} count={} first={} last={} first_release={:?} kept={kept:?} alerts={alerts:?}",
+                i.culprit, i.status, i.is_regression, i.count, i.first_seen, i.last_seen, i.first_release
+            ));
+        }
+        seen.push(rows);
+    }
+    assert!(seen[0].iter().any(|row| row.contains("regression=true")), "{:#?}", seen[0]);
+    assert_eq!(seen[0], seen[1], "one batch (left) and one by one (right) differ");
 }
