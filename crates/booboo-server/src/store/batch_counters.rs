@@ -21,6 +21,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Rows per multi-row statement: far below both backends' limit on bind
 /// parameters (SQLite 32,766; PostgreSQL 65,535) at four per row.
+///
+/// A multi-row statement's text differs with its number of rows, so such
+/// statements are not kept prepared (`persistent(false)`): kept, they would
+/// fill sqlx's per-connection cache of prepared statements and evict the
+/// write path's fixed statements, each eviction a round trip to PostgreSQL
+/// to close one and the next use another to prepare it again.
 pub(super) const ROWS_PER_STATEMENT: usize = 500;
 
 /// What of an event the counters count.
@@ -110,7 +116,7 @@ macro_rules! batch_counter_queries {
                     values(chunk.len(), 3)
                 );
                 let sql = q(&sql);
-                let mut query = sqlx::query(&sql);
+                let mut query = sqlx::query(&sql).persistent(false);
                 for (issue_id, environment, user_key) in chunk {
                     query = query.bind(*issue_id).bind($text(environment)).bind($text(user_key));
                 }
@@ -128,7 +134,7 @@ macro_rules! batch_counter_queries {
                     values(chunk.len(), 4)
                 );
                 let sql = q(&sql);
-                let mut query = sqlx::query(&sql);
+                let mut query = sqlx::query(&sql).persistent(false);
                 for ((issue_id, environment), n) in chunk {
                     // Keyed as the returned rows are (a backend's text, e.g.
                     // PostgreSQL's without NUL characters).
@@ -149,7 +155,7 @@ macro_rules! batch_counter_queries {
                     $least
                 );
                 let sql = q(&sql);
-                let mut query = sqlx::query(&sql);
+                let mut query = sqlx::query(&sql).persistent(false);
                 for ((issue_id, release), (n, first_seen)) in chunk {
                     query = query.bind(*issue_id).bind($text(release)).bind(*n).bind(*first_seen);
                 }
@@ -164,7 +170,7 @@ macro_rules! batch_counter_queries {
                     values(chunk.len(), 4)
                 );
                 let sql = q(&sql);
-                let mut query = sqlx::query(&sql);
+                let mut query = sqlx::query(&sql).persistent(false);
                 for ((issue_id, key, value), n) in chunk {
                     query = query.bind(*issue_id).bind($text(key)).bind($text(value)).bind(*n);
                 }
@@ -178,7 +184,7 @@ macro_rules! batch_counter_queries {
                     values(chunk.len(), 3)
                 );
                 let sql = q(&sql);
-                let mut query = sqlx::query(&sql);
+                let mut query = sqlx::query(&sql).persistent(false);
                 for ((issue_id, hour), n) in chunk {
                     query = query.bind(*issue_id).bind(*hour).bind(*n);
                 }
@@ -192,7 +198,7 @@ macro_rules! batch_counter_queries {
                     values(chunk.len(), 2)
                 );
                 let sql = q(&sql);
-                let mut query = sqlx::query(&sql);
+                let mut query = sqlx::query(&sql).persistent(false);
                 for (project_id, environment) in chunk {
                     query = query.bind(*project_id).bind($text(environment));
                 }
@@ -210,7 +216,7 @@ macro_rules! batch_counter_queries {
                     values(chunk.len(), 3)
                 );
                 let sql = q(&sql);
-                let mut query = sqlx::query(&sql);
+                let mut query = sqlx::query(&sql).persistent(false);
                 for ((project_id, release), first_seen) in chunk {
                     query = query.bind(*project_id).bind($text(release)).bind(*first_seen);
                 }

@@ -247,7 +247,7 @@ macro_rules! ingest_store {
                         "SELECT event_id FROM events WHERE project_id = ? AND event_id IN {}",
                         super::batch_counters::values(1, chunk.len())
                     ));
-                    let mut query = sqlx::query_scalar::<_, String>(&sql).bind(project_id);
+                    let mut query = sqlx::query_scalar::<_, String>(&sql).persistent(false).bind(project_id);
                     for id in chunk {
                         query = query.bind(*id);
                     }
@@ -277,7 +277,7 @@ macro_rules! ingest_store {
                          WHERE a.project_id = ? AND a.fingerprint IN {}",
                         super::batch_counters::values(1, chunk.len())
                     ));
-                    let mut query = sqlx::query_as::<_, (String, String)>(&sql).bind(project_id);
+                    let mut query = sqlx::query_as::<_, (String, String)>(&sql).persistent(false).bind(project_id);
                     for fingerprint in chunk {
                         query = query.bind(*fingerprint);
                     }
@@ -309,7 +309,7 @@ macro_rules! ingest_store {
                         super::batch_counters::values(1, chunk.len()),
                         SQL.for_update
                     ));
-                    let mut query = sqlx::query_as::<_, (String, String)>(&sql).bind(*project_id);
+                    let mut query = sqlx::query_as::<_, (String, String)>(&sql).persistent(false).bind(*project_id);
                     for fingerprint in chunk {
                         query = query.bind(*fingerprint);
                     }
@@ -534,7 +534,7 @@ macro_rules! ingest_store {
                      ON CONFLICT (project_id, event_id) DO NOTHING",
                     super::batch_counters::values(chunk.len(), 15)
                 ));
-                let mut query = sqlx::query(&sql);
+                let mut query = sqlx::query(&sql).persistent(false);
                 for p in chunk {
                     let e = p.event;
                     let event = &e.processed.event;
@@ -585,7 +585,7 @@ macro_rules! ingest_store {
                 }
                 let list = (1..=tokens.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
                 let sql = format!("SELECT token FROM project_keys WHERE revoked_at IS NULL AND token IN ({list})");
-                let mut query = sqlx::query_scalar(&sql);
+                let mut query = sqlx::query_scalar(&sql).persistent(false);
                 for token in tokens {
                     query = query.bind(token);
                 }

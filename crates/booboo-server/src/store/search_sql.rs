@@ -635,6 +635,6 @@ mod tests {
         let search = IssueSearch { query: parse("env:a level:error", 0).unwrap(), ..Default::default() };
         let q = search_queries(&POSTGRES, "TRUE", &search, Page { offset: 0, limit: 10 });
         assert!(q.list.contains("$4") && !q.list.contains('?'), "{}", q.list);
-        assert_eq!(q.binds.len(), 5); // env, default status, level, limit, offset
+        assert_eq!(q.binds.len(), 6); // env (events), env (users), default status, level, limit, offset
     }
 }
