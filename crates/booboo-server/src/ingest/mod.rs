@@ -52,12 +52,7 @@ async fn accept(
         .map(token_from_header)
         .filter(|t| !t.is_empty())
         .ok_or(Rejection::MissingToken { header: "X-Booboo-DSN" })?;
-    let project_id = state
-        .writer
-        .ingest_project(&*state.store, token)
-        .await
-        .map_err(Rejection::from_store)?
-        .ok_or(Rejection::UnknownToken)?;
+    let project_id = key_project(state, token).await?;
     let bytes = read_limited(headers, body, state.config.max_body_bytes, reservation.clone()).await?;
     let received = clock::now();
     let payload = booboo_payload::parse(&bytes, received, &secrets::new_event_id()).map_err(Rejection::Payload)?;
@@ -66,9 +61,7 @@ async fn accept(
     match payload {
         Payload::Handshake { sdk } => {
             // Stores nothing through the writer, so the key is checked here.
-            if !state.writer.confirm_key(&*state.store, token).await.map_err(Rejection::from_store)? {
-                return Err(Rejection::UnknownToken);
-            }
+            require_live_key(state, token).await?;
             state
                 .store
                 .record_handshake(project_id, &sdk, timestamp::unix_millis(received))
@@ -81,6 +74,21 @@ async fn accept(
             let id = store_event(state, project_id, token, *event, received, &reservation).await?;
             Ok(Json(serde_json::json!({ "id": id })).into_response())
         }
+    }
+}
+
+/// The project an ingestion key sends to (remembered by the writer, which
+/// checks the key again before storing anything), or 401.
+pub(crate) async fn key_project(state: &AppState, key: &str) -> Result<i64, Rejection> {
+    state.writer.ingest_project(&*state.store, key).await.map_err(Rejection::from_store)?.ok_or(Rejection::UnknownToken)
+}
+
+/// 401 unless the key is live now, asked of the database: for answers that
+/// store nothing, and so never pass the writer's check.
+pub(crate) async fn require_live_key(state: &AppState, key: &str) -> Result<(), Rejection> {
+    match state.writer.confirm_key(&*state.store, key).await.map_err(Rejection::from_store)? {
+        true => Ok(()),
+        false => Err(Rejection::UnknownToken),
     }
 }
 

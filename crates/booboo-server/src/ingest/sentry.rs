@@ -12,7 +12,7 @@
 use super::body::{read_limited, reservation_of, BodyReader};
 use super::rejection::Rejection;
 use super::sentry_auth::{key_outside_body, parse_dsn};
-use super::{keep_for_parsed, store_event, store_events};
+use super::{keep_for_parsed, key_project, require_live_key, store_event, store_events};
 use crate::clock;
 use crate::memory_budget::Reservation;
 use crate::secrets;
@@ -99,12 +99,7 @@ fn url_project(raw: &str) -> Result<i64, Rejection> {
 
 /// The key's project, which must be the one the URL names.
 async fn authorize(state: &AppState, key: &str, url_project: i64) -> Result<i64, Rejection> {
-    let project_id = state
-        .writer
-        .ingest_project(&*state.store, key)
-        .await
-        .map_err(Rejection::from_store)?
-        .ok_or(Rejection::UnknownToken)?;
+    let project_id = key_project(state, key).await?;
     if project_id != url_project {
         return Err(Rejection::WrongProject { url_project });
     }
@@ -171,8 +166,8 @@ async fn accept_envelope(
     // id only when an event was stored under it.
     // An envelope without events stores nothing through the writer, so
     // its key is checked here.
-    if events.is_empty() && !state.writer.confirm_key(&*state.store, &key).await.map_err(Rejection::from_store)? {
-        return Err(Rejection::UnknownToken);
+    if events.is_empty() {
+        require_live_key(state, &key).await?;
     }
     let ids = store_events(state, project_id, &key, events, received, &reservation).await?;
     for item_type in ignored {
@@ -268,9 +263,7 @@ async fn accept_store(
     drop(bytes);
     if sentry_event::is_transaction(&obj) {
         // Stores nothing through the writer, so the key is checked here.
-        if !state.writer.confirm_key(&*state.store, &key).await.map_err(Rejection::from_store)? {
-            return Err(Rejection::UnknownToken);
-        }
+        require_live_key(state, &key).await?;
         state.metrics.envelope_item_ignored("transaction");
         let id = obj.get("event_id").and_then(|v| v.as_str()).and_then(booboo_payload::normalise_event_id);
         return Ok(answer(id));

@@ -29,6 +29,19 @@ pub(super) const EVENT_ROWS_PER_STATEMENT: usize = 500;
 /// Event ids or fingerprints per `IN (…)` list of a batch's lookups.
 pub(super) const KEYS_PER_LOOKUP: usize = 500;
 
+/// The distinct `key`s of a batch's events per project, sorted: what the
+/// batch's lookups (stored ids, merged fingerprints) ask for.
+pub(super) fn keys_by_project<'a>(
+    batch: &'a [NewEvent],
+    key: impl Fn(&'a NewEvent) -> &'a str,
+) -> std::collections::BTreeMap<i64, Vec<&'a str>> {
+    let mut keys: std::collections::BTreeMap<i64, std::collections::BTreeSet<&str>> = Default::default();
+    for e in batch {
+        keys.entry(e.project_id).or_default().insert(key(e));
+    }
+    keys.into_iter().map(|(project_id, keys)| (project_id, keys.into_iter().collect())).collect()
+}
+
 /// An event of the batch whose row is written at the batch's end, with what
 /// the row says beyond the event: its issue, and whether retention keeps it.
 pub(super) struct PendingEvent<'a> {
@@ -235,13 +248,8 @@ macro_rules! ingest_store {
             conn: &mut $conn,
             batch: &[NewEvent],
         ) -> Result<std::collections::HashSet<(i64, String)>, sqlx::Error> {
-            let mut ids: std::collections::BTreeMap<i64, std::collections::BTreeSet<&str>> = Default::default();
-            for e in batch {
-                ids.entry(e.project_id).or_default().insert(e.processed.event.event_id.as_str());
-            }
             let mut stored = std::collections::HashSet::new();
-            for (project_id, ids) in ids {
-                let ids: Vec<&str> = ids.into_iter().collect();
+            for (project_id, ids) in super::ingest_sql::keys_by_project(batch, |e| &e.processed.event.event_id) {
                 for chunk in ids.chunks(KEYS_PER_LOOKUP) {
                     let sql = q(&format!(
                         "SELECT event_id FROM events WHERE project_id = ? AND event_id IN {}",
@@ -263,14 +271,9 @@ macro_rules! ingest_store {
             conn: &mut $conn,
             batch: &[NewEvent],
         ) -> Result<std::collections::HashMap<(i64, String), String>, sqlx::Error> {
-            let mut fingerprints: std::collections::BTreeMap<i64, std::collections::BTreeSet<&str>> =
-                Default::default();
-            for e in batch {
-                fingerprints.entry(e.project_id).or_default().insert(e.processed.fingerprint.fingerprint.as_str());
-            }
             let mut merged = std::collections::HashMap::new();
+            let fingerprints = super::ingest_sql::keys_by_project(batch, |e| &e.processed.fingerprint.fingerprint);
             for (project_id, fingerprints) in fingerprints {
-                let fingerprints: Vec<&str> = fingerprints.into_iter().collect();
                 for chunk in fingerprints.chunks(KEYS_PER_LOOKUP) {
                     let sql = q(&format!(
                         "SELECT a.fingerprint, i.fingerprint FROM issue_aliases a JOIN issues i ON i.id = a.issue_id \
