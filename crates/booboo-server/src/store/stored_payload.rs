@@ -64,12 +64,7 @@ impl PayloadCodec {
     /// the JSON is stored as text, as before compression).
     pub fn compress(&self, json: &str) -> Option<Vec<u8>> {
         let encoder = self.encoder.read().ok().and_then(|e| e.as_ref().map(|(_, d)| d.clone()));
-        match encoder {
-            Some(dictionary) => zstd::bulk::Compressor::with_prepared_dictionary(&dictionary)
-                .and_then(|mut c| c.compress(json.as_bytes()))
-                .ok(),
-            None => compress(json),
-        }
+        compress_on_this_thread(json.as_bytes(), encoder.as_deref())
     }
 
     /// The id of the dictionary new bodies are compressed with, if any.
@@ -100,7 +95,33 @@ impl PayloadCodec {
 
 /// An event's JSON compressed without a dictionary.
 pub fn compress(json: &str) -> Option<Vec<u8>> {
-    zstd::bulk::compress(json.as_bytes(), LEVEL).ok()
+    compress_on_this_thread(json.as_bytes(), None)
+}
+
+thread_local! {
+    /// Each thread's compression context, reused from one event to the
+    /// next: creating one costs about as much as compressing a 7 KB event.
+    /// A one-shot compression leaves nothing of itself in it.
+    static CONTEXT: std::cell::RefCell<Option<zstd::zstd_safe::CCtx<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `bytes` compressed (with `dictionary`, whose level it was prepared
+/// with, or at [`LEVEL`]) by this thread's context; `None` if zstd refused.
+fn compress_on_this_thread(bytes: &[u8], dictionary: Option<&EncoderDictionary<'static>>) -> Option<Vec<u8>> {
+    CONTEXT.with(|context| {
+        let mut context = context.try_borrow_mut().ok()?;
+        if context.is_none() {
+            *context = Some(zstd::zstd_safe::CCtx::try_create()?);
+        }
+        let cctx = context.as_mut()?;
+        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(bytes.len()));
+        match dictionary {
+            Some(dictionary) => cctx.compress_using_cdict(&mut out, bytes, dictionary.as_cdict()),
+            None => cctx.compress(&mut out, bytes, LEVEL),
+        }
+        .ok()?;
+        Some(out)
+    })
 }
 
 /// Trains a dictionary on sample payloads (JSON texts).
