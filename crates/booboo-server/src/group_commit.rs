@@ -13,13 +13,14 @@
 //! without a restart.
 //!
 //! The writer also holds the ingestion keys handlers have seen
-//! (`ingest_keys.rs`): before storing a batch it asks the database which of
-//! the batch's keys are still live, and refuses the jobs of the others.
+//! (`ingest_keys.rs`): inside each batch's transaction the store checks that
+//! the batch's keys are still live; if one is not, nothing is stored, the
+//! jobs of that key are refused and the others go again.
 
 use crate::ingest_keys::IngestKeys;
 use crate::memory_budget::Held;
 use crate::metrics::Metrics;
-use crate::store::{NewEvent, Store, StoreError, StoreOutcome};
+use crate::store::{KeyedBatch, NewEvent, Store, StoreError, StoreOutcome};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -185,96 +186,153 @@ async fn run(
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
     while receiver.recv_many(&mut jobs, max_batch).await > 0 {
-        if let Err(error) = refuse_revoked_keys(&*store, &keys, &mut jobs).await {
-            // The check could not run: the batch is not stored, as if
-            // storing it had failed.
-            for job in jobs.drain(..) {
-                let _ = job.reply.send(Err(SubmitError::Store(error.clone())));
-            }
-            continue;
-        }
-        if jobs.is_empty() {
-            continue;
-        }
         // The events' budget shares are given back once the batch is done.
         let held: Vec<Held> = jobs.iter_mut().filter_map(|j| j.held.take()).collect();
-        let sizes: Vec<usize> = jobs.iter().map(|j| j.events.len()).collect();
-        let (requests, replies): (Vec<Vec<NewEvent>>, Vec<_>) = jobs.drain(..).map(|j| (j.events, j.reply)).unzip();
-        let events: Vec<NewEvent> = requests.into_iter().flatten().collect();
-        let started = Instant::now();
-        match store.store_events(&events).await {
-            Ok(outcomes) => {
-                disk.write_succeeded();
-                metrics.batch_committed(events.len(), started.elapsed());
-                let mut outcomes = outcomes.into_iter();
-                for (reply, size) in replies.into_iter().zip(sizes) {
-                    let _ = reply.send(Ok(outcomes.by_ref().take(size).collect()));
+        let mut batch = Batch::of(std::mem::take(&mut jobs));
+        loop {
+            let started = Instant::now();
+            let wanted = batch.keys();
+            match store.store_keyed_events(&batch.events, &wanted).await {
+                Ok(KeyedBatch::Stored(outcomes)) => {
+                    disk.write_succeeded();
+                    metrics.batch_committed(batch.events.len(), started.elapsed());
+                    batch.answer(outcomes);
                 }
-            }
-            Err(StoreError::DiskFull(why)) => {
-                // Storing them one by one would only fail the same way, and
-                // a smaller one squeezing in would hide the state; refuse the
-                // batch whole (it was rolled back whole) and let clients retry.
-                let error = StoreError::DiskFull(why);
-                disk.write_failed(&error);
-                for reply in replies {
-                    let _ = reply
-                        .send(Err(SubmitError::Store(StoreError::DiskFull("no space left to store the event".into()))));
-                }
-            }
-            Err(batch_error) => {
-                // One bad request must not sink its neighbours: retry each on
-                // its own transaction, so only the requests that really fail
-                // are refused, and each is still stored whole or not at all.
-                tracing::warn!(
-                    "a batch of {} events failed ({batch_error}); storing them request by request",
-                    events.len()
-                );
-                let mut rest = events.as_slice();
-                for (reply, size) in replies.into_iter().zip(sizes) {
-                    let (request, tail) = rest.split_at(size);
-                    rest = tail;
-                    let started = Instant::now();
-                    let result = store.store_events(request).await;
-                    match &result {
-                        Ok(_) => {
-                            disk.write_succeeded();
-                            metrics.batch_committed(request.len(), started.elapsed());
+                Ok(KeyedBatch::KeysRevoked(revoked)) => {
+                    // Nothing was stored: the other jobs go again, in a
+                    // transaction of their own.
+                    let jobs = batch.replies.len();
+                    batch = batch.refuse(&revoked, &keys);
+                    if batch.replies.len() < jobs {
+                        if !batch.replies.is_empty() {
+                            continue;
                         }
-                        Err(e @ StoreError::DiskFull(_)) => disk.write_failed(e),
-                        Err(_) => {}
+                    } else {
+                        // Keys the batch did not send: an error, not a loop.
+                        let why = format!("the store refused keys the batch did not send: {revoked:?}");
+                        for reply in batch.replies {
+                            let _ = reply.send(Err(SubmitError::Store(StoreError::Unavailable(why.clone()))));
+                        }
                     }
-                    let _ = reply.send(result.map_err(SubmitError::Store));
+                }
+                Err(StoreError::DiskFull(why)) => {
+                    // Storing them one by one would only fail the same way,
+                    // and a smaller one squeezing in would hide the state;
+                    // refuse the batch whole (it was rolled back whole) and
+                    // let clients retry.
+                    disk.write_failed(&StoreError::DiskFull(why));
+                    for reply in batch.replies {
+                        let _ = reply.send(Err(SubmitError::Store(StoreError::DiskFull(
+                            "no space left to store the event".into(),
+                        ))));
+                    }
+                }
+                Err(batch_error) => {
+                    // One bad request must not sink its neighbours: retry
+                    // each on its own transaction, so only the requests that
+                    // really fail are refused, and each is still stored whole
+                    // or not at all.
+                    tracing::warn!(
+                        "a batch of {} events failed ({batch_error}); storing them request by request",
+                        batch.events.len()
+                    );
+                    batch.store_one_by_one(&*store, &metrics, &disk, &keys).await;
                 }
             }
+            break;
         }
         drop(held);
     }
     tracing::info!("ingest writer drained and stopped");
 }
 
-/// Answers the jobs whose key is no longer live with
-/// [`SubmitError::KeyRevoked`] (and forgets the key), leaving the others:
-/// one query for the batch's keys.
-async fn refuse_revoked_keys(store: &dyn Store, keys: &IngestKeys, jobs: &mut Vec<Job>) -> Result<(), StoreError> {
-    let mut wanted: Vec<&str> = jobs.iter().filter_map(|j| j.key.as_deref()).collect();
-    if wanted.is_empty() {
-        return Ok(());
+/// The jobs of one batch, their events side by side as the store takes
+/// them.
+struct Batch {
+    events: Vec<NewEvent>,
+    /// Per job: how many of `events` are its, its key, and where it waits.
+    sizes: Vec<usize>,
+    job_keys: Vec<Option<String>>,
+    replies: Vec<oneshot::Sender<Result<Vec<StoreOutcome>, SubmitError>>>,
+}
+
+impl Batch {
+    fn of(jobs: Vec<Job>) -> Batch {
+        let mut batch = Batch { events: Vec::new(), sizes: Vec::new(), job_keys: Vec::new(), replies: Vec::new() };
+        for job in jobs {
+            batch.sizes.push(job.events.len());
+            batch.events.extend(job.events);
+            batch.job_keys.push(job.key);
+            batch.replies.push(job.reply);
+        }
+        batch
     }
-    wanted.sort_unstable();
-    wanted.dedup();
-    let live = store.live_ingest_tokens(&wanted).await?;
-    if live.len() == wanted.len() {
-        return Ok(());
+
+    /// The batch's distinct keys, to check once more as it is stored.
+    fn keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self.job_keys.iter().filter_map(|k| k.as_deref()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
     }
-    for job in std::mem::take(jobs) {
-        match &job.key {
-            Some(key) if !live.contains(key) => {
-                keys.forget(key);
-                let _ = job.reply.send(Err(SubmitError::KeyRevoked));
-            }
-            _ => jobs.push(job),
+
+    /// Answers each job its share of `outcomes`.
+    fn answer(self, outcomes: Vec<StoreOutcome>) {
+        let mut outcomes = outcomes.into_iter();
+        for (reply, size) in self.replies.into_iter().zip(self.sizes) {
+            let _ = reply.send(Ok(outcomes.by_ref().take(size).collect()));
         }
     }
-    Ok(())
+
+    /// Answers the jobs that came with a `revoked` key (and forgets the
+    /// key); the batch of the others is left.
+    fn refuse(self, revoked: &[String], remembered: &IngestKeys) -> Batch {
+        for key in revoked {
+            remembered.forget(key);
+        }
+        let mut rest = Batch { events: Vec::new(), sizes: Vec::new(), job_keys: Vec::new(), replies: Vec::new() };
+        let mut events = self.events.into_iter();
+        for ((size, key), reply) in self.sizes.into_iter().zip(self.job_keys).zip(self.replies) {
+            let job_events = events.by_ref().take(size);
+            if key.as_ref().is_some_and(|k| revoked.contains(k)) {
+                job_events.for_each(drop);
+                let _ = reply.send(Err(SubmitError::KeyRevoked));
+            } else {
+                rest.events.extend(job_events);
+                rest.sizes.push(size);
+                rest.job_keys.push(key);
+                rest.replies.push(reply);
+            }
+        }
+        rest
+    }
+
+    /// Stores each job in a transaction of its own, answering each.
+    async fn store_one_by_one(self, store: &dyn Store, metrics: &Metrics, disk: &DiskState, remembered: &IngestKeys) {
+        let mut rest = self.events.as_slice();
+        for ((size, key), reply) in self.sizes.into_iter().zip(self.job_keys).zip(self.replies) {
+            let (request, tail) = rest.split_at(size);
+            rest = tail;
+            let started = Instant::now();
+            let keys: Vec<&str> = key.as_deref().into_iter().collect();
+            let result = match store.store_keyed_events(request, &keys).await {
+                Ok(KeyedBatch::Stored(outcomes)) => {
+                    disk.write_succeeded();
+                    metrics.batch_committed(request.len(), started.elapsed());
+                    Ok(outcomes)
+                }
+                Ok(KeyedBatch::KeysRevoked(revoked)) => {
+                    revoked.iter().for_each(|k| remembered.forget(k));
+                    Err(SubmitError::KeyRevoked)
+                }
+                Err(e) => {
+                    if matches!(e, StoreError::DiskFull(_)) {
+                        disk.write_failed(&e);
+                    }
+                    Err(SubmitError::Store(e))
+                }
+            };
+            let _ = reply.send(result);
+        }
+    }
 }

@@ -1,15 +1,18 @@
 //! A batch's counters, summed in memory and written once per batch.
 //!
 //! Every counted event adds one to its issue's environment, release, tag and
-//! hour counters, adds its user to the issue's users in that environment
-//! (a new one adds one to the environment's `user_count`), names its project's environment and release, and moves the
-//! project's last event time. Written event by event that was four
+//! hour counters, adds its user to the issue's users and to its users in
+//! that environment (a new one adds one to the issue's or the environment's
+//! `user_count`), names its project's environment and release, and moves
+//! the project's last event time. Written event by event that was four
 //! statements plus one per tag (24 for an event with 20 tags, as sentry-sdk
 //! sends); summed over the batch first, it is one multi-row statement per
 //! table for up to [`ROWS_PER_STATEMENT`] rows. Nothing inside the batch reads
 //! these tables before they are written (a release missing from
 //! `project_releases` is judged new, which a release first seen in the same
-//! batch is). The maps are ordered, so the rows go in sorted order and two
+//! batch is; the one reader of an issue's `user_count` inside a batch, an
+//! ignore that ends at a number of users, has its issue's users counted
+//! event by event instead). The maps are ordered, so the rows go in sorted order and two
 //! PostgreSQL nodes lock them in the same order.
 //!
 //! The statements are written once for both backends by
@@ -22,11 +25,11 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Rows per multi-row statement: far below both backends' limit on bind
 /// parameters (SQLite 32,766; PostgreSQL 65,535) at four per row.
 ///
-/// A multi-row statement's text differs with its number of rows, so such
-/// statements are not kept prepared (`persistent(false)`): kept, they would
-/// fill sqlx's per-connection cache of prepared statements and evict the
-/// write path's fixed statements, each eviction a round trip to PostgreSQL
-/// to close one and the next use another to prepare it again.
+/// On SQLite a multi-row statement's text differs with its number of rows,
+/// so such statements are not kept prepared (`persistent(false)`): kept,
+/// they would fill sqlx's per-connection cache of prepared statements and
+/// evict the write path's fixed statements. PostgreSQL's take arrays, one
+/// text whatever the rows (`batch_rows.rs`), and are kept.
 pub(super) const ROWS_PER_STATEMENT: usize = 500;
 
 /// What of an event the counters count.
@@ -42,6 +45,9 @@ struct Seen<'a> {
 pub(super) struct BatchCounters {
     /// Events per issue and environment.
     pub environments: BTreeMap<(i64, String), i64>,
+    /// The users seen per issue (a new one adds one to the issue's
+    /// `user_count`).
+    pub issue_users: BTreeSet<(i64, String)>,
     /// The users seen per issue and environment.
     pub environment_users: BTreeSet<(i64, String, String)>,
     /// Events per issue and release, with the earliest receipt.
@@ -69,6 +75,7 @@ impl BatchCounters {
         *self.environments.entry((issue_id, seen.environment.to_string())).or_default() += 1;
         self.project_environments.insert((project_id, seen.environment.to_string()));
         if let Some(user_key) = seen.user_key {
+            self.issue_users.insert((issue_id, user_key.to_string()));
             self.environment_users.insert((issue_id, seen.environment.to_string(), user_key.to_string()));
         }
         if !seen.release.is_empty() {
@@ -95,7 +102,8 @@ pub(super) fn values(rows: usize, columns: usize) -> String {
 
 /// Defines `write_batch_counters` for one backend: `$conn` is its connection
 /// type, `$text` what a text bind goes through, `$least`/`$greatest` its
-/// two-argument minimum and maximum (`q` is the backend's own).
+/// two-argument minimum and maximum (`q`, `SQL` and `bind_rows` are the
+/// backend's own).
 macro_rules! batch_counter_queries {
     ($conn:ty, $text:path, $least:expr, $greatest:expr) => {
         /// Adds a batch's counters, in the batch's transaction.
@@ -103,124 +111,167 @@ macro_rules! batch_counter_queries {
             conn: &mut $conn,
             counters: &super::batch_counters::BatchCounters,
         ) -> Result<(), sqlx::Error> {
-            use super::batch_counters::{values, ROWS_PER_STATEMENT};
+            use super::batch_counters::ROWS_PER_STATEMENT;
+            use super::batch_rows::{BatchRows, Column};
             use sqlx::Row as _;
+            let arrays = SQL.batch_arrays;
+            // The users new to an issue (the rows the insert returns),
+            // added to its count. An issue whose ignore ends at a number of
+            // users has counted them event by event already (`ingest_sql.rs`):
+            // they are not new here.
+            let mut new_issue_users = std::collections::BTreeMap::<i64, i64>::new();
+            let rows: Vec<_> = counters.issue_users.iter().collect();
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let rows = BatchRows::of(vec![
+                    Column::Int(chunk.iter().map(|r| r.0).collect()),
+                    Column::Text(chunk.iter().map(|r| $text(&r.1)).collect()),
+                ]);
+                let sql = q(&format!(
+                    "INSERT INTO issue_users (issue_id, user_key) {} ON CONFLICT DO NOTHING RETURNING issue_id",
+                    rows.insert_source(arrays)
+                ));
+                let query = bind_rows(sqlx::query(&sql).persistent(arrays), &rows);
+                for row in query.fetch_all(&mut *conn).await? {
+                    *new_issue_users.entry(row.try_get(0)?).or_default() += 1;
+                }
+            }
+            let rows: Vec<_> = new_issue_users.into_iter().collect();
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let rows = BatchRows::of(vec![
+                    Column::Int(chunk.iter().map(|r| r.0).collect()),
+                    Column::Int(chunk.iter().map(|r| r.1).collect()),
+                ]);
+                let sql = q(&format!(
+                    "UPDATE issues SET user_count = issues.user_count + v.column2 FROM {} WHERE issues.id = v.column1",
+                    rows.table(arrays, "v")
+                ));
+                bind_rows(sqlx::query(&sql).persistent(arrays), &rows).execute(&mut *conn).await?;
+            }
             // The users new to an issue's environment, counted per
             // environment: the rows the insert returns are the new ones.
             let mut new_users = std::collections::BTreeMap::<(i64, String), i64>::new();
             let rows: Vec<_> = counters.environment_users.iter().collect();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let sql = format!(
-                    "INSERT INTO issue_environment_users (issue_id, environment, user_key) VALUES {} \
+                let rows = BatchRows::of(vec![
+                    Column::Int(chunk.iter().map(|r| r.0).collect()),
+                    Column::Text(chunk.iter().map(|r| $text(&r.1)).collect()),
+                    Column::Text(chunk.iter().map(|r| $text(&r.2)).collect()),
+                ]);
+                let sql = q(&format!(
+                    "INSERT INTO issue_environment_users (issue_id, environment, user_key) {} \
                      ON CONFLICT DO NOTHING RETURNING issue_id, environment",
-                    values(chunk.len(), 3)
-                );
-                let sql = q(&sql);
-                let mut query = sqlx::query(&sql).persistent(false);
-                for (issue_id, environment, user_key) in chunk {
-                    query = query.bind(*issue_id).bind($text(environment)).bind($text(user_key));
-                }
+                    rows.insert_source(arrays)
+                ));
+                let query = bind_rows(sqlx::query(&sql).persistent(arrays), &rows);
                 for row in query.fetch_all(&mut *conn).await? {
                     *new_users.entry((row.try_get(0)?, row.try_get(1)?)).or_default() += 1;
                 }
             }
             let rows: Vec<_> = counters.environments.iter().collect();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let sql = format!(
-                    "INSERT INTO issue_environments (issue_id, environment, event_count, user_count) VALUES {} \
+                // Keyed as the returned rows are (a backend's text, e.g.
+                // PostgreSQL's without NUL characters).
+                let environments: Vec<_> = chunk.iter().map(|((_, environment), _)| $text(environment)).collect();
+                let users = chunk
+                    .iter()
+                    .zip(&environments)
+                    .map(|(((issue_id, _), _), environment)| {
+                        new_users.get(&(*issue_id, environment.to_string())).copied().unwrap_or(0)
+                    })
+                    .collect();
+                let rows = BatchRows::of(vec![
+                    Column::Int(chunk.iter().map(|((issue_id, _), _)| *issue_id).collect()),
+                    Column::Text(environments),
+                    Column::Int(chunk.iter().map(|(_, n)| **n).collect()),
+                    Column::Int(users),
+                ]);
+                let sql = q(&format!(
+                    "INSERT INTO issue_environments (issue_id, environment, event_count, user_count) {} \
                      ON CONFLICT (issue_id, environment) DO UPDATE SET \
                      event_count = issue_environments.event_count + excluded.event_count, \
                      user_count = issue_environments.user_count + excluded.user_count",
-                    values(chunk.len(), 4)
-                );
-                let sql = q(&sql);
-                let mut query = sqlx::query(&sql).persistent(false);
-                for ((issue_id, environment), n) in chunk {
-                    // Keyed as the returned rows are (a backend's text, e.g.
-                    // PostgreSQL's without NUL characters).
-                    let environment = $text(environment);
-                    let users = new_users.get(&(*issue_id, environment.to_string())).copied().unwrap_or(0);
-                    query = query.bind(*issue_id).bind(environment).bind(*n).bind(users);
-                }
-                query.execute(&mut *conn).await?;
+                    rows.insert_source(arrays)
+                ));
+                bind_rows(sqlx::query(&sql).persistent(arrays), &rows).execute(&mut *conn).await?;
             }
             let rows: Vec<_> = counters.releases.iter().collect();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let sql = format!(
-                    "INSERT INTO issue_releases (issue_id, release, event_count, first_seen) VALUES {} \
+                let rows = BatchRows::of(vec![
+                    Column::Int(chunk.iter().map(|((issue_id, _), _)| *issue_id).collect()),
+                    Column::Text(chunk.iter().map(|((_, release), _)| $text(release)).collect()),
+                    Column::Int(chunk.iter().map(|(_, (n, _))| *n).collect()),
+                    Column::Int(chunk.iter().map(|(_, (_, first_seen))| *first_seen).collect()),
+                ]);
+                let sql = q(&format!(
+                    "INSERT INTO issue_releases (issue_id, release, event_count, first_seen) {} \
                      ON CONFLICT (issue_id, release) DO UPDATE SET \
                      event_count = issue_releases.event_count + excluded.event_count, \
                      first_seen = {}(issue_releases.first_seen, excluded.first_seen)",
-                    values(chunk.len(), 4),
+                    rows.insert_source(arrays),
                     $least
-                );
-                let sql = q(&sql);
-                let mut query = sqlx::query(&sql).persistent(false);
-                for ((issue_id, release), (n, first_seen)) in chunk {
-                    query = query.bind(*issue_id).bind($text(release)).bind(*n).bind(*first_seen);
-                }
-                query.execute(&mut *conn).await?;
+                ));
+                bind_rows(sqlx::query(&sql).persistent(arrays), &rows).execute(&mut *conn).await?;
             }
             let rows: Vec<_> = counters.tags.iter().collect();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let sql = format!(
-                    "INSERT INTO issue_tags (issue_id, key, value, event_count) VALUES {} \
+                let rows = BatchRows::of(vec![
+                    Column::Int(chunk.iter().map(|((issue_id, _, _), _)| *issue_id).collect()),
+                    Column::Text(chunk.iter().map(|((_, key, _), _)| $text(key)).collect()),
+                    Column::Text(chunk.iter().map(|((_, _, value), _)| $text(value)).collect()),
+                    Column::Int(chunk.iter().map(|(_, n)| **n).collect()),
+                ]);
+                let sql = q(&format!(
+                    "INSERT INTO issue_tags (issue_id, key, value, event_count) {} \
                      ON CONFLICT (issue_id, key, value) \
                      DO UPDATE SET event_count = issue_tags.event_count + excluded.event_count",
-                    values(chunk.len(), 4)
-                );
-                let sql = q(&sql);
-                let mut query = sqlx::query(&sql).persistent(false);
-                for ((issue_id, key, value), n) in chunk {
-                    query = query.bind(*issue_id).bind($text(key)).bind($text(value)).bind(*n);
-                }
-                query.execute(&mut *conn).await?;
+                    rows.insert_source(arrays)
+                ));
+                bind_rows(sqlx::query(&sql).persistent(arrays), &rows).execute(&mut *conn).await?;
             }
             let rows: Vec<_> = counters.hourly.iter().collect();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let sql = format!(
-                    "INSERT INTO issue_hourly (issue_id, hour, event_count) VALUES {} \
+                let rows = BatchRows::of(vec![
+                    Column::Int(chunk.iter().map(|((issue_id, _), _)| *issue_id).collect()),
+                    Column::Int(chunk.iter().map(|((_, hour), _)| *hour).collect()),
+                    Column::Int(chunk.iter().map(|(_, n)| **n).collect()),
+                ]);
+                let sql = q(&format!(
+                    "INSERT INTO issue_hourly (issue_id, hour, event_count) {} \
                      ON CONFLICT (issue_id, hour) DO UPDATE SET event_count = issue_hourly.event_count + excluded.event_count",
-                    values(chunk.len(), 3)
-                );
-                let sql = q(&sql);
-                let mut query = sqlx::query(&sql).persistent(false);
-                for ((issue_id, hour), n) in chunk {
-                    query = query.bind(*issue_id).bind(*hour).bind(*n);
-                }
-                query.execute(&mut *conn).await?;
+                    rows.insert_source(arrays)
+                ));
+                bind_rows(sqlx::query(&sql).persistent(arrays), &rows).execute(&mut *conn).await?;
             }
             // The project rows: DO NOTHING takes no lock on a row that exists.
             let rows: Vec<_> = counters.project_environments.iter().collect();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let sql = format!(
-                    "INSERT INTO project_environments (project_id, environment) VALUES {} ON CONFLICT DO NOTHING",
-                    values(chunk.len(), 2)
-                );
-                let sql = q(&sql);
-                let mut query = sqlx::query(&sql).persistent(false);
-                for (project_id, environment) in chunk {
-                    query = query.bind(*project_id).bind($text(environment));
-                }
-                query.execute(&mut *conn).await?;
+                let rows = BatchRows::of(vec![
+                    Column::Int(chunk.iter().map(|(project_id, _)| *project_id).collect()),
+                    Column::Text(chunk.iter().map(|(_, environment)| $text(environment)).collect()),
+                ]);
+                let sql = q(&format!(
+                    "INSERT INTO project_environments (project_id, environment) {} ON CONFLICT DO NOTHING",
+                    rows.insert_source(arrays)
+                ));
+                bind_rows(sqlx::query(&sql).persistent(arrays), &rows).execute(&mut *conn).await?;
             }
             let rows: Vec<_> = counters.project_releases.iter().collect();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let sql = format!(
+                let rows = BatchRows::of(vec![
+                    Column::Int(chunk.iter().map(|((project_id, _), _)| *project_id).collect()),
+                    Column::Text(chunk.iter().map(|((_, release), _)| $text(release)).collect()),
+                    Column::Int(chunk.iter().map(|(_, first_seen)| **first_seen).collect()),
+                ]);
+                let sql = q(&format!(
                     // A release's first sighting is its earliest event, in
                     // whatever order batches arrive; rows already earliest
                     // are left alone (no write, no row lock).
-                    "INSERT INTO project_releases (project_id, release, first_seen) VALUES {} \
+                    "INSERT INTO project_releases (project_id, release, first_seen) {} \
                      ON CONFLICT (project_id, release) DO UPDATE SET first_seen = excluded.first_seen \
                      WHERE excluded.first_seen < project_releases.first_seen",
-                    values(chunk.len(), 3)
-                );
-                let sql = q(&sql);
-                let mut query = sqlx::query(&sql).persistent(false);
-                for ((project_id, release), first_seen) in chunk {
-                    query = query.bind(*project_id).bind($text(release)).bind(*first_seen);
-                }
-                query.execute(&mut *conn).await?;
+                    rows.insert_source(arrays)
+                ));
+                bind_rows(sqlx::query(&sql).persistent(arrays), &rows).execute(&mut *conn).await?;
             }
             for (project_id, at) in &counters.project_last_event {
                 let sql = format!(
@@ -261,6 +312,7 @@ mod tests {
         count(&mut counters, 11, "staging", "", None, 3_600_002);
         assert_eq!(counters.environments[&(10, "prod".into())], 2);
         assert_eq!(counters.environment_users.len(), 1, "one user, twice in one environment");
+        assert_eq!(counters.issue_users.len(), 1, "one user, twice on one issue");
         assert_eq!(counters.releases[&(10, "1.0".into())], (2, 3_600_001));
         assert!(!counters.releases.contains_key(&(11, String::new())), "no release, no release row");
         assert_eq!(counters.tags.len(), 2);

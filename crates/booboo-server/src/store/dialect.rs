@@ -30,6 +30,10 @@ pub(super) struct SqlDialect {
     /// and `MAX`; PostgreSQL's `LEAST` and `GREATEST`.
     pub least: &'static str,
     pub greatest: &'static str,
+    /// Whether a batch's multi-row statements take one array per column
+    /// (`UNNEST`, one prepared text whatever the batch's size: PostgreSQL)
+    /// or a `VALUES` list (SQLite, in the process): `batch_rows.rs`.
+    pub batch_arrays: bool,
     /// Whether text can hold U+0000: SQLite's can, PostgreSQL's cannot.
     pub text_holds_nul: bool,
     /// Run first in the transaction that creates the first administrator, so
@@ -53,6 +57,7 @@ pub(super) const SQLITE: SqlDialect = SqlDialect {
     skip_locked: "",
     least: "MIN",
     greatest: "MAX",
+    batch_arrays: false,
     text_holds_nul: true,
     lock_first_admin: "",
     one_server_per_database: true,
@@ -65,6 +70,7 @@ pub(super) const POSTGRES: SqlDialect = SqlDialect {
     skip_locked: " FOR UPDATE SKIP LOCKED",
     least: "LEAST",
     greatest: "GREATEST",
+    batch_arrays: true,
     text_holds_nul: false,
     // The key is 0x626f_6f62_6f61 ("booboa"), the one nodes always took.
     lock_first_admin: "SELECT pg_advisory_xact_lock(108230749613921)",

@@ -11,14 +11,18 @@
 //! once per event: which of its events are already stored, which of its
 //! fingerprints were merged into another issue, and the status of each of
 //! its issues (locked on PostgreSQL, in the order merges and retention lock
-//! them). Each event then costs its user; its issue costs one upsert per
-//! batch for all of the batch's events of an issue that is neither resolved
-//! nor ignored ([`IssueGroup`]: nothing in such an upsert depends on the
-//! order of its events but what the group sums), one upsert per event
-//! otherwise (regressions, release-bound resolutions and ignores that end
-//! at a count are judged event by event). Its row is inserted at the end of
-//! the batch, with its issue and its `kept` mark known, by one multi-row
-//! statement per [`EVENT_ROWS_PER_STATEMENT`] events.
+//! them). The issues neither resolved nor ignored are then counted by one
+//! multi-row upsert for the whole batch ([`IssueGroup`]: nothing in such an
+//! upsert depends on the order of an issue's events but what its group
+//! sums); any other issue costs one upsert per event (regressions,
+//! release-bound resolutions and ignores that end at a count are judged
+//! event by event). Users are counted per batch with the other counters
+//! (`batch_counters.rs`), but on an issue whose ignore ends at a number of
+//! users, event by event. An event's row is inserted at the end of the
+//! batch, with its issue and its `kept` mark known, by one multi-row
+//! statement per [`EVENT_ROWS_PER_STATEMENT`] events. A batch's statements
+//! are thus about a dozen whatever its size, plus one per event of a
+//! resolved or ignored issue and one per alert rule an event may fire.
 
 use super::NewEvent;
 
@@ -104,12 +108,11 @@ impl<'a> IssueSeen<'a> {
     }
 }
 
-/// Two or more of a batch's events counted on one issue that was neither
-/// resolved nor ignored when the batch read it (and is locked on
-/// PostgreSQL): no event of theirs can regress it or end an ignore, so one
-/// upsert counts them all, at the first of them, and each event takes its
-/// place in the count (`created` and `kept` for the first of a new issue,
-/// as one by one).
+/// A batch's events counted on one issue that was neither resolved nor
+/// ignored when the batch read it (and is locked on PostgreSQL): no event
+/// of theirs can regress it or end an ignore, so one upsert counts them
+/// all, before the first of them, and each event takes its place in the
+/// count (`created` and `kept` for the first of a new issue, as one by one).
 pub(super) struct IssueGroup<'a> {
     pub seen: IssueSeen<'a>,
     /// Whether the batch found no issue: one that another node created
@@ -180,10 +183,36 @@ impl EventsFailure {
 /// `$conn` is its connection type.
 macro_rules! ingest_store {
     ($store:ty, $conn:ty) => {
+        use super::batch_rows::{BatchRows, Column};
         use super::ingest_sql::{
             BatchState, EventsFailure, IssueGroup, IssueSeen, PendingEvent, UpsertedIssue, EVENT_ROWS_PER_STATEMENT,
             KEYS_PER_LOOKUP,
         };
+
+        /// What an issue's upsert does to an issue that exists: the events'
+        /// counts added, a plain resolution reopened (one bound to releases
+        /// is left for `regress_by_release` to judge).
+        static ISSUE_UPSERT_CONFLICT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "ON CONFLICT (project_id, fingerprint) DO UPDATE SET \
+                   title = excluded.title, culprit = excluded.culprit, level = excluded.level, \
+                   first_seen = {least}(issues.first_seen, excluded.first_seen), \
+                   last_seen = {greatest}(issues.last_seen, excluded.last_seen), \
+                   event_count = issues.event_count + excluded.event_count, \
+                   first_release = COALESCE(issues.first_release, excluded.first_release), \
+                   is_regression = CASE WHEN issues.status = 'resolved' AND issues.resolved_kind IS NULL \
+                     THEN TRUE ELSE issues.is_regression END, \
+                   status = CASE WHEN issues.status = 'resolved' AND issues.resolved_kind IS NULL \
+                     THEN 'unresolved' ELSE issues.status END",
+                least = SQL.least,
+                greatest = SQL.greatest,
+            )
+        });
+
+        /// What an issue's upsert returns: [`UpsertedIssue`]'s fields.
+        const ISSUE_UPSERT_RETURNS: &str = "id, event_count, \
+            (ignore_until_count IS NOT NULL OR ignore_until_users IS NOT NULL), \
+            status, resolved_kind, resolved_release, resolved_semver";
 
         /// Stores a batch's events inside its transaction, in `order` (the
         /// backend's), and returns each event's outcome in the batch's order.
@@ -229,8 +258,7 @@ macro_rules! ingest_store {
                     }
                 }
             }
-            // A group of one is an event stored on its own.
-            groups.retain(|_, group| group.seen.events > 1);
+            upsert_groups(conn, &mut groups).await?;
             state.groups = groups;
             let mut outcomes = vec![StoreOutcome::Duplicate; batch.len()];
             for &i in order {
@@ -251,15 +279,15 @@ macro_rules! ingest_store {
             let mut stored = std::collections::HashSet::new();
             for (project_id, ids) in super::ingest_sql::keys_by_project(batch, |e| &e.processed.event.event_id) {
                 for chunk in ids.chunks(KEYS_PER_LOOKUP) {
+                    let ids = BatchRows::of(vec![Column::Text(chunk.iter().map(|id| (*id).into()).collect())]);
                     let sql = q(&format!(
-                        "SELECT event_id FROM events WHERE project_id = ? AND event_id IN {}",
-                        super::batch_counters::values(1, chunk.len())
+                        "SELECT event_id FROM events WHERE project_id = ? AND event_id {}",
+                        ids.in_list(SQL.batch_arrays)
                     ));
-                    let mut query = sqlx::query_scalar::<_, String>(&sql).persistent(false).bind(project_id);
-                    for id in chunk {
-                        query = query.bind(*id);
+                    let query = bind_rows(sqlx::query(&sql).persistent(SQL.batch_arrays).bind(project_id), &ids);
+                    for row in query.fetch_all(&mut *conn).await? {
+                        stored.insert((project_id, row.try_get(0)?));
                     }
-                    stored.extend(query.fetch_all(&mut *conn).await?.into_iter().map(|id| (project_id, id)));
                 }
             }
             Ok(stored)
@@ -275,17 +303,16 @@ macro_rules! ingest_store {
             let fingerprints = super::ingest_sql::keys_by_project(batch, |e| &e.processed.fingerprint.fingerprint);
             for (project_id, fingerprints) in fingerprints {
                 for chunk in fingerprints.chunks(KEYS_PER_LOOKUP) {
+                    let own = BatchRows::of(vec![Column::Text(chunk.iter().map(|f| (*f).into()).collect())]);
                     let sql = q(&format!(
                         "SELECT a.fingerprint, i.fingerprint FROM issue_aliases a JOIN issues i ON i.id = a.issue_id \
-                         WHERE a.project_id = ? AND a.fingerprint IN {}",
-                        super::batch_counters::values(1, chunk.len())
+                         WHERE a.project_id = ? AND a.fingerprint {}",
+                        own.in_list(SQL.batch_arrays)
                     ));
-                    let mut query = sqlx::query_as::<_, (String, String)>(&sql).persistent(false).bind(project_id);
-                    for fingerprint in chunk {
-                        query = query.bind(*fingerprint);
+                    let query = bind_rows(sqlx::query(&sql).persistent(SQL.batch_arrays).bind(project_id), &own);
+                    for row in query.fetch_all(&mut *conn).await? {
+                        merged.insert((project_id, row.try_get(0)?), row.try_get(1)?);
                     }
-                    let rows = query.fetch_all(&mut *conn).await?;
-                    merged.extend(rows.into_iter().map(|(own, target)| ((project_id, own), target)));
                 }
             }
             Ok(merged)
@@ -306,18 +333,16 @@ macro_rules! ingest_store {
                 let fingerprints: Vec<&String> = fingerprints.iter().collect();
                 for chunk in fingerprints.chunks(KEYS_PER_LOOKUP) {
                     statuses.extend(chunk.iter().map(|f| ((*project_id, f.to_string()), None)));
+                    let wanted = BatchRows::of(vec![Column::Text(chunk.iter().map(|f| f.as_str().into()).collect())]);
                     let sql = q(&format!(
-                        "SELECT fingerprint, status FROM issues WHERE project_id = ? AND fingerprint IN {} \
+                        "SELECT fingerprint, status FROM issues WHERE project_id = ? AND fingerprint {} \
                          ORDER BY fingerprint{}",
-                        super::batch_counters::values(1, chunk.len()),
+                        wanted.in_list(SQL.batch_arrays),
                         SQL.for_update
                     ));
-                    let mut query = sqlx::query_as::<_, (String, String)>(&sql).persistent(false).bind(*project_id);
-                    for fingerprint in chunk {
-                        query = query.bind(*fingerprint);
-                    }
-                    for (fingerprint, status) in query.fetch_all(&mut *conn).await? {
-                        statuses.insert((*project_id, fingerprint), Some(status));
+                    let query = bind_rows(sqlx::query(&sql).persistent(SQL.batch_arrays).bind(*project_id), &wanted);
+                    for row in query.fetch_all(&mut *conn).await? {
+                        statuses.insert((*project_id, row.try_get(0)?), Some(row.try_get(1)?));
                     }
                 }
             }
@@ -358,20 +383,11 @@ macro_rules! ingest_store {
             // The issue's status before the event, and the issue after it.
             let (prior_status, issue) = match state.groups.get_mut(&(e.project_id, fingerprint.clone())) {
                 Some(group) => {
-                    if group.upserted.is_none() {
-                        let issue = upsert_issue(conn, e.project_id, &fingerprint, &group.seen).await?;
-                        let created = issue.event_count == group.seen.events;
-                        // Another node created the issue, or merged its
-                        // fingerprint, since the batch looked.
-                        if group.new != created
-                            || created && merged_fingerprint(conn, e.project_id, &fingerprint).await?.is_some()
-                        {
-                            return Err(EventsFailure::Raced);
-                        }
-                        let first = issue.event_count - group.seen.events + 1;
-                        group.upserted = Some((issue, first));
-                    }
-                    let Some((issue, next)) = group.upserted.as_mut() else { unreachable!("upserted above") };
+                    let Some((issue, next)) = group.upserted.as_mut() else {
+                        return Err(EventsFailure::Database(sqlx::Error::Protocol(
+                            "an issue group of the batch was not upserted".into(),
+                        )));
+                    };
                     let mut counted = issue.clone();
                     counted.event_count = *next;
                     *next += 1;
@@ -444,7 +460,10 @@ macro_rules! ingest_store {
                 fire_alert_rules(conn, rules, e, issue_id, &facts, &state.pending).await?;
             }
 
-            if let Some(user_key) = &e.processed.user_key {
+            // An issue whose ignore ends at a number of users counts each
+            // event's user before the next event is judged; any other
+            // issue's users are counted once per batch (`BatchCounters`).
+            if let Some(user_key) = e.processed.user_key.as_ref().filter(|_| ignored_until_counts) {
                 let new_user =
                     sqlx::query("INSERT INTO issue_users (issue_id, user_key) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                         .bind(issue_id)
@@ -469,6 +488,71 @@ macro_rules! ingest_store {
             })
         }
 
+        /// Counts each group's events on its issue, created if new: one
+        /// multi-row upsert per [`EVENT_ROWS_PER_STATEMENT`] issues, in
+        /// project and fingerprint order (the order PostgreSQL nodes lock
+        /// issues in). A group the batch found no issue for that exists now,
+        /// or one it found that is new now, or a new issue whose fingerprint
+        /// was merged meanwhile, lost a race to another node.
+        async fn upsert_groups(
+            conn: &mut $conn,
+            groups: &mut std::collections::HashMap<(i64, String), IssueGroup<'_>>,
+        ) -> Result<(), EventsFailure> {
+            use sqlx::Row as _;
+            let mut keys: Vec<(i64, String)> = groups.keys().cloned().collect();
+            keys.sort_unstable();
+            for chunk in keys.chunks(EVENT_ROWS_PER_STATEMENT) {
+                let seen: Vec<&IssueSeen<'_>> = chunk.iter().map(|key| &groups[key].seen).collect();
+                let rows = BatchRows::of(vec![
+                    Column::Int(chunk.iter().map(|key| key.0).collect()),
+                    Column::Text(chunk.iter().map(|key| key.1.as_str().into()).collect()),
+                    Column::Text(seen.iter().map(|s| SQL.text(s.title)).collect()),
+                    Column::Text(seen.iter().map(|s| SQL.text(s.culprit)).collect()),
+                    Column::Text(seen.iter().map(|s| s.level.into()).collect()),
+                    Column::Text(seen.iter().map(|_| "unresolved".into()).collect()),
+                    Column::Int(seen.iter().map(|s| s.first_seen).collect()),
+                    Column::Int(seen.iter().map(|s| s.last_seen).collect()),
+                    Column::Int(seen.iter().map(|s| s.events).collect()),
+                    Column::OptionalText(seen.iter().map(|s| Some(SQL.text(s.release)).filter(|r| !r.is_empty())).collect()),
+                ]);
+                let sql = q(&format!(
+                    "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, \
+                     event_count, first_release) {} {} \
+                     RETURNING project_id, fingerprint, {}",
+                    rows.insert_source(SQL.batch_arrays),
+                    ISSUE_UPSERT_CONFLICT.as_str(),
+                    ISSUE_UPSERT_RETURNS,
+                ));
+                let query = bind_rows(sqlx::query(&sql).persistent(SQL.batch_arrays), &rows);
+                let returned = query.fetch_all(&mut *conn).await?;
+                drop(seen);
+                for row in returned {
+                    let key: (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+                    let issue = UpsertedIssue {
+                        id: row.try_get(2)?,
+                        event_count: row.try_get(3)?,
+                        ignored_until_counts: row.try_get(4)?,
+                        status: row.try_get(5)?,
+                        resolved_kind: row.try_get(6)?,
+                        resolved_release: row.try_get(7)?,
+                        resolved_semver: row.try_get(8)?,
+                    };
+                    let Some(group) = groups.get_mut(&key) else {
+                        return Err(EventsFailure::Raced);
+                    };
+                    let created = issue.event_count == group.seen.events;
+                    if group.new != created
+                        || created && merged_fingerprint(conn, key.0, &key.1).await?.is_some()
+                    {
+                        return Err(EventsFailure::Raced);
+                    }
+                    let first = issue.event_count - group.seen.events + 1;
+                    group.upserted = Some((issue, first));
+                }
+            }
+            Ok(())
+        }
+
         /// Counts `seen` on the issue of `fingerprint`, created if new. A
         /// resolution bound to releases is left for `regress_by_release` to
         /// judge; any other resolved issue is unresolved again.
@@ -483,21 +567,9 @@ macro_rules! ingest_store {
                 format!(
                     "INSERT INTO issues (project_id, fingerprint, title, culprit, level, status, first_seen, last_seen, \
                      event_count, first_release) \
-                     VALUES ($1, $2, $3, $4, $5, 'unresolved', $6, $7, $8, NULLIF($9, '')) \
-                     ON CONFLICT (project_id, fingerprint) DO UPDATE SET \
-                       title = excluded.title, culprit = excluded.culprit, level = excluded.level, \
-                       first_seen = {least}(issues.first_seen, excluded.first_seen), \
-                       last_seen = {greatest}(issues.last_seen, excluded.last_seen), \
-                       event_count = issues.event_count + excluded.event_count, \
-                       first_release = COALESCE(issues.first_release, excluded.first_release), \
-                       is_regression = CASE WHEN issues.status = 'resolved' AND issues.resolved_kind IS NULL \
-                         THEN TRUE ELSE issues.is_regression END, \
-                       status = CASE WHEN issues.status = 'resolved' AND issues.resolved_kind IS NULL \
-                         THEN 'unresolved' ELSE issues.status END \
-                     RETURNING id, event_count, (ignore_until_count IS NOT NULL OR ignore_until_users IS NOT NULL), \
-                       status, resolved_kind, resolved_release, resolved_semver",
-                    least = SQL.least,
-                    greatest = SQL.greatest,
+                     VALUES ($1, $2, $3, $4, $5, 'unresolved', $6, $7, $8, NULLIF($9, '')) {} RETURNING {}",
+                    ISSUE_UPSERT_CONFLICT.as_str(),
+                    ISSUE_UPSERT_RETURNS,
                 )
             });
             #[allow(clippy::type_complexity)]
@@ -531,39 +603,63 @@ macro_rules! ingest_store {
         async fn insert_events(conn: &mut $conn, pending: &[PendingEvent<'_>]) -> Result<(), EventsFailure> {
             let mut inserted = 0;
             for chunk in pending.chunks(EVENT_ROWS_PER_STATEMENT) {
+                let events: Vec<&NewEvent> = chunk.iter().map(|p| p.event).collect();
+                let rows = BatchRows::of(vec![
+                    Column::Int(events.iter().map(|e| e.project_id).collect()),
+                    Column::Text(events.iter().map(|e| e.processed.event.event_id.as_str().into()).collect()),
+                    Column::Int(events.iter().map(|e| e.received_at).collect()),
+                    Column::Int(events.iter().map(|e| e.occurred_at).collect()),
+                    Column::Text(events.iter().map(|e| SQL.text(&e.processed.event.environment)).collect()),
+                    Column::Text(events.iter().map(|e| SQL.text(&e.processed.event.release)).collect()),
+                    Column::Text(events.iter().map(|e| e.processed.event.level.as_str().into()).collect()),
+                    Column::OptionalText(events.iter().map(|e| e.processed.user_key.as_deref().map(|t| SQL.text(t))).collect()),
+                    Column::Text(
+                        events.iter().map(|e| if e.body.is_some() { "".into() } else { e.payload.as_str().into() }).collect(),
+                    ),
+                    Column::OptionalBytes(events.iter().map(|e| e.body.as_deref()).collect()),
+                    Column::Text(events.iter().map(|e| e.tags.as_str().into()).collect()),
+                    Column::OptionalText(events.iter().map(|e| e.user_email.as_deref().map(|t| SQL.text(t))).collect()),
+                    Column::OptionalBytes(events.iter().map(|e| e.tag_hashes.as_deref()).collect()),
+                    Column::Int(chunk.iter().map(|p| p.issue_id).collect()),
+                    Column::Bool(chunk.iter().map(|p| p.kept).collect()),
+                ]);
                 let sql = q(&format!(
                     "INSERT INTO events (project_id, event_id, received_at, occurred_at, environment, release, level, \
-                     user_key, payload, body, tags, user_email, tag_hashes, issue_id, kept) VALUES {} \
+                     user_key, payload, body, tags, user_email, tag_hashes, issue_id, kept) {} \
                      ON CONFLICT (project_id, event_id) DO NOTHING",
-                    super::batch_counters::values(chunk.len(), 15)
+                    rows.insert_source(SQL.batch_arrays)
                 ));
-                let mut query = sqlx::query(&sql).persistent(false);
-                for p in chunk {
-                    let e = p.event;
-                    let event = &e.processed.event;
-                    query = query
-                        .bind(e.project_id)
-                        .bind(&event.event_id)
-                        .bind(e.received_at)
-                        .bind(e.occurred_at)
-                        .bind(SQL.text(&event.environment))
-                        .bind(SQL.text(&event.release))
-                        .bind(event.level.as_str())
-                        .bind(e.processed.user_key.as_deref().map(|t| SQL.text(t)))
-                        .bind(if e.body.is_some() { "" } else { e.payload.as_str() })
-                        .bind(e.body.as_deref())
-                        .bind(&e.tags)
-                        .bind(e.user_email.as_deref().map(|t| SQL.text(t)))
-                        .bind(e.tag_hashes.as_deref())
-                        .bind(p.issue_id)
-                        .bind(p.kept);
-                }
+                let query = bind_rows(sqlx::query(&sql).persistent(SQL.batch_arrays), &rows);
                 inserted += query.execute(&mut *conn).await?.rows_affected();
             }
             if inserted < pending.len() as u64 {
                 return Err(EventsFailure::Raced);
             }
             Ok(())
+        }
+
+        /// Which of `tokens` are live (neither revoked nor their project
+        /// deleted), in one query.
+        async fn live_tokens(conn: &mut $conn, tokens: &[&str]) -> Result<Vec<String>, sqlx::Error> {
+            let tokens: Vec<&str> = tokens.iter().copied().filter(|t| SQL.can_hold(t)).collect();
+            if tokens.is_empty() {
+                return Ok(Vec::new());
+            }
+            let tokens = BatchRows::of(vec![Column::Text(tokens.into_iter().map(Into::into).collect())]);
+            let sql =
+                q(&format!("SELECT token FROM project_keys WHERE revoked_at IS NULL AND token {}", tokens.in_list(SQL.batch_arrays)));
+            let query = bind_rows(sqlx::query(&sql).persistent(SQL.batch_arrays), &tokens);
+            query.fetch_all(&mut *conn).await?.iter().map(|row| row.try_get(0)).collect()
+        }
+
+        /// The keys of `keys` that are not live, asked inside the batch's
+        /// transaction (`Ingest::store_keyed_events`).
+        async fn revoked_keys(conn: &mut $conn, keys: &[&str]) -> Result<Vec<String>, sqlx::Error> {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let live = live_tokens(conn, keys).await?;
+            Ok(keys.iter().filter(|k| !live.iter().any(|l| l == *k)).map(|k| k.to_string()).collect())
         }
 
         #[async_trait]
@@ -582,17 +678,8 @@ macro_rules! ingest_store {
             }
 
             async fn live_ingest_tokens(&self, tokens: &[&str]) -> StoreResult<Vec<String>> {
-                let tokens: Vec<&str> = tokens.iter().copied().filter(|t| SQL.can_hold(t)).collect();
-                if tokens.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let list = (1..=tokens.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
-                let sql = format!("SELECT token FROM project_keys WHERE revoked_at IS NULL AND token IN ({list})");
-                let mut query = sqlx::query_scalar(&sql).persistent(false);
-                for token in tokens {
-                    query = query.bind(token);
-                }
-                query.fetch_all(&self.pool).await.map_err(unavailable("checking ingestion tokens"))
+                let mut conn = self.pool.acquire().await.map_err(unavailable("checking ingestion tokens"))?;
+                live_tokens(&mut conn, tokens).await.map_err(unavailable("checking ingestion tokens"))
             }
 
             async fn record_handshake(&self, project_id: i64, sdk: &str, at: i64) -> StoreResult<()> {
@@ -606,9 +693,9 @@ macro_rules! ingest_store {
                 Ok(())
             }
 
-            async fn store_events(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreOutcome>> {
+            async fn store_keyed_events(&self, batch: &[NewEvent], keys: &[&str]) -> StoreResult<KeyedBatch> {
                 // How a batch's transaction runs is the backend's own.
-                self.store_batch(batch).await
+                self.store_batch(batch, keys).await
             }
 
             fn set_installation_rate_limit(&self, limit: Option<RateLimit>) {

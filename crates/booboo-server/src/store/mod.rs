@@ -16,6 +16,7 @@ mod activity_sql;
 pub mod alert_rules;
 mod alert_sql;
 mod batch_counters;
+mod batch_rows;
 mod dialect;
 mod ingest_sql;
 mod issues_sql;
@@ -820,6 +821,15 @@ pub trait PayloadDictionaries: Send + Sync + 'static {
     async fn payload_samples(&self, limit: i64, max_bytes: usize) -> StoreResult<Vec<String>>;
 }
 
+/// What [`Ingest::store_keyed_events`] did with a batch.
+#[derive(Debug)]
+pub enum KeyedBatch {
+    /// Committed: each event's outcome, in the batch's order.
+    Stored(Vec<StoreOutcome>),
+    /// Nothing stored: these keys of the batch are no longer live.
+    KeysRevoked(Vec<String>),
+}
+
 /// The ingest path: which project a token sends to, and the writer's one
 /// verb, a batch of events stored in one transaction (`ingest_sql.rs`).
 #[async_trait]
@@ -835,7 +845,21 @@ pub trait Ingest: Send + Sync + 'static {
 
     /// Stores a batch in one transaction. Either every event of the batch is
     /// committed (outcomes in order) or none is (an error).
-    async fn store_events(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreOutcome>>;
+    async fn store_events(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreOutcome>> {
+        match self.store_keyed_events(batch, &[]).await? {
+            KeyedBatch::Stored(outcomes) => Ok(outcomes),
+            KeyedBatch::KeysRevoked(keys) => {
+                Err(StoreError::Conflict(format!("{} ingestion key(s) of the batch were revoked", keys.len())))
+            }
+        }
+    }
+
+    /// The same for a batch whose events came with the ingestion keys
+    /// `keys` (its distinct ones): inside the batch's transaction, before
+    /// anything is stored, checks that every one is still live, and if one
+    /// is not, stores nothing and names those that are not. One transaction
+    /// per batch, the check included.
+    async fn store_keyed_events(&self, batch: &[NewEvent], keys: &[&str]) -> StoreResult<KeyedBatch>;
 
     /// Sets the installation-wide rate limit, on all projects together
     /// (`None`: off), besides each project's own. Applies from the next

@@ -4,6 +4,7 @@
 //! advisory locks around migrations; no node keeps state of its own.
 
 use super::batch_counters::BatchCounters;
+use super::batch_rows::bind_postgres as bind_rows;
 use super::dialect::SqlDialect;
 use super::migrations::{self, Backend};
 use super::rows::*;
@@ -44,10 +45,10 @@ fn batch_failure(doing: &'static str) -> impl FnOnce(sqlx::Error) -> BatchFailur
 impl PostgresStore {
     /// The batch of `Ingest::store_events`: attempts in event order (see
     /// `store_batch_once`), again while it loses races to other nodes.
-    async fn store_batch(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreOutcome>> {
+    async fn store_batch(&self, batch: &[NewEvent], keys: &[&str]) -> StoreResult<KeyedBatch> {
         let mut attempt = 1;
         loop {
-            match self.store_batch_once(batch).await {
+            match self.store_batch_once(batch, keys).await {
                 Err(failure) if attempt < BATCH_ATTEMPTS && failure.lost_race => {
                     tracing::debug!("batch lost a race with another node ({}); retrying", failure.error);
                     attempt += 1;
@@ -156,13 +157,17 @@ impl PostgresStore {
     /// fingerprint; an issue's events in the order they came) so that
     /// concurrent batches on other nodes take row locks in the same order
     /// and rarely deadlock.
-    async fn store_batch_once(&self, batch: &[NewEvent]) -> Result<Vec<StoreOutcome>, BatchFailure> {
+    async fn store_batch_once(&self, batch: &[NewEvent], keys: &[&str]) -> Result<KeyedBatch, BatchFailure> {
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by(|&a, &b| {
             (batch[a].project_id, &batch[a].processed.fingerprint.fingerprint)
                 .cmp(&(batch[b].project_id, &batch[b].processed.fingerprint.fingerprint))
         });
         let mut tx = self.pool.begin().await.map_err(batch_failure("starting a batch"))?;
+        let revoked = revoked_keys(&mut tx, keys).await.map_err(batch_failure("checking ingestion keys"))?;
+        if !revoked.is_empty() {
+            return Ok(KeyedBatch::KeysRevoked(revoked));
+        }
         let rules = rules_for_batch(&mut tx, batch).await.map_err(batch_failure("reading alert rules"))?;
         // Quota windows are locked before any issue row, in project order.
         let mut quotas = quotas_for_batch(&mut tx, batch, self.installation_quota.get())
@@ -175,7 +180,7 @@ impl PostgresStore {
         save_quotas(&mut tx, &quotas).await.map_err(batch_failure("saving the projects' quotas"))?;
         write_batch_counters(&mut tx, &counters).await.map_err(batch_failure("counting a batch's events"))?;
         tx.commit().await.map_err(batch_failure("committing a batch"))?;
-        Ok(outcomes)
+        Ok(KeyedBatch::Stored(outcomes))
     }
 }
 

@@ -3,6 +3,7 @@
 //! a power cut, and one writer (the ingest queue) doing group commits.
 
 use super::batch_counters::BatchCounters;
+use super::batch_rows::bind_sqlite as bind_rows;
 use super::dialect::SqlDialect;
 use super::migrations::{self, Backend};
 use super::rows::*;
@@ -39,10 +40,14 @@ super::sql_backend::sql_backend!(SqliteStore, SqlitePool, sqlx::SqliteConnection
 const VACUUM_STEP_PAGES: i64 = 256;
 
 impl SqliteStore {
-    /// The batch of `Ingest::store_events`, in one transaction under the
-    /// write lock, events in the order they came.
-    async fn store_batch(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreOutcome>> {
+    /// The batch of `Ingest::store_keyed_events`, in one transaction under
+    /// the write lock, events in the order they came.
+    async fn store_batch(&self, batch: &[NewEvent], keys: &[&str]) -> StoreResult<KeyedBatch> {
         let mut tx = self.begin_write().await?;
+        let revoked = revoked_keys(&mut tx, keys).await.map_err(unavailable("checking ingestion keys"))?;
+        if !revoked.is_empty() {
+            return Ok(KeyedBatch::KeysRevoked(revoked));
+        }
         let rules = rules_for_batch(&mut tx, batch).await.map_err(unavailable("reading alert rules"))?;
         let mut quotas = quotas_for_batch(&mut tx, batch, self.installation_quota.get())
             .await
@@ -55,7 +60,7 @@ impl SqliteStore {
         write_batch_counters(&mut tx, &counters).await.map_err(unavailable("counting a batch's events"))?;
         save_quotas(&mut tx, &quotas).await.map_err(unavailable("saving the projects' quotas"))?;
         tx.commit().await.map_err(unavailable("committing a batch"))?;
-        Ok(outcomes)
+        Ok(KeyedBatch::Stored(outcomes))
     }
 
     pub async fn open(url: &str) -> StoreResult<SqliteStore> {

@@ -6,8 +6,8 @@
 use crate::support::*;
 use booboo_core::search_query;
 use booboo_server::store::{
-    IgnoreCondition, IssueFilter, IssueSearch, IssueStatus, NewEvent, NotStoredReason, Page, RateLimit, Resolution,
-    Store, StoreError, StoreOutcome, Trigger,
+    IgnoreCondition, IssueFilter, IssueSearch, IssueStatus, KeyedBatch, NewEvent, NotStoredReason, Page, RateLimit,
+    Resolution, Store, StoreError, StoreOutcome, Trigger,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -18,9 +18,16 @@ store_tests!(
     alert_counts_include_the_batchs_own_events,
     concurrent_batches_of_the_same_events_store_each_once,
     regressions_ignores_and_new_issues_in_one_batch_are_judged_as_one_by_one,
+    an_ignore_until_users_ends_at_the_same_event_in_a_batch_as_one_by_one,
+    a_batch_with_a_revoked_key_stores_nothing_and_names_the_key,
 );
 
 const HOUR: i64 = 3_600_000;
+
+/// A fresh ingestion key.
+fn token() -> String {
+    format!("{:032x}", rand_u128())
+}
 const ALL: Page = Page { offset: 0, limit: 100 };
 
 /// 150 events over 7 fingerprints, 3 environments (one empty), 3 releases,
@@ -110,7 +117,6 @@ async fn read_back(store: &Arc<dyn Store>, p: i64) -> Vec<String> {
 }
 
 async fn a_mixed_batch_stores_exactly_what_one_by_one_storage_would(store: Arc<dyn Store>) {
-    let token = || format!("{:032x}", rand_u128());
     let batched = store.create_project("acme", "batched", &token(), T0).await.unwrap().0.id;
     let single = store.create_project("acme", "single", &token(), T0).await.unwrap().0.id;
 
@@ -295,4 +301,80 @@ async fn regressions_ignores_and_new_issues_in_one_batch_are_judged_as_one_by_on
     }
     assert!(seen[0].iter().any(|row| row.contains("regression=true")), "{:#?}", seen[0]);
     assert_eq!(seen[0], seen[1], "one batch (left) and one by one (right) differ");
+}
+
+/// Users are counted once per batch, except on an issue ignored until a
+/// number of users, which counts them event by event: the ignore ends at
+/// the same event, with the same users counted, as one event at a time.
+async fn an_ignore_until_users_ends_at_the_same_event_in_a_batch_as_one_by_one(store: Arc<dyn Store>) {
+    let mut seen = Vec::new();
+    for slug in ["users-batch", "users-one-by-one"] {
+        let p = store.create_project("acme", slug, &token(), T0).await.unwrap().0.id;
+        store.create_alert_rule(p, &super::alert_rule(Trigger::Unignored, 1), T0).await.unwrap();
+        let event = |t: i64, function: &str, user: &str| {
+            new_event(p, T0 + t, &body(function, json!({"context": {"user": {"id": user}}})))
+        };
+        let ignored = store.store_events(&[event(0, "ignored", "u0")]).await.unwrap()[0].issue_id().unwrap();
+        store.store_events(&[event(1, "open", "u0")]).await.unwrap();
+        store.ignore_issue(ADMIN, ignored, IgnoreCondition::Users(2), T0).await.unwrap().unwrap();
+        // u0 again and u1 are not yet two more users; u2 is the second.
+        let batch: Vec<NewEvent> = [
+            ("ignored", "u0"),
+            ("open", "u1"),
+            ("ignored", "u1"),
+            ("open", "u1"),
+            ("ignored", "u1"),
+            ("open", "u2"),
+            ("ignored", "u2"),
+            ("ignored", "u3"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (function, user))| event(10 + i as i64, function, user))
+        .collect();
+        if slug == "users-batch" {
+            store.store_events(&batch).await.unwrap();
+        } else {
+            for e in batch {
+                store.store_events(&[e]).await.unwrap();
+            }
+        }
+        let all = IssueFilter { status: None, ..IssueFilter::default() };
+        let mut issues = store.list_issues(ADMIN, p, &all, ALL).await.unwrap().items;
+        issues.sort_by(|a, b| a.culprit.cmp(&b.culprit));
+        let mut rows = Vec::new();
+        for i in &issues {
+            let alerts: Vec<String> =
+                store.issue_deliveries(i.id, 50).await.unwrap().into_iter().map(|d| d.kind.to_string()).collect();
+            rows.push(format!("{} {:?} count={} users={} alerts={alerts:?}", i.culprit, i.status, i.count, i.users));
+        }
+        seen.push(rows);
+    }
+    assert!(seen[0].iter().any(|row| row.contains("users=4") && row.contains("Unresolved")), "{:#?}", seen[0]);
+    assert!(seen[0].iter().any(|row| row.contains("users=3")), "{:#?}", seen[0]);
+    assert_eq!(seen[0], seen[1], "one batch (left) and one by one (right) differ");
+}
+
+/// The batch's keys are checked inside its transaction: with one revoked,
+/// nothing of the batch is stored and the store names that key; with the
+/// live key alone, the same events are stored.
+async fn a_batch_with_a_revoked_key_stores_nothing_and_names_the_key(store: Arc<dyn Store>) {
+    let live = token();
+    let p = store.create_project("acme", "keyed", &live, T0).await.unwrap().0.id;
+    let revoked = token();
+    let key = store.add_project_key(ADMIN, p, &revoked, "old", T0).await.unwrap().unwrap();
+    assert!(store.revoke_project_key(ADMIN, p, key.id, T0).await.unwrap());
+    let batch: Vec<NewEvent> = (0..3).map(|i| new_event(p, T0 + i, &body("keyed", json!({})))).collect();
+    let both = [live.as_str(), revoked.as_str()];
+    match store.store_keyed_events(&batch, &both).await.unwrap() {
+        KeyedBatch::KeysRevoked(keys) => assert_eq!(keys, std::slice::from_ref(&revoked)),
+        other => panic!("a revoked key stored the batch: {other:?}"),
+    }
+    let all = IssueFilter { status: None, ..IssueFilter::default() };
+    assert!(store.list_issues(ADMIN, p, &all, ALL).await.unwrap().items.is_empty(), "nothing stored");
+    match store.store_keyed_events(&batch, &[live.as_str()]).await.unwrap() {
+        KeyedBatch::Stored(outcomes) => assert_eq!(outcomes.len(), 3),
+        other => panic!("a live key was refused: {other:?}"),
+    }
+    assert_eq!(store.list_issues(ADMIN, p, &all, ALL).await.unwrap().items[0].count, 3);
 }
