@@ -16,10 +16,13 @@
 //! PostgreSQL nodes lock them in the same order.
 //!
 //! The statements are written once for both backends by
-//! [`batch_counter_queries`], expanded in `sqlite.rs` and `postgres.rs`.
+//! [`batch_counter_queries`], expanded in `sqlite.rs` and `postgres.rs`:
+//! SQLite runs one per table, PostgreSQL all of them as one statement.
 
+use super::batch_rows::{BatchRows, Column};
 use super::rows::MAX_TAGS_COUNTED;
 use booboo_core::event::Event;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Rows per multi-row statement: far below both backends' limit on bind
@@ -100,10 +103,128 @@ pub(super) fn values(rows: usize, columns: usize) -> String {
     vec![row; rows].join(", ")
 }
 
+/// What a text bind goes through on a backend (`SqlDialect::text`).
+pub(super) type TextBind = fn(&str) -> Cow<'_, str>;
+
+/// An entry of [`BatchCounters::releases`].
+pub(super) type ReleaseEntry<'a> = (&'a (i64, String), &'a (i64, i64));
+
+/// The rows of each counter table, for a chunk of its entries: the same
+/// rows whether a backend writes a table per statement or all at once.
+impl BatchCounters {
+    pub fn issue_user_rows<'a>(chunk: &[&'a (i64, String)], text: TextBind) -> BatchRows<'a> {
+        BatchRows::of(vec![
+            Column::Int(chunk.iter().map(|r| r.0).collect()),
+            Column::Text(chunk.iter().map(|r| text(&r.1)).collect()),
+        ])
+    }
+
+    pub fn environment_user_rows<'a>(chunk: &[&'a (i64, String, String)], text: TextBind) -> BatchRows<'a> {
+        BatchRows::of(vec![
+            Column::Int(chunk.iter().map(|r| r.0).collect()),
+            Column::Text(chunk.iter().map(|r| text(&r.1)).collect()),
+            Column::Text(chunk.iter().map(|r| text(&r.2)).collect()),
+        ])
+    }
+
+    /// Issue, environment and events; the new users are added by the writer.
+    pub fn environment_rows<'a>(chunk: &[(&'a (i64, String), &'a i64)], text: TextBind) -> BatchRows<'a> {
+        BatchRows::of(vec![
+            Column::Int(chunk.iter().map(|((issue_id, _), _)| *issue_id).collect()),
+            Column::Text(chunk.iter().map(|((_, environment), _)| text(environment)).collect()),
+            Column::Int(chunk.iter().map(|(_, n)| **n).collect()),
+        ])
+    }
+
+    /// Issue and release, then events and earliest receipt.
+    pub fn release_rows<'a>(chunk: &[ReleaseEntry<'a>], text: TextBind) -> BatchRows<'a> {
+        BatchRows::of(vec![
+            Column::Int(chunk.iter().map(|((issue_id, _), _)| *issue_id).collect()),
+            Column::Text(chunk.iter().map(|((_, release), _)| text(release)).collect()),
+            Column::Int(chunk.iter().map(|(_, (n, _))| *n).collect()),
+            Column::Int(chunk.iter().map(|(_, (_, first_seen))| *first_seen).collect()),
+        ])
+    }
+
+    pub fn tag_rows<'a>(chunk: &[(&'a (i64, String, String), &'a i64)], text: TextBind) -> BatchRows<'a> {
+        BatchRows::of(vec![
+            Column::Int(chunk.iter().map(|((issue_id, _, _), _)| *issue_id).collect()),
+            Column::Text(chunk.iter().map(|((_, key, _), _)| text(key)).collect()),
+            Column::Text(chunk.iter().map(|((_, _, value), _)| text(value)).collect()),
+            Column::Int(chunk.iter().map(|(_, n)| **n).collect()),
+        ])
+    }
+
+    pub fn hourly_rows<'a>(chunk: &[(&'a (i64, i64), &'a i64)]) -> BatchRows<'a> {
+        BatchRows::of(vec![
+            Column::Int(chunk.iter().map(|((issue_id, _), _)| *issue_id).collect()),
+            Column::Int(chunk.iter().map(|((_, hour), _)| *hour).collect()),
+            Column::Int(chunk.iter().map(|(_, n)| **n).collect()),
+        ])
+    }
+
+    pub fn project_environment_rows<'a>(chunk: &[&'a (i64, String)], text: TextBind) -> BatchRows<'a> {
+        BatchRows::of(vec![
+            Column::Int(chunk.iter().map(|(project_id, _)| *project_id).collect()),
+            Column::Text(chunk.iter().map(|(_, environment)| text(environment)).collect()),
+        ])
+    }
+
+    pub fn project_release_rows<'a>(chunk: &[(&'a (i64, String), &'a i64)], text: TextBind) -> BatchRows<'a> {
+        BatchRows::of(vec![
+            Column::Int(chunk.iter().map(|((project_id, _), _)| *project_id).collect()),
+            Column::Text(chunk.iter().map(|((_, release), _)| text(release)).collect()),
+            Column::Int(chunk.iter().map(|(_, first_seen)| **first_seen).collect()),
+        ])
+    }
+
+    pub fn project_last_event_rows(&self) -> BatchRows<'_> {
+        BatchRows::of(vec![
+            Column::Int(self.project_last_event.keys().copied().collect()),
+            Column::Int(self.project_last_event.values().copied().collect()),
+        ])
+    }
+}
+
+/// Each counter table's upsert after its rows' source (`{}`), the rows'
+/// columns in the table's order; `{least}` is the backend's minimum.
+pub(super) const RELEASES_UPSERT: &str = "INSERT INTO issue_releases (issue_id, release, event_count, first_seen) {} \
+     ON CONFLICT (issue_id, release) DO UPDATE SET \
+     event_count = issue_releases.event_count + excluded.event_count, \
+     first_seen = {least}(issue_releases.first_seen, excluded.first_seen)";
+pub(super) const TAGS_UPSERT: &str = "INSERT INTO issue_tags (issue_id, key, value, event_count) {} \
+     ON CONFLICT (issue_id, key, value) DO UPDATE SET event_count = issue_tags.event_count + excluded.event_count";
+pub(super) const HOURLY_UPSERT: &str = "INSERT INTO issue_hourly (issue_id, hour, event_count) {} \
+     ON CONFLICT (issue_id, hour) DO UPDATE SET event_count = issue_hourly.event_count + excluded.event_count";
+/// The project rows: DO NOTHING takes no lock on a row that exists.
+pub(super) const PROJECT_ENVIRONMENTS_INSERT: &str =
+    "INSERT INTO project_environments (project_id, environment) {} ON CONFLICT DO NOTHING";
+/// A release's first sighting is its earliest event, in whatever order
+/// batches arrive; rows already earliest are left alone (no write, no lock).
+pub(super) const PROJECT_RELEASES_UPSERT: &str = "INSERT INTO project_releases (project_id, release, first_seen) {} \
+     ON CONFLICT (project_id, release) DO UPDATE SET first_seen = excluded.first_seen \
+     WHERE excluded.first_seen < project_releases.first_seen";
+pub(super) const ENVIRONMENTS_CONFLICT: &str = "ON CONFLICT (issue_id, environment) DO UPDATE SET \
+     event_count = issue_environments.event_count + excluded.event_count, \
+     user_count = issue_environments.user_count + excluded.user_count";
+
+/// `template` with its rows' source in place of `{}` and `least` for
+/// `{least}`.
+pub(super) fn fill(template: &str, source: &str, least: &str) -> String {
+    template.replacen("{}", source, 1).replace("{least}", least)
+}
+
 /// Defines `write_batch_counters` for one backend: `$conn` is its connection
 /// type, `$text` what a text bind goes through, `$least`/`$greatest` its
 /// two-argument minimum and maximum (`q`, `SQL` and `bind_rows` are the
 /// backend's own).
+///
+/// SQLite writes each table with its own statements (in the process they
+/// cost no round trip). PostgreSQL writes them all with one statement of
+/// data-modifying `WITH` clauses, each run once and to completion, on its
+/// own table, with the new users of an issue (or of its environment) read
+/// from the insert's `RETURNING` inside the statement: one round trip for
+/// every counter of the batch.
 macro_rules! batch_counter_queries {
     ($conn:ty, $text:path, $least:expr, $greatest:expr) => {
         /// Adds a batch's counters, in the batch's transaction.
@@ -111,10 +232,87 @@ macro_rules! batch_counter_queries {
             conn: &mut $conn,
             counters: &super::batch_counters::BatchCounters,
         ) -> Result<(), sqlx::Error> {
-            use super::batch_counters::ROWS_PER_STATEMENT;
-            use super::batch_rows::{BatchRows, Column};
+            if SQL.batch_arrays {
+                write_batch_counters_at_once(conn, counters).await
+            } else {
+                write_batch_counters_table_by_table(conn, counters).await
+            }
+        }
+
+        async fn write_batch_counters_at_once(
+            conn: &mut $conn,
+            counters: &super::batch_counters::BatchCounters,
+        ) -> Result<(), sqlx::Error> {
+            use super::batch_counters::*;
+            let issue_users: Vec<_> = counters.issue_users.iter().collect();
+            let environment_users: Vec<_> = counters.environment_users.iter().collect();
+            let environments: Vec<_> = counters.environments.iter().collect();
+            let releases: Vec<_> = counters.releases.iter().collect();
+            let tags: Vec<_> = counters.tags.iter().collect();
+            let hourly: Vec<_> = counters.hourly.iter().collect();
+            let project_environments: Vec<_> = counters.project_environments.iter().collect();
+            let project_releases: Vec<_> = counters.project_releases.iter().collect();
+            // In the order their placeholders appear below.
+            let rows = [
+                BatchCounters::issue_user_rows(&issue_users, $text),
+                BatchCounters::environment_user_rows(&environment_users, $text),
+                BatchCounters::environment_rows(&environments, $text),
+                BatchCounters::release_rows(&releases, $text),
+                BatchCounters::tag_rows(&tags, $text),
+                BatchCounters::hourly_rows(&hourly),
+                BatchCounters::project_environment_rows(&project_environments, $text),
+                BatchCounters::project_release_rows(&project_releases, $text),
+                counters.project_last_event_rows(),
+            ];
+            static AT_ONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            let sql = AT_ONCE.get_or_init(|| {
+                let source = |rows: &super::batch_rows::BatchRows<'_>| rows.insert_source(true);
+                q(&format!(
+                    "WITH new_issue_users AS (INSERT INTO issue_users (issue_id, user_key) {} \
+                       ON CONFLICT DO NOTHING RETURNING issue_id), \
+                     issue_user_counts AS (UPDATE issues SET user_count = issues.user_count + n.n \
+                       FROM (SELECT issue_id, COUNT(*) AS n FROM new_issue_users GROUP BY issue_id) AS n \
+                       WHERE issues.id = n.issue_id), \
+                     new_environment_users AS (INSERT INTO issue_environment_users (issue_id, environment, user_key) {} \
+                       ON CONFLICT DO NOTHING RETURNING issue_id, environment), \
+                     environments AS (INSERT INTO issue_environments (issue_id, environment, event_count, user_count) \
+                       SELECT v.column1, v.column2, v.column3, COALESCE(n.n, 0) FROM {} \
+                       LEFT JOIN (SELECT issue_id, environment, COUNT(*) AS n FROM new_environment_users \
+                         GROUP BY issue_id, environment) AS n ON n.issue_id = v.column1 AND n.environment = v.column2 \
+                       {}), \
+                     releases AS ({}), tags AS ({}), hourly AS ({}), \
+                     project_environments AS ({}), project_releases AS ({}), \
+                     last_event AS (UPDATE projects SET last_event_at = {}(COALESCE(last_event_at, 0), v.column2) \
+                       FROM {} WHERE projects.id = v.column1) \
+                     SELECT 1",
+                    source(&rows[0]),
+                    source(&rows[1]),
+                    rows[2].table(true, "v"),
+                    ENVIRONMENTS_CONFLICT,
+                    fill(RELEASES_UPSERT, &source(&rows[3]), $least),
+                    fill(TAGS_UPSERT, &source(&rows[4]), $least),
+                    fill(HOURLY_UPSERT, &source(&rows[5]), $least),
+                    fill(PROJECT_ENVIRONMENTS_INSERT, &source(&rows[6]), $least),
+                    fill(PROJECT_RELEASES_UPSERT, &source(&rows[7]), $least),
+                    $greatest,
+                    rows[8].table(true, "v"),
+                ))
+            });
+            let mut query = sqlx::query(sql);
+            for rows in &rows {
+                query = bind_rows(query, rows);
+            }
+            query.execute(&mut *conn).await?;
+            Ok(())
+        }
+
+        async fn write_batch_counters_table_by_table(
+            conn: &mut $conn,
+            counters: &super::batch_counters::BatchCounters,
+        ) -> Result<(), sqlx::Error> {
+            use super::batch_counters::*;
+            use super::batch_rows::Column;
             use sqlx::Row as _;
-            let arrays = SQL.batch_arrays;
             // The users new to an issue (the rows the insert returns),
             // added to its count. An issue whose ignore ends at a number of
             // users has counted them event by event already (`ingest_sql.rs`):
@@ -122,156 +320,89 @@ macro_rules! batch_counter_queries {
             let mut new_issue_users = std::collections::BTreeMap::<i64, i64>::new();
             let rows: Vec<_> = counters.issue_users.iter().collect();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let rows = BatchRows::of(vec![
-                    Column::Int(chunk.iter().map(|r| r.0).collect()),
-                    Column::Text(chunk.iter().map(|r| $text(&r.1)).collect()),
-                ]);
+                let rows = BatchCounters::issue_user_rows(chunk, $text);
                 let sql = q(&format!(
                     "INSERT INTO issue_users (issue_id, user_key) {} ON CONFLICT DO NOTHING RETURNING issue_id",
-                    rows.insert_source(arrays)
+                    rows.insert_source(false)
                 ));
-                let query = bind_rows(sqlx::query(&sql).persistent(arrays), &rows);
-                for row in query.fetch_all(&mut *conn).await? {
+                for row in bind_rows(sqlx::query(&sql).persistent(false), &rows).fetch_all(&mut *conn).await? {
                     *new_issue_users.entry(row.try_get(0)?).or_default() += 1;
                 }
             }
             let rows: Vec<_> = new_issue_users.into_iter().collect();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let rows = BatchRows::of(vec![
+                let rows = super::batch_rows::BatchRows::of(vec![
                     Column::Int(chunk.iter().map(|r| r.0).collect()),
                     Column::Int(chunk.iter().map(|r| r.1).collect()),
                 ]);
                 let sql = q(&format!(
                     "UPDATE issues SET user_count = issues.user_count + v.column2 FROM {} WHERE issues.id = v.column1",
-                    rows.table(arrays, "v")
+                    rows.table(false, "v")
                 ));
-                bind_rows(sqlx::query(&sql).persistent(arrays), &rows).execute(&mut *conn).await?;
+                bind_rows(sqlx::query(&sql).persistent(false), &rows).execute(&mut *conn).await?;
             }
             // The users new to an issue's environment, counted per
             // environment: the rows the insert returns are the new ones.
             let mut new_users = std::collections::BTreeMap::<(i64, String), i64>::new();
             let rows: Vec<_> = counters.environment_users.iter().collect();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let rows = BatchRows::of(vec![
-                    Column::Int(chunk.iter().map(|r| r.0).collect()),
-                    Column::Text(chunk.iter().map(|r| $text(&r.1)).collect()),
-                    Column::Text(chunk.iter().map(|r| $text(&r.2)).collect()),
-                ]);
+                let rows = BatchCounters::environment_user_rows(chunk, $text);
                 let sql = q(&format!(
                     "INSERT INTO issue_environment_users (issue_id, environment, user_key) {} \
                      ON CONFLICT DO NOTHING RETURNING issue_id, environment",
-                    rows.insert_source(arrays)
+                    rows.insert_source(false)
                 ));
-                let query = bind_rows(sqlx::query(&sql).persistent(arrays), &rows);
-                for row in query.fetch_all(&mut *conn).await? {
+                for row in bind_rows(sqlx::query(&sql).persistent(false), &rows).fetch_all(&mut *conn).await? {
                     *new_users.entry((row.try_get(0)?, row.try_get(1)?)).or_default() += 1;
                 }
             }
             let rows: Vec<_> = counters.environments.iter().collect();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                // Keyed as the returned rows are (a backend's text, e.g.
-                // PostgreSQL's without NUL characters).
-                let environments: Vec<_> = chunk.iter().map(|((_, environment), _)| $text(environment)).collect();
+                let mut rows = BatchCounters::environment_rows(chunk, $text);
+                // Keyed as the returned rows are (a backend's text).
                 let users = chunk
                     .iter()
-                    .zip(&environments)
-                    .map(|(((issue_id, _), _), environment)| {
-                        new_users.get(&(*issue_id, environment.to_string())).copied().unwrap_or(0)
+                    .map(|((issue_id, environment), _)| {
+                        new_users.get(&(*issue_id, $text(environment).to_string())).copied().unwrap_or(0)
                     })
                     .collect();
-                let rows = BatchRows::of(vec![
-                    Column::Int(chunk.iter().map(|((issue_id, _), _)| *issue_id).collect()),
-                    Column::Text(environments),
-                    Column::Int(chunk.iter().map(|(_, n)| **n).collect()),
-                    Column::Int(users),
-                ]);
+                rows.columns.push(Column::Int(users));
                 let sql = q(&format!(
-                    "INSERT INTO issue_environments (issue_id, environment, event_count, user_count) {} \
-                     ON CONFLICT (issue_id, environment) DO UPDATE SET \
-                     event_count = issue_environments.event_count + excluded.event_count, \
-                     user_count = issue_environments.user_count + excluded.user_count",
-                    rows.insert_source(arrays)
+                    "INSERT INTO issue_environments (issue_id, environment, event_count, user_count) {} {}",
+                    rows.insert_source(false),
+                    ENVIRONMENTS_CONFLICT
                 ));
-                bind_rows(sqlx::query(&sql).persistent(arrays), &rows).execute(&mut *conn).await?;
+                bind_rows(sqlx::query(&sql).persistent(false), &rows).execute(&mut *conn).await?;
             }
             let rows: Vec<_> = counters.releases.iter().collect();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let rows = BatchRows::of(vec![
-                    Column::Int(chunk.iter().map(|((issue_id, _), _)| *issue_id).collect()),
-                    Column::Text(chunk.iter().map(|((_, release), _)| $text(release)).collect()),
-                    Column::Int(chunk.iter().map(|(_, (n, _))| *n).collect()),
-                    Column::Int(chunk.iter().map(|(_, (_, first_seen))| *first_seen).collect()),
-                ]);
-                let sql = q(&format!(
-                    "INSERT INTO issue_releases (issue_id, release, event_count, first_seen) {} \
-                     ON CONFLICT (issue_id, release) DO UPDATE SET \
-                     event_count = issue_releases.event_count + excluded.event_count, \
-                     first_seen = {}(issue_releases.first_seen, excluded.first_seen)",
-                    rows.insert_source(arrays),
-                    $least
-                ));
-                bind_rows(sqlx::query(&sql).persistent(arrays), &rows).execute(&mut *conn).await?;
+                let rows = BatchCounters::release_rows(chunk, $text);
+                let sql = q(&fill(RELEASES_UPSERT, &rows.insert_source(false), $least));
+                bind_rows(sqlx::query(&sql).persistent(false), &rows).execute(&mut *conn).await?;
             }
             let rows: Vec<_> = counters.tags.iter().collect();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let rows = BatchRows::of(vec![
-                    Column::Int(chunk.iter().map(|((issue_id, _, _), _)| *issue_id).collect()),
-                    Column::Text(chunk.iter().map(|((_, key, _), _)| $text(key)).collect()),
-                    Column::Text(chunk.iter().map(|((_, _, value), _)| $text(value)).collect()),
-                    Column::Int(chunk.iter().map(|(_, n)| **n).collect()),
-                ]);
-                let sql = q(&format!(
-                    "INSERT INTO issue_tags (issue_id, key, value, event_count) {} \
-                     ON CONFLICT (issue_id, key, value) \
-                     DO UPDATE SET event_count = issue_tags.event_count + excluded.event_count",
-                    rows.insert_source(arrays)
-                ));
-                bind_rows(sqlx::query(&sql).persistent(arrays), &rows).execute(&mut *conn).await?;
+                let rows = BatchCounters::tag_rows(chunk, $text);
+                let sql = q(&fill(TAGS_UPSERT, &rows.insert_source(false), $least));
+                bind_rows(sqlx::query(&sql).persistent(false), &rows).execute(&mut *conn).await?;
             }
             let rows: Vec<_> = counters.hourly.iter().collect();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let rows = BatchRows::of(vec![
-                    Column::Int(chunk.iter().map(|((issue_id, _), _)| *issue_id).collect()),
-                    Column::Int(chunk.iter().map(|((_, hour), _)| *hour).collect()),
-                    Column::Int(chunk.iter().map(|(_, n)| **n).collect()),
-                ]);
-                let sql = q(&format!(
-                    "INSERT INTO issue_hourly (issue_id, hour, event_count) {} \
-                     ON CONFLICT (issue_id, hour) DO UPDATE SET event_count = issue_hourly.event_count + excluded.event_count",
-                    rows.insert_source(arrays)
-                ));
-                bind_rows(sqlx::query(&sql).persistent(arrays), &rows).execute(&mut *conn).await?;
+                let rows = BatchCounters::hourly_rows(chunk);
+                let sql = q(&fill(HOURLY_UPSERT, &rows.insert_source(false), $least));
+                bind_rows(sqlx::query(&sql).persistent(false), &rows).execute(&mut *conn).await?;
             }
-            // The project rows: DO NOTHING takes no lock on a row that exists.
             let rows: Vec<_> = counters.project_environments.iter().collect();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let rows = BatchRows::of(vec![
-                    Column::Int(chunk.iter().map(|(project_id, _)| *project_id).collect()),
-                    Column::Text(chunk.iter().map(|(_, environment)| $text(environment)).collect()),
-                ]);
-                let sql = q(&format!(
-                    "INSERT INTO project_environments (project_id, environment) {} ON CONFLICT DO NOTHING",
-                    rows.insert_source(arrays)
-                ));
-                bind_rows(sqlx::query(&sql).persistent(arrays), &rows).execute(&mut *conn).await?;
+                let rows = BatchCounters::project_environment_rows(chunk, $text);
+                let sql = q(&fill(PROJECT_ENVIRONMENTS_INSERT, &rows.insert_source(false), $least));
+                bind_rows(sqlx::query(&sql).persistent(false), &rows).execute(&mut *conn).await?;
             }
             let rows: Vec<_> = counters.project_releases.iter().collect();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let rows = BatchRows::of(vec![
-                    Column::Int(chunk.iter().map(|((project_id, _), _)| *project_id).collect()),
-                    Column::Text(chunk.iter().map(|((_, release), _)| $text(release)).collect()),
-                    Column::Int(chunk.iter().map(|(_, first_seen)| **first_seen).collect()),
-                ]);
-                let sql = q(&format!(
-                    // A release's first sighting is its earliest event, in
-                    // whatever order batches arrive; rows already earliest
-                    // are left alone (no write, no row lock).
-                    "INSERT INTO project_releases (project_id, release, first_seen) {} \
-                     ON CONFLICT (project_id, release) DO UPDATE SET first_seen = excluded.first_seen \
-                     WHERE excluded.first_seen < project_releases.first_seen",
-                    rows.insert_source(arrays)
-                ));
-                bind_rows(sqlx::query(&sql).persistent(arrays), &rows).execute(&mut *conn).await?;
+                let rows = BatchCounters::project_release_rows(chunk, $text);
+                let sql = q(&fill(PROJECT_RELEASES_UPSERT, &rows.insert_source(false), $least));
+                bind_rows(sqlx::query(&sql).persistent(false), &rows).execute(&mut *conn).await?;
             }
             for (project_id, at) in &counters.project_last_event {
                 let sql = format!(
