@@ -203,7 +203,8 @@ fn issue_search_from(params: &HashMap<String, String>) -> Result<IssueSearch, Ap
 
 /// A searched list: each issue's `count` and `users` are over the events
 /// that match (its all-time figures under `lifetime`), `total` is how many
-/// issues match, and `counts` says where the counts come from.
+/// issues match (more than that many when `total_exact` is false), and
+/// `counts` says where the counts come from.
 async fn list_issues(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -214,7 +215,7 @@ async fn list_issues(
     let search = issue_search_from(&params)?;
     let since_hour = crate::clock::now_millis().div_euclid(3_600_000) - 23;
     let found = state.store.search_issues(user.viewer(), project.id, &search, page_from(&params)?, since_hour).await?;
-    let total = found.total;
+    let (total, total_exact) = (found.total, found.total_exact);
     let counts = found.counts;
     let mut value = list_json(found.hits, |hit| {
         let mut issue = issue_json(&hit.issue);
@@ -224,6 +225,7 @@ async fn list_issues(
         issue
     });
     value["total"] = json!(total);
+    value["total_exact"] = json!(total_exact);
     value["counts"] = json!(counts);
     Ok(Json(value))
 }

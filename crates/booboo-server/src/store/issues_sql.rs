@@ -282,7 +282,7 @@ macro_rules! issue_reads_store {
                 page: Page,
                 since_hour: i64,
             ) -> StoreResult<SearchResults> {
-                let (mut hits, total, counts, mut hourly, more) =
+                let (mut hits, (total, total_exact), counts, mut hourly, more) =
                     search_issues_with(&self.pool, viewer, project_id, search, page, since_hour).await?;
                 let mut issues: Vec<Issue> = hits.iter().map(|h| h.issue.clone()).collect();
                 self.fill_environments_and_releases(&mut issues).await?;
@@ -296,6 +296,7 @@ macro_rules! issue_reads_store {
                 Ok(SearchResults {
                     hits: PageOf { items: hits, next_offset: more.then_some(page.offset + page.limit) },
                     total,
+                    total_exact,
                     counts,
                     hourly,
                 })

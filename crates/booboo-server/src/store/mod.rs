@@ -36,6 +36,7 @@ mod quota_sql;
 mod retention_sql;
 mod rows;
 mod search_sql;
+pub use search_sql::TOTAL_CAP;
 mod sign_in_limits;
 mod sql_backend;
 pub mod sqlite;
@@ -525,8 +526,11 @@ pub struct IssueHit {
 #[derive(Debug, Clone)]
 pub struct SearchResults {
     pub hits: PageOf<IssueHit>,
-    /// How many issues match in all.
+    /// How many issues match in all; with `total_exact` false, more than
+    /// that many (a list read in index order stops counting there:
+    /// `search_sql::TOTAL_CAP`).
     pub total: i64,
+    pub total_exact: bool,
     pub counts: CountSource,
     /// Matching events per hour since the `since_hour` asked for, for the
     /// listed issues.

@@ -235,6 +235,29 @@ fn counter_count(sql: &mut Sql<'_>, search: &IssueSearch) -> String {
     }
 }
 
+/// For a [`CountSource::Counters`] search whose one term wants values (not
+/// negated): a condition true when issue `i` has a counter row for one of
+/// them, which is what a count above 0 means (counter rows are written
+/// with the events they count and never go down). Read from the counter
+/// table's primary key alone, it is several times cheaper than summing the
+/// rows' counts, for lists that test issue after issue.
+fn counter_presence(sql: &mut Sql<'_>, search: &IssueSearch) -> Option<String> {
+    let [Filter::Event { negated: false, field, values }] = event_terms(search).as_slice() else {
+        return None;
+    };
+    let (table, condition) = match field {
+        EventField::Environment => ("issue_environments", sql.member("c.environment", false, values.clone())),
+        EventField::Release => ("issue_releases", sql.member("c.release", false, values.clone())),
+        EventField::Tag(tag) => {
+            let key = sql.text(tag);
+            let value = sql.member("c.value", false, values.clone());
+            ("issue_tags", format!("c.key = {key} AND {value}"))
+        }
+        EventField::UserId | EventField::UserEmail => return None,
+    };
+    Some(format!("EXISTS (SELECT 1 FROM {table} c WHERE c.issue_id = i.id AND {condition})"))
+}
+
 /// The distinct users of issue `i` in the one environment a
 /// [`CountSource::Counters`] search wants, if it wants exactly one (users in
 /// several environments, or outside one, may be the same person: they are
@@ -251,29 +274,11 @@ fn counter_users(sql: &mut Sql<'_>, search: &IssueSearch) -> Option<String> {
     ))
 }
 
-/// The conditions on issue `i` (status, assignment, level, times, text).
+/// The conditions on issue `i` but its status (assignment, level, times,
+/// text).
 fn issue_conditions(sql: &mut Sql<'_>, search: &IssueSearch) -> Vec<String> {
     let mut conditions = Vec::new();
     let filters = &search.query.filters;
-    let statuses = |negated: bool| -> Vec<String> {
-        filters
-            .iter()
-            .filter_map(|f| match f {
-                Filter::Status { negated: n, status } if *n == negated => Some(status.as_str().to_string()),
-                _ => None,
-            })
-            .collect()
-    };
-    let (wanted, unwanted) = (statuses(false), statuses(true));
-    if wanted.is_empty() && unwanted.is_empty() && !search.any_status {
-        conditions.push(sql.member("i.status", false, vec![Status::Unresolved.as_str().into()]));
-    }
-    if !wanted.is_empty() {
-        conditions.push(sql.member("i.status", false, wanted));
-    }
-    if !unwanted.is_empty() {
-        conditions.push(sql.member("i.status", true, unwanted));
-    }
     for filter in filters {
         match filter {
             Filter::HasAssignee(true) => conditions.push("i.assignee_id IS NOT NULL".into()),
@@ -311,14 +316,55 @@ fn issue_conditions(sql: &mut Sql<'_>, search: &IssueSearch) -> Vec<String> {
     conditions
 }
 
+/// The most issues a list read in index order counts for its total (see
+/// [`SearchQueries::total_cap`]).
+pub const TOTAL_CAP: i64 = 10_000;
+
+/// The statuses a search wants, in a fixed order: those named (`is:…`)
+/// less those negated, every status but the negated ones, every status with
+/// `any_status`, or unresolved issues alone.
+fn wanted_statuses(search: &IssueSearch) -> Vec<&'static str> {
+    let named = |negated: bool| -> Vec<Status> {
+        search
+            .query
+            .filters
+            .iter()
+            .filter_map(|f| match f {
+                Filter::Status { negated: n, status } if *n == negated => Some(*status),
+                _ => None,
+            })
+            .collect()
+    };
+    let (wanted, unwanted) = (named(false), named(true));
+    [Status::Unresolved, Status::Resolved, Status::Ignored]
+        .into_iter()
+        .filter(|s| {
+            let chosen = if !wanted.is_empty() {
+                wanted.contains(s)
+            } else {
+                !unwanted.is_empty() || search.any_status || *s == Status::Unresolved
+            };
+            chosen && !unwanted.contains(s)
+        })
+        .map(Status::as_str)
+        .collect()
+}
+
 /// The list and total queries of a search. Parameters 1 to 3 are
 /// `is_admin`, `user_id` and `project_id`, bound by the caller before the
-/// returned binds; the list's last two binds are its limit and offset, which
-/// the total query (given the binds without them) does not use.
+/// returned binds; the total query takes the first `total_binds` of them.
 pub(super) struct SearchQueries {
     pub list: String,
     pub total: String,
     pub binds: Vec<Bind>,
+    pub total_binds: usize,
+    /// `None`: each row of the list carries the total (`match_total`), the
+    /// list having found every match anyway, and the total query is for a
+    /// page past the end. `Some(cap)`: the list reads the issues in the
+    /// order of an index and stops after its page, so the total query
+    /// counts, and stops counting after `cap` matches (it answers at most
+    /// `cap + 1`).
+    pub total_cap: Option<i64>,
     pub source: CountSource,
     /// Whether the list query's users are the matching events' users (else
     /// they are counted afterwards, for the listed issues alone).
@@ -359,41 +405,129 @@ pub(super) fn search_queries(
         }
     };
     let mut conditions = issue_conditions(&mut sql, search);
-    conditions.insert(0, format!("{visible_org} AND i.project_id = {project}"));
-    let inner = format!(
-        "SELECT {ISSUE_COLUMNS}, {count} AS match_count, {users} AS match_users, {last} AS match_last, \
-         {first} AS match_first FROM issues i JOIN projects p ON p.id = i.project_id{join} WHERE {}",
-        conditions.join(" AND ")
+    // Whether the viewer may see the project is asked once, apart: joined
+    // to the project's row instead, it led SQLite (3.46, with statistics)
+    // to walk the issues in the order of another index and sort them all.
+    conditions.insert(
+        0,
+        format!(
+            "i.project_id = {project} AND EXISTS (SELECT 1 FROM projects p WHERE p.id = {project} AND {visible_org})"
+        ),
     );
-    let mut outer = vec!["x.match_count > 0".to_string()];
+    // `timesSeen:` terms compare the matching count, whichever expression
+    // gives it.
+    let mut times_seen = Vec::new();
     for filter in &search.query.filters {
-        if let Filter::TimesSeen { negated, op, count } = filter {
-            let p = sql.bind(Bind::Int(*count));
-            let condition = format!("x.match_count {} {p}", op.as_sql());
-            outer.push(if *negated { format!("NOT ({condition})") } else { condition });
+        if let Filter::TimesSeen { negated, op, count: n } = filter {
+            times_seen.push((*negated, op.as_sql(), sql.bind(Bind::Int(*n))));
         }
     }
-    let from = format!("FROM ({inner}) x WHERE {}", outer.join(" AND "));
-    let total = format!("SELECT COUNT(*) {from}");
-    let order = match search.sort {
-        IssueSort::LastSeen => "x.match_last",
-        IssueSort::FirstSeen => "x.match_first",
-        IssueSort::Events => "x.match_count",
-        IssueSort::Users => "x.match_users",
+    let on_count = |expr: &str| -> Vec<String> {
+        times_seen
+            .iter()
+            .map(|(negated, op, p)| {
+                let condition = format!("{expr} {op} {p}");
+                if *negated {
+                    format!("NOT ({condition})")
+                } else {
+                    condition
+                }
+            })
+            .collect()
     };
-    let limit = sql.bind(Bind::Int(page.limit + 1));
-    let offset = sql.bind(Bind::Int(page.offset));
-    // The total comes with the page (a window over every match, before the
-    // LIMIT): the matches are found once, not once more to count them.
-    let list = format!(
-        "SELECT x.*, COUNT(*) OVER () AS match_total {from} ORDER BY {order} DESC, x.id DESC LIMIT {limit} OFFSET {offset}"
+    let statuses: Vec<String> = wanted_statuses(search).into_iter().map(|s| sql.text(s)).collect();
+    let order = match search.sort {
+        IssueSort::LastSeen => "match_last",
+        IssueSort::FirstSeen => "match_first",
+        IssueSort::Events => "match_count",
+        IssueSort::Users => "match_users",
+    };
+    let columns = format!(
+        "{ISSUE_COLUMNS}, {count} AS match_count, {users} AS match_users, {last} AS match_last, {first} AS match_first"
     );
+    let from = "FROM issues i";
     let users_counted = match source {
         CountSource::AllEvents => true,
         CountSource::Counters => users != "i.user_count",
         CountSource::StoredEvents => search.sort == IssueSort::Users,
     };
-    SearchQueries { list, total, binds: sql.binds, source, users_counted }
+    // The order is an issue's own column when the counts are the issue's,
+    // or when sorting by time with counts from the counters: the list then
+    // walks the index on (project, status, that column) and stops after its
+    // page, one walk per wanted status merged by order, instead of finding
+    // and sorting every match.
+    let issue_column = match (source, search.sort) {
+        (CountSource::AllEvents, IssueSort::Events) => Some("i.event_count"),
+        (CountSource::AllEvents, IssueSort::Users) => Some("i.user_count"),
+        (CountSource::AllEvents | CountSource::Counters, IssueSort::LastSeen) => Some("i.last_seen"),
+        (CountSource::AllEvents | CountSource::Counters, IssueSort::FirstSeen) => Some("i.first_seen"),
+        _ => None,
+    };
+    if let (Some(column), false) = (issue_column, statuses.is_empty()) {
+        let mut matching = conditions;
+        // The issue's own count is never 0, and comparing it here could make
+        // the planner walk the index on counts instead of the one on the
+        // order asked for.
+        if source != CountSource::AllEvents {
+            matching.push(counter_presence(&mut sql, search).unwrap_or_else(|| format!("{count} > 0")));
+        }
+        matching.extend(on_count(&count));
+        let matching = matching.join(" AND ");
+        let total_binds = sql.binds.len();
+        let total = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 {from} WHERE {matching} AND i.status IN ({}) LIMIT {}) c",
+            statuses.join(", "),
+            TOTAL_CAP + 1
+        );
+        let arm = |status: &str, limit: &str| {
+            format!(
+                "SELECT {columns} {from} WHERE {matching} AND i.status = {status} \
+                 ORDER BY {column} DESC, i.id DESC LIMIT {limit}"
+            )
+        };
+        let list = if let [status] = statuses.as_slice() {
+            let limit = sql.bind(Bind::Int(page.limit + 1));
+            let offset = sql.bind(Bind::Int(page.offset));
+            arm(status, &format!("{limit} OFFSET {offset}"))
+        } else {
+            let each = sql.bind(Bind::Int(page.offset + page.limit + 1));
+            let arms = statuses
+                .iter()
+                .enumerate()
+                .map(|(n, status)| format!("SELECT * FROM ({}) a{n}", arm(status, &each)))
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            let limit = sql.bind(Bind::Int(page.limit + 1));
+            let offset = sql.bind(Bind::Int(page.offset));
+            format!("SELECT x.* FROM ({arms}) x ORDER BY x.{order} DESC, x.id DESC LIMIT {limit} OFFSET {offset}")
+        };
+        return SearchQueries {
+            list,
+            total,
+            binds: sql.binds,
+            total_binds,
+            total_cap: Some(TOTAL_CAP),
+            source,
+            users_counted,
+        };
+    }
+    let wanted =
+        if statuses.is_empty() { "1 = 0".to_string() } else { format!("i.status IN ({})", statuses.join(", ")) };
+    conditions.push(wanted);
+    let inner = format!("SELECT {columns} {from}{join} WHERE {}", conditions.join(" AND "));
+    let mut outer = vec!["x.match_count > 0".to_string()];
+    outer.extend(on_count("x.match_count"));
+    let from = format!("FROM ({inner}) x WHERE {}", outer.join(" AND "));
+    let total = format!("SELECT COUNT(*) {from}");
+    let total_binds = sql.binds.len();
+    let limit = sql.bind(Bind::Int(page.limit + 1));
+    let offset = sql.bind(Bind::Int(page.offset));
+    // The total comes with the page (a window over every match, before the
+    // LIMIT): the matches are found once, not once more to count them.
+    let list = format!(
+        "SELECT x.*, COUNT(*) OVER () AS match_total {from} ORDER BY x.{order} DESC, x.id DESC LIMIT {limit} OFFSET {offset}"
+    );
+    SearchQueries { list, total, binds: sql.binds, total_binds, total_cap: None, source, users_counted }
 }
 
 /// For some listed issues (integer ids, formatted in, which the access-checked
@@ -442,7 +576,7 @@ macro_rules! search_runner {
             search: &IssueSearch,
             page: Page,
             since_hour: i64,
-        ) -> StoreResult<(Vec<IssueHit>, i64, CountSource, Vec<HourCount>, bool)> {
+        ) -> StoreResult<(Vec<IssueHit>, (i64, bool), CountSource, Vec<HourCount>, bool)> {
             let dialect: &super::search_sql::SearchDialect = $dialect;
             let built = super::search_sql::search_queries(dialect, $visible_org, search, page);
             macro_rules! bound {
@@ -473,17 +607,24 @@ macro_rules! search_runner {
                 .map_err(unavailable("reading searched issues"))?;
             let more = hits.len() as i64 > page.limit;
             hits.truncate(page.limit as usize);
-            let total: i64 = if let Some(row) = rows.first() {
-                row.try_get("match_total").map_err(unavailable("counting searched issues"))?
-            } else if page.offset == 0 {
-                0
+            // (how many match, whether exactly: else more than that many)
+            let counted = |rows: i64| match built.total_cap {
+                Some(cap) if rows > cap => (cap, false),
+                _ => (rows, true),
+            };
+            let total = if let (None, Some(row)) = (built.total_cap, rows.first()) {
+                counted(row.try_get("match_total").map_err(unavailable("counting searched issues"))?)
+            } else if !more && (!hits.is_empty() || page.offset == 0) {
+                // The last page: the matches are those before it and on it.
+                (page.offset + hits.len() as i64, true)
             } else {
-                // A page past the end has no row to carry the total.
-                let row = bound!(&built.total, &built.binds[..built.binds.len() - 2])
+                // A page with more after it, read in index order, or a page
+                // past the end, which has no row to carry the total.
+                let row = bound!(&built.total, &built.binds[..built.total_binds])
                     .fetch_one(pool)
                     .await
                     .map_err(unavailable("counting searched issues"))?;
-                row.try_get(0).map_err(unavailable("counting searched issues"))?
+                counted(row.try_get(0).map_err(unavailable("counting searched issues"))?)
             };
             let mut hourly = Vec::new();
             if built.source != CountSource::AllEvents && !hits.is_empty() {
@@ -635,6 +776,8 @@ mod tests {
         let search = IssueSearch { query: parse("env:a level:error", 0).unwrap(), ..Default::default() };
         let q = search_queries(&POSTGRES, "TRUE", &search, Page { offset: 0, limit: 10 });
         assert!(q.list.contains("$4") && !q.list.contains('?'), "{}", q.list);
-        assert_eq!(q.binds.len(), 6); // env (events), env (users), default status, level, limit, offset
+        // env (events), env (users), level, default status, env (whether the issue has it), limit, offset
+        assert_eq!(q.binds.len(), 7);
+        assert_eq!(q.total_binds, 5);
     }
 }

@@ -132,7 +132,7 @@ pub async fn list(
     };
     let window = Page { offset: (q.page - 1) * PAGE_SIZE, limit: PAGE_SIZE };
     let since_hour = now.div_euclid(HOUR_MS) - 23;
-    let (rows, next_offset, total) = match &query_error {
+    let (rows, next_offset, total, total_exact) = match &query_error {
         None => {
             let found = state.store.search_issues(viewer, project.id, &search, window, since_hour).await?;
             let rows: Vec<_> = found
@@ -146,9 +146,9 @@ pub async fn list(
                     }
                 })
                 .collect();
-            (rows, found.hits.next_offset, found.total)
+            (rows, found.hits.next_offset, found.total, found.total_exact)
         }
-        Some(_) => (Vec::new(), None, 0),
+        Some(_) => (Vec::new(), None, 0, true),
     };
     let facets = state.store.project_facets(viewer, project.id).await?;
     let base = format!("/projects/{org}/{slug}");
@@ -162,7 +162,8 @@ pub async fn list(
         context! {
             me => me.me(), project, rows, facets_environments => facets.environments,
             facets_releases => facets.releases, q, levels => LEVELS, sorts => SORTS, previous, next,
-            this_url, filtered, nav => "issues", first_row => window.offset + 1, members, total, query_error,
+            this_url, filtered, nav => "issues", first_row => window.offset + 1, members, total, total_exact,
+            query_error,
             shedding => state.metrics.shedding().current(now),
         },
     )?;

@@ -4,7 +4,9 @@
 
 use crate::support::*;
 use booboo_core::search_query;
-use booboo_server::store::{CountSource, IssueSearch, IssueSort, IssueStatus, Page, SearchResults, Store, Viewer};
+use booboo_server::store::{
+    CountSource, Issue, IssueFilter, IssueSearch, IssueSort, IssueStatus, Page, SearchResults, Store, Viewer, TOTAL_CAP,
+};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -41,6 +43,8 @@ search_tests!(
     status_assignment_paging_and_access,
     tag_terms_beside_other_terms_match_exactly,
     one_environment_counts_its_users_once_across_batches_and_merges,
+    lists_read_in_index_order_page_like_one_sort,
+    a_total_past_the_cap_says_more_than,
 );
 
 const HOUR: i64 = 3_600_000;
@@ -307,4 +311,103 @@ async fn status_assignment_paging_and_access(store: Arc<dyn Store>) {
     let stranger = store.create_user("stranger@example.com", "x", false, T0).await.unwrap().viewer();
     assert_eq!(search(&store, stranger, p, "", IssueSort::LastSeen).await.total, 0);
     assert_eq!(search(&store, stranger, p, "env:staging", IssueSort::LastSeen).await.total, 0);
+}
+
+/// Thirteen issues whose counts, users and times do not follow their ids,
+/// a third resolved or ignored: every sort under every set of statuses,
+/// with and without a filter, paged three at a time, lists the issues in
+/// the order one sort of all of them gives (`search_sql.rs` reads most of
+/// these lists in index order, one walk per status).
+async fn lists_read_in_index_order_page_like_one_sort(store: Arc<dyn Store>) {
+    let token = format!("{:032x}", rand_u128());
+    let p = store.create_project("acme", "web", &token, T0).await.unwrap().0.id;
+    let mut batch = Vec::new();
+    for k in 0..13_i64 {
+        let (first, events) = ((k * 7) % 13, k % 4 + 1);
+        for e in 0..events {
+            let environment = if k % 2 == 0 && e == 0 { "staging" } else { "production" };
+            let level = if k % 3 == 0 { "warning" } else { "error" };
+            let fields = json!({"environment": environment, "level": level,
+                                "context": {"user": {"id": format!("u{}", (k + e) % (k % 3 + 1))}}});
+            batch.push(new_event(p, T0 + first * HOUR + e * (k % 5) * HOUR / 3, &body(&format!("f{k}"), fields)));
+        }
+    }
+    store.store_events(&batch).await.unwrap();
+    let every = IssueFilter { status: None, ..IssueFilter::default() };
+    let issues = store.list_issues(ADMIN, p, &every, Page { offset: 0, limit: 100 }).await.unwrap().items;
+    assert_eq!(issues.len(), 13);
+    for issue in &issues {
+        let k: i64 = issue.culprit.trim_start_matches('f').split(' ').next().unwrap().parse().unwrap();
+        let status = match k % 5 {
+            1 => IssueStatus::Resolved,
+            3 => IssueStatus::Ignored,
+            _ => continue,
+        };
+        store.set_issue_status(ADMIN, issue.id, status).await.unwrap().unwrap();
+    }
+    let issues = store.list_issues(ADMIN, p, &every, Page { offset: 0, limit: 100 }).await.unwrap().items;
+    type Keep = fn(&Issue) -> bool;
+    let searches: [(&str, bool, Keep); 9] = [
+        ("", false, |i| i.status == IssueStatus::Unresolved),
+        ("is:resolved", false, |i| i.status == IssueStatus::Resolved),
+        ("", true, |_| true),
+        ("!is:resolved", false, |i| i.status != IssueStatus::Resolved),
+        ("is:resolved is:ignored", false, |i| i.status != IssueStatus::Unresolved),
+        ("level:error", true, |i| i.level == "error"),
+        ("timesSeen:>2", true, |i| i.count > 2),
+        ("env:staging", false, |i| i.status == IssueStatus::Unresolved && i.environments.contains(&"staging".into())),
+        ("env:staging", true, |i| i.environments.contains(&"staging".into())),
+    ];
+    for (text, any_status, keep) in searches {
+        for sort in [IssueSort::LastSeen, IssueSort::FirstSeen, IssueSort::Events, IssueSort::Users] {
+            if text.starts_with("env:") && matches!(sort, IssueSort::Events | IssueSort::Users) {
+                continue; // counted in the environment, not the issue's own counts
+            }
+            let key = |i: &Issue| match sort {
+                IssueSort::LastSeen => i.last_seen,
+                IssueSort::FirstSeen => i.first_seen,
+                IssueSort::Events => i.count,
+                IssueSort::Users => i.users,
+            };
+            let mut wanted: Vec<&Issue> = issues.iter().filter(|i| keep(i)).collect();
+            wanted.sort_by_key(|i| std::cmp::Reverse((key(i), i.id)));
+            let wanted: Vec<i64> = wanted.iter().map(|i| i.id).collect();
+            let search = IssueSearch { query: search_query::parse(text, NOW).unwrap(), sort, any_status };
+            let mut listed = Vec::new();
+            let mut offset = 0;
+            loop {
+                let page = store.search_issues(ADMIN, p, &search, Page { offset, limit: 3 }, 0).await.unwrap();
+                let case = format!("{text:?} any_status={any_status} {sort:?} offset {offset}");
+                assert_eq!((page.total, page.total_exact), (wanted.len() as i64, true), "{case}");
+                listed.extend(page.hits.items.iter().map(|h| h.issue.id));
+                match page.hits.next_offset {
+                    Some(next) => offset = next,
+                    None => break,
+                }
+            }
+            assert_eq!(listed, wanted, "{text:?} any_status={any_status} {sort:?}");
+        }
+    }
+}
+
+/// Past `TOTAL_CAP` matching issues, a list read in index order says "more
+/// than" the cap; a list that finds every match anyway (sorted by counts in
+/// an environment) and the last page still say exactly how many.
+async fn a_total_past_the_cap_says_more_than(store: Arc<dyn Store>) {
+    let token = format!("{:032x}", rand_u128());
+    let p = store.create_project("acme", "web", &token, T0).await.unwrap().0.id;
+    let issues = TOTAL_CAP + 2;
+    let events: Vec<_> = (0..issues).map(|k| new_event(p, T0 + k, &body(&format!("f{k}"), json!({})))).collect();
+    for chunk in events.chunks(1_000) {
+        store.store_events(chunk).await.unwrap();
+    }
+    let first = search(&store, ADMIN, p, "", IssueSort::LastSeen).await;
+    assert_eq!((first.total, first.total_exact, first.hits.items.len()), (TOTAL_CAP, false, 50));
+    let last = IssueSearch::default();
+    let page = store.search_issues(ADMIN, p, &last, Page { offset: issues - 2, limit: 50 }, 0).await.unwrap();
+    assert_eq!((page.total, page.total_exact, page.hits.items.len()), (issues, true, 2));
+    let past = store.search_issues(ADMIN, p, &last, Page { offset: issues + 10, limit: 50 }, 0).await.unwrap();
+    assert_eq!((past.total, past.total_exact, past.hits.items.len()), (TOTAL_CAP, false, 0));
+    let sorted_by_counts = search(&store, ADMIN, p, "env:production", IssueSort::Events).await;
+    assert_eq!((sorted_by_counts.total, sorted_by_counts.total_exact), (issues, true));
 }
