@@ -209,21 +209,30 @@ fn every_environment(search: &IssueSearch, project: &str) -> String {
     }
 }
 
+/// The counter table that counts an event term's field, and the condition
+/// on its rows `c` for the term's values; `None` for fields no counter
+/// table keeps (users).
+fn counter_rows(sql: &mut Sql<'_>, field: &EventField, values: &[String]) -> Option<(&'static str, String)> {
+    Some(match field {
+        EventField::Environment => ("issue_environments", sql.member("c.environment", false, values.to_vec())),
+        EventField::Release => ("issue_releases", sql.member("c.release", false, values.to_vec())),
+        EventField::Tag(tag) => {
+            let key = sql.text(tag);
+            let value = sql.member("c.value", false, values.to_vec());
+            ("issue_tags", format!("c.key = {key} AND {value}"))
+        }
+        EventField::UserId | EventField::UserEmail => return None,
+    })
+}
+
 /// The matching-event count of issue `i` from a counter table, for the one
 /// event term of a [`CountSource::Counters`] search.
 fn counter_count(sql: &mut Sql<'_>, search: &IssueSearch) -> String {
     let Some(Filter::Event { negated, field, values }) = event_terms(search).into_iter().next() else {
         return "i.event_count".into();
     };
-    let (table, condition) = match field {
-        EventField::Environment => ("issue_environments", sql.member("c.environment", false, values.clone())),
-        EventField::Release => ("issue_releases", sql.member("c.release", false, values.clone())),
-        EventField::Tag(tag) => {
-            let key = sql.text(tag);
-            let value = sql.member("c.value", false, values.clone());
-            ("issue_tags", format!("c.key = {key} AND {value}"))
-        }
-        EventField::UserId | EventField::UserEmail => return "i.event_count".into(),
+    let Some((table, condition)) = counter_rows(sql, field, values) else {
+        return "i.event_count".into();
     };
     let sum = format!(
         "(SELECT CAST(COALESCE(SUM(c.event_count), 0) AS BIGINT) FROM {table} c WHERE c.issue_id = i.id AND {condition})"
@@ -245,16 +254,7 @@ fn counter_presence(sql: &mut Sql<'_>, search: &IssueSearch) -> Option<String> {
     let [Filter::Event { negated: false, field, values }] = event_terms(search).as_slice() else {
         return None;
     };
-    let (table, condition) = match field {
-        EventField::Environment => ("issue_environments", sql.member("c.environment", false, values.clone())),
-        EventField::Release => ("issue_releases", sql.member("c.release", false, values.clone())),
-        EventField::Tag(tag) => {
-            let key = sql.text(tag);
-            let value = sql.member("c.value", false, values.clone());
-            ("issue_tags", format!("c.key = {key} AND {value}"))
-        }
-        EventField::UserId | EventField::UserEmail => return None,
-    };
+    let (table, condition) = counter_rows(sql, field, values)?;
     Some(format!("EXISTS (SELECT 1 FROM {table} c WHERE c.issue_id = i.id AND {condition})"))
 }
 

@@ -24,6 +24,17 @@ store_tests!(
 
 const HOUR: i64 = 3_600_000;
 
+/// Stores `batch` in one batch, or one event at a time.
+async fn store_as_one_batch_or_one_by_one(store: &Arc<dyn Store>, one_batch: bool, batch: Vec<NewEvent>) {
+    if one_batch {
+        store.store_events(&batch).await.unwrap();
+    } else {
+        for e in batch {
+            store.store_events(&[e]).await.unwrap();
+        }
+    }
+}
+
 /// A fresh ingestion key.
 fn token() -> String {
     format!("{:032x}", rand_u128())
@@ -275,13 +286,7 @@ async fn regressions_ignores_and_new_issues_in_one_batch_are_judged_as_one_by_on
         .enumerate()
         .map(|(i, (function, release))| event(10 + i as i64, function, release))
         .collect();
-        if slug == "one-batch" {
-            store.store_events(&batch).await.unwrap();
-        } else {
-            for e in batch {
-                store.store_events(&[e]).await.unwrap();
-            }
-        }
+        store_as_one_batch_or_one_by_one(&store, slug == "one-batch", batch).await;
         let all = IssueFilter { status: None, ..IssueFilter::default() };
         let mut issues = store.list_issues(ADMIN, p, &all, ALL).await.unwrap().items;
         issues.sort_by(|a, b| a.culprit.cmp(&b.culprit));
@@ -332,13 +337,7 @@ async fn an_ignore_until_users_ends_at_the_same_event_in_a_batch_as_one_by_one(s
         .enumerate()
         .map(|(i, (function, user))| event(10 + i as i64, function, user))
         .collect();
-        if slug == "users-batch" {
-            store.store_events(&batch).await.unwrap();
-        } else {
-            for e in batch {
-                store.store_events(&[e]).await.unwrap();
-            }
-        }
+        store_as_one_batch_or_one_by_one(&store, slug == "users-batch", batch).await;
         let all = IssueFilter { status: None, ..IssueFilter::default() };
         let mut issues = store.list_issues(ADMIN, p, &all, ALL).await.unwrap().items;
         issues.sort_by(|a, b| a.culprit.cmp(&b.culprit));
