@@ -95,6 +95,22 @@ store_tests!(
     the_spike_guard_caps_an_hour_at_its_floor_without_history,
 );
 
+/// Stores `batch`, trying again while the database is busy: SQLite allows
+/// one writer, and a busy database is retried as the ingest writer's
+/// clients would.
+async fn store_retrying_while_busy(
+    store: &Arc<dyn Store>,
+    batch: &[booboo_server::store::NewEvent],
+) -> Vec<StoreOutcome> {
+    loop {
+        match store.store_events(batch).await {
+            Ok(outcomes) => return outcomes,
+            Err(StoreError::Unavailable(_)) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 async fn project(store: &Arc<dyn Store>, org: &str, slug: &str) -> i64 {
     let token = format!("{:032x}", rand_u128());
     store.create_project(org, slug, &token, T0).await.unwrap().0.id
@@ -280,17 +296,7 @@ async fn concurrent_first_events_of_a_fingerprint_make_one_issue(store: Arc<dyn 
                         )
                     })
                     .collect();
-                loop {
-                    match store.store_events(&batch).await {
-                        Ok(outcomes) => return outcomes,
-                        // SQLite allows one writer; a busy database is retried
-                        // like the ingest writer's clients would.
-                        Err(StoreError::Unavailable(_)) => {
-                            tokio::time::sleep(std::time::Duration::from_millis(5)).await
-                        }
-                        Err(e) => panic!("{e}"),
-                    }
-                }
+                store_retrying_while_busy(&store, &batch).await
             })
         })
         .collect();

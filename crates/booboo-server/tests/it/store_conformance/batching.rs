@@ -7,7 +7,7 @@ use crate::support::*;
 use booboo_core::search_query;
 use booboo_server::store::{
     IgnoreCondition, IssueFilter, IssueSearch, IssueStatus, KeyedBatch, NewEvent, NotStoredReason, Page, RateLimit,
-    Resolution, Store, StoreError, StoreOutcome, Trigger,
+    Resolution, Store, StoreOutcome, Trigger,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -221,18 +221,7 @@ async fn concurrent_batches_of_the_same_events_store_each_once(store: Arc<dyn St
     let tasks: Vec<_> = (0..4)
         .map(|k| {
             let (store, batch) = (store.clone(), events[k * 2..k * 2 + 6].to_vec());
-            tokio::spawn(async move {
-                loop {
-                    match store.store_events(&batch).await {
-                        Ok(outcomes) => return outcomes,
-                        // SQLite's one writer: busy, as the writer's clients see it.
-                        Err(StoreError::Unavailable(_)) => {
-                            tokio::time::sleep(std::time::Duration::from_millis(5)).await
-                        }
-                        Err(e) => panic!("{e}"),
-                    }
-                }
-            })
+            tokio::spawn(async move { super::store_retrying_while_busy(&store, &batch).await })
         })
         .collect();
     let mut stored = 0;
