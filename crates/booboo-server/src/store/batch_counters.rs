@@ -97,12 +97,6 @@ impl BatchCounters {
     }
 }
 
-/// `(?, ?), (?, ?)`: the VALUES list of `rows` rows of `columns` values.
-pub(super) fn values(rows: usize, columns: usize) -> String {
-    let row = format!("({})", vec!["?"; columns].join(", "));
-    vec![row; rows].join(", ")
-}
-
 /// What a text bind goes through on a backend (`SqlDialect::text`).
 pub(super) type TextBind = fn(&str) -> Cow<'_, str>;
 
@@ -452,10 +446,5 @@ mod tests {
         assert_eq!(counters.project_environments.len(), 2);
         assert_eq!(counters.project_releases[&(1, "1.0".into())], 3_600_001);
         assert_eq!(counters.project_last_event[&1], 7_200_000);
-    }
-
-    #[test]
-    fn values_lists_one_group_per_row() {
-        assert_eq!(values(2, 3), "(?, ?, ?), (?, ?, ?)");
     }
 }

@@ -68,7 +68,7 @@ impl<'a> BatchRows<'a> {
         if unnest {
             format!("SELECT * FROM {}", self.unnest())
         } else {
-            format!("VALUES {}", super::batch_counters::values(self.len(), self.columns.len()))
+            format!("VALUES {}", values(self.len(), self.columns.len()))
         }
     }
 
@@ -84,7 +84,7 @@ impl<'a> BatchRows<'a> {
             let names: Vec<String> = (1..=self.columns.len()).map(|n| format!("column{n}")).collect();
             format!("{} AS {alias}({})", self.unnest(), names.join(", "))
         } else {
-            format!("(VALUES {}) AS {alias}", super::batch_counters::values(self.len(), self.columns.len()))
+            format!("(VALUES {}) AS {alias}", values(self.len(), self.columns.len()))
         }
     }
 
@@ -96,6 +96,12 @@ impl<'a> BatchRows<'a> {
             _ => format!("IN ({})", vec!["?"; self.len()].join(", ")),
         }
     }
+}
+
+/// `(?, ?), (?, ?)`: the VALUES list of `rows` rows of `columns` values.
+pub(super) fn values(rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(", ")
 }
 
 /// Binds `rows` to a SQLite statement written with [`BatchRows::table`]
@@ -141,6 +147,11 @@ mod tests {
 
     fn two_rows() -> BatchRows<'static> {
         BatchRows::of(vec![Column::Int(vec![1, 2]), Column::Text(vec!["a".into(), "b".into()])])
+    }
+
+    #[test]
+    fn values_lists_one_group_per_row() {
+        assert_eq!(values(2, 3), "(?, ?, ?), (?, ?, ?)");
     }
 
     #[test]
