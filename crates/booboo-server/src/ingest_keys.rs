@@ -2,9 +2,9 @@
 //! request does not look its key up in the database.
 //!
 //! A key found here is only a hint: every event it brings is checked again
-//! by the writer, which asks the database once per batch which of the
-//! batch's keys are still live (`group_commit.rs`) and refuses the events of
-//! any other before storing them. So a key revoked through any node, or
+//! when its batch is stored, inside the batch's transaction
+//! (`Ingest::store_keyed_events`, called by `group_commit.rs`), and the
+//! events of a key no longer live are refused, nothing of them stored. So a key revoked through any node, or
 //! with the CLI, is refused by every node from the next batch on: what
 //! arrives after the revocation committed is never stored under it. Answers
 //! that store nothing (a handshake, a Sentry envelope without events) ask
