@@ -1,17 +1,23 @@
-"""Disk full: the real binary with its data directory on a small tmpfs.
-Every event answered 200 is stored, every refused one is absent (not half
-stored), refusals say "disk full" with Retry-After, `/healthz` says so, and
-once space is freed ingest and project creation work again without a restart.
+"""Disk full: the real binary with its database on a small tmpfs, on SQLite
+(the data directory) and on PostgreSQL (a tablespace on this machine's
+server). Every event answered 200 is stored, every refused one is absent
+(not half stored), refusals say "disk full" with Retry-After, `/healthz` says
+so, and once space is freed ingest and project creation work again without a
+restart.
 
 Mounting a tmpfs needs root: the test skips without it, and fails instead
-when BOOBOO_REQUIRE_TMPFS=1 (CI sets it)."""
+when BOOBOO_REQUIRE_TMPFS=1 (CI sets it). The PostgreSQL case also needs
+BOOBOO_TEST_DATABASE_URL, naming a server on this machine (the tablespace
+is a directory it must reach)."""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -19,17 +25,24 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Server, create_project, http
+from conftest import PG_URL, Server, create_project, http, psql
 from payloads import event
 
 REQUIRED = os.environ.get("BOOBOO_REQUIRE_TMPFS") == "1"
 
 
+def _cannot(problem: str, required: bool = REQUIRED):
+    if required:
+        pytest.fail(f"{problem}, and the environment demands this test")
+    pytest.skip(problem)
+
+
 @pytest.fixture
-def small_disk(tmp_path):
-    """A 12 MiB tmpfs, unmounted afterwards."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
+def small_disk():
+    """A 12 MiB tmpfs, unmounted afterwards. Mounted under the system's
+    temporary directory, which PostgreSQL's own user can reach too."""
+    mount_point = Path(tempfile.mkdtemp(prefix="booboo-small-disk-"))
+    mount_point.chmod(0o755)
     problem = None
     if os.geteuid() != 0:
         problem = "mounting a tmpfs needs root"
@@ -38,13 +51,46 @@ def small_disk(tmp_path):
         if result.returncode != 0:
             problem = f"mount -t tmpfs failed: {result.stderr.strip()}"
     if problem:
-        if REQUIRED:
-            pytest.fail(f"{problem}, and BOOBOO_REQUIRE_TMPFS=1 demands the disk-full test")
-        pytest.skip(problem)
+        mount_point.rmdir()
+        _cannot(problem)
     try:
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+        shutil.rmtree(mount_point, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def full_disk_store(request, small_disk, tmp_path):
+    """`(extra_env, data_dir)` for a server whose database lives on the
+    small disk: SQLite's data directory there, or PostgreSQL's tables in a
+    tablespace there (a schema of the test's own, dropped afterwards)."""
+    if request.param == "sqlite":
+        yield {}, small_disk / "data"
+        return
+    if not PG_URL:
+        _cannot("BOOBOO_TEST_DATABASE_URL is not set: the PostgreSQL disk-full test skipped", required=False)
+    server_dir = Path(psql("SHOW data_directory"))
+    if not server_dir.is_dir():
+        _cannot(f"the PostgreSQL server's data directory {server_dir} is not on this machine, "
+                "so a tablespace on a local tmpfs cannot be made")
+    owner = server_dir.stat()
+    location = small_disk / "tablespace"
+    location.mkdir()
+    os.chown(location, owner.st_uid, owner.st_gid)
+    location.chmod(0o700)
+    name = f"booboo_e2e_full_{uuid.uuid4().hex[:12]}"
+    psql(f"CREATE TABLESPACE {name} LOCATION '{location}'")
+    try:
+        psql(f"CREATE SCHEMA {name}")
+        separator = "&" if "?" in PG_URL else "?"
+        url = (f"{PG_URL}{separator}options=-c%20search_path%3D{name}%20-c%20default_tablespace%3D{name}"
+               f"&application_name={name}")
+        yield {"BOOBOO_DATABASE_URL": url}, tmp_path / "data"
+        psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{name}'")
+        psql(f"DROP SCHEMA {name} CASCADE")
+    finally:
+        psql(f"DROP TABLESPACE IF EXISTS {name}")
 
 
 def fill(path: Path) -> None:
@@ -105,10 +151,11 @@ def stored_ids(project, issue_id: int) -> list[str]:
         cursor = page["next_cursor"]
 
 
-def test_a_full_disk_loses_no_acknowledged_event_and_recovers_without_a_restart(small_disk, tmp_path):
+def test_a_full_disk_loses_no_acknowledged_event_and_recovers_without_a_restart(full_disk_store, small_disk, tmp_path):
+    store_env, data_dir = full_disk_store
     # --min-free-disk would refuse events long before the 12 MiB fill up:
     # off, so this tests the real disk-full path.
-    server = Server(small_disk / "data", extra_env={"BOOBOO_MIN_FREE_DISK": "0"})
+    server = Server(data_dir, extra_env={"BOOBOO_MIN_FREE_DISK": "0", **store_env})
     server.log_path = tmp_path / "server.log"  # the log must not compete for the small disk
     server.start()
     try:

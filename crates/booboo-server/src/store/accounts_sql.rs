@@ -47,7 +47,7 @@ macro_rules! accounts_store {
                     if is_unique_violation(&e) {
                         StoreError::Conflict(format!("a user with the email {email} already exists"))
                     } else {
-                        StoreError::Unavailable(format!("creating a user: {e}"))
+                        unavailable("creating a user")(e)
                     }
                 })?;
                 user_from_row(&row).map_err(unavailable("reading a user"))

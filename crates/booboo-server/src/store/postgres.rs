@@ -39,7 +39,7 @@ struct BatchFailure {
 }
 
 fn batch_failure(doing: &'static str) -> impl FnOnce(sqlx::Error) -> BatchFailure {
-    move |e| BatchFailure { lost_race: is_lost_race(&e), error: StoreError::Unavailable(format!("{doing}: {e}")) }
+    move |e| BatchFailure { lost_race: is_lost_race(&e), error: unavailable(doing)(e) }
 }
 
 impl PostgresStore {
@@ -205,15 +205,35 @@ impl Maintenance for PostgresStore {
     }
 
     async fn check_writable(&self) -> StoreResult<()> {
-        // An update that changes nothing still writes a row version and its
-        // WAL record, which fails with 53100 while the server's disk is full.
-        sqlx::query(
-            "UPDATE schema_migrations SET applied_at = applied_at \
-             WHERE name = (SELECT MAX(name) FROM schema_migrations)",
+        // A write that needs new space where events are stored. Updating an
+        // existing row fits into its page and succeeds on a full disk, so
+        // the probe is a temporary table in the events table's tablespace:
+        // its first row writes a new page to a new file, which fails with
+        // 53100 when that file system is full. The rollback removes it; a
+        // temporary table's name is the session's own, so nodes probing at
+        // once do not clash.
+        let mut tx = self.pool.begin().await.map_err(unavailable("starting a write probe"))?;
+        let tablespace: String = sqlx::query_scalar(
+            "SELECT spcname::text FROM pg_tablespace WHERE oid = COALESCE(\
+               NULLIF((SELECT reltablespace FROM pg_class WHERE oid = 'events'::regclass), 0), \
+               (SELECT dattablespace FROM pg_database WHERE datname = current_database()))",
         )
-        .execute(&self.pool)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(unavailable("writing a probe row"))?;
+        .map_err(unavailable("finding the events table's tablespace"))?;
+        let quoted = format!("\"{}\"", tablespace.replace('"', "\"\""));
+        let create = format!("CREATE TEMPORARY TABLE booboo_write_probe (filler int) TABLESPACE {quoted}");
+        sqlx::query(&create)
+            .persistent(false)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable("creating a write probe"))?;
+        sqlx::query("INSERT INTO booboo_write_probe VALUES (1)")
+            .persistent(false)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable("writing a probe row"))?;
+        tx.rollback().await.map_err(unavailable("removing the write probe"))?;
         Ok(())
     }
 

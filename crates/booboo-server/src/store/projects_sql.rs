@@ -29,7 +29,7 @@ macro_rules! projects_store {
                 if is_unique_violation(&e) {
                     StoreError::Conflict(format!("project {org_slug}/{project_slug} already exists"))
                 } else {
-                    StoreError::Unavailable(format!("creating a project: {e}"))
+                    unavailable("creating a project")(e)
                 }
             })?;
             let key_row = sqlx::query(
