@@ -76,7 +76,7 @@ pub struct Config {
     pub link_lifetime_days: usize,
     /// Hosts and networks alerts may reach although their addresses are
     /// loopback, private or link-local (`--outbound-allow`).
-    pub outbound_allow: crate::alerts::outbound::OutboundPolicy,
+    pub outbound_allow: crate::outbound_allow::OutboundPolicy,
     /// The text `outbound_allow` was read from, for `config show`.
     pub outbound_allow_text: String,
     /// The longest wait before a failed alert's first retry (doubling after).
@@ -223,7 +223,7 @@ impl Config {
             ));
         }
         let outbound_allow_text = text(overrides.outbound_allow, "outbound_allow").unwrap_or_default();
-        let outbound_allow = crate::alerts::outbound::OutboundPolicy::parse(&outbound_allow_text)?;
+        let outbound_allow = crate::outbound_allow::OutboundPolicy::parse(&outbound_allow_text)?;
         let alert_retry_first_ms =
             number(overrides.alert_retry_first_ms, "alert_retry_first_ms", DEFAULT_ALERT_RETRY_FIRST_MS)?;
         if !(100..=DEFAULT_ALERT_RETRY_FIRST_MS).contains(&alert_retry_first_ms) {

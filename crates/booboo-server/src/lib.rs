@@ -20,6 +20,7 @@ pub mod mail;
 pub mod memory_budget;
 pub mod metrics;
 pub mod monitoring;
+pub mod outbound_allow;
 pub mod payload_dictionaries;
 pub mod pruning;
 pub mod retention;
