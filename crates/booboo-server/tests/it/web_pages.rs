@@ -481,6 +481,77 @@ async fn forms_without_the_session_csrf_token_are_refused() {
     assert_eq!(site.store.issue_detail(ADMIN, issue).await.unwrap().unwrap().issue.status, IssueStatus::Resolved);
 }
 
+/// Every route the dashboard's router accepts a POST on, read from its
+/// source, so a form added later without a CSRF check fails here.
+fn dashboard_post_routes() -> Vec<String> {
+    let router = include_str!("../../src/web/mod.rs");
+    let routes: Vec<String> = router
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix(".route(\""))
+        .filter(|rest| rest.contains("post("))
+        .map(|rest| rest[..rest.find('"').unwrap()].to_string())
+        .collect();
+    assert!(routes.len() >= 30, "the router's POST routes were not found in web/mod.rs: {routes:?}");
+    routes
+}
+
+#[tokio::test]
+async fn every_form_refuses_a_missing_or_foreign_csrf_token() {
+    let site = site().await;
+    let (ann, _) = site.sign_in("ann@example.com").await;
+    let (_, bobs_csrf) = site.sign_in("bob@example.com").await;
+    let issue = site.mine[0].to_string();
+    let fields: &[(&str, &str)] = &[
+        ("status", "resolved"),
+        ("action", "resolve"),
+        ("issue", &issue),
+        ("label", "forged"),
+        ("name", "forged"),
+        ("email", "mallory@example.com"),
+        ("role", "admin"),
+        ("method", "invite"),
+        ("password", "forged forged forged"),
+        ("body", "forged"),
+    ];
+    for route in dashboard_post_routes() {
+        let path = route
+            .replace("{org}", "acme")
+            .replace("{project}", "web")
+            .replace("{id}", &issue)
+            .replace("{key}", "1")
+            .replace("{user}", "1")
+            .replace("{token}", "0123456789abcdef");
+        for token in ["", bobs_csrf.as_str()] {
+            let mut form = fields.to_vec();
+            form.push(("csrf", token));
+            // Signed in, with another session's token; and with no session
+            // at all, where the anonymous forms want their own cookie.
+            for browser in [&mut ann.clone(), &mut Browser::default()] {
+                let answer = site.post(browser, &path, &form).await;
+                let signed_in = !browser.header().is_empty();
+                assert!(
+                    answer.status == StatusCode::FORBIDDEN
+                        || (!signed_in
+                            && answer.status == StatusCode::SEE_OTHER
+                            && answer.location().starts_with("/signin")),
+                    "POST {path} with token {token:?} ({}) answered {}: {}",
+                    if signed_in { "signed in" } else { "no session" },
+                    answer.status,
+                    answer.body
+                );
+                if answer.status == StatusCode::FORBIDDEN {
+                    assert!(answer.text().contains("reload the page"), "POST {path}: {}", answer.body);
+                }
+            }
+        }
+    }
+    let status = site.store.issue_detail(ADMIN, site.mine[0]).await.unwrap().unwrap().issue.status;
+    assert_eq!(status, IssueStatus::Unresolved, "a refused form changed the issue");
+    let (mut ann, csrf) = site.sign_in("ann@example.com").await;
+    let answer = site.post(&mut ann, "/settings/tokens", &[("csrf", &csrf), ("name", "allowed")]).await;
+    assert_ne!(answer.status, StatusCode::FORBIDDEN, "the session's own token is refused: {}", answer.body);
+}
+
 #[tokio::test]
 async fn another_organisations_ids_answer_404() {
     let site = site().await;
