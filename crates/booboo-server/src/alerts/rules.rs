@@ -7,7 +7,7 @@ use crate::alerts::channels::webhook;
 use crate::alerts::message::duration_text;
 use crate::alerts::outbound;
 use crate::store::alert_rules::LEVELS;
-use crate::store::{ChannelKind, NewAlertRule, NewChannel, RuleFilters, Trigger};
+use crate::store::{AlertRule, ChannelKind, NewAlertRule, NewChannel, RuleFilters, Trigger};
 use std::fmt;
 
 pub const MIN_WINDOW_MS: i64 = 60_000;
@@ -35,6 +35,28 @@ impl FieldError {
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// The typed form of a stored rule, which an API PATCH or the dashboard's
+/// edit form changes some fields of before it is validated again.
+pub fn input_of(rule: &AlertRule) -> RuleInput {
+    let (count, window_ms) = rule.trigger.threshold_and_window();
+    RuleInput {
+        name: Some(rule.name.clone()),
+        trigger: rule.trigger.name().to_string(),
+        count: (count > 0).then_some(count),
+        window: (window_ms > 0).then(|| duration_text(window_ms)),
+        environments: rule.filters.environments.clone(),
+        level: rule.filters.level.clone(),
+        release: rule.filters.release.clone(),
+        tag: rule.filters.tag.as_ref().map(|(k, v)| format!("{k}={v}")),
+        throttle: Some(if rule.throttle_ms == 0 { "0".into() } else { duration_text(rule.throttle_ms) }),
+        channels: rule
+            .channels
+            .iter()
+            .map(|c| ChannelInput { kind: c.kind.as_str().into(), target: c.target.clone(), secret: c.secret.clone() })
+            .collect(),
     }
 }
 

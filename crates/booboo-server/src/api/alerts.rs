@@ -5,7 +5,7 @@
 use super::{parse_id, time_text, ApiResult, ApiUser, Params};
 use crate::access;
 use crate::alerts::message::duration_text;
-use crate::alerts::rules::{ChannelInput, FieldError, RuleInput};
+use crate::alerts::rules::{input_of, ChannelInput, FieldError, RuleInput};
 use crate::alerts::{prepare_rule, send_test};
 use crate::clock;
 use crate::error::AppError;
@@ -195,27 +195,6 @@ fn channel_input(item: &Value, field: &str) -> Result<ChannelInput, FieldError> 
         text("url").ok_or_else(|| FieldError::new(format!("{field}.url"), "is required"))?
     };
     Ok(ChannelInput { kind, target, secret: text("secret") })
-}
-
-/// The typed form of a stored rule, for PATCH to change some fields of.
-pub fn input_of(rule: &AlertRule) -> RuleInput {
-    let (count, window_ms) = rule.trigger.threshold_and_window();
-    RuleInput {
-        name: Some(rule.name.clone()),
-        trigger: rule.trigger.name().to_string(),
-        count: (count > 0).then_some(count),
-        window: (window_ms > 0).then(|| duration_text(window_ms)),
-        environments: rule.filters.environments.clone(),
-        level: rule.filters.level.clone(),
-        release: rule.filters.release.clone(),
-        tag: rule.filters.tag.as_ref().map(|(k, v)| format!("{k}={v}")),
-        throttle: Some(if rule.throttle_ms == 0 { "0".into() } else { duration_text(rule.throttle_ms) }),
-        channels: rule
-            .channels
-            .iter()
-            .map(|c| ChannelInput { kind: c.kind.as_str().into(), target: c.target.clone(), secret: c.secret.clone() })
-            .collect(),
-    }
 }
 
 pub async fn list_rules(
